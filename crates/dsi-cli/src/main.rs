@@ -1,0 +1,45 @@
+//! `dsi`: the command-line front end of the DSI engine.
+//!
+//! Parses arguments, runs one subcommand, and maps errors to exit codes in
+//! one place: 2 for invalid input (the user can fix the command), 1 for
+//! failures while running.
+
+// The binary's job is to print results.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod exit;
+mod output;
+mod plot;
+mod simulate;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Distributed Speculative Inference of language models.
+#[derive(Debug, Parser)]
+#[command(name = "dsi", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the paper's offline simulator (time units) for one configuration,
+    /// or draw its Figure 1 heatmap with `dsi simulate heatmap`.
+    Simulate(simulate::SimulateArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Simulate(args) => simulate::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {}", exit::one_line(&err));
+            ExitCode::from(exit::code(&err))
+        }
+    }
+}
