@@ -82,7 +82,11 @@ impl HeatmapFigure {
             .map_err(fail)?;
         let (subtitle, body) = root.split_vertically(30);
         subtitle
-            .draw_text(&self.subtitle, &(FAMILY, 18).into_text_style(&subtitle), (20, 5))
+            .draw_text(
+                &self.subtitle,
+                &(FAMILY, 18).into_text_style(&subtitle),
+                (20, 5),
+            )
             .map_err(fail)?;
         for (panel, area) in self.panels.iter().zip(body.split_evenly((2, 2))) {
             self.draw_panel(panel, &area).map_err(fail)?;
@@ -95,11 +99,7 @@ impl HeatmapFigure {
         panel: &Panel,
         area: &DrawingArea<DB, Shift>,
     ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
-        let vmax = panel
-            .values
-            .iter()
-            .map(|&(_, _, v)| v)
-            .fold(1.0, f64::max);
+        let vmax = panel.values.iter().map(|&(_, _, v)| v).fold(1.0, f64::max);
         let (width, _) = area.dim_in_pixel();
         let (grid_area, bar_area) = area.split_horizontally(width * 84 / 100);
 

@@ -8,8 +8,8 @@ use dsi_core::sim::heatmap::{Cell, HeatmapSpec};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The heatmap grid and where to write it.
 #[derive(Debug, Args)]
@@ -56,7 +56,9 @@ pub(crate) fn run(args: HeatmapArgs) -> anyhow::Result<()> {
 fn validate(args: &HeatmapArgs) -> anyhow::Result<HeatmapSpec> {
     let positive = |name: &str, value: usize| {
         if value == 0 {
-            Err(UsageError(format!("invalid {name}: 0 (expected at least 1)")))
+            Err(UsageError(format!(
+                "invalid {name}: 0 (expected at least 1)"
+            )))
         } else {
             Ok(())
         }
@@ -66,7 +68,11 @@ fn validate(args: &HeatmapArgs) -> anyhow::Result<HeatmapSpec> {
     positive("tokens", args.tokens)?;
     positive("repeats", args.repeats)?;
     if args.ndim > 1000 {
-        return Err(UsageError(format!("invalid ndim: {} (expected at most 1000)", args.ndim)).into());
+        return Err(UsageError(format!(
+            "invalid ndim: {} (expected at most 1000)",
+            args.ndim
+        ))
+        .into());
     }
     Ok(HeatmapSpec {
         ndim: args.ndim,
@@ -81,9 +87,11 @@ fn validate(args: &HeatmapArgs) -> anyhow::Result<HeatmapSpec> {
 fn compute(spec: &HeatmapSpec) -> anyhow::Result<Vec<Cell>> {
     let coords = spec.cells();
     let bar = ProgressBar::new(coords.len() as u64).with_style(
-        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} cells, {elapsed} elapsed, eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{msg} [{bar:40}] {pos}/{len} cells, {elapsed} elapsed, eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     bar.set_message("simulating");
 
@@ -119,7 +127,9 @@ fn compute(spec: &HeatmapSpec) -> anyhow::Result<Vec<Cell>> {
     })?;
     bar.finish_and_clear();
 
-    let mut results = results.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut results = results
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     results.sort_by_key(|(index, _)| *index);
     Ok(results.into_iter().filter_map(|(_, cell)| cell).collect())
 }
@@ -153,7 +163,10 @@ fn to_csv(cells: &[Cell]) -> String {
 fn summarize(cells: &[Cell], out: &Path) {
     let min_of = |f: fn(&Cell) -> f64| cells.iter().map(f).fold(f64::INFINITY, f64::min);
     let max_of = |f: fn(&Cell) -> f64| cells.iter().map(f).fold(0.0, f64::max);
-    let si_slowdowns = cells.iter().filter(|c| c.speedup_si_over_nonsi() < 1.0).count();
+    let si_slowdowns = cells
+        .iter()
+        .filter(|c| c.speedup_si_over_nonsi() < 1.0)
+        .count();
     println!(
         "{} cells written to {}/heatmap.{{csv,png,svg}}",
         cells.len(),

@@ -14,7 +14,11 @@ pub(crate) use single::SingleArgs;
 
 /// Arguments of `dsi simulate`: one configuration, or a subcommand.
 #[derive(Debug, Args)]
-#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    allow_negative_numbers = true
+)]
 pub(crate) struct SimulateArgs {
     #[command(subcommand)]
     command: Option<SimulateCommand>,

@@ -17,7 +17,11 @@ impl SimParams {
     /// `0 <= a <= 1`, `k >= 1` and `tokens >= 1`.
     pub fn new(c: f64, a: f64, k: usize, tokens: usize) -> Result<Self> {
         if !(c > 0.0 && c <= 1.0) {
-            return Err(invalid("c", c, "0 < c <= 1, the drafter latency in target forwards"));
+            return Err(invalid(
+                "c",
+                c,
+                "0 < c <= 1, the drafter latency in target forwards",
+            ));
         }
         if !(0.0..=1.0).contains(&a) {
             return Err(invalid("a", a, "0 <= a <= 1"));

@@ -34,7 +34,11 @@ impl AcceptanceSampler {
             return self.k;
         }
         let g = (self.rng.next_open01().ln() / self.ln_a).floor();
-        if g >= self.k as f64 { self.k } else { g as usize }
+        if g >= self.k as f64 {
+            self.k
+        } else {
+            g as usize
+        }
     }
 }
 
@@ -69,7 +73,10 @@ mod tests {
         for (j, &count) in at_least.iter().enumerate() {
             let freq = count as f64 / n as f64;
             let expected = a.powi(j as i32);
-            assert!((freq - expected).abs() < 0.005, "P(G>={j}) {freq} vs {expected}");
+            assert!(
+                (freq - expected).abs() < 0.005,
+                "P(G>={j}) {freq} vs {expected}"
+            );
         }
     }
 }

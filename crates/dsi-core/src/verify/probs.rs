@@ -16,11 +16,18 @@ pub struct ProbTable {
 impl ProbTable {
     /// A table from row-major `probs` over a vocabulary of `vocab` tokens.
     pub fn new(vocab: usize, probs: Vec<f32>) -> Result<Self> {
-        if vocab == 0 || probs.len() % vocab != 0 {
+        if vocab == 0 {
+            return Err(Error::InvalidParameter {
+                name: "vocab",
+                value: "0".into(),
+                expected: "a vocabulary of at least 1 token",
+            });
+        }
+        if !probs.len().is_multiple_of(vocab) {
             return Err(Error::ShapeMismatch {
-                what: "probability table (length must be a multiple of the vocabulary size)",
-                expected: vocab.max(1) * probs.len().div_ceil(vocab.max(1)),
-                found: probs.len(),
+                what: "entries after the last full row of the probability table",
+                expected: 0,
+                found: probs.len() % vocab,
             });
         }
         for (row, chunk) in probs.chunks(vocab).enumerate() {
