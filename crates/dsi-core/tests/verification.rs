@@ -74,7 +74,8 @@ fn real_verifier(
     target: &ProbTable,
     q: &ProbTable,
 ) -> Verdict {
-    rule.verify(drafts, target, Some(q)).expect("well-formed verification input")
+    rule.verify(drafts, target, Some(q))
+        .expect("well-formed verification input")
 }
 
 /// Speculative decoding loop (SI): draft `k`, verify, append, until `len`
