@@ -1,0 +1,60 @@
+//! A Hugging Face checkpoint folder: `config.json`, the safetensors weights,
+//! `tokenizer.json` and, when present, `generation_config.json`.
+
+mod generation;
+mod safetensors_files;
+mod tokenizer;
+
+pub use generation::GenerationDefaults;
+pub use safetensors_files::{HostTensor, SafetensorsFiles};
+pub use tokenizer::TextTokenizer;
+
+use crate::config::LlamaConfig;
+use crate::{ModelError, Result};
+use std::path::{Path, PathBuf};
+
+/// Everything read from a checkpoint folder, before weights go to a device.
+pub struct Checkpoint {
+    /// The folder.
+    pub dir: PathBuf,
+    /// The validated architecture.
+    pub config: LlamaConfig,
+    /// The weights, mapped.
+    pub weights: SafetensorsFiles,
+    /// The tokenizer.
+    pub tokenizer: TextTokenizer,
+    /// End-of-sequence ids and sampling defaults.
+    pub generation: GenerationDefaults,
+}
+
+impl Checkpoint {
+    /// Opens `dir`: every file is checked for presence and syntax here, and
+    /// tensors for shape when the model is built.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn open(dir: &Path) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(ModelError::MissingFile {
+                path: dir.to_path_buf(),
+                what: "the checkpoint folder (config.json, model.safetensors, tokenizer.json)",
+            });
+        }
+        let config_path = dir.join("config.json");
+        if !config_path.exists() {
+            return Err(ModelError::MissingFile {
+                path: config_path,
+                what: "the model configuration (config.json)",
+            });
+        }
+        let config = LlamaConfig::from_file(&config_path)?;
+        let weights = SafetensorsFiles::open_dir(dir)?;
+        let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"))?;
+        let generation = GenerationDefaults::load(dir, &config)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            config,
+            weights,
+            tokenizer,
+            generation,
+        })
+    }
+}

@@ -1,0 +1,72 @@
+//! `tokenizer.json` through the `tokenizers` crate.
+
+use crate::{ModelError, Result};
+use dsi_core::TokenId;
+use std::path::{Path, PathBuf};
+
+/// Text to token ids and back.
+pub struct TextTokenizer {
+    inner: tokenizers::Tokenizer,
+    path: PathBuf,
+}
+
+impl TextTokenizer {
+    /// Loads `tokenizer.json`.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            return Err(ModelError::MissingFile {
+                path: path.to_path_buf(),
+                what: "the tokenizer (tokenizer.json, as saved by Hugging Face tokenizers)",
+            });
+        }
+        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| ModelError::Tokenizer {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self {
+            inner,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Loads a tokenizer from the bytes of a `tokenizer.json`.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let inner =
+            tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| ModelError::Tokenizer {
+                path: "tokenizer.json".into(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            inner,
+            path: "tokenizer.json".into(),
+        })
+    }
+
+    /// Token ids of `text`, with the tokenizer's special tokens (e.g. BOS).
+    pub fn encode(&self, text: &str) -> Result<Vec<TokenId>> {
+        let encoding = self.inner.encode(text, true).map_err(|e| self.error(e))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// Text of `ids`, special tokens skipped.
+    pub fn decode(&self, ids: &[TokenId]) -> Result<String> {
+        self.inner.decode(ids, true).map_err(|e| self.error(e))
+    }
+
+    /// The id of a token string, if the vocabulary has it.
+    pub fn token_id(&self, token: &str) -> Option<TokenId> {
+        self.inner.token_to_id(token)
+    }
+
+    /// Vocabulary size including added tokens.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    fn error(&self, e: tokenizers::Error) -> ModelError {
+        ModelError::Tokenizer {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Backends behind cargo features, device names, and the run dtype.
+//!
+//! The binary chooses a backend once and hands a generic function to
+//! [`dispatch`]; everything below stays generic over burn's `Backend`.
+//! `ndarray` is always built, `wgpu` by default, `cuda` on request.
+
+use crate::{ModelError, Result};
+use burn::tensor::DType;
+use burn::tensor::backend::Backend;
+use std::fmt;
+use std::str::FromStr;
+
+/// The CPU backend.
+pub type CpuBackend = burn::backend::NdArray<f32>;
+/// The portable GPU backend (Vulkan, Metal, DX12, WebGPU).
+#[cfg(feature = "wgpu")]
+pub type WgpuBackend = burn::backend::Wgpu;
+/// The NVIDIA backend.
+#[cfg(feature = "cuda")]
+pub type CudaBackend = burn::backend::Cuda;
+
+/// Where a model runs: `cpu`, `wgpu`, `wgpu:N`, `cuda` or `cuda:N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceSpec {
+    /// burn's ndarray backend.
+    Cpu,
+    /// burn's wgpu backend; `None` picks the default adapter.
+    Wgpu(Option<usize>),
+    /// burn's CUDA backend, GPU `N`.
+    Cuda(usize),
+}
+
+impl FromStr for DeviceSpec {
+    type Err = ModelError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || {
+            ModelError::Device(format!(
+                "unknown device {s:?}: expected cpu, ndarray, wgpu, wgpu:N, cuda or cuda:N"
+            ))
+        };
+        let (kind, index) = match s.split_once(':') {
+            Some((kind, index)) => (kind, Some(index.parse::<usize>().map_err(|_| bad())?)),
+            None => (s, None),
+        };
+        match kind {
+            "cpu" | "ndarray" if index.is_none() => Ok(DeviceSpec::Cpu),
+            "wgpu" => Ok(DeviceSpec::Wgpu(index)),
+            "cuda" => Ok(DeviceSpec::Cuda(index.unwrap_or(0))),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceSpec::Cpu => f.write_str("cpu"),
+            DeviceSpec::Wgpu(None) => f.write_str("wgpu"),
+            DeviceSpec::Wgpu(Some(i)) => write!(f, "wgpu:{i}"),
+            DeviceSpec::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+/// The dtype weights, activations and caches are kept in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunDtype {
+    /// 32-bit float.
+    F32,
+    /// IEEE half.
+    F16,
+    /// bfloat16.
+    Bf16,
+}
+
+impl RunDtype {
+    /// burn's dtype.
+    pub fn dtype(self) -> DType {
+        match self {
+            RunDtype::F32 => DType::F32,
+            RunDtype::F16 => DType::F16,
+            RunDtype::Bf16 => DType::BF16,
+        }
+    }
+
+    /// The default for a backend: bf16 on CUDA, f16 on a wgpu device that
+    /// supports it, f32 otherwise.
+    pub fn default_for<B: Backend>(spec: DeviceSpec, device: &B::Device) -> Self {
+        let preferred = match spec {
+            DeviceSpec::Cpu => RunDtype::F32,
+            DeviceSpec::Wgpu(_) => RunDtype::F16,
+            DeviceSpec::Cuda(_) => RunDtype::Bf16,
+        };
+        if B::supports_dtype(device, preferred.dtype()) {
+            preferred
+        } else {
+            RunDtype::F32
+        }
+    }
+}
+
+impl FromStr for RunDtype {
+    type Err = ModelError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "f32" => Ok(RunDtype::F32),
+            "f16" => Ok(RunDtype::F16),
+            "bf16" => Ok(RunDtype::Bf16),
+            other => Err(ModelError::Device(format!(
+                "unknown dtype {other:?}: expected f32, f16 or bf16"
+            ))),
+        }
+    }
+}
+
+/// A computation generic over the backend, run by [`dispatch`].
+pub trait OnBackend {
+    /// What the computation returns.
+    type Output;
+    /// Runs on backend `B`, device `device`.
+    fn run<B: Backend>(self, spec: DeviceSpec, device: B::Device) -> Self::Output;
+}
+
+/// Runs `job` on the backend and device `spec` names, or explains which
+/// cargo feature the binary lacks.
+pub fn dispatch<J: OnBackend>(spec: DeviceSpec, job: J) -> Result<J::Output> {
+    match spec {
+        DeviceSpec::Cpu => {
+            Ok(job.run::<CpuBackend>(spec, burn::backend::ndarray::NdArrayDevice::Cpu))
+        }
+        DeviceSpec::Wgpu(index) => wgpu(spec, index, job),
+        DeviceSpec::Cuda(index) => cuda(spec, index, job),
+    }
+}
+
+#[cfg(feature = "wgpu")]
+fn wgpu<J: OnBackend>(spec: DeviceSpec, index: Option<usize>, job: J) -> Result<J::Output> {
+    use burn::backend::wgpu::WgpuDevice;
+    let device = match index {
+        None => WgpuDevice::DefaultDevice,
+        Some(i) => WgpuDevice::DiscreteGpu(i),
+    };
+    Ok(job.run::<WgpuBackend>(spec, device))
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn wgpu<J: OnBackend>(_: DeviceSpec, _: Option<usize>, _: J) -> Result<J::Output> {
+    Err(ModelError::Device(
+        "this binary was built without the wgpu backend; rebuild with --features wgpu".into(),
+    ))
+}
+
+#[cfg(feature = "cuda")]
+fn cuda<J: OnBackend>(spec: DeviceSpec, index: usize, job: J) -> Result<J::Output> {
+    Ok(job.run::<CudaBackend>(spec, burn::backend::cuda::CudaDevice::new(index)))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda<J: OnBackend>(_: DeviceSpec, _: usize, _: J) -> Result<J::Output> {
+    Err(ModelError::Device(
+        "this binary was built without the CUDA backend; rebuild with --features cuda".into(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_device_names() {
+        assert_eq!("cpu".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cpu);
+        assert_eq!(
+            "wgpu".parse::<DeviceSpec>().unwrap(),
+            DeviceSpec::Wgpu(None)
+        );
+        assert_eq!(
+            "wgpu:1".parse::<DeviceSpec>().unwrap(),
+            DeviceSpec::Wgpu(Some(1))
+        );
+        assert_eq!("cuda:2".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(2));
+        assert!("tpu".parse::<DeviceSpec>().is_err());
+        assert!("cuda:x".parse::<DeviceSpec>().is_err());
+        assert_eq!(DeviceSpec::Wgpu(Some(3)).to_string(), "wgpu:3");
+    }
+}

@@ -1,0 +1,30 @@
+//! Llama-family language models written once in burn, for every backend.
+//!
+//! - [`config`]: a serde mirror of Hugging Face `config.json`, validated into
+//!   [`LlamaConfig`]; configurations we cannot run exactly are refused.
+//! - [`llama`]: the decoder (RMSNorm, rotary embeddings, grouped-query
+//!   attention, SwiGLU), generic over burn's `Backend`. The model is immutable;
+//!   the caller owns the [`KvCache`].
+//! - [`cache`]: a preallocated KV cache with O(1) rollback (`truncate`).
+//! - [`checkpoint`]: loading a Hugging Face folder (safetensors, memory-mapped
+//!   on native, or from bytes; tokenizer; generation config).
+//! - [`sampling`]: logits processing (temperature, top-k, top-p) into the
+//!   distributions `dsi-core`'s verification rules consume.
+//! - [`device`]: the backends behind cargo features and the run dtype.
+//!
+//! This crate knows nothing of scheduling or HTTP.
+
+pub mod cache;
+pub mod checkpoint;
+pub mod config;
+pub mod device;
+pub mod error;
+pub mod generate;
+pub mod llama;
+mod rope;
+pub mod sampling;
+
+pub use cache::KvCache;
+pub use config::LlamaConfig;
+pub use error::{ModelError, Result};
+pub use llama::{Llama, Logits};

@@ -1,0 +1,40 @@
+//! One pre-norm decoder layer: attention and SwiGLU, each with a residual.
+
+use super::attention::{Attention, RotaryRows};
+use super::mlp::SwiGlu;
+use super::norm::RmsNorm;
+use crate::cache::KvCache;
+use burn::module::Module;
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+
+/// A Llama decoder layer.
+#[derive(Module, Debug)]
+pub struct DecoderLayer<B: Backend> {
+    /// Norm before attention.
+    pub input_norm: RmsNorm<B>,
+    /// Self-attention.
+    pub attention: Attention<B>,
+    /// Norm before the MLP.
+    pub post_attention_norm: RmsNorm<B>,
+    /// Feed-forward block.
+    pub mlp: SwiGlu<B>,
+}
+
+impl<B: Backend> DecoderLayer<B> {
+    /// # Shapes
+    /// - x: `[1, n, hidden]` -> `[1, n, hidden]`
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        rotary: &RotaryRows<B>,
+        layer: usize,
+        cache: &mut KvCache<B>,
+    ) -> Tensor<B, 3> {
+        let h = x.clone()
+            + self
+                .attention
+                .forward(self.input_norm.forward(x), rotary, layer, cache);
+        h.clone() + self.mlp.forward(self.post_attention_norm.forward(h))
+    }
+}

@@ -1,0 +1,149 @@
+//! Building a [`Llama`] from a checkpoint's tensors, checking every shape
+//! against the configuration.
+
+use super::{Attention, DecoderLayer, Llama, LoadedModel, RmsNorm, SwiGlu};
+use crate::checkpoint::{Checkpoint, SafetensorsFiles};
+use crate::config::LlamaConfig;
+use crate::{ModelError, Result};
+use burn::module::Param;
+use burn::nn::Linear;
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Tensor, TensorData};
+
+/// Reads tensors by name onto one device in one dtype.
+struct Builder<'a, B: Backend> {
+    weights: &'a SafetensorsFiles,
+    device: &'a B::Device,
+    dtype: DType,
+}
+
+impl<B: Backend> Builder<'_, B> {
+    fn tensor<const D: usize>(&self, name: &str, shape: [usize; D]) -> Result<Tensor<B, D>> {
+        let host = self.weights.read(name, &shape)?;
+        Ok(Tensor::from_data(
+            TensorData::new(host.values, shape),
+            (self.device, self.dtype),
+        ))
+    }
+
+    /// A Hugging Face `nn.Linear` (`weight` is `[out, in]`), optionally with `bias`.
+    fn linear(&self, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Linear<B>> {
+        // burn's Linear multiplies by `[in, out]`: a transposed view, no copy.
+        let weight = self
+            .tensor(&format!("{prefix}.weight"), [d_out, d_in])?
+            .transpose();
+        let bias = if bias {
+            Some(Param::from_tensor(
+                self.tensor(&format!("{prefix}.bias"), [d_out])?,
+            ))
+        } else {
+            None
+        };
+        Ok(Linear {
+            weight: Param::from_tensor(weight),
+            bias,
+        })
+    }
+
+    fn norm(&self, name: &str, config: &LlamaConfig) -> Result<RmsNorm<B>> {
+        Ok(RmsNorm {
+            weight: Param::from_tensor(self.tensor(name, [config.hidden_size])?),
+            eps: config.rms_norm_eps,
+        })
+    }
+
+    fn layer(&self, i: usize, c: &LlamaConfig) -> Result<DecoderLayer<B>> {
+        let p = format!("model.layers.{i}");
+        let (d, q, kv) = (
+            c.hidden_size,
+            c.num_heads * c.head_dim,
+            c.num_kv_heads * c.head_dim,
+        );
+        Ok(DecoderLayer {
+            input_norm: self.norm(&format!("{p}.input_layernorm.weight"), c)?,
+            attention: Attention {
+                q_proj: self.linear(&format!("{p}.self_attn.q_proj"), d, q, c.qkv_bias)?,
+                k_proj: self.linear(&format!("{p}.self_attn.k_proj"), d, kv, c.qkv_bias)?,
+                v_proj: self.linear(&format!("{p}.self_attn.v_proj"), d, kv, c.qkv_bias)?,
+                o_proj: self.linear(&format!("{p}.self_attn.o_proj"), q, d, c.o_bias)?,
+                num_heads: c.num_heads,
+                num_kv_heads: c.num_kv_heads,
+                head_dim: c.head_dim,
+            },
+            post_attention_norm: self.norm(&format!("{p}.post_attention_layernorm.weight"), c)?,
+            mlp: SwiGlu {
+                gate: self.linear(&format!("{p}.mlp.gate_proj"), d, c.intermediate_size, false)?,
+                up: self.linear(&format!("{p}.mlp.up_proj"), d, c.intermediate_size, false)?,
+                down: self.linear(&format!("{p}.mlp.down_proj"), c.intermediate_size, d, false)?,
+            },
+        })
+    }
+}
+
+impl<B: Backend> LoadedModel<B> {
+    /// Builds the model of `checkpoint` on `device` in `dtype`, calling
+    /// `progress(done, total)` after each layer (the binary draws a bar).
+    pub fn from_checkpoint(
+        checkpoint: &Checkpoint,
+        device: &B::Device,
+        dtype: DType,
+        progress: impl FnMut(usize, usize),
+    ) -> Result<Self> {
+        Self::from_weights(
+            &checkpoint.config,
+            &checkpoint.weights,
+            device,
+            dtype,
+            progress,
+        )
+    }
+
+    /// Builds a model from a configuration and tensors.
+    pub fn from_weights(
+        config: &LlamaConfig,
+        weights: &SafetensorsFiles,
+        device: &B::Device,
+        dtype: DType,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<Self> {
+        if !B::supports_dtype(device, dtype) {
+            return Err(ModelError::Device(format!(
+                "the device {device:?} does not support {dtype:?}; choose another --dtype"
+            )));
+        }
+        let b = Builder::<B> {
+            weights,
+            device,
+            dtype,
+        };
+        let (v, d) = (config.vocab_size, config.hidden_size);
+        let embed = b.tensor("model.embed_tokens.weight", [v, d])?;
+        let total = config.num_layers + 1;
+        let mut layers = Vec::with_capacity(config.num_layers);
+        for i in 0..config.num_layers {
+            layers.push(b.layer(i, config)?);
+            progress(i + 1, total);
+        }
+        let lm_head = if config.tie_word_embeddings {
+            Linear {
+                weight: Param::from_tensor(embed.clone().transpose()),
+                bias: None,
+            }
+        } else {
+            b.linear("lm_head", d, v, false)?
+        };
+        let model = Llama {
+            embed_tokens: Param::from_tensor(embed),
+            layers,
+            norm: b.norm("model.norm.weight", config)?,
+            lm_head,
+        };
+        progress(total, total);
+        Ok(LoadedModel::new(
+            model,
+            config.clone(),
+            device.clone(),
+            dtype,
+        ))
+    }
+}

@@ -1,0 +1,173 @@
+//! The Llama-family decoder (Touvron et al. 2023; transformers'
+//! `modeling_llama.py` is the reference we test against), covering Llama 2/3,
+//! Qwen2/2.5 (q/k/v biases), Mistral, SmolLM and TinyLlama.
+//!
+//! The model is immutable: `forward(&self, tokens, &mut cache)`. It feeds the
+//! new tokens after whatever the cache holds and returns the logits of every
+//! new position, which verification needs.
+
+mod attention;
+mod block;
+mod load;
+mod mlp;
+mod norm;
+
+pub use attention::{Attention, RotaryRows};
+pub use block::DecoderLayer;
+pub use mlp::SwiGlu;
+pub use norm::RmsNorm;
+
+use crate::cache::{CacheShape, KvCache};
+use crate::config::LlamaConfig;
+use crate::rope::RopeFrequencies;
+use crate::{ModelError, Result};
+use burn::module::{Module, Param};
+use burn::nn::Linear;
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Int, Tensor, TensorData};
+use dsi_core::TokenId;
+
+/// A Llama-family causal language model on one device.
+#[derive(Module, Debug)]
+pub struct Llama<B: Backend> {
+    /// Token embeddings, `[vocab, hidden]`.
+    pub embed_tokens: Param<Tensor<B, 2>>,
+    /// Decoder layers.
+    pub layers: Vec<DecoderLayer<B>>,
+    /// Final norm.
+    pub norm: RmsNorm<B>,
+    /// `[hidden] -> [vocab]`; shares the embedding's storage when tied.
+    pub lm_head: Linear<B>,
+}
+
+/// A model with what it needs beside its weights: configuration, rotary
+/// frequencies and run dtype.
+#[derive(Debug, Clone)]
+pub struct LoadedModel<B: Backend> {
+    /// The weights.
+    pub model: Llama<B>,
+    /// The architecture.
+    pub config: LlamaConfig,
+    /// Device of every weight.
+    pub device: B::Device,
+    /// The dtype weights, activations and caches are kept in.
+    pub dtype: DType,
+    rope: RopeFrequencies,
+}
+
+/// Next-token logits of consecutive positions, on the host, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Logits {
+    /// Vocabulary size (row length).
+    pub vocab: usize,
+    /// `rows * vocab` values.
+    pub values: Vec<f32>,
+}
+
+impl Logits {
+    /// Number of positions.
+    pub fn rows(&self) -> usize {
+        self.values.len() / self.vocab.max(1)
+    }
+
+    /// Logits of position `i`.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.values[i * self.vocab..(i + 1) * self.vocab]
+    }
+}
+
+impl<B: Backend> LoadedModel<B> {
+    pub(crate) fn new(
+        model: Llama<B>,
+        config: LlamaConfig,
+        device: B::Device,
+        dtype: DType,
+    ) -> Self {
+        let rope = RopeFrequencies::new(&config);
+        Self {
+            model,
+            config,
+            device,
+            dtype,
+            rope,
+        }
+    }
+
+    /// A cache for up to `capacity` positions (at most the model's context).
+    pub fn new_cache(&self, capacity: usize) -> KvCache<B> {
+        let shape = CacheShape {
+            num_layers: self.config.num_layers,
+            num_kv_heads: self.config.num_kv_heads,
+            head_dim: self.config.head_dim,
+        };
+        KvCache::new(
+            shape,
+            capacity.min(self.config.max_context),
+            &self.device,
+            self.dtype,
+        )
+    }
+
+    /// Feeds `tokens` after the cached prefix and returns the logits of
+    /// every new position as a device tensor.
+    ///
+    /// # Shapes
+    /// - tokens: `n` ids -> logits `[n, vocab]`
+    pub fn forward_tensor(
+        &self,
+        tokens: &[TokenId],
+        cache: &mut KvCache<B>,
+    ) -> Result<Tensor<B, 2>> {
+        let n = tokens.len();
+        if n == 0 {
+            return Err(ModelError::EmptyInput);
+        }
+        let vocab = self.config.vocab_size;
+        if let Some(&token) = tokens.iter().find(|&&t| t as usize >= vocab) {
+            return Err(ModelError::UnknownToken { token, vocab });
+        }
+        cache.reserve(n)?;
+
+        let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
+        let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [n]), &self.device);
+        let mut x = self
+            .model
+            .embed_tokens
+            .val()
+            .select(0, ids)
+            .unsqueeze::<3>();
+
+        let (cos, sin) = self.rope.tables(cache.len(), n);
+        let head_dim = self.config.head_dim;
+        let rows = |values: Vec<f32>| {
+            Tensor::<B, 4>::from_data(
+                TensorData::new(values, [1, 1, n, head_dim]),
+                (&self.device, self.dtype),
+            )
+        };
+        let rotary = RotaryRows {
+            cos: rows(cos),
+            sin: rows(sin),
+        };
+        for (i, layer) in self.model.layers.iter().enumerate() {
+            x = layer.forward(x, &rotary, i, cache);
+        }
+        cache.commit(n);
+        let logits = self.model.lm_head.forward(self.model.norm.forward(x));
+        Ok(logits.reshape([n, vocab]))
+    }
+
+    /// [`LoadedModel::forward_tensor`], read back to the host in f32.
+    pub fn forward(&self, tokens: &[TokenId], cache: &mut KvCache<B>) -> Result<Logits> {
+        let logits = self.forward_tensor(tokens, cache)?;
+        let data = logits
+            .into_data()
+            .convert::<f32>()
+            .into_vec::<f32>()
+            .map_err(|e| ModelError::Readback(format!("{e:?}")))?;
+        Ok(Logits {
+            vocab: self.config.vocab_size,
+            values: data,
+        })
+    }
+}

@@ -1,0 +1,253 @@
+//! The models against Hugging Face transformers, on every backend built.
+//!
+//! Fixtures in `tests/fixtures` were made by `scripts/make_fixtures.py`:
+//! small random checkpoints (GQA, tied embeddings, llama3 and linear rope
+//! scaling, Qwen2 biases, bf16 sharded storage) with transformers' logits at
+//! every prompt position and its greedy continuation. Each check is written
+//! once and instantiated per backend; wgpu runs in this same binary so its
+//! shader compilation is paid once.
+
+use burn::tensor::DType;
+use burn::tensor::backend::Backend;
+use dsi_core::TokenId;
+use dsi_models::checkpoint::{Checkpoint, SafetensorsFiles};
+use dsi_models::generate::Decoder;
+use dsi_models::llama::LoadedModel;
+use dsi_models::sampling::SamplingParams;
+use std::path::{Path, PathBuf};
+
+const FIXTURES: &[&str] = &[
+    "llama-gqa",
+    "llama-tied-llama3",
+    "qwen2-bias",
+    "llama-bf16-sharded",
+];
+/// Maximum absolute difference, relative to the largest reference logit.
+const RELATIVE_TOLERANCE: f32 = 1e-4;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+struct Expected {
+    prompts: Vec<ExpectedPrompt>,
+}
+
+struct ExpectedPrompt {
+    text: String,
+    ids: Vec<TokenId>,
+    greedy: Vec<TokenId>,
+    logits: Vec<f32>,
+}
+
+fn expected(name: &str, vocab: usize) -> Expected {
+    let dir = fixture(name);
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("expected.json")).expect("expected.json"),
+    )
+    .expect("json");
+    let bytes = std::fs::read(dir.join("expected.safetensors")).expect("expected.safetensors");
+    let tensors = SafetensorsFiles::from_bytes(vec![("expected.safetensors".into(), bytes)])
+        .expect("safetensors");
+    let ids = |v: &serde_json::Value| -> Vec<TokenId> {
+        v.as_array()
+            .expect("array")
+            .iter()
+            .map(|x| x.as_u64().expect("id") as TokenId)
+            .collect()
+    };
+    let prompts = json["prompts"]
+        .as_array()
+        .expect("prompts")
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let prompt_ids = ids(&p["ids"]);
+            let logits = tensors
+                .read(&format!("logits.{i}"), &[prompt_ids.len(), vocab])
+                .expect("logits")
+                .values;
+            ExpectedPrompt {
+                text: p["text"].as_str().expect("text").to_string(),
+                ids: prompt_ids,
+                greedy: ids(&p["greedy"]),
+                logits,
+            }
+        })
+        .collect();
+    Expected { prompts }
+}
+
+fn load<B: Backend>(name: &str, device: &B::Device) -> (Checkpoint, LoadedModel<B>) {
+    let checkpoint = Checkpoint::open(&fixture(name)).expect("fixture opens");
+    let model = LoadedModel::<B>::from_checkpoint(&checkpoint, device, DType::F32, |_, _| {})
+        .expect("fixture loads");
+    (checkpoint, model)
+}
+
+fn assert_close(name: &str, what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{name} {what}: length");
+    let scale = want.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let worst = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        worst <= RELATIVE_TOLERANCE * scale,
+        "{name} {what}: max |diff| {worst} > {RELATIVE_TOLERANCE} x {scale}"
+    );
+}
+
+/// Logits at every prompt position and the greedy continuation match transformers.
+fn matches_transformers<B: Backend>(device: &B::Device) {
+    for name in FIXTURES {
+        let (checkpoint, model) = load::<B>(name, device);
+        let expected = expected(name, model.config.vocab_size);
+        for (i, prompt) in expected.prompts.iter().enumerate() {
+            let ids = checkpoint.tokenizer.encode(&prompt.text).expect("encode");
+            assert_eq!(ids, prompt.ids, "{name} prompt {i}: tokenizer ids");
+
+            let mut cache = model.new_cache(64);
+            let logits = model.forward(&prompt.ids, &mut cache).expect("forward");
+            assert_close(
+                name,
+                &format!("prompt {i} logits"),
+                &logits.values,
+                &prompt.logits,
+            );
+
+            let mut decoder = Decoder::new(&model, 64, SamplingParams::greedy()).expect("decoder");
+            let mut token = decoder.prefill(&prompt.ids).expect("prefill");
+            let mut continuation = vec![token];
+            while continuation.len() < prompt.greedy.len() {
+                token = decoder.step(token).expect("step");
+                continuation.push(token);
+            }
+            assert_eq!(
+                continuation, prompt.greedy,
+                "{name} prompt {i}: greedy continuation"
+            );
+        }
+    }
+}
+
+/// Prefill-all, token-by-token, and truncate-then-recompute agree.
+fn kv_cache_equivalence<B: Backend>(device: &B::Device) {
+    for name in FIXTURES {
+        let (_, model) = load::<B>(name, device);
+        let prompt = &expected(name, model.config.vocab_size).prompts[1].ids;
+        let n = prompt.len();
+
+        let mut all = model.new_cache(64);
+        let reference = model.forward(prompt, &mut all).expect("prefill");
+        assert_eq!(all.len(), n);
+
+        let mut one_by_one = model.new_cache(64);
+        let mut stepped = Vec::new();
+        for &t in prompt {
+            stepped.extend(model.forward(&[t], &mut one_by_one).expect("step").values);
+        }
+        assert_close(name, "token-by-token", &stepped, &reference.values);
+
+        // Roll back to 3 positions, feed a wrong suffix, roll back again, then the right one.
+        let keep = 3;
+        all.truncate(keep);
+        assert_eq!(all.len(), keep);
+        let wrong: Vec<TokenId> = prompt[keep..]
+            .iter()
+            .map(|t| (t + 1) % model.config.vocab_size as TokenId)
+            .collect();
+        model.forward(&wrong, &mut all).expect("wrong suffix");
+        all.truncate(keep);
+        let recomputed = model.forward(&prompt[keep..], &mut all).expect("suffix");
+        let vocab = model.config.vocab_size;
+        assert_close(
+            name,
+            "truncate-then-recompute",
+            &recomputed.values,
+            &reference.values[keep * vocab..],
+        );
+    }
+}
+
+fn cache_full_and_bad_tokens_are_errors<B: Backend>(device: &B::Device) {
+    let (_, model) = load::<B>("llama-gqa", device);
+    let mut cache = model.new_cache(4);
+    let err = model
+        .forward(&[1, 2, 3, 4, 5], &mut cache)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("KV cache is full"), "{err}");
+    assert_eq!(
+        cache.len(),
+        0,
+        "a refused forward leaves the cache untouched"
+    );
+    let err = model
+        .forward(&[1, 100_000], &mut cache)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("100000") && err.contains("vocabulary"),
+        "{err}"
+    );
+    assert!(model.forward(&[], &mut cache).is_err());
+}
+
+macro_rules! backend_tests {
+    ($module:ident, $backend:ty, $device:expr) => {
+        mod $module {
+            use super::*;
+
+            #[test]
+            fn logits_and_greedy_match_transformers() {
+                matches_transformers::<$backend>(&$device);
+            }
+
+            #[test]
+            fn kv_cache_prefill_stepwise_and_rollback_agree() {
+                kv_cache_equivalence::<$backend>(&$device);
+            }
+
+            #[test]
+            fn cache_overflow_and_unknown_tokens_are_errors() {
+                cache_full_and_bad_tokens_are_errors::<$backend>(&$device);
+            }
+        }
+    };
+}
+
+backend_tests!(
+    ndarray,
+    dsi_models::device::CpuBackend,
+    burn::backend::ndarray::NdArrayDevice::Cpu
+);
+
+#[cfg(feature = "wgpu")]
+backend_tests!(
+    wgpu,
+    dsi_models::device::WgpuBackend,
+    burn::backend::wgpu::WgpuDevice::DefaultDevice
+);
+
+/// The same checkpoint gives the same logits on ndarray and wgpu.
+#[cfg(feature = "wgpu")]
+#[test]
+fn ndarray_and_wgpu_agree() {
+    use dsi_models::device::{CpuBackend, WgpuBackend};
+    for name in FIXTURES {
+        let (_, cpu) = load::<CpuBackend>(name, &burn::backend::ndarray::NdArrayDevice::Cpu);
+        let (_, gpu) = load::<WgpuBackend>(name, &burn::backend::wgpu::WgpuDevice::DefaultDevice);
+        let prompt = &expected(name, cpu.config.vocab_size).prompts[2].ids;
+        let a = cpu
+            .forward(prompt, &mut cpu.new_cache(64))
+            .expect("cpu forward");
+        let b = gpu
+            .forward(prompt, &mut gpu.new_cache(64))
+            .expect("wgpu forward");
+        assert_close(name, "ndarray vs wgpu", &b.values, &a.values);
+    }
+}
