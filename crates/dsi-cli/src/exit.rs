@@ -22,6 +22,9 @@ pub(crate) fn code(err: &anyhow::Error) -> u8 {
     let invalid_input = err.chain().any(|cause| {
         cause.downcast_ref::<UsageError>().is_some()
             || cause.downcast_ref::<dsi_core::Error>().is_some()
+            || cause
+                .downcast_ref::<dsi_models::ModelError>()
+                .is_some_and(|e| !matches!(e, dsi_models::ModelError::Readback(_)))
     });
     if invalid_input { USAGE } else { FAILURE }
 }

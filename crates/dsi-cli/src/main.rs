@@ -7,7 +7,10 @@
 // The binary's job is to print results.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod bench;
 mod exit;
+mod generate;
+mod model_args;
 mod output;
 mod plot;
 mod simulate;
@@ -28,12 +31,18 @@ enum Command {
     /// Run the paper's offline simulator (time units) for one configuration,
     /// or draw its Figure 1 heatmap with `dsi simulate heatmap`.
     Simulate(simulate::SimulateArgs),
+    /// Generate text from a prompt with a Hugging Face checkpoint.
+    Generate(generate::GenerateArgs),
+    /// Measure performance: `dsi bench decode`.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Simulate(args) => simulate::run(args),
+        Command::Generate(args) => generate::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

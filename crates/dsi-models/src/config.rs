@@ -137,6 +137,40 @@ impl LlamaConfig {
         hf.validate()
     }
 
+    /// The shape of SmolLM-135M (hidden 576, 30 layers, 9 heads, 3 KV heads,
+    /// intermediate 1536, vocabulary 49152, tied embeddings), for benchmarks.
+    pub fn smollm_135m() -> Self {
+        Self {
+            vocab_size: 49_152,
+            hidden_size: 576,
+            intermediate_size: 1536,
+            num_layers: 30,
+            num_heads: 9,
+            num_kv_heads: 3,
+            head_dim: 64,
+            rms_norm_eps: 1e-5,
+            rope_theta: 10_000.0,
+            rope_scaling: RopeScaling::None,
+            max_context: 2048,
+            tie_word_embeddings: true,
+            qkv_bias: false,
+            o_bias: false,
+            eos_token_ids: vec![0],
+            bos_token_id: Some(0),
+        }
+    }
+
+    /// Bytes of weights one decode step reads: every matrix once, the
+    /// embedding only through the LM head (a lookup reads one row).
+    pub fn weight_bytes_per_token(&self, bytes_per_value: usize) -> usize {
+        let embedding_lookup_only = if self.tie_word_embeddings {
+            0
+        } else {
+            self.vocab_size * self.hidden_size
+        };
+        (self.num_parameters() - embedding_lookup_only) * bytes_per_value
+    }
+
     /// Key/value heads per query head group.
     pub fn group_size(&self) -> usize {
         self.num_heads / self.num_kv_heads

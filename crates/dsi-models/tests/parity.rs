@@ -222,8 +222,13 @@ macro_rules! backend_tests {
 
 backend_tests!(
     ndarray,
-    dsi_models::device::CpuBackend,
+    dsi_models::device::NdarrayBackend,
     burn::backend::ndarray::NdArrayDevice::Cpu
+);
+backend_tests!(
+    flex,
+    dsi_models::device::CpuBackend,
+    burn::backend::flex::FlexDevice
 );
 
 #[cfg(feature = "wgpu")]
@@ -237,9 +242,9 @@ backend_tests!(
 #[cfg(feature = "wgpu")]
 #[test]
 fn ndarray_and_wgpu_agree() {
-    use dsi_models::device::{CpuBackend, WgpuBackend};
+    use dsi_models::device::{NdarrayBackend, WgpuBackend};
     for name in FIXTURES {
-        let (_, cpu) = load::<CpuBackend>(name, &burn::backend::ndarray::NdArrayDevice::Cpu);
+        let (_, cpu) = load::<NdarrayBackend>(name, &burn::backend::ndarray::NdArrayDevice::Cpu);
         let (_, gpu) = load::<WgpuBackend>(name, &burn::backend::wgpu::WgpuDevice::DefaultDevice);
         let prompt = &expected(name, cpu.config.vocab_size).prompts[2].ids;
         let a = cpu

@@ -2,12 +2,26 @@
 //! `tokenizer.json` and, when present, `generation_config.json`.
 
 mod generation;
+mod random;
 mod safetensors_files;
 mod tokenizer;
 
 pub use generation::GenerationDefaults;
+pub use random::RandomWeights;
 pub use safetensors_files::{HostTensor, SafetensorsFiles};
 pub use tokenizer::TextTokenizer;
+
+/// Where a model's tensors come from: checkpoint files, or generated.
+pub trait TensorSource {
+    /// Reads `name` as f32, refusing any shape other than `expected`.
+    fn read(&self, name: &str, expected: &[usize]) -> Result<HostTensor>;
+}
+
+impl TensorSource for SafetensorsFiles {
+    fn read(&self, name: &str, expected: &[usize]) -> Result<HostTensor> {
+        SafetensorsFiles::read(self, name, expected)
+    }
+}
 
 use crate::config::LlamaConfig;
 use crate::{ModelError, Result};

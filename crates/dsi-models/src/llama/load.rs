@@ -2,7 +2,7 @@
 //! against the configuration.
 
 use super::{Attention, DecoderLayer, Llama, LoadedModel, RmsNorm, SwiGlu};
-use crate::checkpoint::{Checkpoint, SafetensorsFiles};
+use crate::checkpoint::{Checkpoint, TensorSource};
 use crate::config::LlamaConfig;
 use crate::{ModelError, Result};
 use burn::module::Param;
@@ -12,7 +12,7 @@ use burn::tensor::{DType, Tensor, TensorData};
 
 /// Reads tensors by name onto one device in one dtype.
 struct Builder<'a, B: Backend> {
-    weights: &'a SafetensorsFiles,
+    weights: &'a dyn TensorSource,
     device: &'a B::Device,
     dtype: DType,
 }
@@ -101,7 +101,7 @@ impl<B: Backend> LoadedModel<B> {
     /// Builds a model from a configuration and tensors.
     pub fn from_weights(
         config: &LlamaConfig,
-        weights: &SafetensorsFiles,
+        weights: &dyn TensorSource,
         device: &B::Device,
         dtype: DType,
         mut progress: impl FnMut(usize, usize),

@@ -1,0 +1,211 @@
+//! `dsi bench decode`: batch-1 decode tokens/s, prefill tokens/s over 128
+//! tokens, and the fraction of the memory-bandwidth bound the decode reaches.
+//!
+//! Decode of one token must read every weight once, so
+//! `weight bytes per token x tokens/s` cannot exceed the machine's memory
+//! bandwidth; the ratio says how close the engine gets.
+
+use super::bandwidth::copy_bandwidth;
+use crate::exit::UsageError;
+use crate::model_args::load_bar;
+use crate::output::Format;
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use dsi_core::TokenId;
+use dsi_models::checkpoint::{Checkpoint, RandomWeights, TensorSource};
+use dsi_models::config::LlamaConfig;
+use dsi_models::device::{Backend, DeviceSpec, OnBackend, RunDtype, dispatch};
+use dsi_models::llama::LoadedModel;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Instant;
+
+const PREFILL_TOKENS: usize = 128;
+const BANDWIDTH_BUFFER: usize = 512 << 20;
+
+/// Shapes with random weights, so a real-size model needs no download.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RandomShape {
+    /// SmolLM-135M: hidden 576, 30 layers, 9 heads, 3 KV heads, vocabulary 49152.
+    #[value(name = "smollm-135m")]
+    Smollm135m,
+}
+
+/// Arguments of `dsi bench decode`.
+#[derive(Debug, Args)]
+pub(crate) struct DecodeArgs {
+    /// Hugging Face checkpoint folder to benchmark.
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "random",
+        conflicts_with = "random"
+    )]
+    model: Option<PathBuf>,
+    /// Benchmark random weights of a known shape instead of a checkpoint.
+    #[arg(long, value_enum)]
+    random: Option<RandomShape>,
+    /// Backend and device: cpu, wgpu, wgpu:N, cuda, cuda:N.
+    #[arg(long, default_value = "cpu", value_parser = |s: &str| s.parse::<DeviceSpec>().map_err(|e| e.to_string()))]
+    backend: DeviceSpec,
+    /// Run dtype: f32, f16 or bf16.
+    #[arg(long, value_parser = |s: &str| s.parse::<RunDtype>().map_err(|e| e.to_string()))]
+    dtype: Option<RunDtype>,
+    /// Decode steps to time (after a warm-up step).
+    #[arg(long, default_value_t = 32)]
+    tokens: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+/// What the benchmark reports.
+#[derive(Debug, Serialize)]
+struct Report {
+    model: String,
+    backend: String,
+    dtype: String,
+    parameters: usize,
+    decode_tokens_per_s: f64,
+    decode_ms_per_token: f64,
+    prefill_tokens_per_s: f64,
+    prefill_tokens: usize,
+    weight_bytes_per_token: usize,
+    copy_bandwidth_gb_per_s: f64,
+    bandwidth_bound_tokens_per_s: f64,
+    bandwidth_fraction: f64,
+}
+
+pub(crate) fn run(args: DecodeArgs) -> anyhow::Result<()> {
+    if args.tokens == 0 {
+        return Err(UsageError("invalid tokens: 0 (expected at least 1)".into()).into());
+    }
+    let source = match (&args.model, args.random) {
+        (Some(dir), _) => Source::Checkpoint(
+            Checkpoint::open(dir)
+                .with_context(|| format!("loading the model in {}", dir.display()))?,
+        ),
+        (None, Some(RandomShape::Smollm135m)) => Source::Random(LlamaConfig::smollm_135m()),
+        (None, None) => return Err(UsageError("give --model DIR or --random SHAPE".into()).into()),
+    };
+    let spec = args.backend;
+    dispatch(spec, Job { args, source })?
+}
+
+enum Source {
+    Checkpoint(Checkpoint),
+    Random(LlamaConfig),
+}
+
+struct Job {
+    args: DecodeArgs,
+    source: Source,
+}
+
+impl OnBackend for Job {
+    type Output = anyhow::Result<()>;
+
+    fn run<B: Backend>(self, spec: DeviceSpec, device: B::Device) -> anyhow::Result<()> {
+        let Job { args, source } = self;
+        let dtype = args
+            .dtype
+            .unwrap_or_else(|| RunDtype::default_for::<B>(spec, &device));
+        let random = RandomWeights { seed: 7, std: 0.02 };
+        let (config, weights, name): (LlamaConfig, &dyn TensorSource, String) = match &source {
+            Source::Checkpoint(c) => (c.config.clone(), &c.weights, c.dir.display().to_string()),
+            Source::Random(config) => (config.clone(), &random, "random smollm-135m shape".into()),
+        };
+        let bar = load_bar("model");
+        let model = LoadedModel::<B>::from_weights(
+            &config,
+            weights,
+            &device,
+            dtype.dtype(),
+            |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            },
+        )?;
+        bar.finish_and_clear();
+
+        let vocab = config.vocab_size as TokenId;
+        let prompt: Vec<TokenId> = (0..PREFILL_TOKENS as TokenId)
+            .map(|i| (i * 7 + 3) % vocab)
+            .collect();
+        let context = PREFILL_TOKENS + args.tokens + 2;
+        if context > config.max_context {
+            return Err(UsageError(format!(
+                "--tokens {} needs a context of {context}, the model has {}",
+                args.tokens, config.max_context
+            ))
+            .into());
+        }
+
+        // Prefill: one forward over 128 tokens (after one untimed warm-up).
+        let mut cache = model.new_cache(context);
+        model.forward(&prompt, &mut cache)?;
+        cache.truncate(0);
+        let start = Instant::now();
+        let logits = model.forward(&prompt, &mut cache)?;
+        let prefill_secs = start.elapsed().as_secs_f64();
+
+        // Decode: greedy steps, each reading its logits back as real decoding does.
+        let mut token = dsi_core::verify::argmax(logits.row(logits.rows() - 1));
+        let logits = model.forward(&[token], &mut cache)?; // warm-up step
+        token = dsi_core::verify::argmax(logits.row(0));
+        let start = Instant::now();
+        for _ in 0..args.tokens {
+            let logits = model.forward(&[token], &mut cache)?;
+            token = dsi_core::verify::argmax(logits.row(0));
+        }
+        let decode_secs = start.elapsed().as_secs_f64();
+
+        let bytes_per_value = match dtype {
+            RunDtype::F32 => 4,
+            RunDtype::F16 | RunDtype::Bf16 => 2,
+        };
+        let weight_bytes = config.weight_bytes_per_token(bytes_per_value);
+        let bandwidth = copy_bandwidth(BANDWIDTH_BUFFER, 5);
+        let decode_tps = args.tokens as f64 / decode_secs;
+        let bound = bandwidth / weight_bytes as f64;
+        let report = Report {
+            model: name,
+            backend: spec.to_string(),
+            dtype: format!("{dtype:?}").to_lowercase(),
+            parameters: config.num_parameters(),
+            decode_tokens_per_s: decode_tps,
+            decode_ms_per_token: 1e3 / decode_tps,
+            prefill_tokens_per_s: PREFILL_TOKENS as f64 / prefill_secs,
+            prefill_tokens: PREFILL_TOKENS,
+            weight_bytes_per_token: weight_bytes,
+            copy_bandwidth_gb_per_s: bandwidth / 1e9,
+            bandwidth_bound_tokens_per_s: bound,
+            bandwidth_fraction: decode_tps / bound,
+        };
+        match args.format {
+            Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+            Format::Text => {
+                println!(
+                    "{} on {} ({}), {} parameters",
+                    report.model, report.backend, report.dtype, report.parameters
+                );
+                println!(
+                    "decode:  {:.2} tokens/s ({:.1} ms/token), batch 1",
+                    report.decode_tokens_per_s, report.decode_ms_per_token
+                );
+                println!(
+                    "prefill: {:.1} tokens/s over {} tokens",
+                    report.prefill_tokens_per_s, PREFILL_TOKENS
+                );
+                println!(
+                    "bandwidth: {:.2} GB/s copy; {:.1} MB of weights per token bound decode at {:.2} tokens/s; reached {:.0}%",
+                    report.copy_bandwidth_gb_per_s,
+                    report.weight_bytes_per_token as f64 / 1e6,
+                    report.bandwidth_bound_tokens_per_s,
+                    report.bandwidth_fraction * 100.0
+                );
+            }
+        }
+        Ok(())
+    }
+}

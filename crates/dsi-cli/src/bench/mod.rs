@@ -1,0 +1,27 @@
+//! `dsi bench`: performance reports measured in one run.
+
+mod bandwidth;
+mod decode;
+
+use clap::{Args, Subcommand};
+
+/// Arguments of `dsi bench`.
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Batch-1 decode and prefill speed of one model, against the machine's
+    /// memory bandwidth.
+    Decode(decode::DecodeArgs),
+}
+
+/// Runs `dsi bench`.
+pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.command {
+        BenchCommand::Decode(decode) => decode::run(decode),
+    }
+}

@@ -1,0 +1,217 @@
+//! `dsi generate` and `dsi bench decode` end to end on the transformers fixtures.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../dsi-models/tests/fixtures")
+        .join(name)
+}
+
+fn dsi(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dsi"))
+        .args(args)
+        .output()
+        .expect("the dsi binary runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}", stderr(out));
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+/// The first prompt of a fixture and transformers' greedy continuation of it.
+fn reference(name: &str) -> (String, Vec<u64>) {
+    let text = std::fs::read_to_string(fixture(name).join("expected.json")).expect("expected.json");
+    let expected: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let prompt = &expected["prompts"][0];
+    let greedy = prompt["greedy"]
+        .as_array()
+        .expect("greedy")
+        .iter()
+        .map(|v| v.as_u64().expect("id"))
+        .collect();
+    (prompt["text"].as_str().expect("text").to_string(), greedy)
+}
+
+#[test]
+fn greedy_generation_reproduces_transformers() {
+    for name in ["llama-gqa", "qwen2-bias"] {
+        let (prompt, greedy) = reference(name);
+        let model = fixture(name);
+        let out = dsi(&[
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--max-tokens",
+            "12",
+            "--format",
+            "json",
+            &prompt,
+        ]);
+        let report = json(&out);
+        let tokens: Vec<u64> = report["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        // The fixtures' EOS id is 1; transformers was asked not to stop.
+        let stop = greedy.iter().position(|&t| t == 1).unwrap_or(greedy.len());
+        assert_eq!(tokens, greedy[..stop], "{name}");
+        for field in ["text", "prompt_tokens", "ttft_ms", "tokens_per_s"] {
+            assert!(report.get(field).is_some(), "{field} missing: {report}");
+        }
+        assert!(report["prompt_tokens"].as_u64().unwrap() > 0);
+    }
+}
+
+#[test]
+fn seeded_sampling_is_reproducible_and_seed_dependent() {
+    let model = fixture("llama-gqa");
+    let run = |seed: &str| {
+        let out = dsi(&[
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--max-tokens",
+            "16",
+            "--temperature",
+            "1.0",
+            "--top-p",
+            "0.95",
+            "--seed",
+            seed,
+            "--format",
+            "json",
+            "def",
+        ]);
+        json(&out)["tokens"].clone()
+    };
+    assert_eq!(run("5"), run("5"));
+    assert_ne!(run("5"), run("6"));
+}
+
+#[test]
+fn text_output_streams_the_continuation() {
+    let model = fixture("llama-gqa");
+    let out = dsi(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--max-tokens",
+        "5",
+        "import",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!out.stdout.is_empty());
+    assert!(stderr(&out).contains("new tokens"), "{}", stderr(&out));
+}
+
+#[test]
+fn bad_inputs_exit_2_with_one_line() {
+    let model = fixture("llama-gqa");
+    let model = model.to_str().unwrap();
+    let long_prompt = "def f(x): return x\n".repeat(200);
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["generate", "--model", "/nonexistent/model", "hi"],
+            "checkpoint folder",
+        ),
+        (vec!["generate", "--model", model, &long_prompt], "context"),
+        (
+            vec!["generate", "--model", model, "--temperature", "-1", "hi"],
+            "temperature",
+        ),
+        (
+            vec![
+                "generate",
+                "--model",
+                model,
+                "--top-p",
+                "2",
+                "--temperature",
+                "1",
+                "hi",
+            ],
+            "top_p",
+        ),
+        (
+            vec!["generate", "--model", model, "--max-tokens", "0", "hi"],
+            "max-tokens",
+        ),
+        (
+            vec!["generate", "--model", model, "--backend", "tpu", "hi"],
+            "tpu",
+        ),
+        (
+            vec!["generate", "--model", model, "--dtype", "f8", "hi"],
+            "f8",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = dsi(&args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn a_broken_checkpoint_exits_2_naming_the_tensor() {
+    let dir = std::env::temp_dir().join(format!("dsi-cli-broken-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(fixture("llama-gqa")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        config.replace("\"intermediate_size\": 128", "\"intermediate_size\": 96"),
+    )
+    .unwrap();
+    let out = dsi(&["generate", "--model", dir.to_str().unwrap(), "hi"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("gate_proj.weight") && err.contains("[96, 64]"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bench_decode_reports_its_fields() {
+    let model = fixture("llama-gqa");
+    let out = dsi(&[
+        "bench",
+        "decode",
+        "--model",
+        model.to_str().unwrap(),
+        "--tokens",
+        "4",
+        "--format",
+        "json",
+    ]);
+    let report = json(&out);
+    for field in [
+        "decode_tokens_per_s",
+        "prefill_tokens_per_s",
+        "bandwidth_fraction",
+        "copy_bandwidth_gb_per_s",
+    ] {
+        assert!(
+            report[field].as_f64().is_some_and(|v| v > 0.0),
+            "{field}: {report}"
+        );
+    }
+}
