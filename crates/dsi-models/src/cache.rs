@@ -10,11 +10,11 @@ use crate::{ModelError, Result};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor};
 
-/// Keys and values of one layer, `[1, kv_heads, capacity, head_dim]` each.
+/// Keys and values of one layer, `[kv_heads, capacity, head_dim]` each.
 #[derive(Debug, Clone)]
 struct LayerKv<B: Backend> {
-    keys: Tensor<B, 4>,
-    values: Tensor<B, 4>,
+    keys: Tensor<B, 3>,
+    values: Tensor<B, 3>,
 }
 
 /// A per-sequence KV cache of fixed capacity.
@@ -40,7 +40,7 @@ pub struct CacheShape {
 impl<B: Backend> KvCache<B> {
     /// A zeroed cache for `capacity` positions on `device` in `dtype`.
     pub fn new(shape: CacheShape, capacity: usize, device: &B::Device, dtype: DType) -> Self {
-        let dims = [1, shape.num_kv_heads, capacity, shape.head_dim];
+        let dims = [shape.num_kv_heads, capacity, shape.head_dim];
         let layers = (0..shape.num_layers)
             .map(|_| {
                 Some(LayerKv {
@@ -96,38 +96,31 @@ impl<B: Backend> KvCache<B> {
 
     /// Writes the `n` new keys and values of `layer` after the cached prefix
     /// and returns keys and values of the whole sequence so far,
-    /// `[1, kv_heads, len + n, head_dim]`. The length moves on in [`commit`].
+    /// `[kv_heads, len + n, head_dim]`. The length moves on in [`commit`].
     ///
     /// [`commit`]: KvCache::commit
     pub(crate) fn append(
         &mut self,
         layer: usize,
-        keys: Tensor<B, 4>,
-        values: Tensor<B, 4>,
-    ) -> (Tensor<B, 4>, Tensor<B, 4>) {
-        let n = keys.dims()[2];
-        let end = self.len + n;
+        keys: Tensor<B, 3>,
+        values: Tensor<B, 3>,
+    ) -> (Tensor<B, 3>, Tensor<B, 3>) {
+        let [heads, n, head_dim] = keys.dims();
+        let (start, end) = (self.len, self.len + n);
         // Taking the tensors out keeps their buffers unique, so the backend
         // writes in place instead of copying the whole cache.
         let entry = self.layers[layer]
             .take()
             .expect("layer cache present outside append");
-        let keys_all = entry.keys.slice_assign(
-            [0..1, 0..keys.dims()[1], self.len..end, 0..keys.dims()[3]],
-            keys,
-        );
-        let values_all = entry.values.slice_assign(
-            [
-                0..1,
-                0..values.dims()[1],
-                self.len..end,
-                0..values.dims()[3],
-            ],
-            values,
-        );
+        let keys_all = entry
+            .keys
+            .slice_assign([0..heads, start..end, 0..head_dim], keys);
+        let values_all = entry
+            .values
+            .slice_assign([0..heads, start..end, 0..head_dim], values);
         let visible = (
-            keys_all.clone().narrow(2, 0, end),
-            values_all.clone().narrow(2, 0, end),
+            keys_all.clone().narrow(1, 0, end),
+            values_all.clone().narrow(1, 0, end),
         );
         self.layers[layer] = Some(LayerKv {
             keys: keys_all,

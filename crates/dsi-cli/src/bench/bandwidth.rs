@@ -1,17 +1,30 @@
-//! The machine's memory copy bandwidth, measured the way STREAM's "copy"
-//! counts it: bytes read plus bytes written, per second, on every core.
+//! The machine's memory bandwidth, measured in the same run as the decode.
+//!
+//! - copy: `memcpy` of a buffer far larger than any cache, on every core,
+//!   as bytes copied per second (the `mbw` convention; STREAM would count
+//!   the read and the write, twice this figure);
+//! - read: a parallel sum over the same buffer, bytes read per second, which
+//!   is what streaming weights through a matrix-vector product needs.
 
 use std::time::Instant;
 
-/// Best of `rounds` parallel copies of a buffer far larger than any cache,
-/// in bytes per second.
-pub(crate) fn copy_bandwidth(bytes: usize, rounds: usize) -> f64 {
+/// Both bandwidths, bytes per second.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bandwidth {
+    pub(crate) copy: f64,
+    pub(crate) read: f64,
+}
+
+/// Best of `rounds` for each measurement over `bytes`-sized buffers.
+pub(crate) fn measure(bytes: usize, rounds: usize) -> Bandwidth {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let len = bytes / 4;
-    let src: Vec<f32> = (0..len).map(|i| i as f32).collect();
+    let src: Vec<f32> = (0..len).map(|i| (i % 1024) as f32).collect();
     let mut dst = vec![0f32; len];
     let chunk = len.div_ceil(threads);
-    let mut best = f64::INFINITY;
+
+    let mut copy_best = f64::INFINITY;
+    let mut read_best = f64::INFINITY;
     for _ in 0..rounds {
         let start = Instant::now();
         std::thread::scope(|scope| {
@@ -19,8 +32,35 @@ pub(crate) fn copy_bandwidth(bytes: usize, rounds: usize) -> f64 {
                 scope.spawn(move || d.copy_from_slice(s));
             }
         });
-        best = best.min(start.elapsed().as_secs_f64());
+        copy_best = copy_best.min(start.elapsed().as_secs_f64());
+
+        let start = Instant::now();
+        let total: f32 = std::thread::scope(|scope| {
+            let parts: Vec<_> = src
+                .chunks(chunk)
+                .map(|s| scope.spawn(move || sum8(s)))
+                .collect();
+            parts.into_iter().map(|p| p.join().unwrap_or(0.0)).sum()
+        });
+        read_best = read_best.min(start.elapsed().as_secs_f64());
+        std::hint::black_box(total);
     }
     std::hint::black_box(&dst);
-    (2 * len * 4) as f64 / best
+    Bandwidth {
+        copy: bytes as f64 / copy_best,
+        read: bytes as f64 / read_best,
+    }
+}
+
+/// A sum with eight independent accumulators, so it is bound by memory, not
+/// by the latency of one addition chain.
+fn sum8(values: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let mut chunks = values.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a += v;
+        }
+    }
+    acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
 }

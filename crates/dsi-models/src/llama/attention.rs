@@ -1,35 +1,35 @@
 //! Causal grouped-query self-attention with rotary embeddings over a KV cache.
 //!
 //! Query heads that share a key/value head are folded into the sequence axis
-//! (`[1, kv_heads, group * n, head_dim]`), so keys and values are never
+//! (`[kv_heads, group * n, head_dim]`), so keys and values are never
 //! repeated in memory: one matmul per key/value head serves its whole group.
 
+use super::linear::Projection;
 use crate::cache::KvCache;
 use burn::module::Module;
-use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor, TensorData};
 
-/// Rotary cos/sin rows for the positions of one forward, `[1, 1, n, head_dim]`.
+/// Rotary cos/sin rows for the positions of one forward, `[1, n, head_dim]`.
 #[derive(Debug, Clone)]
 pub struct RotaryRows<B: Backend> {
     /// Cosines.
-    pub cos: Tensor<B, 4>,
+    pub cos: Tensor<B, 3>,
     /// Sines.
-    pub sin: Tensor<B, 4>,
+    pub sin: Tensor<B, 3>,
 }
 
 /// Self-attention of one decoder layer.
 #[derive(Module, Debug)]
 pub struct Attention<B: Backend> {
     /// `[hidden] -> [heads * head_dim]`.
-    pub q_proj: Linear<B>,
+    pub q_proj: Projection<B>,
     /// `[hidden] -> [kv_heads * head_dim]`.
-    pub k_proj: Linear<B>,
+    pub k_proj: Projection<B>,
     /// `[hidden] -> [kv_heads * head_dim]`.
-    pub v_proj: Linear<B>,
+    pub v_proj: Projection<B>,
     /// `[heads * head_dim] -> [hidden]`.
-    pub o_proj: Linear<B>,
+    pub o_proj: Projection<B>,
     /// Query heads.
     pub num_heads: usize,
     /// Key/value heads.
@@ -42,49 +42,50 @@ impl<B: Backend> Attention<B> {
     /// Attends the `n` new positions to the cached prefix and to each other.
     ///
     /// # Shapes
-    /// - x: `[1, n, hidden]` -> `[1, n, hidden]`
+    /// - x: `[n, hidden]` -> `[n, hidden]`
     pub fn forward(
         &self,
-        x: Tensor<B, 3>,
+        x: Tensor<B, 2>,
         rotary: &RotaryRows<B>,
         layer: usize,
         cache: &mut KvCache<B>,
-    ) -> Tensor<B, 3> {
-        let [batch, n, _] = x.dims();
+    ) -> Tensor<B, 2> {
+        let [n, _] = x.dims();
         let (heads, kv_heads, head_dim) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let group = heads / kv_heads;
         let prefix = cache.len();
 
-        let split = |t: Tensor<B, 3>, h: usize| t.reshape([batch, n, h, head_dim]).swap_dims(1, 2);
+        // [n, h * d] -> [h, n, d]
+        let split = |t: Tensor<B, 2>, h: usize| t.reshape([n, h, head_dim]).swap_dims(0, 1);
         let q = rotate(split(self.q_proj.forward(x.clone()), heads), rotary);
         let k = rotate(split(self.k_proj.forward(x.clone()), kv_heads), rotary);
         let v = split(self.v_proj.forward(x), kv_heads);
         let (keys, values) = cache.append(layer, k, v);
 
-        // [1, heads, n, d] -> [1, kv_heads, group * n, d]: heads h*group..(h+1)*group share kv head h.
-        let q = q.reshape([batch, kv_heads, group * n, head_dim]);
+        // [heads, n, d] -> [kv_heads, group * n, d]: heads h*group..(h+1)*group share kv head h.
+        let q = q.reshape([kv_heads, group * n, head_dim]);
         let scale = (head_dim as f64).powf(-0.5);
-        let mut scores = q.matmul(keys.swap_dims(2, 3)).mul_scalar(scale);
+        let mut scores = q.matmul(keys.swap_dims(1, 2)).mul_scalar(scale);
         if n > 1 {
             let mask = causal_mask::<B>(group, n, prefix, &scores.device());
             scores = scores.mask_fill(mask, f32::NEG_INFINITY);
         }
-        let probs = burn::tensor::activation::softmax(scores, 3);
-        let out = probs.matmul(values); // [1, kv_heads, group * n, d]
+        let probs = burn::tensor::activation::softmax(scores, 2);
+        let out = probs.matmul(values); // [kv_heads, group * n, d]
         let out = out
-            .reshape([batch, heads, n, head_dim])
-            .swap_dims(1, 2)
-            .reshape([batch, n, heads * head_dim]);
+            .reshape([heads, n, head_dim])
+            .swap_dims(0, 1)
+            .reshape([n, heads * head_dim]);
         self.o_proj.forward(out)
     }
 }
 
 /// `x * cos + rotate_half(x) * sin`, with `rotate_half([a, b]) = [-b, a]`.
-fn rotate<B: Backend>(x: Tensor<B, 4>, rotary: &RotaryRows<B>) -> Tensor<B, 4> {
-    let half = x.dims()[3] / 2;
-    let first = x.clone().narrow(3, 0, half);
-    let second = x.clone().narrow(3, half, half);
-    let rotated = Tensor::cat(vec![second.neg(), first], 3);
+fn rotate<B: Backend>(x: Tensor<B, 3>, rotary: &RotaryRows<B>) -> Tensor<B, 3> {
+    let half = x.dims()[2] / 2;
+    let first = x.clone().narrow(2, 0, half);
+    let second = x.clone().narrow(2, half, half);
+    let rotated = Tensor::cat(vec![second.neg(), first], 2);
     x * rotary.cos.clone() + rotated * rotary.sin.clone()
 }
 
@@ -95,7 +96,7 @@ fn causal_mask<B: Backend>(
     n: usize,
     prefix: usize,
     device: &B::Device,
-) -> Tensor<B, 4, Bool> {
+) -> Tensor<B, 3, Bool> {
     let total = prefix + n;
     let mut mask = Vec::with_capacity(group * n * total);
     for _ in 0..group {
@@ -103,5 +104,5 @@ fn causal_mask<B: Backend>(
             mask.extend((0..total).map(|j| j > prefix + i));
         }
     }
-    Tensor::from_data(TensorData::new(mask, [1, 1, group * n, total]), device)
+    Tensor::from_data(TensorData::new(mask, [1, group * n, total]), device)
 }

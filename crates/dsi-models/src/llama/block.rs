@@ -23,14 +23,14 @@ pub struct DecoderLayer<B: Backend> {
 
 impl<B: Backend> DecoderLayer<B> {
     /// # Shapes
-    /// - x: `[1, n, hidden]` -> `[1, n, hidden]`
+    /// - x: `[n, hidden]` -> `[n, hidden]`
     pub fn forward(
         &self,
-        x: Tensor<B, 3>,
+        x: Tensor<B, 2>,
         rotary: &RotaryRows<B>,
         layer: usize,
         cache: &mut KvCache<B>,
-    ) -> Tensor<B, 3> {
+    ) -> Tensor<B, 2> {
         let h = x.clone()
             + self
                 .attention

@@ -1,12 +1,11 @@
 //! Building a [`Llama`] from a checkpoint's tensors, checking every shape
 //! against the configuration.
 
-use super::{Attention, DecoderLayer, Llama, LoadedModel, RmsNorm, SwiGlu};
+use super::{Attention, DecoderLayer, Llama, LoadedModel, Projection, RmsNorm, SwiGlu};
 use crate::checkpoint::{Checkpoint, TensorSource};
 use crate::config::LlamaConfig;
 use crate::{ModelError, Result};
 use burn::module::Param;
-use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
 
@@ -27,8 +26,8 @@ impl<B: Backend> Builder<'_, B> {
     }
 
     /// A Hugging Face `nn.Linear` (`weight` is `[out, in]`), optionally with `bias`.
-    fn linear(&self, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Linear<B>> {
-        // burn's Linear multiplies by `[in, out]`: a transposed view, no copy.
+    fn linear(&self, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Projection<B>> {
+        // Projections multiply by `[in, out]`: a transposed view, no copy.
         let weight = self
             .tensor(&format!("{prefix}.weight"), [d_out, d_in])?
             .transpose();
@@ -39,7 +38,7 @@ impl<B: Backend> Builder<'_, B> {
         } else {
             None
         };
-        Ok(Linear {
+        Ok(Projection {
             weight: Param::from_tensor(weight),
             bias,
         })
@@ -125,7 +124,7 @@ impl<B: Backend> LoadedModel<B> {
             progress(i + 1, total);
         }
         let lm_head = if config.tie_word_embeddings {
-            Linear {
+            Projection {
                 weight: Param::from_tensor(embed.clone().transpose()),
                 bias: None,
             }

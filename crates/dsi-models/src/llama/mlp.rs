@@ -1,7 +1,7 @@
 //! The SwiGLU feed-forward block (Shazeer 2020): `down(silu(gate(x)) * up(x))`.
 
+use super::linear::Projection;
 use burn::module::Module;
-use burn::nn::Linear;
 use burn::tensor::Tensor;
 use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
@@ -10,17 +10,17 @@ use burn::tensor::backend::Backend;
 #[derive(Module, Debug)]
 pub struct SwiGlu<B: Backend> {
     /// `[hidden] -> [intermediate]`, gated by SiLU.
-    pub gate: Linear<B>,
+    pub gate: Projection<B>,
     /// `[hidden] -> [intermediate]`.
-    pub up: Linear<B>,
+    pub up: Projection<B>,
     /// `[intermediate] -> [hidden]`.
-    pub down: Linear<B>,
+    pub down: Projection<B>,
 }
 
 impl<B: Backend> SwiGlu<B> {
     /// # Shapes
-    /// - x: `[batch, seq, hidden]` -> `[batch, seq, hidden]`
-    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    /// - x: `[n, hidden]` -> `[n, hidden]`
+    pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         let gated = silu(self.gate.forward(x.clone())) * self.up.forward(x);
         self.down.forward(gated)
     }

@@ -8,12 +8,14 @@
 
 mod attention;
 mod block;
+mod linear;
 mod load;
 mod mlp;
 mod norm;
 
 pub use attention::{Attention, RotaryRows};
 pub use block::DecoderLayer;
+pub use linear::Projection;
 pub use mlp::SwiGlu;
 pub use norm::RmsNorm;
 
@@ -22,7 +24,6 @@ use crate::config::LlamaConfig;
 use crate::rope::RopeFrequencies;
 use crate::{ModelError, Result};
 use burn::module::{Module, Param};
-use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Int, Tensor, TensorData};
 use dsi_core::TokenId;
@@ -37,7 +38,7 @@ pub struct Llama<B: Backend> {
     /// Final norm.
     pub norm: RmsNorm<B>,
     /// `[hidden] -> [vocab]`; shares the embedding's storage when tied.
-    pub lm_head: Linear<B>,
+    pub lm_head: Projection<B>,
 }
 
 /// A model with what it needs beside its weights: configuration, rotary
@@ -130,18 +131,13 @@ impl<B: Backend> LoadedModel<B> {
 
         let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
         let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [n]), &self.device);
-        let mut x = self
-            .model
-            .embed_tokens
-            .val()
-            .select(0, ids)
-            .unsqueeze::<3>();
+        let mut x = self.model.embed_tokens.val().select(0, ids);
 
         let (cos, sin) = self.rope.tables(cache.len(), n);
         let head_dim = self.config.head_dim;
         let rows = |values: Vec<f32>| {
-            Tensor::<B, 4>::from_data(
-                TensorData::new(values, [1, 1, n, head_dim]),
+            Tensor::<B, 3>::from_data(
+                TensorData::new(values, [1, n, head_dim]),
                 (&self.device, self.dtype),
             )
         };
@@ -153,8 +149,7 @@ impl<B: Backend> LoadedModel<B> {
             x = layer.forward(x, &rotary, i, cache);
         }
         cache.commit(n);
-        let logits = self.model.lm_head.forward(self.model.norm.forward(x));
-        Ok(logits.reshape([n, vocab]))
+        Ok(self.model.lm_head.forward(self.model.norm.forward(x)))
     }
 
     /// [`LoadedModel::forward_tensor`], read back to the host in f32.

@@ -14,15 +14,15 @@ pub struct RmsNorm<B: Backend> {
 }
 
 impl<B: Backend> RmsNorm<B> {
-    /// Normalizes `x`.
+    /// Normalizes every row of `x`.
     ///
     /// # Shapes
-    /// - x: `[batch, seq, hidden]` -> `[batch, seq, hidden]`
-    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    /// - x: `[n, hidden]` -> `[n, hidden]`
+    pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         let rms = x
             .clone()
             .powi_scalar(2)
-            .mean_dim(2)
+            .mean_dim(1)
             .add_scalar(self.eps)
             .sqrt();
         (x / rms) * self.weight.val().unsqueeze()
