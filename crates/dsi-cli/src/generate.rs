@@ -21,6 +21,7 @@ use std::time::Instant;
 
 /// Arguments of `dsi generate`.
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
 pub(crate) struct GenerateArgs {
     #[command(flatten)]
     model: ModelArgs,

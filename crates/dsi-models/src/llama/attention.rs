@@ -22,12 +22,9 @@ pub struct RotaryRows<B: Backend> {
 /// Self-attention of one decoder layer.
 #[derive(Module, Debug)]
 pub struct Attention<B: Backend> {
-    /// `[hidden] -> [heads * head_dim]`.
-    pub q_proj: Projection<B>,
-    /// `[hidden] -> [kv_heads * head_dim]`.
-    pub k_proj: Projection<B>,
-    /// `[hidden] -> [kv_heads * head_dim]`.
-    pub v_proj: Projection<B>,
+    /// `[hidden] -> [(heads + 2 * kv_heads) * head_dim]`: queries, keys and
+    /// values stacked so one product reads all three.
+    pub qkv_proj: Projection<B>,
     /// `[heads * head_dim] -> [hidden]`.
     pub o_proj: Projection<B>,
     /// Query heads.
@@ -57,9 +54,14 @@ impl<B: Backend> Attention<B> {
 
         // [n, h * d] -> [h, n, d]
         let split = |t: Tensor<B, 2>, h: usize| t.reshape([n, h, head_dim]).swap_dims(0, 1);
-        let q = rotate(split(self.q_proj.forward(x.clone()), heads), rotary);
-        let k = rotate(split(self.k_proj.forward(x.clone()), kv_heads), rotary);
-        let v = split(self.v_proj.forward(x), kv_heads);
+        let qkv = self.qkv_proj.forward(x);
+        let (q_width, kv_width) = (heads * head_dim, kv_heads * head_dim);
+        let q = rotate(split(qkv.clone().narrow(1, 0, q_width), heads), rotary);
+        let k = rotate(
+            split(qkv.clone().narrow(1, q_width, kv_width), kv_heads),
+            rotary,
+        );
+        let v = split(qkv.narrow(1, q_width + kv_width, kv_width), kv_heads);
         let (keys, values) = cache.append(layer, k, v);
 
         // [heads, n, d] -> [kv_heads, group * n, d]: heads h*group..(h+1)*group share kv head h.

@@ -25,21 +25,40 @@ impl<B: Backend> Builder<'_, B> {
         ))
     }
 
-    /// A Hugging Face `nn.Linear` (`weight` is `[out, in]`), optionally with `bias`.
-    fn linear(&self, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Projection<B>> {
+    /// Hugging Face `nn.Linear` layers that read the same input, stacked
+    /// along their outputs into one projection (one matrix-vector product
+    /// instead of several); `parts` are `(prefix, d_out)`.
+    fn linear(&self, parts: &[(&str, usize)], d_in: usize, bias: bool) -> Result<Projection<B>> {
+        let d_out: usize = parts.iter().map(|(_, d)| d).sum();
+        let mut weight = Vec::with_capacity(d_out * d_in);
+        let mut biases = Vec::with_capacity(d_out);
+        for (prefix, rows) in parts {
+            weight.extend(
+                self.weights
+                    .read(&format!("{prefix}.weight"), &[*rows, d_in])?
+                    .values,
+            );
+            if bias {
+                biases.extend(
+                    self.weights
+                        .read(&format!("{prefix}.bias"), &[*rows])?
+                        .values,
+                );
+            }
+        }
         // Projections multiply by `[in, out]`: a transposed view, no copy.
-        let weight = self
-            .tensor(&format!("{prefix}.weight"), [d_out, d_in])?
-            .transpose();
-        let bias = if bias {
-            Some(Param::from_tensor(
-                self.tensor(&format!("{prefix}.bias"), [d_out])?,
+        let weight = Tensor::<B, 2>::from_data(
+            TensorData::new(weight, [d_out, d_in]),
+            (self.device, self.dtype),
+        );
+        let bias = bias.then(|| {
+            Param::from_tensor(Tensor::from_data(
+                TensorData::new(biases, [d_out]),
+                (self.device, self.dtype),
             ))
-        } else {
-            None
-        };
+        });
         Ok(Projection {
-            weight: Param::from_tensor(weight),
+            weight: Param::from_tensor(weight.transpose()),
             bias,
         })
     }
@@ -58,22 +77,34 @@ impl<B: Backend> Builder<'_, B> {
             c.num_heads * c.head_dim,
             c.num_kv_heads * c.head_dim,
         );
+        let name = |suffix: &str| format!("{p}.{suffix}");
+        let f = c.intermediate_size;
         Ok(DecoderLayer {
-            input_norm: self.norm(&format!("{p}.input_layernorm.weight"), c)?,
+            input_norm: self.norm(&name("input_layernorm.weight"), c)?,
             attention: Attention {
-                q_proj: self.linear(&format!("{p}.self_attn.q_proj"), d, q, c.qkv_bias)?,
-                k_proj: self.linear(&format!("{p}.self_attn.k_proj"), d, kv, c.qkv_bias)?,
-                v_proj: self.linear(&format!("{p}.self_attn.v_proj"), d, kv, c.qkv_bias)?,
-                o_proj: self.linear(&format!("{p}.self_attn.o_proj"), q, d, c.o_bias)?,
+                qkv_proj: self.linear(
+                    &[
+                        (&name("self_attn.q_proj"), q),
+                        (&name("self_attn.k_proj"), kv),
+                        (&name("self_attn.v_proj"), kv),
+                    ],
+                    d,
+                    c.qkv_bias,
+                )?,
+                o_proj: self.linear(&[(&name("self_attn.o_proj"), d)], q, c.o_bias)?,
                 num_heads: c.num_heads,
                 num_kv_heads: c.num_kv_heads,
                 head_dim: c.head_dim,
             },
-            post_attention_norm: self.norm(&format!("{p}.post_attention_layernorm.weight"), c)?,
+            post_attention_norm: self.norm(&name("post_attention_layernorm.weight"), c)?,
             mlp: SwiGlu {
-                gate: self.linear(&format!("{p}.mlp.gate_proj"), d, c.intermediate_size, false)?,
-                up: self.linear(&format!("{p}.mlp.up_proj"), d, c.intermediate_size, false)?,
-                down: self.linear(&format!("{p}.mlp.down_proj"), c.intermediate_size, d, false)?,
+                gate_up: self.linear(
+                    &[(&name("mlp.gate_proj"), f), (&name("mlp.up_proj"), f)],
+                    d,
+                    false,
+                )?,
+                down: self.linear(&[(&name("mlp.down_proj"), d)], f, false)?,
+                intermediate_size: f,
             },
         })
     }
@@ -129,7 +160,7 @@ impl<B: Backend> LoadedModel<B> {
                 bias: None,
             }
         } else {
-            b.linear("lm_head", d, v, false)?
+            b.linear(&[("lm_head", v)], d, false)?
         };
         let model = Llama {
             embed_tokens: Param::from_tensor(embed),

@@ -9,19 +9,22 @@ use burn::tensor::backend::Backend;
 /// Gated feed-forward network of a Llama decoder layer.
 #[derive(Module, Debug)]
 pub struct SwiGlu<B: Backend> {
-    /// `[hidden] -> [intermediate]`, gated by SiLU.
-    pub gate: Projection<B>,
-    /// `[hidden] -> [intermediate]`.
-    pub up: Projection<B>,
+    /// `[hidden] -> [2 * intermediate]`: the gate (through SiLU) and the up
+    /// projection, stacked so one product reads both.
+    pub gate_up: Projection<B>,
     /// `[intermediate] -> [hidden]`.
     pub down: Projection<B>,
+    /// Width of the gate and of the up projection.
+    pub intermediate_size: usize,
 }
 
 impl<B: Backend> SwiGlu<B> {
     /// # Shapes
     /// - x: `[n, hidden]` -> `[n, hidden]`
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        let gated = silu(self.gate.forward(x.clone())) * self.up.forward(x);
+        let f = self.intermediate_size;
+        let gate_up = self.gate_up.forward(x);
+        let gated = silu(gate_up.clone().narrow(1, 0, f)) * gate_up.narrow(1, f, f);
         self.down.forward(gated)
     }
 }
