@@ -207,7 +207,7 @@ impl<'a> Stream<'a> {
             && text.is_char_boundary(self.printed)
         {
             let mut stdout = std::io::stdout().lock();
-            stdout.write_all(text[self.printed..].as_bytes())?;
+            stdout.write_all(&text.as_bytes()[self.printed..])?;
             stdout.flush()?;
             self.printed = text.len();
         }

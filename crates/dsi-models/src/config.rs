@@ -241,7 +241,7 @@ impl HfConfig {
             }
         }
         let num_kv_heads = self.num_key_value_heads.unwrap_or(self.num_attention_heads);
-        if num_kv_heads == 0 || self.num_attention_heads % num_kv_heads != 0 {
+        if num_kv_heads == 0 || !self.num_attention_heads.is_multiple_of(num_kv_heads) {
             return Err(ModelError::InvalidConfig {
                 field: "num_key_value_heads",
                 reason: format!(
@@ -253,13 +253,13 @@ impl HfConfig {
         let head_dim = self
             .head_dim
             .unwrap_or(self.hidden_size / self.num_attention_heads);
-        if head_dim == 0 || head_dim % 2 != 0 {
+        if head_dim == 0 || !head_dim.is_multiple_of(2) {
             return Err(ModelError::InvalidConfig {
                 field: "head_dim",
                 reason: format!("{head_dim} must be even and positive for rotary embeddings"),
             });
         }
-        if self.head_dim.is_none() && self.hidden_size % self.num_attention_heads != 0 {
+        if self.head_dim.is_none() && !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(ModelError::InvalidConfig {
                 field: "hidden_size",
                 reason: format!(
@@ -309,7 +309,7 @@ impl HfConfig {
             .and_then(Value::as_f64)
             .or(self.rope_theta)
             .unwrap_or(10_000.0);
-        if !(theta > 0.0) {
+        if theta.is_nan() || theta <= 0.0 {
             return Err(ModelError::InvalidConfig {
                 field: "rope_theta",
                 reason: format!("{theta} must be positive"),

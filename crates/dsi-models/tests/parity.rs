@@ -178,7 +178,7 @@ fn cache_full_and_bad_tokens_are_errors<B: Backend>(device: &B::Device) {
     let mut cache = model.new_cache(4);
     let err = model
         .forward(&[1, 2, 3, 4, 5], &mut cache)
-        .unwrap_err()
+        .expect_err("refused")
         .to_string();
     assert!(err.contains("KV cache is full"), "{err}");
     assert_eq!(
@@ -188,7 +188,7 @@ fn cache_full_and_bad_tokens_are_errors<B: Backend>(device: &B::Device) {
     );
     let err = model
         .forward(&[1, 100_000], &mut cache)
-        .unwrap_err()
+        .expect_err("refused")
         .to_string();
     assert!(
         err.contains("100000") && err.contains("vocabulary"),

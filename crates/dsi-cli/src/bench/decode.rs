@@ -86,10 +86,10 @@ pub(crate) fn run(args: DecodeArgs) -> anyhow::Result<()> {
         return Err(UsageError("invalid tokens: 0 (expected at least 1)".into()).into());
     }
     let source = match (&args.model, args.random) {
-        (Some(dir), _) => Source::Checkpoint(
+        (Some(dir), _) => Source::Checkpoint(Box::new(
             Checkpoint::open(dir)
                 .with_context(|| format!("loading the model in {}", dir.display()))?,
-        ),
+        )),
         (None, Some(RandomShape::Smollm135m)) => Source::Random(LlamaConfig::smollm_135m()),
         (None, None) => return Err(UsageError("give --model DIR or --random SHAPE".into()).into()),
     };
@@ -98,7 +98,7 @@ pub(crate) fn run(args: DecodeArgs) -> anyhow::Result<()> {
 }
 
 enum Source {
-    Checkpoint(Checkpoint),
+    Checkpoint(Box<Checkpoint>),
     Random(LlamaConfig),
 }
 
