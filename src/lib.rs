@@ -5,3 +5,4 @@
 //! engine the way a user does.
 
 pub use dsi_core as core;
+pub use dsi_models as models;
