@@ -113,7 +113,8 @@ impl OnBackend for Job {
                 bar.set_position(done as u64);
             },
         )
-        .with_context(|| format!("loading {}", checkpoint.dir.display()))?;
+        .with_context(|| format!("loading {}", checkpoint.dir.display()))?
+        .with_host_threads(spec.host_threads());
         bar.finish_and_clear();
 
         let prompt = checkpoint.tokenizer.encode(&args.prompt)?;

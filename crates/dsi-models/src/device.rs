@@ -72,6 +72,19 @@ impl fmt::Display for DeviceSpec {
     }
 }
 
+impl DeviceSpec {
+    /// Host threads a model on this device should split projections over:
+    /// every core on the CPU backends, 1 on GPUs.
+    pub fn host_threads(self) -> usize {
+        match self {
+            DeviceSpec::Cpu | DeviceSpec::Ndarray => {
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            }
+            DeviceSpec::Wgpu(_) | DeviceSpec::Cuda(_) => 1,
+        }
+    }
+}
+
 /// The dtype weights, activations and caches are kept in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunDtype {

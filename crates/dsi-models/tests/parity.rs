@@ -256,3 +256,29 @@ fn ndarray_and_wgpu_agree() {
         assert_close(name, "ndarray vs wgpu", &b.values, &a.values);
     }
 }
+
+/// Projections split over host threads give the logits of the plain product.
+#[test]
+fn host_threaded_projections_match() {
+    use dsi_models::device::CpuBackend;
+    let device = burn::backend::flex::FlexDevice;
+    for name in FIXTURES {
+        let (_, plain) = load::<CpuBackend>(name, &device);
+        let (_, threaded) = load::<CpuBackend>(name, &device);
+        let threaded = threaded.with_host_threads(3);
+        let prompt = &expected(name, plain.config.vocab_size).prompts[0].ids;
+        let a = plain
+            .forward(prompt, &mut plain.new_cache(64))
+            .expect("plain");
+        let b = threaded
+            .forward(prompt, &mut threaded.new_cache(64))
+            .expect("threaded");
+        assert_close(name, "host-threaded projections", &b.values, &a.values);
+        let (mut ca, mut cb) = (plain.new_cache(64), threaded.new_cache(64));
+        plain.forward(prompt, &mut ca).expect("prefill");
+        threaded.forward(prompt, &mut cb).expect("prefill");
+        let a = plain.forward(&[5], &mut ca).expect("step");
+        let b = threaded.forward(&[5], &mut cb).expect("step");
+        assert_close(name, "host-threaded decode step", &b.values, &a.values);
+    }
+}

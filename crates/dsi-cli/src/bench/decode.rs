@@ -130,7 +130,8 @@ impl OnBackend for Job {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);
             },
-        )?;
+        )?
+        .with_host_threads(spec.host_threads());
         bar.finish_and_clear();
 
         let vocab = config.vocab_size as TokenId;

@@ -10,13 +10,16 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor, TensorData};
 
-/// Rotary cos/sin rows for the positions of one forward, `[1, n, head_dim]`.
+/// What every layer of one forward shares: rotary cos/sin rows for its
+/// positions (`[1, n, head_dim]`) and the host threads per projection.
 #[derive(Debug, Clone)]
 pub struct RotaryRows<B: Backend> {
     /// Cosines.
     pub cos: Tensor<B, 3>,
     /// Sines.
     pub sin: Tensor<B, 3>,
+    /// Host threads per projection (1 on GPU backends).
+    pub threads: usize,
 }
 
 /// Self-attention of one decoder layer.
@@ -54,7 +57,7 @@ impl<B: Backend> Attention<B> {
 
         // [n, h * d] -> [h, n, d]
         let split = |t: Tensor<B, 2>, h: usize| t.reshape([n, h, head_dim]).swap_dims(0, 1);
-        let qkv = self.qkv_proj.forward(x);
+        let qkv = self.qkv_proj.forward(x, rotary.threads);
         let (q_width, kv_width) = (heads * head_dim, kv_heads * head_dim);
         let q = rotate(split(qkv.clone().narrow(1, 0, q_width), heads), rotary);
         let k = rotate(
@@ -78,7 +81,7 @@ impl<B: Backend> Attention<B> {
             .reshape([heads, n, head_dim])
             .swap_dims(0, 1)
             .reshape([n, heads * head_dim]);
-        self.o_proj.forward(out)
+        self.o_proj.forward(out, rotary.threads)
     }
 }
 

@@ -35,6 +35,9 @@ impl<B: Backend> DecoderLayer<B> {
             + self
                 .attention
                 .forward(self.input_norm.forward(x), rotary, layer, cache);
-        h.clone() + self.mlp.forward(self.post_attention_norm.forward(h))
+        h.clone()
+            + self
+                .mlp
+                .forward(self.post_attention_norm.forward(h), rotary.threads)
     }
 }

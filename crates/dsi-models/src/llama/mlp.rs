@@ -19,12 +19,14 @@ pub struct SwiGlu<B: Backend> {
 }
 
 impl<B: Backend> SwiGlu<B> {
+    /// `threads`: host threads per projection (see [`Projection`]).
+    ///
     /// # Shapes
     /// - x: `[n, hidden]` -> `[n, hidden]`
-    pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+    pub fn forward(&self, x: Tensor<B, 2>, threads: usize) -> Tensor<B, 2> {
         let f = self.intermediate_size;
-        let gate_up = self.gate_up.forward(x);
+        let gate_up = self.gate_up.forward(x, threads);
         let gated = silu(gate_up.clone().narrow(1, 0, f)) * gate_up.narrow(1, f, f);
-        self.down.forward(gated)
+        self.down.forward(gated, threads)
     }
 }

@@ -53,6 +53,8 @@ pub struct LoadedModel<B: Backend> {
     pub device: B::Device,
     /// The dtype weights, activations and caches are kept in.
     pub dtype: DType,
+    /// Host threads per projection: the core count on CPU backends, 1 on GPUs.
+    pub host_threads: usize,
     rope: RopeFrequencies,
 }
 
@@ -90,8 +92,16 @@ impl<B: Backend> LoadedModel<B> {
             config,
             device,
             dtype,
+            host_threads: 1,
             rope,
         }
+    }
+
+    /// Splits each projection over `threads` host threads (see
+    /// [`Projection`]); worth it on CPU backends only.
+    pub fn with_host_threads(mut self, threads: usize) -> Self {
+        self.host_threads = threads.max(1);
+        self
     }
 
     /// A cache for up to `capacity` positions (at most the model's context).
@@ -144,12 +154,16 @@ impl<B: Backend> LoadedModel<B> {
         let rotary = RotaryRows {
             cos: rows(cos),
             sin: rows(sin),
+            threads: self.host_threads,
         };
         for (i, layer) in self.model.layers.iter().enumerate() {
             x = layer.forward(x, &rotary, i, cache);
         }
         cache.commit(n);
-        Ok(self.model.lm_head.forward(self.model.norm.forward(x)))
+        Ok(self
+            .model
+            .lm_head
+            .forward(self.model.norm.forward(x), self.host_threads))
     }
 
     /// [`LoadedModel::forward_tensor`], read back to the host in f32.
