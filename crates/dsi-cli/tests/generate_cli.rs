@@ -163,30 +163,64 @@ fn bad_inputs_exit_2_with_one_line() {
     }
 }
 
-#[test]
-fn a_broken_checkpoint_exits_2_naming_the_tensor() {
-    let dir = std::env::temp_dir().join(format!("dsi-cli-broken-{}", std::process::id()));
+/// A scratch copy of the `llama-gqa` fixture, broken by `breakage`.
+fn broken_copy(tag: &str, breakage: impl FnOnce(&std::path::Path)) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("dsi-cli-broken-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     for entry in std::fs::read_dir(fixture("llama-gqa")).unwrap() {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
     }
+    breakage(&dir);
+    dir
+}
+
+fn edit_config(dir: &std::path::Path, from: &str, to: &str) {
     let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
-    std::fs::write(
-        dir.join("config.json"),
-        config.replace("\"intermediate_size\": 128", "\"intermediate_size\": 96"),
-    )
-    .unwrap();
-    let out = dsi(&["generate", "--model", dir.to_str().unwrap(), "hi"]);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("gate_proj.weight") && err.contains("[96, 64]"),
-        "{err}"
-    );
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
+    assert!(config.contains(from));
+    std::fs::write(dir.join("config.json"), config.replace(from, to)).unwrap();
+}
+
+#[test]
+fn broken_checkpoints_exit_2_with_one_clear_line() {
+    let cases: Vec<(&str, Box<dyn FnOnce(&std::path::Path)>, &[&str])> = vec![
+        (
+            "shape",
+            Box::new(|d| edit_config(d, "\"intermediate_size\": 128", "\"intermediate_size\": 96")),
+            &["gate_proj.weight", "[96, 64]", "[128, 64]"],
+        ),
+        (
+            "arch",
+            Box::new(|d| edit_config(d, "\"model_type\": \"llama\"", "\"model_type\": \"bert\"")),
+            &["model_type", "bert"],
+        ),
+        (
+            "tokenizer",
+            Box::new(|d| std::fs::remove_file(d.join("tokenizer.json")).unwrap()),
+            &["tokenizer.json", "missing"],
+        ),
+        (
+            "truncated",
+            Box::new(|d| {
+                let path = d.join("model.safetensors");
+                let bytes = std::fs::read(&path).unwrap();
+                std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
+            }),
+            &["model.safetensors", "truncated"],
+        ),
+    ];
+    for (tag, breakage, expected) in cases {
+        let dir = broken_copy(tag, breakage);
+        let out = dsi(&["generate", "--model", dir.to_str().unwrap(), "hi"]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{tag}: {err}");
+        for word in expected {
+            assert!(err.contains(word), "{tag}: {word} not in {err}");
+        }
+        assert_eq!(err.trim().lines().count(), 1, "{tag}: {err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 #[test]

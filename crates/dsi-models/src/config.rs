@@ -191,12 +191,17 @@ impl LlamaConfig {
 
 impl HfConfig {
     fn validate(self) -> Result<LlamaConfig> {
+        // `model_type` decides when present (it is what transformers dispatches
+        // on); older configs may carry only `architectures`.
         let model_type = self.model_type.clone().unwrap_or_default();
-        let known_arch = self
-            .architectures
-            .iter()
-            .any(|a| ARCHITECTURES.contains(&a.as_str()));
-        if !MODEL_TYPES.contains(&model_type.as_str()) && !known_arch {
+        let supported = match &self.model_type {
+            Some(t) => MODEL_TYPES.contains(&t.as_str()),
+            None => self
+                .architectures
+                .iter()
+                .any(|a| ARCHITECTURES.contains(&a.as_str())),
+        };
+        if !supported {
             return Err(ModelError::Unsupported {
                 field: "model_type",
                 value: format!("{model_type:?} (architectures {:?})", self.architectures),
