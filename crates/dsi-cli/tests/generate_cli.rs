@@ -167,19 +167,19 @@ fn bad_inputs_exit_2_with_one_line() {
 fn broken_copy(tag: &str, breakage: impl FnOnce(&std::path::Path)) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("dsi-cli-broken-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    for entry in std::fs::read_dir(fixture("llama-gqa")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    std::fs::create_dir_all(&dir).expect("scratch copy of the fixture");
+    for entry in std::fs::read_dir(fixture("llama-gqa")).expect("scratch copy of the fixture") {
+        let entry = entry.expect("scratch copy of the fixture");
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).expect("scratch copy of the fixture");
     }
     breakage(&dir);
     dir
 }
 
 fn edit_config(dir: &std::path::Path, from: &str, to: &str) {
-    let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    let config = std::fs::read_to_string(dir.join("config.json")).expect("scratch copy of the fixture");
     assert!(config.contains(from));
-    std::fs::write(dir.join("config.json"), config.replace(from, to)).unwrap();
+    std::fs::write(dir.join("config.json"), config.replace(from, to)).expect("scratch copy of the fixture");
 }
 
 #[test]
