@@ -170,21 +170,27 @@ fn broken_copy(tag: &str, breakage: impl FnOnce(&std::path::Path)) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("scratch copy of the fixture");
     for entry in std::fs::read_dir(fixture("llama-gqa")).expect("scratch copy of the fixture") {
         let entry = entry.expect("scratch copy of the fixture");
-        std::fs::copy(entry.path(), dir.join(entry.file_name())).expect("scratch copy of the fixture");
+        std::fs::copy(entry.path(), dir.join(entry.file_name()))
+            .expect("scratch copy of the fixture");
     }
     breakage(&dir);
     dir
 }
 
+/// How a case breaks its copy of the fixture.
+type Breakage = Box<dyn FnOnce(&std::path::Path)>;
+
 fn edit_config(dir: &std::path::Path, from: &str, to: &str) {
-    let config = std::fs::read_to_string(dir.join("config.json")).expect("scratch copy of the fixture");
+    let config =
+        std::fs::read_to_string(dir.join("config.json")).expect("scratch copy of the fixture");
     assert!(config.contains(from));
-    std::fs::write(dir.join("config.json"), config.replace(from, to)).expect("scratch copy of the fixture");
+    std::fs::write(dir.join("config.json"), config.replace(from, to))
+        .expect("scratch copy of the fixture");
 }
 
 #[test]
 fn broken_checkpoints_exit_2_with_one_clear_line() {
-    let cases: Vec<(&str, Box<dyn FnOnce(&std::path::Path)>, &[&str])> = vec![
+    let cases: Vec<(&str, Breakage, &[&str])> = vec![
         (
             "shape",
             Box::new(|d| edit_config(d, "\"intermediate_size\": 128", "\"intermediate_size\": 96")),
