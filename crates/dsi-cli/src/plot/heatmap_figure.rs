@@ -59,16 +59,17 @@ impl HeatmapFigure {
     /// Writes the figure as SVG.
     pub(crate) fn write_svg(&self, path: &Path) -> anyhow::Result<()> {
         font::ensure_registered()?;
-        let root = SVGBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
-        self.draw(&root)
-            .and_then(|()| root.present().map_err(|e| anyhow::anyhow!("{e}")))
-            .with_context(|| format!("drawing {}", path.display()))
+        self.render(SVGBackend::new(path, (WIDTH, HEIGHT)), path)
     }
 
     /// Writes the figure as PNG.
     pub(crate) fn write_png(&self, path: &Path) -> anyhow::Result<()> {
         font::ensure_registered()?;
-        let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
+        self.render(BitMapBackend::new(path, (WIDTH, HEIGHT)), path)
+    }
+
+    fn render<DB: DrawingBackend>(&self, backend: DB, path: &Path) -> anyhow::Result<()> {
+        let root = backend.into_drawing_area();
         self.draw(&root)
             .and_then(|()| root.present().map_err(|e| anyhow::anyhow!("{e}")))
             .with_context(|| format!("drawing {}", path.display()))
