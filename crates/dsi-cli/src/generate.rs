@@ -5,7 +5,7 @@
 //! scheduler.
 
 use crate::exit::UsageError;
-use crate::model_args::{ModelArgs, check_prompt_fits, load_bar};
+use crate::model_args::{ModelArgs, advance, check_prompt_fits, load_bar};
 use crate::output::Format;
 use anyhow::Context;
 use clap::Args;
@@ -104,17 +104,10 @@ impl OnBackend for Job {
             .dtype
             .unwrap_or_else(|| RunDtype::default_for::<B>(spec, &device));
         let bar = load_bar("target");
-        let model = LoadedModel::<B>::from_checkpoint(
-            &checkpoint,
-            &device,
-            dtype.dtype(),
-            |done, total| {
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
-            },
-        )
-        .with_context(|| format!("loading {}", checkpoint.dir.display()))?
-        .with_host_threads(spec.host_threads());
+        let model =
+            LoadedModel::<B>::from_checkpoint(&checkpoint, &device, dtype.dtype(), advance(&bar))
+                .with_context(|| format!("loading {}", checkpoint.dir.display()))?
+                .with_host_threads(spec.host_threads());
         bar.finish_and_clear();
 
         let prompt = checkpoint.tokenizer.encode(&args.prompt)?;

@@ -22,11 +22,13 @@ pub(crate) struct ModelArgs {
     pub(crate) dtype: Option<RunDtype>,
 }
 
-fn parse_device(s: &str) -> Result<DeviceSpec, String> {
+/// clap parser for `--backend`.
+pub(crate) fn parse_device(s: &str) -> Result<DeviceSpec, String> {
     s.parse().map_err(|e: dsi_models::ModelError| e.to_string())
 }
 
-fn parse_dtype(s: &str) -> Result<RunDtype, String> {
+/// clap parser for `--dtype`.
+pub(crate) fn parse_dtype(s: &str) -> Result<RunDtype, String> {
     s.parse().map_err(|e: dsi_models::ModelError| e.to_string())
 }
 
@@ -47,6 +49,14 @@ pub(crate) fn load_bar(what: &str) -> ProgressBar {
     );
     bar.set_message(format!("loading {what}"));
     bar
+}
+
+/// The `(done, total)` callback model loading reports through, moving `bar`.
+pub(crate) fn advance(bar: &ProgressBar) -> impl FnMut(usize, usize) + '_ {
+    |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    }
 }
 
 /// Refuses a prompt that leaves no room to generate.

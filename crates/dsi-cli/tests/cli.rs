@@ -1,17 +1,8 @@
 //! The `dsi` binary end to end: output contracts, exit codes, files written.
 
-use std::process::{Command, Output};
+mod common;
 
-fn dsi(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dsi"))
-        .args(args)
-        .output()
-        .expect("the dsi binary runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use common::{dsi, stderr};
 
 #[test]
 fn simulate_json_has_the_documented_fields() {

@@ -1,23 +1,15 @@
 //! `dsi generate` and `dsi bench decode` end to end on the transformers fixtures.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
+
+use common::{dsi, stderr};
+use std::process::Output;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../dsi-models/tests/fixtures")
         .join(name)
-}
-
-fn dsi(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dsi"))
-        .args(args)
-        .output()
-        .expect("the dsi binary runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn json(out: &Output) -> serde_json::Value {

@@ -9,7 +9,7 @@
 
 use super::bandwidth;
 use crate::exit::UsageError;
-use crate::model_args::load_bar;
+use crate::model_args::{advance, load_bar, parse_device, parse_dtype};
 use crate::output::Format;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
@@ -48,10 +48,10 @@ pub(crate) struct DecodeArgs {
     #[arg(long, value_enum)]
     random: Option<RandomShape>,
     /// Backend and device: cpu, wgpu, wgpu:N, cuda, cuda:N.
-    #[arg(long, default_value = "cpu", value_parser = |s: &str| s.parse::<DeviceSpec>().map_err(|e| e.to_string()))]
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
     backend: DeviceSpec,
     /// Run dtype: f32, f16 or bf16.
-    #[arg(long, value_parser = |s: &str| s.parse::<RunDtype>().map_err(|e| e.to_string()))]
+    #[arg(long, value_parser = parse_dtype)]
     dtype: Option<RunDtype>,
     /// Decode steps to time (after a warm-up step).
     #[arg(long, default_value_t = 32)]
@@ -126,10 +126,7 @@ impl OnBackend for Job {
             weights,
             &device,
             dtype.dtype(),
-            |done, total| {
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
-            },
+            advance(&bar),
         )?
         .with_host_threads(spec.host_threads());
         bar.finish_and_clear();
@@ -166,11 +163,7 @@ impl OnBackend for Job {
         }
         let decode_secs = start.elapsed().as_secs_f64();
 
-        let bytes_per_value = match dtype {
-            RunDtype::F32 => 4,
-            RunDtype::F16 | RunDtype::Bf16 => 2,
-        };
-        let weight_bytes = config.weight_bytes_per_token(bytes_per_value);
+        let weight_bytes = config.weight_bytes_per_token(dtype.dtype().size());
         let bandwidth = bandwidth::measure(BANDWIDTH_BUFFER, 5);
         let decode_tps = args.tokens as f64 / decode_secs;
         let bound = bandwidth.copy / weight_bytes as f64;
