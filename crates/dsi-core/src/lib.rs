@@ -7,16 +7,26 @@
 //! - [`token`]: token ids, draft chains and verification verdicts;
 //! - [`verify`]: the lossless verification rules (greedy, speculative
 //!   sampling, seeded coupled sampling);
+//! - [`schedule`]: the DSI, SI and non-SI state machines (epochs, jobs,
+//!   preemption, verification bookkeeping) as synchronous logic;
+//! - [`model`] and [`cancel`]: the plain-data interface a scheduler drives a
+//!   model instance through;
 //! - [`sim`]: the paper's offline simulator of non-SI, SI and DSI in time
 //!   units, its closed forms and the Figure 1 heatmap grid;
+//! - [`sampling`]: logits processing (temperature, top-k, top-p) into the
+//!   distributions the verification rules compare;
 //! - [`acceptance`]: the paper's acceptance-rate estimator from match windows.
 //!
 //! It knows neither burn nor tokio and does no IO; time is always an input.
 //! It compiles for `wasm32-unknown-unknown` as is.
 
 pub mod acceptance;
+pub mod cancel;
 pub mod error;
+pub mod model;
 pub mod rng;
+pub mod sampling;
+pub mod schedule;
 pub mod sim;
 pub mod token;
 pub mod verify;

@@ -128,15 +128,8 @@ pub enum ModelError {
     #[error("reading results back from the device failed: {0}")]
     Readback(String),
     /// Sampling parameters are out of range.
-    #[error("invalid sampling parameter {name} = {value}: {expected}")]
-    InvalidSampling {
-        /// The parameter.
-        name: &'static str,
-        /// Its value.
-        value: String,
-        /// The valid range.
-        expected: &'static str,
-    },
+    #[error(transparent)]
+    InvalidSampling(#[from] dsi_core::Error),
 }
 
 /// `Result` with [`ModelError`].

@@ -22,9 +22,10 @@ pub mod error;
 pub mod generate;
 pub mod llama;
 mod rope;
-pub mod sampling;
 
 pub use cache::KvCache;
 pub use config::LlamaConfig;
+/// Logits processing lives in `dsi-core`, where the scheduler shares it.
+pub use dsi_core::sampling;
 pub use error::{ModelError, Result};
 pub use llama::{Llama, Logits};

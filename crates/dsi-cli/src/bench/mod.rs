@@ -2,6 +2,7 @@
 
 mod bandwidth;
 mod decode;
+mod sched;
 
 use clap::{Args, Subcommand};
 
@@ -17,11 +18,14 @@ enum BenchCommand {
     /// Batch-1 decode and prefill speed of one model, against the machine's
     /// memory bandwidth.
     Decode(decode::DecodeArgs),
+    /// The real scheduler on synthetic workers against the offline simulator.
+    Sched(sched::SchedArgs),
 }
 
 /// Runs `dsi bench`.
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Decode(decode) => decode::run(decode),
+        BenchCommand::Sched(sched) => sched::run(sched),
     }
 }

@@ -1,11 +1,11 @@
 //! The three cost models of one simulated generation, in target forwards.
 //!
-//! Each function consumes accepted-draft counts from an [`AcceptanceSampler`]
+//! Each function consumes accepted-draft counts from an [`AcceptanceSource`]
 //! and returns the time to generate `params.tokens()` tokens. They follow the
 //! authors' simulator line by line (DESIGN.md §2), including its conventions
 //! at the end of the sequence.
 
-use super::{AcceptanceSampler, SimParams};
+use super::{AcceptanceSource, SimParams};
 
 /// Plain autoregressive decoding: one target forward per token.
 pub fn nonsi_cost(params: &SimParams) -> f64 {
@@ -16,14 +16,15 @@ pub fn nonsi_cost(params: &SimParams) -> f64 {
 ///
 /// Each iteration drafts `kk = min(k, left - 1)` tokens (`kk * c`), verifies
 /// them (`1`), and emits the accepted drafts plus the target's token.
-pub fn si_cost(params: &SimParams, sampler: &mut AcceptanceSampler) -> f64 {
+pub fn si_cost(params: &SimParams, sampler: &mut impl AcceptanceSource) -> f64 {
     let (c, k) = (params.c(), params.k());
     let mut left = params.tokens() as i64;
     let mut cost = 0.0;
     while left > 0 {
         let kk = k.min((left - 1) as usize);
         cost += kk as f64 * c + 1.0;
-        left -= sampler.next_count() as i64 + 1;
+        let done = params.tokens() - left as usize;
+        left -= sampler.next_count_at(done) as i64 + 1;
     }
     cost
 }
@@ -38,7 +39,7 @@ pub fn si_cost(params: &SimParams, sampler: &mut AcceptanceSampler) -> f64 {
 /// draft is rejected dies at once (its first logits were already known), so
 /// its drafting is not charged. A segment never costs more than the non-SI
 /// job that runs alongside it: one forward per token it produced.
-pub fn dsi_cost(params: &SimParams, sampler: &mut AcceptanceSampler) -> f64 {
+pub fn dsi_cost(params: &SimParams, sampler: &mut impl AcceptanceSource) -> f64 {
     let (c, k, total) = (params.c(), params.k(), params.tokens());
     let mut done = 0usize;
     let mut cost = 0.0;
@@ -48,7 +49,7 @@ pub fn dsi_cost(params: &SimParams, sampler: &mut AcceptanceSampler) -> f64 {
         let mut charged = 0.0;
         loop {
             let kk = k.min(total - 1 - done - new);
-            let accepted = kk.min(sampler.next_count());
+            let accepted = kk.min(sampler.next_count_at(done + new));
             new += accepted;
             if accepted > 0 || !after_rejection {
                 charged += kk as f64 * c;
@@ -70,6 +71,7 @@ pub fn dsi_cost(params: &SimParams, sampler: &mut AcceptanceSampler) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::AcceptanceSampler;
 
     fn params(c: f64, a: f64, k: usize, s: usize) -> SimParams {
         SimParams::new(c, a, k, s).unwrap()

@@ -15,4 +15,4 @@ mod sampler;
 
 pub use params::{SimParams, min_servers};
 pub use run::{Costs, Simulation};
-pub use sampler::AcceptanceSampler;
+pub use sampler::{AcceptanceSampler, AcceptanceSource};

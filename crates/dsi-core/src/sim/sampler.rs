@@ -2,6 +2,24 @@
 
 use crate::rng::SplitMix64;
 
+/// Where the simulator's accepted-draft counts come from.
+///
+/// `position` is the number of tokens already generated when the
+/// verification starts. The seeded [`AcceptanceSampler`] ignores it (the
+/// paper's i.i.d. counts); a source replaying a real run's acceptances
+/// (position by position) uses it, so the simulator can be fed the same luck
+/// a measured run had.
+pub trait AcceptanceSource {
+    /// The accepted count of the next verification, in `0..=k`.
+    fn next_count_at(&mut self, position: usize) -> usize;
+}
+
+impl AcceptanceSource for AcceptanceSampler {
+    fn next_count_at(&mut self, _position: usize) -> usize {
+        self.next_count()
+    }
+}
+
 /// A seeded stream of accepted-draft counts, one per verification.
 #[derive(Debug, Clone)]
 pub struct AcceptanceSampler {

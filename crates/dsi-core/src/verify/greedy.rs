@@ -14,8 +14,9 @@ pub fn argmax(row: &[f32]) -> TokenId {
 }
 
 /// Verifies `drafts` against the target's greedy choice at each of the
-/// `drafts.len() + 1` positions.
-pub(crate) fn verify(drafts: &[TokenId], target_choices: &[TokenId]) -> Result<Verdict> {
+/// `drafts.len() + 1` positions. Needs only the argmax tokens, which is all a
+/// greedy worker sends back.
+pub fn verify_greedy(drafts: &[TokenId], target_choices: &[TokenId]) -> Result<Verdict> {
     if target_choices.len() != drafts.len() + 1 {
         return Err(Error::ShapeMismatch {
             what: "target choices (one per draft plus the bonus position)",
@@ -41,7 +42,7 @@ mod tests {
 
     #[test]
     fn perfect_match_takes_the_bonus() {
-        let v = verify(&[3, 1, 4], &[3, 1, 4, 1]).unwrap();
+        let v = verify_greedy(&[3, 1, 4], &[3, 1, 4, 1]).unwrap();
         assert_eq!((v.accepted, v.next_token), (3, 1));
         assert!(v.all_accepted());
         assert_eq!(v.emitted(&[3, 1, 4]), vec![3, 1, 4, 1]);
@@ -49,7 +50,7 @@ mod tests {
 
     #[test]
     fn early_mismatch_takes_the_correction() {
-        let v = verify(&[3, 9, 4], &[3, 1, 4, 1]).unwrap();
+        let v = verify_greedy(&[3, 9, 4], &[3, 1, 4, 1]).unwrap();
         assert_eq!((v.accepted, v.next_token), (1, 1));
         assert!(!v.all_accepted());
         assert_eq!(v.emitted(&[3, 9, 4]), vec![3, 1]);
@@ -57,13 +58,13 @@ mod tests {
 
     #[test]
     fn no_drafts_is_a_plain_target_step() {
-        let v = verify(&[], &[7]).unwrap();
+        let v = verify_greedy(&[], &[7]).unwrap();
         assert_eq!((v.accepted, v.next_token), (0, 7));
     }
 
     #[test]
     fn wrong_length_is_an_error() {
-        assert!(verify(&[1, 2], &[1, 2]).is_err());
+        assert!(verify_greedy(&[1, 2], &[1, 2]).is_err());
     }
 
     #[test]

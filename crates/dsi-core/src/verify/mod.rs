@@ -21,7 +21,7 @@ mod probs;
 mod speculative;
 
 pub use coupled::coupled_sample;
-pub use greedy::argmax;
+pub use greedy::{argmax, verify_greedy};
 pub use probs::{ProbTable, sample_inverse_cdf};
 
 use crate::{DraftChain, Error, Result, TokenId, Verdict};
@@ -106,7 +106,7 @@ impl VerifyRule {
         match *self {
             VerifyRule::Greedy => {
                 let choices: Vec<TokenId> = target.iter_rows().map(argmax).collect();
-                greedy::verify(drafts.tokens(), &choices)
+                verify_greedy(drafts.tokens(), &choices)
             }
             VerifyRule::Coupled { seed } => Ok(coupled::verify(seed, drafts, target)),
             VerifyRule::Speculative { seed } => {

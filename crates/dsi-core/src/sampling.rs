@@ -3,12 +3,11 @@
 //! verification rules compare against.
 //!
 //! Temperature 0 means greedy decoding. Otherwise tokens are drawn with
-//! `dsi-core`'s seeded coupled rule, keyed by absolute position, so a given
+//! the seeded coupled rule, keyed by absolute position, so a given
 //! seed yields the same tokens in non-SI, SI and DSI.
 
-use crate::{ModelError, Result};
-use dsi_core::TokenId;
-use dsi_core::verify::{VerifyRule, argmax};
+use crate::verify::{VerifyRule, argmax};
+use crate::{Error, Result, TokenId};
 
 /// How to pick the next token.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -42,7 +41,7 @@ impl SamplingParams {
 
     /// Checks every parameter's range.
     pub fn validate(&self) -> Result<()> {
-        let invalid = |name, value: String, expected| ModelError::InvalidSampling {
+        let invalid = |name, value: String, expected| Error::InvalidParameter {
             name,
             value,
             expected,
@@ -106,6 +105,51 @@ impl SamplingParams {
         }
         self.rule()
             .target_token(position, &self.probabilities(logits))
+    }
+}
+
+/// Sampling settings together with the verification rule that keeps
+/// speculation lossless under them: what every worker of one request shares.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Decoding {
+    /// Logits processing and seed.
+    pub params: SamplingParams,
+    /// How drafts are verified and how each side picks its tokens.
+    pub rule: VerifyRule,
+}
+
+impl Decoding {
+    /// Greedy settings verify by exact match. Sampling settings use seeded
+    /// coupled sampling (the same tokens as seeded non-SI decoding), or
+    /// speculative sampling when `speculative` is set (the same distribution,
+    /// not the same tokens).
+    pub fn new(params: SamplingParams, speculative: bool) -> Result<Self> {
+        params.validate()?;
+        let rule = match (params.is_greedy(), speculative) {
+            (true, _) => VerifyRule::Greedy,
+            (false, false) => VerifyRule::Coupled { seed: params.seed },
+            (false, true) => VerifyRule::Speculative { seed: params.seed },
+        };
+        Ok(Self { params, rule })
+    }
+
+    /// Greedy decoding.
+    pub fn greedy() -> Self {
+        Self {
+            params: SamplingParams::greedy(),
+            rule: VerifyRule::Greedy,
+        }
+    }
+
+    /// The drafter's token at `position` after `logits`, with the
+    /// distribution it was drawn from when the rule needs it.
+    pub fn draft_token(&self, position: usize, logits: &[f32]) -> (TokenId, Option<Vec<f32>>) {
+        if self.params.is_greedy() {
+            return (argmax(logits), None);
+        }
+        let q = self.params.probabilities(logits);
+        let token = self.rule.draft_token(position, &q);
+        (token, self.rule.needs_draft_probs().then_some(q))
     }
 }
 
@@ -179,6 +223,24 @@ mod tests {
         let b: Vec<_> = (0..50).map(|pos| p.next_token(pos, &logits)).collect();
         assert_eq!(a, b);
         assert!(a.iter().any(|&t| t != a[0]), "draws vary with position");
+    }
+
+    #[test]
+    fn decoding_picks_the_lossless_rule() {
+        assert_eq!(Decoding::greedy().rule, VerifyRule::Greedy);
+        let sampled = params(0.8, None, None);
+        assert_eq!(
+            Decoding::new(sampled, false).unwrap().rule,
+            VerifyRule::Coupled { seed: 1 }
+        );
+        let speculative = Decoding::new(sampled, true).unwrap();
+        assert_eq!(speculative.rule, VerifyRule::Speculative { seed: 1 });
+        let (_, q) = speculative.draft_token(3, &[0.0, 1.0]);
+        assert!(
+            q.is_some(),
+            "speculative sampling needs the drafter's distribution"
+        );
+        assert!(Decoding::new(params(-1.0, None, None), false).is_err());
     }
 
     #[test]

@@ -1,0 +1,50 @@
+//! What a scheduler needs from one model instance: a language model with its
+//! own KV cache, driven by plain data.
+//!
+//! The trait speaks token ids and logits only (no tensors, no references into
+//! a device), so the same worker code drives a burn model on any backend, a
+//! test fake, or later a model in another process.
+
+use crate::TokenId;
+use crate::cancel::CancelFlag;
+
+/// Why a forward pass produced no logits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ForwardError {
+    /// The caller's [`CancelFlag`] was raised; the cache is as it was before.
+    #[error("cancelled")]
+    Cancelled,
+    /// The model failed (device error, cache full, bad token); the message
+    /// says what and what to do.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A causal language model instance that owns its KV cache.
+///
+/// Implementations must leave the cache exactly as it was before a forward
+/// that returns an error, so a caller can retry or roll back.
+pub trait KvModel: Send {
+    /// Vocabulary size: the length of each logits row.
+    fn vocab(&self) -> usize;
+
+    /// Positions the cache can hold.
+    fn capacity(&self) -> usize;
+
+    /// Positions the cache holds now.
+    fn cached(&self) -> usize;
+
+    /// Forgets every position from `keep` on, in O(1).
+    fn truncate(&mut self, keep: usize);
+
+    /// Feeds `tokens` after the cached positions and returns their next-token
+    /// logits, row-major `[tokens.len(), vocab]`.
+    ///
+    /// Checks `cancel` at safe points (between layers at least) and returns
+    /// [`ForwardError::Cancelled`] there.
+    fn forward(
+        &mut self,
+        tokens: &[TokenId],
+        cancel: &CancelFlag,
+    ) -> Result<Vec<f32>, ForwardError>;
+}

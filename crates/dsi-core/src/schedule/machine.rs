@@ -1,0 +1,742 @@
+//! The state machine itself; the protocol is described in [`super`].
+
+use super::{Counters, Event, EventKind, JobId, Mode, Plan, WorkerRef};
+use crate::verify::ProbTable;
+use crate::{Error, Result, TokenId, Verdict};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// One drafted token, with the drafter's distribution when the rule needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Drafted {
+    /// The token.
+    pub token: TokenId,
+    /// The distribution it was drawn from (speculative sampling only).
+    pub probs: Option<Vec<f32>>,
+}
+
+/// What the driver must do next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Draft `count` tokens after `context` on the drafter.
+    Draft {
+        /// The job.
+        job: JobId,
+        /// Verified tokens plus the chain so far.
+        context: Vec<TokenId>,
+        /// Drafts wanted.
+        count: usize,
+    },
+    /// Score `context` on target worker `worker`; its last `drafts` tokens are
+    /// drafts to verify.
+    Verify {
+        /// The job.
+        job: JobId,
+        /// Index of the target worker.
+        worker: usize,
+        /// Verified tokens plus the drafts.
+        context: Vec<TokenId>,
+        /// How many trailing tokens of `context` are drafts.
+        drafts: usize,
+        /// The drafter's distributions for those drafts (speculative sampling).
+        draft_probs: Option<ProbTable>,
+    },
+    /// Stop a job at its next safe point.
+    Cancel {
+        /// The job.
+        job: JobId,
+        /// Where it runs.
+        worker: WorkerRef,
+    },
+}
+
+/// Why a generation ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// An end-of-sequence token was verified.
+    Eos,
+    /// The token budget is spent.
+    MaxTokens,
+    /// The caller cancelled the request.
+    Cancelled,
+    /// No target worker is left; the message says why.
+    Failed(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Idle,
+    Busy(JobId),
+    Retired,
+}
+
+#[derive(Debug, Clone)]
+struct LiveJob {
+    worker: WorkerRef,
+    epoch: u64,
+    start: usize,
+    end: usize,
+    preempted: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct QueuedJob {
+    job: JobId,
+    epoch: u64,
+    end: usize,
+}
+
+/// One request's DSI, SI or non-SI generation as pure logic.
+#[derive(Debug)]
+pub struct Machine {
+    plan: Plan,
+    prompt_len: usize,
+    /// The verified prefix: prompt plus output.
+    tokens: Vec<TokenId>,
+    /// Drafts for positions `tokens.len()..`.
+    chain: Vec<TokenId>,
+    /// The drafter's distribution per chain entry (speculative sampling).
+    chain_probs: Vec<Option<Vec<f32>>>,
+    epoch: u64,
+    mode: Mode,
+    drafter: Slot,
+    targets: Vec<Slot>,
+    /// What each target worker was last given, for cache affinity.
+    target_contexts: Vec<Vec<TokenId>>,
+    live: BTreeMap<JobId, LiveJob>,
+    /// Verification jobs waiting for a worker; the newest is last (LIFO).
+    queue: Vec<QueuedJob>,
+    next_job: u64,
+    stop: Option<StopReason>,
+    counters: Counters,
+    commands: Vec<Command>,
+    events: Vec<Event>,
+}
+
+impl Machine {
+    /// A machine for `prompt` under `plan`; call [`Machine::start`] next.
+    pub fn new(plan: Plan, prompt: Vec<TokenId>) -> Result<Self> {
+        plan.validate()?;
+        if prompt.is_empty() {
+            return Err(Error::InvalidParameter {
+                name: "prompt",
+                value: "0 tokens".into(),
+                expected: "at least one token",
+            });
+        }
+        let servers = match plan.mode {
+            Mode::Si => 1,
+            Mode::NonSi | Mode::Dsi => plan.servers,
+        };
+        Ok(Self {
+            prompt_len: prompt.len(),
+            tokens: prompt,
+            chain: Vec::new(),
+            chain_probs: Vec::new(),
+            epoch: 0,
+            mode: plan.mode,
+            drafter: if plan.mode.drafts() {
+                Slot::Idle
+            } else {
+                Slot::Retired
+            },
+            targets: vec![Slot::Idle; servers],
+            target_contexts: vec![Vec::new(); servers],
+            live: BTreeMap::new(),
+            queue: Vec::new(),
+            next_job: 0,
+            stop: None,
+            counters: Counters::default(),
+            commands: Vec::new(),
+            events: Vec::new(),
+            plan,
+        })
+    }
+
+    /// Issues the first jobs.
+    pub fn start(&mut self) {
+        self.counters.epochs = 1;
+        self.event(
+            EventKind::Epoch,
+            None,
+            None,
+            self.verified_len(),
+            self.verified_len(),
+            None,
+        );
+        if self.mode == Mode::Dsi {
+            self.submit_verify(self.verified_len());
+        }
+        self.keep_busy();
+    }
+
+    /// The generated tokens so far (prompt excluded).
+    pub fn output(&self) -> &[TokenId] {
+        &self.tokens[self.prompt_len..]
+    }
+
+    /// Why the generation ended, once it has.
+    pub fn stop_reason(&self) -> Option<&StopReason> {
+        self.stop.as_ref()
+    }
+
+    /// What was counted so far.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The current epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The mode in effect (non-SI after a drafter failure).
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Commands issued since the last call, in order.
+    pub fn take_commands(&mut self) -> Vec<Command> {
+        std::mem::take(&mut self.commands)
+    }
+
+    /// Events since the last call, in order.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// The drafter delivered `drafts` for `job`.
+    pub fn on_drafted(&mut self, job: JobId, drafts: Vec<Drafted>) {
+        let Some(live) = self.finish_job(job) else {
+            return;
+        };
+        self.counters.drafts += 1;
+        self.counters.draft_tokens += drafts.len() as u64;
+        if live.preempted || live.epoch != self.epoch || self.stop.is_some() {
+            self.counters.wasted_drafts += 1;
+            self.event(
+                EventKind::Stale,
+                Some(job),
+                Some(live.worker),
+                live.start,
+                live.end,
+                None,
+            );
+            self.keep_busy();
+            return;
+        }
+        let end = live.start + drafts.len();
+        self.event(
+            EventKind::Finished,
+            Some(job),
+            Some(live.worker),
+            live.start,
+            end,
+            None,
+        );
+        // Positions the target revealed while the batch was being drafted
+        // (a bonus token beyond an empty chain) must match the drafts.
+        let known = self.frontier().saturating_sub(live.start).min(drafts.len());
+        for (i, draft) in drafts[..known].iter().enumerate() {
+            if draft.token != self.tokens[live.start + i] {
+                self.counters.wasted_drafts += 1;
+                self.new_epoch();
+                self.keep_busy();
+                return;
+            }
+        }
+        let appended = drafts.len() - known;
+        for draft in drafts.into_iter().skip(known) {
+            self.chain.push(draft.token);
+            self.chain_probs.push(draft.probs);
+        }
+        if appended > 0 && self.mode.drafts() {
+            self.submit_verify(self.frontier());
+        }
+        self.keep_busy();
+    }
+
+    /// A target worker returned `verdict` for `job`.
+    pub fn on_verified(&mut self, job: JobId, verdict: Verdict) {
+        let Some(live) = self.finish_job(job) else {
+            return;
+        };
+        let stale = live.preempted || live.epoch != self.epoch || self.stop.is_some();
+        if stale {
+            self.counters.wasted_target_forwards += 1;
+            self.event(
+                EventKind::Stale,
+                Some(job),
+                Some(live.worker),
+                live.start,
+                live.end,
+                None,
+            );
+            self.keep_busy();
+            return;
+        }
+        self.counters.jobs_finished += 1;
+        self.counters
+            .record_verdict(verdict.drafted, verdict.accepted);
+        self.event(
+            EventKind::Finished,
+            Some(job),
+            Some(live.worker),
+            live.start,
+            live.end,
+            Some(verdict.accepted),
+        );
+        let decided = live.start + verdict.accepted.min(live.end - live.start);
+        if decided < self.verified_len() {
+            // Everything this job reveals is already known.
+            self.counters.wasted_target_forwards += 1;
+        } else {
+            let before = self.verified_len();
+            let confirmed = decided - before;
+            self.commit_chain(confirmed);
+            self.decide(verdict.next_token);
+            self.event(
+                EventKind::Committed,
+                None,
+                None,
+                before,
+                self.verified_len(),
+                None,
+            );
+            self.check_stop();
+        }
+        self.keep_busy();
+    }
+
+    /// A worker stopped `job` after a `Cancel`; `ran` tells whether it had
+    /// started computing.
+    pub fn on_cancelled(&mut self, job: JobId, ran: bool) {
+        let Some(live) = self.finish_job(job) else {
+            return;
+        };
+        if ran {
+            match live.worker {
+                WorkerRef::Target(_) => self.counters.wasted_target_forwards += 1,
+                WorkerRef::Drafter => self.counters.wasted_drafts += 1,
+            }
+        }
+        self.keep_busy();
+    }
+
+    /// A worker failed `job`, or it missed its deadline.
+    pub fn on_failed(&mut self, job: JobId, message: String) {
+        let Some(live) = self.finish_job(job) else {
+            return;
+        };
+        self.event(
+            EventKind::Failed,
+            Some(job),
+            Some(live.worker),
+            live.start,
+            live.end,
+            None,
+        );
+        if live.preempted {
+            // It was cancelled anyway; the worker stays in service.
+            self.keep_busy();
+            return;
+        }
+        match live.worker {
+            WorkerRef::Drafter => {
+                self.counters
+                    .errors
+                    .push(format!("drafter: {message}; finishing as non-SI"));
+                self.counters.fell_back_to_nonsi = true;
+                self.drafter = Slot::Retired;
+                self.mode = Mode::NonSi;
+                self.new_epoch();
+            }
+            WorkerRef::Target(w) => {
+                self.counters.errors.push(format!(
+                    "target worker {w}: {message}; retired for this request"
+                ));
+                self.targets[w] = Slot::Retired;
+                if self.targets.iter().all(|&s| s == Slot::Retired) {
+                    self.finish(StopReason::Failed(format!(
+                        "every target worker failed; the last said: {message}"
+                    )));
+                    return;
+                }
+                if live.epoch == self.epoch && self.stop.is_none() {
+                    self.submit_verify(live.end.max(self.verified_len()));
+                }
+            }
+        }
+        self.keep_busy();
+    }
+
+    /// The caller gave up on the request: cancel everything.
+    pub fn cancel(&mut self) {
+        if self.stop.is_none() {
+            self.finish(StopReason::Cancelled);
+        }
+    }
+
+    fn verified_len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    fn frontier(&self) -> usize {
+        self.tokens.len() + self.chain.len()
+    }
+
+    /// The last position whose token may be drafted: the final token of the
+    /// budget always comes from the target (as in the paper's simulator).
+    fn draft_limit(&self) -> usize {
+        self.prompt_len + self.plan.max_new_tokens - 1
+    }
+
+    fn draft_room(&self) -> usize {
+        if self.chain.iter().any(|t| self.plan.eos.contains(t)) {
+            return 0;
+        }
+        self.draft_limit().saturating_sub(self.frontier())
+    }
+
+    fn new_job(&mut self) -> JobId {
+        self.next_job += 1;
+        JobId(self.next_job)
+    }
+
+    /// Removes a job from the live set and frees its worker; `None` for a job
+    /// this machine does not know (a report from a previous request).
+    fn finish_job(&mut self, job: JobId) -> Option<LiveJob> {
+        let live = self.live.remove(&job)?;
+        match live.worker {
+            WorkerRef::Drafter if self.drafter == Slot::Busy(job) => self.drafter = Slot::Idle,
+            WorkerRef::Target(w) if self.targets[w] == Slot::Busy(job) => {
+                self.targets[w] = Slot::Idle;
+            }
+            _ => {}
+        }
+        Some(live)
+    }
+
+    /// Moves the first `n` drafts of the chain into the verified prefix.
+    fn commit_chain(&mut self, n: usize) {
+        self.tokens.extend(self.chain.drain(..n));
+        self.chain_probs.drain(..n);
+        self.counters.accepted_tokens += n as u64;
+    }
+
+    /// The target's token at the first undecided position: it either
+    /// confirms the next draft or ends the epoch.
+    fn decide(&mut self, token: TokenId) {
+        match self.chain.first() {
+            Some(&draft) if draft == token => self.commit_chain(1),
+            Some(_) => {
+                self.tokens.push(token);
+                self.counters.target_tokens += 1;
+                self.new_epoch();
+            }
+            None => {
+                self.tokens.push(token);
+                self.counters.target_tokens += 1;
+            }
+        }
+    }
+
+    /// Ends the epoch: preempts every job built on the old chain and starts
+    /// over from the verified prefix.
+    fn new_epoch(&mut self) {
+        self.epoch += 1;
+        self.counters.epochs += 1;
+        self.chain.clear();
+        self.chain_probs.clear();
+        self.drop_queue();
+        self.preempt_live();
+        let v = self.verified_len();
+        self.event(EventKind::Epoch, None, None, v, v, None);
+        if self.mode == Mode::Dsi && self.stop.is_none() {
+            self.submit_verify(v);
+        }
+    }
+
+    fn drop_queue(&mut self) {
+        for queued in std::mem::take(&mut self.queue) {
+            self.counters.jobs_dropped += 1;
+            let v = self.verified_len();
+            self.event(
+                EventKind::Dropped,
+                Some(queued.job),
+                None,
+                v,
+                queued.end,
+                None,
+            );
+        }
+    }
+
+    fn preempt_live(&mut self) {
+        let ids: Vec<JobId> = self
+            .live
+            .iter()
+            .filter(|(_, live)| !live.preempted)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in ids {
+            let Some(live) = self.live.get_mut(&id) else {
+                continue;
+            };
+            live.preempted = true;
+            let (worker, start, end) = (live.worker, live.start, live.end);
+            match worker {
+                WorkerRef::Drafter => {
+                    if self.drafter == Slot::Busy(id) {
+                        self.drafter = Slot::Idle;
+                    }
+                }
+                WorkerRef::Target(w) => {
+                    self.counters.jobs_preempted += 1;
+                    if self.targets[w] == Slot::Busy(id) {
+                        self.targets[w] = Slot::Idle;
+                    }
+                }
+            }
+            self.commands.push(Command::Cancel { job: id, worker });
+            self.event(
+                EventKind::Preempted,
+                Some(id),
+                Some(worker),
+                start,
+                end,
+                None,
+            );
+        }
+    }
+
+    fn check_stop(&mut self) {
+        let output = &self.tokens[self.prompt_len..];
+        if let Some(i) = output.iter().position(|t| self.plan.eos.contains(t)) {
+            self.tokens.truncate(self.prompt_len + i);
+            self.finish(StopReason::Eos);
+        } else if output.len() >= self.plan.max_new_tokens {
+            self.tokens
+                .truncate(self.prompt_len + self.plan.max_new_tokens);
+            self.finish(StopReason::MaxTokens);
+        }
+    }
+
+    fn finish(&mut self, reason: StopReason) {
+        self.stop = Some(reason);
+        self.chain.clear();
+        self.chain_probs.clear();
+        self.drop_queue();
+        self.preempt_live();
+    }
+
+    /// Queues a verification job revealing the token at `end`.
+    fn submit_verify(&mut self, end: usize) {
+        let job = self.new_job();
+        self.queue.push(QueuedJob {
+            job,
+            epoch: self.epoch,
+            end,
+        });
+        let v = self.verified_len();
+        self.event(EventKind::Queued, Some(job), None, v, end, None);
+    }
+
+    /// After every event: start what the mode calls for, then hand queued
+    /// jobs to idle workers.
+    fn keep_busy(&mut self) {
+        if self.stop.is_some() {
+            return;
+        }
+        let target_pending = self.live.values().any(|j| {
+            !j.preempted && j.epoch == self.epoch && matches!(j.worker, WorkerRef::Target(_))
+        }) || !self.queue.is_empty();
+        match self.mode {
+            Mode::NonSi => {
+                if !target_pending {
+                    self.submit_verify(self.verified_len());
+                }
+            }
+            Mode::Si => {
+                if !target_pending && self.drafter == Slot::Idle {
+                    let count = self.plan.k.min(self.draft_room());
+                    if count > 0 && self.chain.is_empty() {
+                        self.start_draft(count);
+                    } else {
+                        self.submit_verify(self.frontier());
+                    }
+                }
+            }
+            Mode::Dsi => {
+                // Something must always be revealing the token at V.
+                let v = self.verified_len();
+                let revealing = self.live.values().any(|j| {
+                    !j.preempted
+                        && j.epoch == self.epoch
+                        && matches!(j.worker, WorkerRef::Target(_))
+                        && j.end >= v
+                }) || self.queue.iter().any(|q| q.end >= v);
+                if !revealing {
+                    self.submit_verify(self.frontier());
+                }
+                if self.drafter == Slot::Idle {
+                    let count = self.plan.k.min(self.draft_room());
+                    if count > 0 {
+                        self.start_draft(count);
+                    }
+                }
+            }
+        }
+        self.dispatch();
+    }
+
+    fn start_draft(&mut self, count: usize) {
+        let job = self.new_job();
+        let start = self.frontier();
+        let mut context = Vec::with_capacity(start);
+        context.extend_from_slice(&self.tokens);
+        context.extend_from_slice(&self.chain);
+        self.drafter = Slot::Busy(job);
+        self.live.insert(
+            job,
+            LiveJob {
+                worker: WorkerRef::Drafter,
+                epoch: self.epoch,
+                start,
+                end: start + count,
+                preempted: false,
+            },
+        );
+        self.commands.push(Command::Draft {
+            job,
+            context,
+            count,
+        });
+        self.event(
+            EventKind::Dispatched,
+            Some(job),
+            Some(WorkerRef::Drafter),
+            start,
+            start + count,
+            None,
+        );
+    }
+
+    /// Hands the newest queued jobs to idle target workers.
+    fn dispatch(&mut self) {
+        while let Some(worker) = self.idle_target() {
+            let Some(queued) = self.queue.pop() else {
+                return;
+            };
+            let v = self.verified_len();
+            if queued.epoch != self.epoch || queued.end < v || queued.end > self.frontier() {
+                self.counters.jobs_dropped += 1;
+                self.event(
+                    EventKind::Dropped,
+                    Some(queued.job),
+                    None,
+                    v,
+                    queued.end,
+                    None,
+                );
+                continue;
+            }
+            // Rebase on the verified prefix: drafts that were confirmed since
+            // the job was queued are verified tokens now.
+            let drafts = queued.end - v;
+            let mut context = Vec::with_capacity(queued.end);
+            context.extend_from_slice(&self.tokens);
+            context.extend_from_slice(&self.chain[..drafts]);
+            let worker = self.best_worker(worker, &context);
+            let draft_probs = self.draft_probs(drafts);
+            self.targets[worker] = Slot::Busy(queued.job);
+            self.target_contexts[worker].clone_from(&context);
+            self.live.insert(
+                queued.job,
+                LiveJob {
+                    worker: WorkerRef::Target(worker),
+                    epoch: self.epoch,
+                    start: v,
+                    end: queued.end,
+                    preempted: false,
+                },
+            );
+            self.counters.jobs_started += 1;
+            self.commands.push(Command::Verify {
+                job: queued.job,
+                worker,
+                context,
+                drafts,
+                draft_probs,
+            });
+            self.event(
+                EventKind::Dispatched,
+                Some(queued.job),
+                Some(WorkerRef::Target(worker)),
+                v,
+                queued.end,
+                None,
+            );
+        }
+    }
+
+    fn idle_target(&self) -> Option<usize> {
+        self.targets.iter().position(|&s| s == Slot::Idle)
+    }
+
+    /// The idle worker whose cache shares the longest prefix with `context`
+    /// (the first idle one on ties), so it feeds the fewest tokens.
+    fn best_worker(&self, first_idle: usize, context: &[TokenId]) -> usize {
+        let shared = |w: usize| {
+            self.target_contexts[w]
+                .iter()
+                .zip(context)
+                .take_while(|(a, b)| a == b)
+                .count()
+        };
+        let mut best = (first_idle, shared(first_idle));
+        for w in first_idle + 1..self.targets.len() {
+            if self.targets[w] == Slot::Idle {
+                let s = shared(w);
+                if s > best.1 {
+                    best = (w, s);
+                }
+            }
+        }
+        best.0
+    }
+
+    fn draft_probs(&self, drafts: usize) -> Option<ProbTable> {
+        if drafts == 0 || !self.plan.decoding.rule.needs_draft_probs() {
+            return None;
+        }
+        let rows: Option<Vec<&Vec<f32>>> = self.chain_probs[..drafts]
+            .iter()
+            .map(Option::as_ref)
+            .collect();
+        // A drafter that omitted its distributions gets its drafts verified
+        // without them, which the rule refuses with a clear error.
+        ProbTable::from_rows(&rows?).ok()
+    }
+
+    fn event(
+        &mut self,
+        kind: EventKind,
+        job: Option<JobId>,
+        worker: Option<WorkerRef>,
+        start: usize,
+        end: usize,
+        accepted: Option<usize>,
+    ) {
+        self.events.push(Event {
+            kind,
+            job,
+            worker,
+            epoch: self.epoch,
+            start,
+            end,
+            accepted,
+        });
+    }
+}

@@ -1,0 +1,158 @@
+//! KV-cache synchronization: a model instance that remembers which tokens
+//! its cache holds, so each job feeds only what is missing.
+//!
+//! A job carries its whole context (verified prefix plus drafts). The worker
+//! keeps the longest prefix it shares with what the cache holds, truncates
+//! the rest in O(1) (a rejected draft's keys and values simply fall off the
+//! end), and feeds the missing tokens plus the drafts in one forward.
+
+use crate::roles::{Drafter, Scorer, Scores};
+use dsi_core::TokenId;
+use dsi_core::cancel::CancelFlag;
+use dsi_core::model::{ForwardError, KvModel};
+use dsi_core::sampling::Decoding;
+use dsi_core::schedule::Drafted;
+use dsi_core::verify::{ProbTable, argmax};
+
+/// A [`KvModel`] plus the tokens its cache holds; implements both roles.
+#[derive(Debug)]
+pub struct CachedModel<M> {
+    model: M,
+    held: Vec<TokenId>,
+}
+
+impl<M: KvModel> CachedModel<M> {
+    /// Wraps `model`, emptying its cache.
+    pub fn new(mut model: M) -> Self {
+        model.truncate(0);
+        Self {
+            model,
+            held: Vec::new(),
+        }
+    }
+
+    /// The tokens the cache holds.
+    pub fn held(&self) -> &[TokenId] {
+        &self.held
+    }
+
+    /// The wrapped model.
+    pub fn model(&self) -> &M {
+        &self.model
+    }
+
+    /// Brings the cache to `context` and returns the logits of every fed
+    /// position. At least `context[feed_from..]` is fed, so the caller gets
+    /// those rows; the rest of the shared prefix is reused.
+    fn sync(
+        &mut self,
+        context: &[TokenId],
+        feed_from: usize,
+        cancel: &CancelFlag,
+    ) -> Result<(usize, Vec<f32>), ForwardError> {
+        if context.len() > self.model.capacity() {
+            return Err(ForwardError::Failed(format!(
+                "the context is {} tokens but this worker's cache holds {}: lower max_tokens or the prompt length",
+                context.len(),
+                self.model.capacity()
+            )));
+        }
+        let shared = self
+            .held
+            .iter()
+            .zip(context)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(feed_from)
+            .min(self.model.cached());
+        self.model.truncate(shared);
+        self.held.truncate(shared);
+        let logits = self.model.forward(&context[shared..], cancel)?;
+        self.held.extend_from_slice(&context[shared..]);
+        Ok((shared, logits))
+    }
+
+    fn rows(&self, logits: &[f32]) -> usize {
+        logits.len() / self.model.vocab().max(1)
+    }
+}
+
+impl<M: KvModel> Drafter for CachedModel<M> {
+    fn draft(
+        &mut self,
+        context: &[TokenId],
+        count: usize,
+        decoding: &Decoding,
+        cancel: &CancelFlag,
+    ) -> Result<Vec<Drafted>, ForwardError> {
+        let vocab = self.model.vocab();
+        let n = context.len();
+        if n == 0 {
+            return Err(ForwardError::Failed(
+                "drafting needs a non-empty context".into(),
+            ));
+        }
+        let (_, logits) = self.sync(context, n - 1, cancel)?;
+        let last = &logits[(self.rows(&logits) - 1) * vocab..];
+        let mut out = Vec::with_capacity(count);
+        let (token, probs) = decoding.draft_token(n, last);
+        out.push(Drafted { token, probs });
+        for i in 1..count {
+            if cancel.is_cancelled() {
+                return Err(ForwardError::Cancelled);
+            }
+            let previous = out[i - 1].token;
+            if n + i > self.model.capacity() {
+                break;
+            }
+            let logits = self.model.forward(&[previous], cancel)?;
+            self.held.push(previous);
+            let (token, probs) = decoding.draft_token(n + i, &logits);
+            out.push(Drafted { token, probs });
+        }
+        Ok(out)
+    }
+
+    fn reset(&mut self) {
+        self.model.truncate(0);
+        self.held.clear();
+    }
+}
+
+impl<M: KvModel> Scorer for CachedModel<M> {
+    fn score(
+        &mut self,
+        context: &[TokenId],
+        drafts: usize,
+        decoding: &Decoding,
+        cancel: &CancelFlag,
+    ) -> Result<Scores, ForwardError> {
+        let vocab = self.model.vocab();
+        if drafts >= context.len() {
+            return Err(ForwardError::Failed(format!(
+                "{drafts} drafts need a prefix before them, but the context has {} tokens",
+                context.len()
+            )));
+        }
+        let start = context.len() - drafts;
+        let (_, logits) = self.sync(context, start - 1, cancel)?;
+        let rows = self.rows(&logits);
+        let wanted = &logits[(rows - (drafts + 1)) * vocab..];
+        let rows = wanted.chunks(vocab);
+        if decoding.params.is_greedy() {
+            return Ok(Scores::Choices(rows.map(argmax).collect()));
+        }
+        let mut probs = Vec::with_capacity(wanted.len());
+        for row in rows {
+            probs.extend(decoding.params.probabilities(row));
+        }
+        ProbTable::new(vocab, probs)
+            .map(Scores::Probs)
+            .map_err(|e| ForwardError::Failed(format!("the target's logits are unusable: {e}")))
+    }
+
+    fn reset(&mut self) {
+        self.model.truncate(0);
+        self.held.clear();
+    }
+}

@@ -1,0 +1,43 @@
+//! The backend-generic DSI scheduler.
+//!
+//! DSI's state machine lives in `dsi_core::schedule` as pure logic; this
+//! crate runs it for real:
+//!
+//! - [`roles`]: the scheduler's whole view of a model, two traits: a
+//!   [`Drafter`] proposes tokens, a [`Scorer`] scores drafts for the
+//!   verifier. Plain data crosses them, never tensors.
+//! - [`cached`]: KV-cache synchronization over `dsi_core::model::KvModel`:
+//!   keep the shared prefix, truncate the rest in O(1), feed what is missing.
+//! - [`worker`]: one OS thread per worker, tasks in order, cancellation at
+//!   safe points, panics caught and reported.
+//! - [`pool`] and the driver: one drafter plus N target workers serving
+//!   requests on tokio; deadlines retire hung workers; dropping a request
+//!   cancels its jobs.
+//! - [`emulate`] pads forwards to a TTFT/TPOT; [`synthetic`] workers follow
+//!   the simulator's acceptance law; [`bench`] compares the two.
+//! - [`stats`] and [`timeline`]: metrics per request and a stream of job
+//!   events.
+//!
+//! It knows neither burn nor HTTP.
+
+pub mod bench;
+pub mod cached;
+pub mod emulate;
+pub mod error;
+mod pause;
+pub mod pool;
+pub mod roles;
+mod run;
+pub mod stats;
+pub mod synthetic;
+pub mod timeline;
+pub mod worker;
+
+pub use cached::CachedModel;
+pub use emulate::{Emulated, Latency};
+pub use error::{Result, SchedError};
+pub use pool::{Generation, Limits, Pool, Request, Update};
+pub use roles::{Drafter, Scorer, Scores};
+pub use stats::Stats;
+pub use timeline::TimelineRecord;
+pub use worker::{Role, WorkerHandle};

@@ -1,0 +1,178 @@
+//! A pool of workers (one drafter, N target servers) and the requests it
+//! serves, one at a time.
+
+use crate::error::{Result, SchedError};
+use crate::run::Run;
+use crate::stats::Stats;
+use crate::timeline::TimelineRecord;
+use crate::worker::WorkerHandle;
+use dsi_core::TokenId;
+use dsi_core::sampling::Decoding;
+use dsi_core::schedule::{Mode, Plan, StopReason};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::{Mutex, broadcast};
+
+/// How long a job may run before its worker is considered hung.
+pub const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What the models of a pool accept, checked before a request starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Vocabulary size shared by drafter and targets.
+    pub vocab: usize,
+    /// Positions every worker's cache holds.
+    pub context: usize,
+}
+
+/// One generation request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// Prompt token ids.
+    pub prompt: Vec<TokenId>,
+    /// The algorithm.
+    pub mode: Mode,
+    /// Drafts per verification job.
+    pub k: usize,
+    /// New tokens at most.
+    pub max_new_tokens: usize,
+    /// End-of-sequence tokens.
+    pub eos: Vec<TokenId>,
+    /// Sampling and verification.
+    pub decoding: Decoding,
+}
+
+/// The result of a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    /// The new tokens (end-of-sequence excluded).
+    pub tokens: Vec<TokenId>,
+    /// Why it stopped.
+    pub stop: StopReason,
+    /// What was measured.
+    pub stats: Stats,
+}
+
+/// What a request reports while it runs.
+#[derive(Debug)]
+pub enum Update<'a> {
+    /// Newly verified tokens, in order.
+    Tokens(&'a [TokenId]),
+    /// A timeline entry.
+    Timeline(&'a TimelineRecord),
+}
+
+/// A drafter and a pool of target workers.
+#[derive(Debug)]
+pub struct Pool {
+    pub(crate) drafter: Option<WorkerHandle>,
+    pub(crate) targets: Vec<WorkerHandle>,
+    pub(crate) job_timeout: Duration,
+    limits: Option<Limits>,
+    pub(crate) timeline: broadcast::Sender<TimelineRecord>,
+    gate: Mutex<()>,
+    requests: AtomicU64,
+}
+
+impl Pool {
+    /// A pool over `targets` (at least one) and an optional drafter.
+    pub fn new(drafter: Option<WorkerHandle>, targets: Vec<WorkerHandle>) -> Result<Self> {
+        if targets.is_empty() {
+            return Err(SchedError::Unfit(
+                "a pool needs at least one target worker".into(),
+            ));
+        }
+        Ok(Self {
+            drafter,
+            targets,
+            job_timeout: DEFAULT_JOB_TIMEOUT,
+            limits: None,
+            timeline: broadcast::channel(4096).0,
+            gate: Mutex::new(()),
+            requests: AtomicU64::new(0),
+        })
+    }
+
+    /// Checks requests against the models' vocabulary and context.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+
+    /// Sets how long a job may run before its worker is retired as hung.
+    pub fn with_job_timeout(mut self, timeout: Duration) -> Self {
+        self.job_timeout = timeout;
+        self
+    }
+
+    /// Number of target workers.
+    pub fn targets(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// True when the pool has a drafter.
+    pub fn has_drafter(&self) -> bool {
+        self.drafter.is_some()
+    }
+
+    /// A live feed of every request's timeline; a slow receiver misses
+    /// entries rather than slowing the scheduler.
+    pub fn subscribe(&self) -> broadcast::Receiver<TimelineRecord> {
+        self.timeline.subscribe()
+    }
+
+    /// Runs `request` to the end, reporting verified tokens and timeline
+    /// entries to `sink` as they happen.
+    ///
+    /// Requests are served one at a time. Dropping the returned future
+    /// cancels the request: every job it started is cancelled and the
+    /// workers are free for the next one.
+    pub async fn generate(
+        &self,
+        request: Request,
+        sink: impl FnMut(Update<'_>) + Send,
+    ) -> Result<Generation> {
+        self.check(&request)?;
+        let _serving = self.gate.lock().await;
+        let plan = Plan {
+            mode: request.mode,
+            k: request.k,
+            servers: self.targets.len(),
+            max_new_tokens: request.max_new_tokens,
+            eos: request.eos,
+            decoding: request.decoding,
+        };
+        let id = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        Run::new(self, id, plan, request.prompt, sink)?
+            .finish()
+            .await
+    }
+
+    fn check(&self, request: &Request) -> Result<()> {
+        if request.mode.drafts() && self.drafter.is_none() {
+            return Err(SchedError::Unfit(format!(
+                "{} needs a drafter, but this pool has none: add one or use nonsi",
+                request.mode
+            )));
+        }
+        let Some(limits) = self.limits else {
+            return Ok(());
+        };
+        if let Some(&token) = request.prompt.iter().find(|&&t| t as usize >= limits.vocab) {
+            return Err(SchedError::Unfit(format!(
+                "prompt token id {token} is outside the vocabulary (size {})",
+                limits.vocab
+            )));
+        }
+        let needed = request.prompt.len() + request.max_new_tokens;
+        if needed > limits.context {
+            return Err(SchedError::Unfit(format!(
+                "the prompt ({} tokens) plus max_tokens ({}) exceeds the context of {} positions: shorten one",
+                request.prompt.len(),
+                request.max_new_tokens,
+                limits.context
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,81 @@
+//! What a device handle can do for the scheduler: draft, or score drafts.
+//!
+//! These traits are the scheduler's whole view of a model. Everything that
+//! crosses them is plain data (token ids, probabilities, a cancellation
+//! flag), so a worker may be a burn model on any device, a test fake, a
+//! latency-emulating stand-in, or later a model in another process.
+
+use dsi_core::cancel::CancelFlag;
+use dsi_core::model::ForwardError;
+use dsi_core::sampling::Decoding;
+use dsi_core::schedule::Drafted;
+use dsi_core::verify::{ProbTable, VerifyRule, verify_greedy};
+use dsi_core::{DraftChain, TokenId, Verdict};
+
+/// Proposes tokens after a prefix.
+pub trait Drafter: Send {
+    /// Drafts `count` tokens after `context`, each with the drafter's
+    /// distribution when `decoding` needs it. Stops with
+    /// [`ForwardError::Cancelled`] between steps once `cancel` is raised.
+    fn draft(
+        &mut self,
+        context: &[TokenId],
+        count: usize,
+        decoding: &Decoding,
+        cancel: &CancelFlag,
+    ) -> Result<Vec<Drafted>, ForwardError>;
+
+    /// Forgets any cached state (after a panic left it unknown).
+    fn reset(&mut self) {}
+}
+
+/// What the verifier needs from the target at each position.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scores {
+    /// The target's greedy choice per position (enough for greedy decoding).
+    Choices(Vec<TokenId>),
+    /// The target's distribution per position.
+    Probs(ProbTable),
+}
+
+impl Scores {
+    /// The verdict on `drafts` placed at absolute position `start`.
+    pub fn verdict(
+        &self,
+        rule: &VerifyRule,
+        start: usize,
+        drafts: &[TokenId],
+        draft_probs: Option<&ProbTable>,
+    ) -> dsi_core::Result<Verdict> {
+        match self {
+            Scores::Choices(choices) => match rule {
+                VerifyRule::Greedy => verify_greedy(drafts, choices),
+                _ => Err(dsi_core::Error::InvalidParameter {
+                    name: "scores",
+                    value: "greedy choices".into(),
+                    expected: "distributions when sampling",
+                }),
+            },
+            Scores::Probs(table) => {
+                rule.verify(&DraftChain::new(start, drafts.to_vec()), table, draft_probs)
+            }
+        }
+    }
+}
+
+/// Scores a prefix plus drafts with the target model.
+pub trait Scorer: Send {
+    /// Scores `context`, whose last `drafts` tokens are drafts: returns what
+    /// the verifier needs at the `drafts + 1` positions from
+    /// `context.len() - drafts` on.
+    fn score(
+        &mut self,
+        context: &[TokenId],
+        drafts: usize,
+        decoding: &Decoding,
+        cancel: &CancelFlag,
+    ) -> Result<Scores, ForwardError>;
+
+    /// Forgets any cached state (after a panic left it unknown).
+    fn reset(&mut self) {}
+}

@@ -1,0 +1,373 @@
+//! The driver of one request: carries out the state machine's commands on
+//! worker threads and feeds their reports back, on the async runtime.
+//!
+//! The driver owns every time-related concern the pure machine leaves out:
+//! job deadlines (a hung worker is retired), timestamps for the timeline,
+//! busy time per worker, overlap, time to first token and the scheduling
+//! overhead. Dropping it cancels every job it started.
+
+use crate::error::Result;
+use crate::pool::{Generation, Pool, Update};
+use crate::stats::{Stats, WorkerStats, median};
+use crate::timeline::TimelineRecord;
+use crate::worker::{Report, ReportKind, Task, Work};
+use dsi_core::TokenId;
+use dsi_core::cancel::CancelFlag;
+use dsi_core::sampling::Decoding;
+use dsi_core::schedule::{Command, Event, EventKind, JobId, Machine, Plan, StopReason, WorkerRef};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+/// A job handed to a worker and not yet reported back.
+#[derive(Debug)]
+struct LiveTask {
+    cancel: CancelFlag,
+    worker: WorkerRef,
+    /// None once cancelled: a cancelled job cannot time out.
+    deadline: Option<tokio::time::Instant>,
+    /// When the event that made the job runnable happened.
+    cause: Instant,
+    started: Option<Instant>,
+    epoch: u64,
+    start: usize,
+    end: usize,
+}
+
+/// Jobs per worker and busy time; index 0 is the drafter.
+#[derive(Debug, Default, Clone, Copy)]
+struct Busy {
+    jobs: u64,
+    time: Duration,
+}
+
+pub(crate) struct Run<'p, S> {
+    pool: &'p Pool,
+    request: u64,
+    began: Instant,
+    machine: Machine,
+    decoding: Decoding,
+    k: usize,
+    reply: UnboundedSender<Report>,
+    reports: UnboundedReceiver<Report>,
+    live: HashMap<JobId, LiveTask>,
+    cause: Instant,
+    overhead_us: Vec<f64>,
+    busy: Vec<Busy>,
+    running: usize,
+    max_running: usize,
+    streamed: usize,
+    first_token: Option<Instant>,
+    sink: S,
+}
+
+impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
+    pub(crate) fn new(
+        pool: &'p Pool,
+        request: u64,
+        plan: Plan,
+        prompt: Vec<TokenId>,
+        sink: S,
+    ) -> Result<Self> {
+        let (decoding, k) = (plan.decoding, plan.k);
+        let machine = Machine::new(plan, prompt)?;
+        let (reply, reports) = unbounded_channel();
+        let began = Instant::now();
+        Ok(Self {
+            busy: vec![Busy::default(); pool.targets.len() + 1],
+            pool,
+            request,
+            began,
+            machine,
+            decoding,
+            k,
+            reply,
+            reports,
+            live: HashMap::new(),
+            cause: began,
+            overhead_us: Vec::new(),
+            running: 0,
+            max_running: 0,
+            streamed: 0,
+            first_token: None,
+            sink,
+        })
+    }
+
+    pub(crate) async fn finish(mut self) -> Result<Generation> {
+        self.machine.start();
+        loop {
+            self.apply();
+            if self.machine.stop_reason().is_some() {
+                break;
+            }
+            let deadline = self.live.values().filter_map(|t| t.deadline).min();
+            tokio::select! {
+                report = self.reports.recv() => match report {
+                    Some(report) => self.on_report(report),
+                    // Unreachable while `self.reply` lives; end cleanly anyway.
+                    None => self.machine.cancel(),
+                },
+                () = wait_until(deadline) => self.expire(),
+            }
+        }
+        self.apply();
+        Ok(self.generation())
+    }
+
+    /// Carries out the machine's commands until it has none, then publishes
+    /// its events and the newly verified tokens.
+    fn apply(&mut self) {
+        loop {
+            let commands = self.machine.take_commands();
+            if commands.is_empty() {
+                break;
+            }
+            for command in commands {
+                self.execute(command);
+            }
+        }
+        for event in self.machine.take_events() {
+            self.publish(event);
+        }
+        let output = self.machine.output();
+        if output.len() > self.streamed {
+            self.first_token.get_or_insert_with(Instant::now);
+            let new = output[self.streamed..].to_vec();
+            self.streamed = output.len();
+            (self.sink)(Update::Tokens(&new));
+        }
+    }
+
+    fn execute(&mut self, command: Command) {
+        let (job, worker, context, work) = match command {
+            Command::Cancel { job, .. } => {
+                if let Some(task) = self.live.get_mut(&job) {
+                    task.cancel.cancel();
+                    task.deadline = None;
+                }
+                return;
+            }
+            Command::Draft {
+                job,
+                context,
+                count,
+            } => (job, WorkerRef::Drafter, context, Work::Draft { count }),
+            Command::Verify {
+                job,
+                worker,
+                context,
+                drafts,
+                draft_probs,
+            } => (
+                job,
+                WorkerRef::Target(worker),
+                context,
+                Work::Verify {
+                    drafts,
+                    draft_probs,
+                },
+            ),
+        };
+        let (start, end) = match &work {
+            Work::Draft { count } => (context.len(), context.len() + count),
+            Work::Verify { drafts, .. } => (context.len() - drafts, context.len()),
+        };
+        let handle = match worker {
+            WorkerRef::Drafter => self.pool.drafter.as_ref(),
+            WorkerRef::Target(i) => self.pool.targets.get(i),
+        };
+        let Some(handle) = handle else {
+            self.machine
+                .on_failed(job, "the pool has no such worker".into());
+            return;
+        };
+        let cancel = CancelFlag::new();
+        let task = Task {
+            job,
+            context,
+            work,
+            decoding: self.decoding,
+            cancel: cancel.clone(),
+            reply: self.reply.clone(),
+        };
+        if handle.send(task).is_err() {
+            self.machine
+                .on_failed(job, format!("worker {} has stopped", handle.name()));
+            return;
+        }
+        self.live.insert(
+            job,
+            LiveTask {
+                cancel,
+                worker,
+                deadline: Some(tokio::time::Instant::now() + self.pool.job_timeout),
+                cause: self.cause,
+                started: None,
+                epoch: self.machine.epoch(),
+                start,
+                end,
+            },
+        );
+    }
+
+    fn on_report(&mut self, report: Report) {
+        if let ReportKind::Started = report.kind {
+            let Some(task) = self.live.get_mut(&report.job) else {
+                return;
+            };
+            task.started = Some(report.at);
+            let overhead = report.at.saturating_duration_since(task.cause);
+            self.overhead_us.push(overhead.as_secs_f64() * 1e6);
+            let event = Event {
+                kind: EventKind::Started,
+                job: Some(report.job),
+                worker: Some(task.worker),
+                epoch: task.epoch,
+                start: task.start,
+                end: task.end,
+                accepted: None,
+            };
+            self.busy[slot(task.worker)].jobs += 1;
+            self.running += 1;
+            self.max_running = self.max_running.max(self.running);
+            self.publish(event);
+            return;
+        }
+        let Some(task) = self.live.remove(&report.job) else {
+            // Its deadline passed earlier; the machine has moved on.
+            return;
+        };
+        if let Some(started) = task.started {
+            self.busy[slot(task.worker)].time += report.at.saturating_duration_since(started);
+            self.running -= 1;
+        }
+        self.cause = report.at;
+        let job = report.job;
+        match report.kind {
+            ReportKind::Started => {}
+            ReportKind::Drafted(drafts) => self.machine.on_drafted(job, drafts),
+            ReportKind::Verified(verdict) => self.machine.on_verified(job, verdict),
+            ReportKind::Cancelled { ran } => self.machine.on_cancelled(job, ran),
+            ReportKind::Failed(message) => self.machine.on_failed(job, message),
+        }
+    }
+
+    /// Retires the workers whose jobs passed their deadline.
+    fn expire(&mut self) {
+        let now = tokio::time::Instant::now();
+        let expired: Vec<JobId> = self
+            .live
+            .iter()
+            .filter(|(_, t)| t.deadline.is_some_and(|d| d <= now))
+            .map(|(&id, _)| id)
+            .collect();
+        for job in expired {
+            if let Some(task) = self.live.remove(&job) {
+                task.cancel.cancel();
+                if task.started.is_some() {
+                    self.running -= 1;
+                }
+                self.cause = Instant::now();
+                self.machine.on_failed(
+                    job,
+                    format!(
+                        "no result within {} ms; the worker may be hung",
+                        self.pool.job_timeout.as_millis()
+                    ),
+                );
+            }
+        }
+    }
+
+    fn publish(&mut self, event: Event) {
+        let device = event.worker.and_then(|w| {
+            match w {
+                WorkerRef::Drafter => self.pool.drafter.as_ref(),
+                WorkerRef::Target(i) => self.pool.targets.get(i),
+            }
+            .map(|h| h.name().to_string())
+        });
+        let record = TimelineRecord {
+            request: self.request,
+            t_ms: self.began.elapsed().as_secs_f64() * 1e3,
+            device,
+            event,
+        };
+        (self.sink)(Update::Timeline(&record));
+        // Nobody listening is fine.
+        let _ = self.pool.timeline.send(record);
+    }
+
+    fn generation(&mut self) -> Generation {
+        let total = self.began.elapsed();
+        let tokens = self.machine.output().to_vec();
+        let mut stats = Stats::from_counters(self.machine.counters());
+        stats.mode = self.machine.mode();
+        stats.k = self.k;
+        stats.targets = self.pool.targets.len();
+        stats.new_tokens = tokens.len();
+        stats.max_concurrent_jobs = self.max_running;
+        stats.total_ms = total.as_secs_f64() * 1e3;
+        stats.ttft_ms = self
+            .first_token
+            .map_or(0.0, |t| (t - self.began).as_secs_f64() * 1e3);
+        stats.tokens_per_s = if total.is_zero() {
+            0.0
+        } else {
+            tokens.len() as f64 / total.as_secs_f64()
+        };
+        stats.overhead_us_median = median(&mut self.overhead_us);
+        stats.workers = self
+            .busy
+            .iter()
+            .enumerate()
+            .filter_map(|(i, busy)| {
+                let (name, role) = if i == 0 {
+                    (self.pool.drafter.as_ref()?.name(), "drafter")
+                } else {
+                    (self.pool.targets[i - 1].name(), "target")
+                };
+                Some(WorkerStats {
+                    name: name.to_string(),
+                    role,
+                    jobs: busy.jobs,
+                    busy_ms: busy.time.as_secs_f64() * 1e3,
+                })
+            })
+            .collect();
+        let stop = self
+            .machine
+            .stop_reason()
+            .cloned()
+            .unwrap_or(StopReason::Cancelled);
+        Generation {
+            tokens,
+            stop,
+            stats,
+        }
+    }
+}
+
+impl<S> Drop for Run<'_, S> {
+    /// A request that ends, or is dropped mid-way, leaves no job running.
+    fn drop(&mut self) {
+        for task in self.live.values() {
+            task.cancel.cancel();
+        }
+    }
+}
+
+fn slot(worker: WorkerRef) -> usize {
+    match worker {
+        WorkerRef::Drafter => 0,
+        WorkerRef::Target(i) => i + 1,
+    }
+}
+
+async fn wait_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,128 @@
+//! Synthetic workers: real scheduling, fake models. They hold the real
+//! scheduler against the paper's offline simulator.
+//!
+//! The world: the target's token at each position is keyed randomness,
+//! `0` with probability `a` and `1` otherwise; the drafter always guesses
+//! `0`. So each draft is accepted independently with probability `a`, and
+//! the accepted count of a verification is geometric with rate `a`, capped
+//! by the lookahead, exactly the simulator's law. Forwards are sleeps.
+
+use crate::pause::sleep_until;
+use crate::roles::{Drafter, Scorer, Scores};
+use dsi_core::TokenId;
+use dsi_core::cancel::CancelFlag;
+use dsi_core::model::ForwardError;
+use dsi_core::rng::keyed_open01;
+use dsi_core::sampling::Decoding;
+use dsi_core::schedule::Drafted;
+use dsi_core::sim::AcceptanceSource;
+use std::time::{Duration, Instant};
+
+/// The token the drafter always proposes.
+pub const GUESS: TokenId = 0;
+/// The token the target emits where it disagrees with the drafter.
+pub const OTHER: TokenId = 1;
+const LANE: u64 = 0x5157 << 40;
+
+/// The target's token at every position, for acceptance rate `a`.
+#[derive(Debug, Clone, Copy)]
+pub struct SyntheticWorld {
+    /// Probability that the target agrees with a draft.
+    pub a: f64,
+    /// Seed of the keyed randomness.
+    pub seed: u64,
+}
+
+impl SyntheticWorld {
+    /// The target's token at absolute `position`.
+    pub fn truth(&self, position: usize) -> TokenId {
+        if keyed_open01(self.seed, position as u64, LANE) < self.a {
+            GUESS
+        } else {
+            OTHER
+        }
+    }
+}
+
+/// The world's acceptances as the simulator's count source, so the
+/// simulator can be fed the same luck a measured run had.
+#[derive(Debug, Clone, Copy)]
+pub struct WorldCounts {
+    /// The world.
+    pub world: SyntheticWorld,
+    /// The lookahead (counts are capped at it, as the simulator's are).
+    pub k: usize,
+    /// Absolute position of the first generated token (the prompt length).
+    pub offset: usize,
+}
+
+impl AcceptanceSource for WorldCounts {
+    fn next_count_at(&mut self, position: usize) -> usize {
+        let first = self.offset + position;
+        (first..first + self.k)
+            .take_while(|&p| self.world.truth(p) == GUESS)
+            .count()
+    }
+}
+
+/// A drafter that spends `step` per draft and always guesses [`GUESS`].
+#[derive(Debug, Clone, Copy)]
+pub struct SyntheticDrafter {
+    /// Time per drafted token.
+    pub step: Duration,
+}
+
+impl Drafter for SyntheticDrafter {
+    fn draft(
+        &mut self,
+        _context: &[TokenId],
+        count: usize,
+        _decoding: &Decoding,
+        cancel: &CancelFlag,
+    ) -> Result<Vec<Drafted>, ForwardError> {
+        let began = Instant::now();
+        for i in 1..=count {
+            sleep_until(began + self.step * i as u32, cancel)?;
+        }
+        Ok(vec![
+            Drafted {
+                token: GUESS,
+                probs: None,
+            };
+            count
+        ])
+    }
+}
+
+/// A target that spends `forward` per verification and answers with
+/// [`SyntheticWorld::truth`] (greedy decoding only).
+#[derive(Debug, Clone, Copy)]
+pub struct SyntheticTarget {
+    /// The world it answers from.
+    pub world: SyntheticWorld,
+    /// Time per forward.
+    pub forward: Duration,
+}
+
+impl Scorer for SyntheticTarget {
+    fn score(
+        &mut self,
+        context: &[TokenId],
+        drafts: usize,
+        decoding: &Decoding,
+        cancel: &CancelFlag,
+    ) -> Result<Scores, ForwardError> {
+        if !decoding.params.is_greedy() {
+            return Err(ForwardError::Failed(
+                "synthetic targets answer greedy requests only".into(),
+            ));
+        }
+        sleep_until(Instant::now() + self.forward, cancel)?;
+        let start = context.len() - drafts;
+        Ok(Scores::Choices(
+            (start..=context.len())
+                .map(|p| self.world.truth(p))
+                .collect(),
+        ))
+    }
+}

@@ -1,0 +1,220 @@
+//! Worker threads: each owns one model instance (and so one KV cache) and
+//! runs its tasks in order, on its own OS thread, never on the runtime's.
+//!
+//! Tasks arrive on a channel and reports go back on the channel each task
+//! names, so one worker can serve request after request. Running tasks in
+//! order is what lets the scheduler treat a cancelled job's worker as free
+//! at once: the cancelled job ends at its next safe point before the next
+//! task begins. A task whose flag is already raised is skipped.
+
+use crate::error::{Result, SchedError};
+use crate::roles::{Drafter, Scorer};
+use dsi_core::cancel::CancelFlag;
+use dsi_core::model::ForwardError;
+use dsi_core::sampling::Decoding;
+use dsi_core::schedule::{Drafted, JobId};
+use dsi_core::verify::ProbTable;
+use dsi_core::{TokenId, Verdict};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Instant;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+/// What a task asks for.
+#[derive(Debug, Clone)]
+pub enum Work {
+    /// Draft `count` tokens after the context.
+    Draft {
+        /// Drafts wanted.
+        count: usize,
+    },
+    /// Verify the last `drafts` tokens of the context.
+    Verify {
+        /// Trailing drafts in the context.
+        drafts: usize,
+        /// The drafter's distributions (speculative sampling).
+        draft_probs: Option<ProbTable>,
+    },
+}
+
+/// One job for one worker.
+#[derive(Debug)]
+pub struct Task {
+    /// The job.
+    pub job: JobId,
+    /// Verified tokens plus drafts.
+    pub context: Vec<TokenId>,
+    /// What to do with them.
+    pub work: Work,
+    /// Sampling and verification rule of the request.
+    pub decoding: Decoding,
+    /// Raised when the job is preempted or the request ends.
+    pub cancel: CancelFlag,
+    /// Where the reports go.
+    pub reply: UnboundedSender<Report>,
+}
+
+/// A worker's message about a task.
+#[derive(Debug)]
+pub struct Report {
+    /// The job.
+    pub job: JobId,
+    /// When it happened, on the worker.
+    pub at: Instant,
+    /// What happened.
+    pub kind: ReportKind,
+}
+
+/// What happened to a task.
+#[derive(Debug)]
+pub enum ReportKind {
+    /// The worker began computing.
+    Started,
+    /// Drafts are ready.
+    Drafted(Vec<Drafted>),
+    /// The verdict on the drafts.
+    Verified(Verdict),
+    /// The task stopped at its flag; `ran` tells whether it had begun.
+    Cancelled {
+        /// True when some computation had been done.
+        ran: bool,
+    },
+    /// The task failed; the message says why.
+    Failed(String),
+}
+
+/// What a worker is.
+pub enum Role {
+    /// The drafter.
+    Drafter(Box<dyn Drafter>),
+    /// A target server.
+    Target(Box<dyn Scorer>),
+}
+
+impl std::fmt::Debug for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Drafter(_) => "Role::Drafter",
+            Role::Target(_) => "Role::Target",
+        })
+    }
+}
+
+/// The scheduler's handle on a worker: its name and its task channel.
+#[derive(Debug, Clone)]
+pub struct WorkerHandle {
+    name: String,
+    tasks: UnboundedSender<Task>,
+}
+
+impl WorkerHandle {
+    /// Starts a worker thread named `name` (a device label such as `cpu` or
+    /// `cuda:1`) that runs `role`'s tasks.
+    pub fn spawn(name: impl Into<String>, role: Role) -> Result<Self> {
+        let name = name.into();
+        let (tasks, inbox) = unbounded_channel();
+        std::thread::Builder::new()
+            .name(format!("dsi-worker {name}"))
+            .spawn(move || serve(role, inbox))
+            .map_err(|source| SchedError::Spawn {
+                name: name.clone(),
+                source,
+            })?;
+        Ok(Self { name, tasks })
+    }
+
+    /// A handle over a task channel served elsewhere (tests drive fake
+    /// workers as async tasks on paused time this way).
+    pub fn from_channel(name: impl Into<String>, tasks: UnboundedSender<Task>) -> Self {
+        Self {
+            name: name.into(),
+            tasks,
+        }
+    }
+
+    /// The worker's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Hands a task over; gives it back if the worker is gone.
+    pub(crate) fn send(&self, task: Task) -> std::result::Result<(), Box<Task>> {
+        self.tasks.send(task).map_err(|e| Box::new(e.0))
+    }
+}
+
+/// A worker thread's loop: until every handle is dropped.
+fn serve(mut role: Role, mut inbox: UnboundedReceiver<Task>) {
+    while let Some(task) = inbox.blocking_recv() {
+        let report = |kind| {
+            // The request may have ended; nobody to tell then.
+            let _ = task.reply.send(Report {
+                job: task.job,
+                at: Instant::now(),
+                kind,
+            });
+        };
+        if task.cancel.is_cancelled() {
+            report(ReportKind::Cancelled { ran: false });
+            continue;
+        }
+        report(ReportKind::Started);
+        let outcome = catch_unwind(AssertUnwindSafe(|| run(&mut role, &task)));
+        let kind = match outcome {
+            Ok(Ok(kind)) => kind,
+            Ok(Err(ForwardError::Cancelled)) => ReportKind::Cancelled { ran: true },
+            Ok(Err(ForwardError::Failed(message))) => ReportKind::Failed(message),
+            Err(panic) => {
+                match &mut role {
+                    Role::Drafter(d) => d.reset(),
+                    Role::Target(t) => t.reset(),
+                }
+                ReportKind::Failed(format!("the worker panicked: {}", panic_message(&panic)))
+            }
+        };
+        report(kind);
+    }
+}
+
+/// Runs one task on this worker's model.
+pub fn run(role: &mut Role, task: &Task) -> std::result::Result<ReportKind, ForwardError> {
+    match (role, &task.work) {
+        (Role::Drafter(drafter), Work::Draft { count }) => drafter
+            .draft(&task.context, *count, &task.decoding, &task.cancel)
+            .map(ReportKind::Drafted),
+        (
+            Role::Target(scorer),
+            Work::Verify {
+                drafts,
+                draft_probs,
+            },
+        ) => {
+            let scores = scorer.score(&task.context, *drafts, &task.decoding, &task.cancel)?;
+            let start = task.context.len() - drafts;
+            scores
+                .verdict(
+                    &task.decoding.rule,
+                    start,
+                    &task.context[start..],
+                    draft_probs.as_ref(),
+                )
+                .map(ReportKind::Verified)
+                .map_err(|e| ForwardError::Failed(format!("verification failed: {e}")))
+        }
+        (Role::Drafter(_), Work::Verify { .. }) => Err(ForwardError::Failed(
+            "a verification job was sent to the drafter".into(),
+        )),
+        (Role::Target(_), Work::Draft { .. }) => Err(ForwardError::Failed(
+            "a draft job was sent to a target worker".into(),
+        )),
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".into()
+    }
+}
