@@ -1,30 +1,33 @@
-//! `dsi generate`: plain autoregressive decoding (non-SI) of one prompt.
+//! `dsi generate`: one prompt through the scheduler, in DSI, SI or non-SI
+//! mode.
 //!
-//! Streams text to stdout as tokens arrive (text format), or prints one JSON
-//! object at the end. Speculative modes and the drafter arrive with the
-//! scheduler.
+//! Streams the text to stdout as it is verified (text format) and ends with
+//! one summary line on stderr, or prints one JSON object with the tokens,
+//! the text and the scheduler's stats. `--timeline FILE` writes every job
+//! event as a JSON line.
 
 use crate::exit::UsageError;
-use crate::model_args::{ModelArgs, advance, check_prompt_fits, load_bar};
+use crate::model_args::check_prompt_fits;
 use crate::output::Format;
+use crate::pool_args::PoolArgs;
 use anyhow::Context;
 use clap::Args;
 use dsi_core::TokenId;
-use dsi_models::checkpoint::Checkpoint;
-use dsi_models::device::{Backend, DeviceSpec, OnBackend, RunDtype, dispatch};
-use dsi_models::generate::Decoder;
-use dsi_models::llama::LoadedModel;
-use dsi_models::sampling::SamplingParams;
+use dsi_core::sampling::{Decoding, SamplingParams};
+use dsi_core::schedule::StopReason;
+use dsi_models::checkpoint::TextTokenizer;
+use dsi_sched::{Request, Stats, Update};
 use serde::Serialize;
-use std::io::Write;
-use std::time::Instant;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
 
 /// Arguments of `dsi generate`.
 #[derive(Debug, Args)]
 #[command(allow_negative_numbers = true)]
 pub(crate) struct GenerateArgs {
     #[command(flatten)]
-    model: ModelArgs,
+    pool: PoolArgs,
     /// New tokens to generate at most (fewer if an end-of-sequence token comes).
     #[arg(long, default_value_t = 128)]
     max_tokens: usize,
@@ -40,6 +43,13 @@ pub(crate) struct GenerateArgs {
     /// Seed of the sampling randomness.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Verify sampled drafts with speculative sampling (the target's
+    /// distribution) instead of seeded coupled sampling (non-SI's exact tokens).
+    #[arg(long)]
+    speculative: bool,
+    /// Write every job event of the scheduler to FILE as JSON lines.
+    #[arg(long, value_name = "FILE")]
+    timeline: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
@@ -49,153 +59,154 @@ pub(crate) struct GenerateArgs {
 
 /// What `--format json` prints.
 #[derive(Debug, Serialize)]
-struct Report {
-    tokens: Vec<TokenId>,
+struct Report<'a> {
+    tokens: &'a [TokenId],
     text: String,
     prompt_tokens: usize,
+    mode: String,
     ttft_ms: f64,
     tokens_per_s: f64,
     total_ms: f64,
     stop_reason: &'static str,
-    backend: String,
-    dtype: String,
+    placement: &'a str,
+    stats: &'a Stats,
 }
 
 pub(crate) fn run(args: GenerateArgs) -> anyhow::Result<()> {
     if args.max_tokens == 0 {
         return Err(UsageError("invalid max-tokens: 0 (expected at least 1)".into()).into());
     }
-    let sampling = SamplingParams {
+    let params = SamplingParams {
         temperature: args.temperature,
         top_k: args.top_k,
         top_p: args.top_p,
         seed: args.seed,
     };
-    sampling.validate()?;
-    let checkpoint = args.model.open()?;
-    let spec = args.model.backend;
-    dispatch(
-        spec,
-        Job {
-            args,
-            checkpoint,
-            sampling,
-        },
-    )?
-}
+    let decoding = Decoding::new(params, args.speculative)?;
+    let mut timeline = match &args.timeline {
+        Some(path) => Some(BufWriter::new(File::create(path).with_context(|| {
+            format!("cannot create the timeline file {}", path.display())
+        })?)),
+        None => None,
+    };
+    args.pool.mode()?;
+    let target = args.pool.open_target()?;
+    let prompt = target.tokenizer.encode(&args.prompt)?;
+    let context = target.config.max_context;
+    check_prompt_fits(prompt.len(), context)?;
+    let budget = args.max_tokens.min(context - prompt.len());
+    let loaded = args.pool.load(target, prompt.len() + budget)?;
+    let tokenizer = &loaded.target.tokenizer;
+    let request = Request {
+        prompt: prompt.clone(),
+        mode: loaded.mode,
+        k: args.pool.k,
+        max_new_tokens: budget,
+        eos: loaded.target.generation.eos_token_ids.clone(),
+        decoding,
+    };
 
-struct Job {
-    args: GenerateArgs,
-    checkpoint: Checkpoint,
-    sampling: SamplingParams,
-}
-
-impl OnBackend for Job {
-    type Output = anyhow::Result<()>;
-
-    fn run<B: Backend>(self, spec: DeviceSpec, device: B::Device) -> anyhow::Result<()> {
-        let Job {
-            args,
-            checkpoint,
-            sampling,
-        } = self;
-        let dtype = args
-            .model
-            .dtype
-            .unwrap_or_else(|| RunDtype::default_for::<B>(spec, &device));
-        let bar = load_bar("target");
-        let model =
-            LoadedModel::<B>::from_checkpoint(&checkpoint, &device, dtype.dtype(), advance(&bar))
-                .with_context(|| format!("loading {}", checkpoint.dir.display()))?
-                .with_host_threads(spec.host_threads());
-        bar.finish_and_clear();
-
-        let prompt = checkpoint.tokenizer.encode(&args.prompt)?;
-        check_prompt_fits(prompt.len(), model.config.max_context)?;
-        let budget = args.max_tokens.min(model.config.max_context - prompt.len());
-        let eos = &checkpoint.generation.eos_token_ids;
-
-        let mut out = Stream::new(&checkpoint, args.format);
-        let start = Instant::now();
-        let mut decoder = Decoder::new(&model, prompt.len() + budget, sampling)?;
-        let mut token = decoder.prefill(&prompt)?;
-        let ttft = start.elapsed();
-        let mut tokens = Vec::with_capacity(budget);
-        let stop_reason = loop {
-            if eos.contains(&token) {
-                break "eos";
-            }
-            tokens.push(token);
-            out.show(&tokens)?;
-            if tokens.len() >= budget {
-                break if budget < args.max_tokens {
-                    "context"
-                } else {
-                    "max_tokens"
-                };
-            }
-            token = decoder.step(token)?;
+    let mut stream = Stream::new(tokenizer, args.format);
+    let mut sink_error = None;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()?;
+    let generation = runtime.block_on(loaded.pool.generate(request, |update| {
+        let result = match update {
+            Update::Tokens(tokens) => stream.push(tokens),
+            Update::Timeline(record) => match timeline.as_mut() {
+                Some(file) => serde_json::to_writer(&mut *file, record)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|()| file.write_all(b"\n").map_err(Into::into)),
+                None => Ok(()),
+            },
         };
-        let total = start.elapsed();
-        let decode_secs = (total - ttft).as_secs_f64();
-        let tokens_per_s = if tokens.len() > 1 && decode_secs > 0.0 {
-            (tokens.len() - 1) as f64 / decode_secs
-        } else {
-            0.0
-        };
-        let text = checkpoint.tokenizer.decode(&tokens)?;
-        match args.format {
-            Format::Text => {
-                println!();
-                eprintln!(
-                    "{} prompt tokens, {} new tokens ({stop_reason}), first token {:.1} ms, {tokens_per_s:.1} tokens/s, {spec} {dtype:?}",
-                    prompt.len(),
-                    tokens.len(),
-                    ttft.as_secs_f64() * 1e3,
-                );
-            }
-            Format::Json => {
-                let report = Report {
-                    tokens,
-                    text,
-                    prompt_tokens: prompt.len(),
-                    ttft_ms: ttft.as_secs_f64() * 1e3,
-                    tokens_per_s,
-                    total_ms: total.as_secs_f64() * 1e3,
-                    stop_reason,
-                    backend: spec.to_string(),
-                    dtype: format!("{dtype:?}").to_lowercase(),
-                };
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            }
+        if let Err(e) = result {
+            sink_error.get_or_insert(e);
         }
-        Ok(())
+    }))?;
+    if let Some(e) = sink_error {
+        return Err(e.context("writing the output"));
     }
+    if let Some(mut file) = timeline {
+        file.flush().context("writing the timeline")?;
+    }
+    let stop_reason = match &generation.stop {
+        StopReason::Eos => "eos",
+        StopReason::MaxTokens if budget < args.max_tokens => "context",
+        StopReason::MaxTokens => "max_tokens",
+        StopReason::Cancelled => "cancelled",
+        StopReason::Failed(message) => anyhow::bail!("generation failed: {message}"),
+    };
+    let stats = &generation.stats;
+    match args.format {
+        Format::Text => {
+            println!();
+            eprintln!(
+                "{} new tokens ({stop_reason}) in {:.0} ms, {:.1} tokens/s, first token {:.0} ms | {} | drafts {} ({} tokens, {} accepted), epochs {}, jobs {} started / {} preempted{}",
+                stats.new_tokens,
+                stats.total_ms,
+                stats.tokens_per_s,
+                stats.ttft_ms,
+                stats.mode,
+                stats.drafts,
+                stats.draft_tokens,
+                stats.accepted_tokens,
+                stats.epochs,
+                stats.jobs_started,
+                stats.jobs_preempted,
+                if stats.errors.is_empty() {
+                    String::new()
+                } else {
+                    format!(" | errors: {}", stats.errors.join("; "))
+                }
+            );
+        }
+        Format::Json => {
+            let report = Report {
+                tokens: &generation.tokens,
+                text: tokenizer.decode(&generation.tokens)?,
+                prompt_tokens: prompt.len(),
+                mode: stats.mode.to_string(),
+                ttft_ms: stats.ttft_ms,
+                tokens_per_s: stats.tokens_per_s,
+                total_ms: stats.total_ms,
+                stop_reason,
+                placement: &loaded.placement,
+                stats,
+            };
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+    }
+    Ok(())
 }
 
 /// Prints the text as it grows (text format only).
 struct Stream<'a> {
-    checkpoint: &'a Checkpoint,
+    tokenizer: &'a TextTokenizer,
     format: Format,
+    tokens: Vec<TokenId>,
     printed: usize,
 }
 
 impl<'a> Stream<'a> {
-    fn new(checkpoint: &'a Checkpoint, format: Format) -> Self {
+    fn new(tokenizer: &'a TextTokenizer, format: Format) -> Self {
         Self {
-            checkpoint,
+            tokenizer,
             format,
+            tokens: Vec::new(),
             printed: 0,
         }
     }
 
-    /// Decodes every token so far and prints what is new; a multi-byte
-    /// character split across tokens waits until it is complete.
-    fn show(&mut self, tokens: &[TokenId]) -> anyhow::Result<()> {
+    /// Adds verified tokens and prints the text that became complete; a
+    /// multi-byte character split across tokens waits for its last byte.
+    fn push(&mut self, tokens: &[TokenId]) -> anyhow::Result<()> {
+        self.tokens.extend_from_slice(tokens);
         if self.format != Format::Text {
             return Ok(());
         }
-        let text = self.checkpoint.tokenizer.decode(tokens)?;
+        let text = self.tokenizer.decode(&self.tokens)?;
         if text.len() > self.printed
             && !text.ends_with('\u{FFFD}')
             && text.is_char_boundary(self.printed)

@@ -13,6 +13,7 @@ mod generate;
 mod model_args;
 mod output;
 mod plot;
+mod pool_args;
 mod simulate;
 
 use clap::{Parser, Subcommand};

@@ -1,26 +1,8 @@
-//! Flags shared by every command that loads a model.
+//! Parsers and helpers shared by every command that loads a model.
 
 use crate::exit::UsageError;
-use anyhow::Context;
-use clap::Args;
-use dsi_models::checkpoint::Checkpoint;
 use dsi_models::device::{DeviceSpec, RunDtype};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::path::PathBuf;
-
-/// Where the model is and where it runs.
-#[derive(Debug, Clone, Args)]
-pub(crate) struct ModelArgs {
-    /// Hugging Face checkpoint folder (config.json, model.safetensors, tokenizer.json).
-    #[arg(long, value_name = "DIR")]
-    pub(crate) model: PathBuf,
-    /// Backend and device: cpu, wgpu, wgpu:N, cuda, cuda:N.
-    #[arg(long, default_value = "cpu", value_parser = parse_device)]
-    pub(crate) backend: DeviceSpec,
-    /// Run dtype: f32, f16 or bf16 (default: bf16 on CUDA, f16 on wgpu when supported, else f32).
-    #[arg(long, value_parser = parse_dtype)]
-    pub(crate) dtype: Option<RunDtype>,
-}
 
 /// clap parser for `--backend`.
 pub(crate) fn parse_device(s: &str) -> Result<DeviceSpec, String> {
@@ -30,14 +12,6 @@ pub(crate) fn parse_device(s: &str) -> Result<DeviceSpec, String> {
 /// clap parser for `--dtype`.
 pub(crate) fn parse_dtype(s: &str) -> Result<RunDtype, String> {
     s.parse().map_err(|e: dsi_models::ModelError| e.to_string())
-}
-
-impl ModelArgs {
-    /// Opens the checkpoint folder (config, weights, tokenizer).
-    pub(crate) fn open(&self) -> anyhow::Result<Checkpoint> {
-        Checkpoint::open(&self.model)
-            .with_context(|| format!("loading the model in {}", self.model.display()))
-    }
 }
 
 /// A progress bar for loading layers onto a device, on stderr.

@@ -48,3 +48,29 @@ pub trait KvModel: Send {
         cancel: &CancelFlag,
     ) -> Result<Vec<f32>, ForwardError>;
 }
+
+impl<M: KvModel + ?Sized> KvModel for Box<M> {
+    fn vocab(&self) -> usize {
+        (**self).vocab()
+    }
+
+    fn capacity(&self) -> usize {
+        (**self).capacity()
+    }
+
+    fn cached(&self) -> usize {
+        (**self).cached()
+    }
+
+    fn truncate(&mut self, keep: usize) {
+        (**self).truncate(keep);
+    }
+
+    fn forward(
+        &mut self,
+        tokens: &[TokenId],
+        cancel: &CancelFlag,
+    ) -> Result<Vec<f32>, ForwardError> {
+        (**self).forward(tokens, cancel)
+    }
+}

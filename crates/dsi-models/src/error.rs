@@ -118,6 +118,9 @@ pub enum ModelError {
         /// The cache's capacity.
         capacity: usize,
     },
+    /// A forward was stopped by its cancellation flag.
+    #[error("the forward pass was cancelled")]
+    Cancelled,
     /// A forward was called with no tokens.
     #[error("a forward pass needs at least one token")]
     EmptyInput,

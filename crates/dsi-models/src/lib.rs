@@ -10,6 +10,8 @@
 //!   on native, or from bytes; tokenizer; generation config).
 //! - [`sampling`]: logits processing (temperature, top-k, top-p) into the
 //!   distributions `dsi-core`'s verification rules consume.
+//! - [`session`]: shared weights plus a private cache, driven by the
+//!   scheduler through `dsi-core`'s plain-data `KvModel` trait.
 //! - [`device`]: the backends behind cargo features and the run dtype.
 //!
 //! This crate knows nothing of scheduling or HTTP.
@@ -22,6 +24,7 @@ pub mod error;
 pub mod generate;
 pub mod llama;
 mod rope;
+pub mod session;
 
 pub use cache::KvCache;
 pub use config::LlamaConfig;
@@ -29,3 +32,4 @@ pub use config::LlamaConfig;
 pub use dsi_core::sampling;
 pub use error::{ModelError, Result};
 pub use llama::{Llama, Logits};
+pub use session::Session;

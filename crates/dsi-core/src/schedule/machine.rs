@@ -344,13 +344,14 @@ impl Machine {
         }
         match live.worker {
             WorkerRef::Drafter => {
+                // Drafts already delivered stay valid and their jobs run on;
+                // from here the target decodes alone.
                 self.counters
                     .errors
                     .push(format!("drafter: {message}; finishing as non-SI"));
                 self.counters.fell_back_to_nonsi = true;
                 self.drafter = Slot::Retired;
                 self.mode = Mode::NonSi;
-                self.new_epoch();
             }
             WorkerRef::Target(w) => {
                 self.counters.errors.push(format!(
@@ -549,6 +550,7 @@ impl Machine {
         if self.stop.is_some() {
             return;
         }
+        self.prune_queue();
         let target_pending = self.live.values().any(|j| {
             !j.preempted && j.epoch == self.epoch && matches!(j.worker, WorkerRef::Target(_))
         }) || !self.queue.is_empty();
@@ -589,6 +591,25 @@ impl Machine {
             }
         }
         self.dispatch();
+    }
+
+    /// Drops queued jobs that can no longer reveal a new position; they
+    /// never will, as the verified prefix only grows within an epoch.
+    fn prune_queue(&mut self) {
+        let v = self.verified_len();
+        let (keep, stale): (Vec<_>, Vec<_>) = self.queue.drain(..).partition(|q| q.end >= v);
+        self.queue = keep;
+        for queued in stale {
+            self.counters.jobs_dropped += 1;
+            self.event(
+                EventKind::Dropped,
+                Some(queued.job),
+                None,
+                v,
+                queued.end,
+                None,
+            );
+        }
     }
 
     fn start_draft(&mut self, count: usize) {

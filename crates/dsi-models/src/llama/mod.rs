@@ -27,6 +27,7 @@ use burn::module::{Module, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Int, Tensor, TensorData};
 use dsi_core::TokenId;
+use dsi_core::cancel::CancelFlag;
 
 /// A Llama-family causal language model on one device.
 #[derive(Module, Debug)]
@@ -129,6 +130,18 @@ impl<B: Backend> LoadedModel<B> {
         tokens: &[TokenId],
         cache: &mut KvCache<B>,
     ) -> Result<Tensor<B, 2>> {
+        self.forward_until(tokens, cache, &CancelFlag::new())
+    }
+
+    /// [`LoadedModel::forward_tensor`] that stops between layers once
+    /// `cancel` is raised, returning [`ModelError::Cancelled`] with the cache
+    /// as it was (the new positions are never committed).
+    pub fn forward_until(
+        &self,
+        tokens: &[TokenId],
+        cache: &mut KvCache<B>,
+        cancel: &CancelFlag,
+    ) -> Result<Tensor<B, 2>> {
         let n = tokens.len();
         if n == 0 {
             return Err(ModelError::EmptyInput);
@@ -157,6 +170,9 @@ impl<B: Backend> LoadedModel<B> {
             threads: self.host_threads,
         };
         for (i, layer) in self.model.layers.iter().enumerate() {
+            if cancel.is_cancelled() {
+                return Err(ModelError::Cancelled);
+            }
             x = layer.forward(x, &rotary, i, cache);
         }
         cache.commit(n);
@@ -168,7 +184,17 @@ impl<B: Backend> LoadedModel<B> {
 
     /// [`LoadedModel::forward_tensor`], read back to the host in f32.
     pub fn forward(&self, tokens: &[TokenId], cache: &mut KvCache<B>) -> Result<Logits> {
-        let logits = self.forward_tensor(tokens, cache)?;
+        self.forward_host(tokens, cache, &CancelFlag::new())
+    }
+
+    /// [`LoadedModel::forward_until`], read back to the host in f32.
+    pub fn forward_host(
+        &self,
+        tokens: &[TokenId],
+        cache: &mut KvCache<B>,
+        cancel: &CancelFlag,
+    ) -> Result<Logits> {
+        let logits = self.forward_until(tokens, cache, cancel)?;
         let data = logits
             .into_data()
             .convert::<f32>()

@@ -1,0 +1,253 @@
+//! Flags that describe a scheduler pool (drafter, target servers, devices,
+//! latency emulation) and the code that loads it.
+//!
+//! Each distinct device gets the weights once; every worker on it gets its
+//! own session (KV cache) over those shared weights.
+
+use crate::exit::UsageError;
+use crate::model_args::{advance, load_bar, parse_device, parse_dtype};
+use anyhow::Context;
+use clap::Args;
+use dsi_core::model::KvModel;
+use dsi_core::schedule::Mode;
+use dsi_models::Session;
+use dsi_models::checkpoint::Checkpoint;
+use dsi_models::device::{Backend, DeviceSpec, OnBackend, RunDtype, dispatch};
+use dsi_models::llama::LoadedModel;
+use dsi_sched::{CachedModel, Emulated, Latency, Limits, Pool, Role, WorkerHandle};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where the target and drafter are, where they run, and how DSI uses them.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct PoolArgs {
+    /// Target model: a Hugging Face checkpoint folder.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) model: PathBuf,
+    /// Drafter model (same tokenizer as the target); needed by dsi and si.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) drafter: Option<PathBuf>,
+    /// Algorithm: dsi, si or nonsi (default: dsi with a drafter, else nonsi).
+    #[arg(long, value_parser = parse_mode)]
+    pub(crate) mode: Option<Mode>,
+    /// Drafts per verification job (the lookahead).
+    #[arg(long, default_value_t = 5)]
+    pub(crate) k: usize,
+    /// Target servers (the speculation-parallelism degree), all on --backend.
+    #[arg(long, default_value_t = 2, conflicts_with = "target_devices")]
+    pub(crate) targets: usize,
+    /// One target server per entry, e.g. `cpu,cpu,wgpu:0` (overrides --targets).
+    #[arg(long, value_delimiter = ',', value_parser = parse_device, value_name = "LIST")]
+    pub(crate) target_devices: Vec<DeviceSpec>,
+    /// Device of the drafter (default: --backend).
+    #[arg(long, value_parser = parse_device, value_name = "DEVICE")]
+    pub(crate) drafter_device: Option<DeviceSpec>,
+    /// Default device: cpu, ndarray, wgpu, wgpu:N, cuda, cuda:N.
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub(crate) backend: DeviceSpec,
+    /// Run dtype: f32, f16 or bf16 (default per device: bf16 on CUDA, f16 on wgpu when supported, else f32).
+    #[arg(long, value_parser = parse_dtype)]
+    pub(crate) dtype: Option<RunDtype>,
+    /// Pad every target forward to TTFT,TPOT milliseconds (stand in for a larger target).
+    #[arg(long, value_name = "TTFT,TPOT")]
+    pub(crate) emulate_target_ms: Option<Latency>,
+    /// Pad every drafter forward to TTFT,TPOT milliseconds.
+    #[arg(long, value_name = "TTFT,TPOT")]
+    pub(crate) emulate_drafter_ms: Option<Latency>,
+    /// A job running longer than this retires its worker as hung.
+    #[arg(long, default_value_t = 120_000)]
+    pub(crate) job_timeout_ms: u64,
+}
+
+/// clap parser for `--mode`.
+pub(crate) fn parse_mode(s: &str) -> Result<Mode, String> {
+    s.parse().map_err(|e: dsi_core::Error| e.to_string())
+}
+
+/// A loaded pool and what the caller needs to use it.
+pub(crate) struct LoadedPool {
+    pub(crate) pool: Pool,
+    pub(crate) target: Checkpoint,
+    pub(crate) mode: Mode,
+    /// Devices and dtypes, for reports: `cpu f32 x2; drafter cpu f32`.
+    pub(crate) placement: String,
+}
+
+impl PoolArgs {
+    /// The mode asked for, or the default for the models given.
+    pub(crate) fn mode(&self) -> anyhow::Result<Mode> {
+        let mode = self.mode.unwrap_or(if self.drafter.is_some() {
+            Mode::Dsi
+        } else {
+            Mode::NonSi
+        });
+        if mode.drafts() && self.drafter.is_none() {
+            return Err(UsageError(format!(
+                "--mode {mode} needs a drafter: pass --drafter DIR, or use --mode nonsi"
+            ))
+            .into());
+        }
+        if mode.drafts() && self.k == 0 {
+            return Err(UsageError("invalid k: 0 (expected at least 1)".into()).into());
+        }
+        Ok(mode)
+    }
+
+    fn target_devices(&self, mode: Mode) -> anyhow::Result<Vec<DeviceSpec>> {
+        let devices = if self.target_devices.is_empty() {
+            if self.targets == 0 {
+                return Err(UsageError("invalid targets: 0 (expected at least 1)".into()).into());
+            }
+            vec![self.backend; self.targets]
+        } else {
+            self.target_devices.clone()
+        };
+        // SI and non-SI use one server at a time; more would only hold memory.
+        Ok(match mode {
+            Mode::Dsi => devices,
+            Mode::Si | Mode::NonSi => devices[..1].to_vec(),
+        })
+    }
+
+    /// Opens the target's checkpoint folder (config, tokenizer, weights).
+    pub(crate) fn open_target(&self) -> anyhow::Result<Checkpoint> {
+        Checkpoint::open(&self.model)
+            .with_context(|| format!("loading the target in {}", self.model.display()))
+    }
+
+    /// Loads the weights once per device and starts one worker thread per
+    /// server; every cache holds `capacity` positions (at most the context).
+    pub(crate) fn load(&self, target: Checkpoint, capacity: usize) -> anyhow::Result<LoadedPool> {
+        let mode = self.mode()?;
+        let capacity = capacity.min(target.config.max_context);
+        let devices = self.target_devices(mode)?;
+        let mut placement = Vec::new();
+        let mut targets = Vec::with_capacity(devices.len());
+        let mut distinct: Vec<DeviceSpec> = Vec::new();
+        for device in &devices {
+            if !distinct.contains(device) {
+                distinct.push(*device);
+            }
+        }
+        for device in distinct {
+            let count = devices.iter().filter(|&&d| d == device).count();
+            let loaded = dispatch(
+                device,
+                LoadSessions {
+                    checkpoint: &target,
+                    what: "target",
+                    dtype: self.dtype,
+                    count,
+                    capacity,
+                    latency: self.emulate_target_ms,
+                },
+            )??;
+            placement.push(format!("target {device} {} x{count}", loaded.dtype));
+            for (i, session) in loaded.sessions.into_iter().enumerate() {
+                let name = format!("{device}#{i}");
+                targets.push(WorkerHandle::spawn(
+                    name,
+                    Role::Target(Box::new(CachedModel::new(session))),
+                )?);
+            }
+        }
+        let drafter = match (&self.drafter, mode.drafts()) {
+            (Some(dir), true) => {
+                let checkpoint = Checkpoint::open(dir)
+                    .with_context(|| format!("loading the drafter in {}", dir.display()))?;
+                if checkpoint.config.vocab_size != target.config.vocab_size {
+                    return Err(UsageError(format!(
+                        "the drafter's vocabulary ({}) differs from the target's ({}): a drafter must share the target's tokenizer",
+                        checkpoint.config.vocab_size, target.config.vocab_size
+                    ))
+                    .into());
+                }
+                let device = self.drafter_device.unwrap_or(self.backend);
+                let loaded = dispatch(
+                    device,
+                    LoadSessions {
+                        checkpoint: &checkpoint,
+                        what: "drafter",
+                        dtype: self.dtype,
+                        count: 1,
+                        capacity: capacity.min(checkpoint.config.max_context),
+                        latency: self.emulate_drafter_ms,
+                    },
+                )??;
+                placement.push(format!("drafter {device} {}", loaded.dtype));
+                let session = loaded
+                    .sessions
+                    .into_iter()
+                    .next()
+                    .context("no drafter session")?;
+                Some(WorkerHandle::spawn(
+                    format!("{device} drafter"),
+                    Role::Drafter(Box::new(CachedModel::new(session))),
+                )?)
+            }
+            _ => None,
+        };
+        let pool = Pool::new(drafter, targets)?
+            .with_limits(Limits {
+                vocab: target.config.vocab_size,
+                context: capacity,
+            })
+            .with_job_timeout(Duration::from_millis(self.job_timeout_ms.max(1)));
+        Ok(LoadedPool {
+            pool,
+            target,
+            mode,
+            placement: placement.join("; "),
+        })
+    }
+}
+
+/// Sessions over one device's copy of the weights.
+struct Loaded {
+    sessions: Vec<Box<dyn KvModel>>,
+    dtype: String,
+}
+
+struct LoadSessions<'a> {
+    checkpoint: &'a Checkpoint,
+    what: &'static str,
+    dtype: Option<RunDtype>,
+    count: usize,
+    capacity: usize,
+    latency: Option<Latency>,
+}
+
+impl OnBackend for LoadSessions<'_> {
+    type Output = anyhow::Result<Loaded>;
+
+    fn run<B: Backend>(self, spec: DeviceSpec, device: B::Device) -> anyhow::Result<Loaded> {
+        let dtype = self
+            .dtype
+            .unwrap_or_else(|| RunDtype::default_for::<B>(spec, &device));
+        let bar = load_bar(&format!("{} on {spec}", self.what));
+        let model = LoadedModel::<B>::from_checkpoint(
+            self.checkpoint,
+            &device,
+            dtype.dtype(),
+            advance(&bar),
+        )
+        .with_context(|| format!("loading {}", self.checkpoint.dir.display()))?
+        .with_host_threads(spec.host_threads());
+        bar.finish_and_clear();
+        let model = Arc::new(model);
+        let sessions = (0..self.count)
+            .map(|_| {
+                let session = Session::new(Arc::clone(&model), self.capacity);
+                match self.latency {
+                    Some(latency) => Box::new(Emulated::new(session, latency)) as Box<dyn KvModel>,
+                    None => Box::new(session) as Box<dyn KvModel>,
+                }
+            })
+            .collect();
+        Ok(Loaded {
+            sessions,
+            dtype: format!("{dtype:?}").to_lowercase(),
+        })
+    }
+}
