@@ -6,3 +6,4 @@
 
 pub use dsi_core as core;
 pub use dsi_models as models;
+pub use dsi_sched as sched;

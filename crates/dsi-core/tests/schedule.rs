@@ -332,7 +332,7 @@ fn run_random(mode: Mode, k: usize, servers: usize, seed: u64) {
     let world = World { seed, hit: 0.75 };
     let prompt = vec![0, 1, 0];
     let max_new = 40;
-    let mut m = Machine::new(plan(mode, k, servers, max_new), prompt.clone()).unwrap();
+    let mut m = Machine::new(plan(mode, k, servers, max_new), prompt.clone()).expect("machine");
     let mut rng = SplitMix64::new(seed ^ 0xA5A5);
     let mut pending: BTreeMap<JobId, (Pending, bool)> = BTreeMap::new();
     let mut busy: BTreeMap<usize, JobId> = BTreeMap::new();
@@ -410,8 +410,8 @@ fn run_random(mode: Mode, k: usize, servers: usize, seed: u64) {
             m.counters()
         );
         let index = (rng.next_u64() as usize) % pending.len();
-        let job = *pending.keys().nth(index).unwrap();
-        let (work, cancelled) = pending.remove(&job).unwrap();
+        let job = *pending.keys().nth(index).expect("a pending job");
+        let (work, cancelled) = pending.remove(&job).expect("a pending job");
         if let Pending::Verify { worker, .. } = &work
             && busy.get(worker) == Some(&job)
         {
@@ -425,11 +425,11 @@ fn run_random(mode: Mode, k: usize, servers: usize, seed: u64) {
         // drafter once.
         let fail = !cancelled && rng.next_open01() < 0.02;
         match &work {
-            Pending::Verify { worker, .. } if fail && failed_targets.len() + 1 < in_use => {
-                if failed_targets.insert(*worker) {
-                    m.on_failed(job, "injected fault".into());
-                    continue;
-                }
+            Pending::Verify { worker, .. }
+                if fail && failed_targets.len() + 1 < in_use && failed_targets.insert(*worker) =>
+            {
+                m.on_failed(job, "injected fault".into());
+                continue;
             }
             Pending::Draft { .. } if fail && !drafter_failed => {
                 drafter_failed = true;
@@ -455,7 +455,7 @@ fn run_random(mode: Mode, k: usize, servers: usize, seed: u64) {
                 }
                 let choices: Vec<TokenId> =
                     (start..=context.len()).map(|p| world.truth(p)).collect();
-                let v = verify_greedy(&context[start..], &choices).unwrap();
+                let v = verify_greedy(&context[start..], &choices).expect("verdict");
                 m.on_verified(job, v);
             }
         }

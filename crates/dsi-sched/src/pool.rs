@@ -105,6 +105,12 @@ impl Pool {
         self
     }
 
+    /// The drafter and the target workers, to build another pool over
+    /// (some of) the same workers.
+    pub fn workers(&self) -> (Option<&WorkerHandle>, &[WorkerHandle]) {
+        (self.drafter.as_ref(), &self.targets)
+    }
+
     /// Number of target workers.
     pub fn targets(&self) -> usize {
         self.targets.len()

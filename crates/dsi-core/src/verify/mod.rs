@@ -109,6 +109,11 @@ impl VerifyRule {
                 verify_greedy(drafts.tokens(), &choices)
             }
             VerifyRule::Coupled { seed } => Ok(coupled::verify(seed, drafts, target)),
+            VerifyRule::Speculative { seed } if drafts.is_empty() => Ok(Verdict {
+                accepted: 0,
+                next_token: speculative::target_sample(seed, drafts.start(), target.row(0)),
+                drafted: 0,
+            }),
             VerifyRule::Speculative { seed } => {
                 let q = draft_probs.ok_or(Error::ShapeMismatch {
                     what: "drafter distributions (speculative sampling needs them)",

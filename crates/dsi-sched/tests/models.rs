@@ -1,0 +1,303 @@
+//! Workers over plain-data models: KV-cache synchronization (what is
+//! truncated and fed), cancellation, and losslessness under sampling on real
+//! threads (seeded coupled sampling gives non-SI's tokens; speculative
+//! sampling gives the target's distribution).
+
+// Helpers outside #[test] functions unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
+
+use dsi_core::TokenId;
+use dsi_core::cancel::CancelFlag;
+use dsi_core::model::{ForwardError, KvModel};
+use dsi_core::sampling::{Decoding, SamplingParams};
+use dsi_core::schedule::Mode;
+use dsi_sched::roles::{Drafter, Scorer};
+use dsi_sched::{CachedModel, Pool, Request, Role, WorkerHandle};
+use std::sync::{Arc, Mutex};
+
+const VOCAB: usize = 4;
+
+/// A tiny "language model": the next-token logits depend on the last token
+/// only (a Markov chain), given by a table. It records every call.
+#[derive(Debug, Clone)]
+struct TableModel {
+    table: [[f32; VOCAB]; VOCAB],
+    cache: Vec<TokenId>,
+    calls: Arc<Mutex<Vec<String>>>,
+}
+
+impl TableModel {
+    fn target() -> Self {
+        Self::new([
+            [1.0, 0.2, -0.5, 0.0],
+            [0.0, 0.9, 0.4, -1.0],
+            [0.3, -0.2, 0.8, 0.5],
+            [-0.4, 0.6, 0.1, 0.7],
+        ])
+    }
+
+    /// Close to the target, but not equal: some drafts are rejected.
+    fn drafter() -> Self {
+        Self::new([
+            [1.2, -0.2, -0.5, 0.3],
+            [0.3, 0.5, 0.4, -1.0],
+            [0.3, -0.5, 1.1, 0.2],
+            [-0.1, 0.6, -0.2, 0.9],
+        ])
+    }
+
+    fn new(table: [[f32; VOCAB]; VOCAB]) -> Self {
+        Self {
+            table,
+            cache: Vec::new(),
+            calls: Arc::default(),
+        }
+    }
+
+    fn softmax(&self, last: TokenId) -> Vec<f64> {
+        let row = self.table[last as usize];
+        let exp: Vec<f64> = row.iter().map(|&l| f64::from(l).exp()).collect();
+        let total: f64 = exp.iter().sum();
+        exp.iter().map(|e| e / total).collect()
+    }
+}
+
+impl KvModel for TableModel {
+    fn vocab(&self) -> usize {
+        VOCAB
+    }
+
+    fn capacity(&self) -> usize {
+        64
+    }
+
+    fn cached(&self) -> usize {
+        self.cache.len()
+    }
+
+    fn truncate(&mut self, keep: usize) {
+        if keep < self.cache.len() {
+            self.calls.lock().unwrap().push(format!("truncate {keep}"));
+        }
+        self.cache.truncate(keep);
+    }
+
+    fn forward(
+        &mut self,
+        tokens: &[TokenId],
+        cancel: &CancelFlag,
+    ) -> Result<Vec<f32>, ForwardError> {
+        if cancel.is_cancelled() {
+            return Err(ForwardError::Cancelled);
+        }
+        if self.cache.len() + tokens.len() > self.capacity() {
+            return Err(ForwardError::Failed("cache full".into()));
+        }
+        self.calls.lock().unwrap().push(format!("feed {tokens:?}"));
+        self.cache.extend_from_slice(tokens);
+        Ok(tokens
+            .iter()
+            .flat_map(|&t| self.table[t as usize])
+            .collect())
+    }
+}
+
+fn calls(model: &TableModel) -> Vec<String> {
+    std::mem::take(&mut *model.calls.lock().unwrap())
+}
+
+#[test]
+fn a_scorer_feeds_only_what_its_cache_lacks() {
+    let model = TableModel::target();
+    let log = model.clone();
+    let mut worker = CachedModel::new(model);
+    let greedy = Decoding::greedy();
+    let go = CancelFlag::new();
+
+    worker.score(&[1, 2, 3], 0, &greedy, &go).unwrap();
+    assert_eq!(calls(&log), ["feed [1, 2, 3]"]);
+    // Drafts after the same prefix: only the last prefix token (for its
+    // logits) and the drafts are fed.
+    worker.score(&[1, 2, 3, 0, 1], 2, &greedy, &go).unwrap();
+    assert_eq!(calls(&log), ["truncate 2", "feed [3, 0, 1]"]);
+    assert_eq!(worker.held(), &[1, 2, 3, 0, 1]);
+    // The second draft was rejected and replaced: roll back in O(1), feed the
+    // correction and the new drafts.
+    worker.score(&[1, 2, 3, 0, 2, 2], 2, &greedy, &go).unwrap();
+    assert_eq!(calls(&log), ["truncate 3", "feed [0, 2, 2]"]);
+    // A job on another sequence entirely.
+    worker.score(&[3, 3], 0, &greedy, &go).unwrap();
+    assert_eq!(calls(&log), ["truncate 0", "feed [3, 3]"]);
+}
+
+#[test]
+fn a_drafter_feeds_one_token_per_step_and_resumes_where_it_stopped() {
+    let model = TableModel::drafter();
+    let log = model.clone();
+    let mut worker = CachedModel::new(model);
+    let greedy = Decoding::greedy();
+    let go = CancelFlag::new();
+    let drafts = worker.draft(&[1, 2], 3, &greedy, &go).unwrap();
+    let tokens: Vec<TokenId> = drafts.iter().map(|d| d.token).collect();
+    assert_eq!(
+        calls(&log),
+        [
+            "feed [1, 2]".to_string(),
+            format!("feed [{}]", tokens[0]),
+            format!("feed [{}]", tokens[1])
+        ]
+    );
+    // The next batch continues the chain: only the last draft is new.
+    let mut context = vec![1, 2];
+    context.extend(&tokens);
+    worker.draft(&context, 1, &greedy, &go).unwrap();
+    assert_eq!(calls(&log), [format!("feed [{}]", tokens[2])]);
+}
+
+#[test]
+fn a_cancelled_job_leaves_the_cache_as_it_was() {
+    let model = TableModel::target();
+    let mut worker = CachedModel::new(model);
+    let greedy = Decoding::greedy();
+    worker
+        .score(&[1, 2, 3], 0, &greedy, &CancelFlag::new())
+        .unwrap();
+    let stop = CancelFlag::new();
+    stop.cancel();
+    let err = worker
+        .score(&[1, 2, 3, 0, 0], 2, &greedy, &stop)
+        .unwrap_err();
+    assert_eq!(err, ForwardError::Cancelled);
+    assert_eq!(
+        worker.held(),
+        &[1, 2],
+        "rolled back to the shared prefix, nothing fed"
+    );
+    assert_eq!(worker.model().cached(), 2);
+    // Too long a context is a clear error, not a panic.
+    let long = vec![1; 100];
+    let err = worker
+        .score(&long, 0, &greedy, &CancelFlag::new())
+        .unwrap_err();
+    assert!(matches!(err, ForwardError::Failed(m) if m.contains("cache holds 64")));
+}
+
+fn table_pool(targets: usize) -> Pool {
+    let drafter = WorkerHandle::spawn(
+        "drafter",
+        Role::Drafter(Box::new(CachedModel::new(TableModel::drafter()))),
+    )
+    .unwrap();
+    let targets = (0..targets)
+        .map(|i| {
+            WorkerHandle::spawn(
+                format!("target {i}"),
+                Role::Target(Box::new(CachedModel::new(TableModel::target()))),
+            )
+            .unwrap()
+        })
+        .collect();
+    Pool::new(Some(drafter), targets).unwrap()
+}
+
+fn sampled(seed: u64, speculative: bool) -> Decoding {
+    let params = SamplingParams {
+        temperature: 1.0,
+        top_k: None,
+        top_p: None,
+        seed,
+    };
+    Decoding::new(params, speculative).unwrap()
+}
+
+fn request(mode: Mode, k: usize, max_new_tokens: usize, decoding: Decoding) -> Request {
+    Request {
+        prompt: vec![0],
+        mode,
+        k,
+        max_new_tokens,
+        eos: Vec::new(),
+        decoding,
+    }
+}
+
+#[test]
+fn seeded_coupled_sampling_gives_nonsi_tokens_in_every_mode() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let pool = table_pool(3);
+    let mut accepted = 0;
+    for seed in 0..20 {
+        let decoding = sampled(seed, false);
+        let reference = runtime
+            .block_on(pool.generate(request(Mode::NonSi, 3, 24, decoding), |_| {}))
+            .unwrap()
+            .tokens;
+        for (mode, k) in [(Mode::Si, 2), (Mode::Dsi, 1), (Mode::Dsi, 3)] {
+            let g = runtime
+                .block_on(pool.generate(request(mode, k, 24, decoding), |_| {}))
+                .unwrap();
+            assert_eq!(g.tokens, reference, "{mode} k={k} seed={seed}");
+            accepted += g.stats.accepted_tokens;
+        }
+    }
+    assert!(accepted > 0, "drafts were accepted");
+}
+
+/// The exact joint law of the first two new tokens under a model.
+fn joint(model: &TableModel) -> Vec<f64> {
+    let mut out = vec![0.0; VOCAB * VOCAB];
+    let first = model.softmax(0);
+    for (a, pa) in first.iter().enumerate() {
+        for (b, pb) in model.softmax(a as TokenId).iter().enumerate() {
+            out[a * VOCAB + b] = pa * pb;
+        }
+    }
+    out
+}
+
+fn total_variation(p: &[f64], q: &[f64]) -> f64 {
+    p.iter().zip(q).map(|(a, b)| (a - b).abs()).sum::<f64>() / 2.0
+}
+
+#[test]
+fn speculative_sampling_through_dsi_follows_the_target_distribution() {
+    const TRIALS: usize = 3000;
+    const BOUND: f64 = 0.045;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let pool = table_pool(2);
+    let mut counts = [0.0; VOCAB * VOCAB];
+    let mut accepted = 0;
+    let mut preempted = 0;
+    for seed in 0..TRIALS as u64 {
+        let g = runtime
+            .block_on(pool.generate(request(Mode::Dsi, 2, 3, sampled(seed, true)), |_| {}))
+            .unwrap();
+        assert_eq!(g.tokens.len(), 3, "{:?} {:?}", g.stop, g.stats.errors);
+        counts[g.tokens[0] as usize * VOCAB + g.tokens[1] as usize] += 1.0;
+        accepted += g.stats.accepted_tokens;
+        preempted += g.stats.jobs_preempted;
+    }
+    let empirical: Vec<f64> = counts.iter().map(|c| c / TRIALS as f64).collect();
+    let target = joint(&TableModel::target());
+    let drafter = joint(&TableModel::drafter());
+    let tv = total_variation(&empirical, &target);
+    eprintln!(
+        "TV to the target {tv:.4}; drafter vs target {:.4}",
+        total_variation(&drafter, &target)
+    );
+    assert!(tv < BOUND, "TV to the target {tv:.4} >= {BOUND}");
+    // The bound can tell a wrong output apart: emitting the drafter's
+    // samples would be this far from the target.
+    let wrong = total_variation(&drafter, &target);
+    assert!(wrong > 2.0 * BOUND, "the test cannot fail: {wrong:.4}");
+    assert!(
+        accepted > 0 && preempted > 0,
+        "{accepted} accepted, {preempted} preempted"
+    );
+}

@@ -1,0 +1,241 @@
+//! Losslessness with real models: greedy DSI, SI and non-SI emit identical
+//! tokens on random tiny checkpoints, over many prompts, lookaheads and
+//! server counts, on ndarray and on wgpu; seeded coupled sampling does too.
+//!
+//! The target is a fixture checkpoint (random weights saved by Hugging Face
+//! transformers); the drafter is the same model with its logits perturbed at
+//! a third of the positions, so drafts are often accepted and often rejected.
+
+use dsi::core::TokenId;
+use dsi::core::cancel::CancelFlag;
+use dsi::core::model::{ForwardError, KvModel};
+use dsi::core::rng::keyed_open01;
+use dsi::core::sampling::{Decoding, SamplingParams};
+use dsi::core::schedule::Mode;
+use dsi::core::verify::argmax;
+use dsi::models::Session;
+use dsi::models::checkpoint::Checkpoint;
+use dsi::models::device::{Backend, RunDtype};
+use dsi::models::llama::LoadedModel;
+use dsi::sched::{CachedModel, Pool, Request, Role, Stats, WorkerHandle};
+use std::path::Path;
+use std::sync::Arc;
+
+/// A model whose greedy choice is moved to another token at a keyed third
+/// of the positions: a drafter that is right about two times in three.
+struct Perturbed<M> {
+    inner: M,
+}
+
+impl<M: KvModel> KvModel for Perturbed<M> {
+    fn vocab(&self) -> usize {
+        self.inner.vocab()
+    }
+    fn capacity(&self) -> usize {
+        self.inner.capacity()
+    }
+    fn cached(&self) -> usize {
+        self.inner.cached()
+    }
+    fn truncate(&mut self, keep: usize) {
+        self.inner.truncate(keep);
+    }
+    fn forward(
+        &mut self,
+        tokens: &[TokenId],
+        cancel: &CancelFlag,
+    ) -> Result<Vec<f32>, ForwardError> {
+        let first = self.inner.cached();
+        let vocab = self.inner.vocab();
+        let mut logits = self.inner.forward(tokens, cancel)?;
+        for (i, row) in logits.chunks_mut(vocab).enumerate() {
+            let next_position = first + i + 1;
+            if keyed_open01(17, next_position as u64, 0) < 1.0 / 3.0 {
+                let best = argmax(row) as usize;
+                row[(best + 1) % vocab] = row[best] + 5.0;
+            }
+        }
+        Ok(logits)
+    }
+}
+
+fn fixture(name: &str) -> Checkpoint {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("crates/dsi-models/tests/fixtures")
+        .join(name);
+    Checkpoint::open(&dir).expect("fixture")
+}
+
+fn pool<B: Backend>(checkpoint: &Checkpoint, device: &B::Device, targets: usize) -> Pool {
+    let model = Arc::new(
+        LoadedModel::<B>::from_checkpoint(checkpoint, device, RunDtype::F32.dtype(), |_, _| {})
+            .expect("model"),
+    );
+    let drafter = Perturbed {
+        inner: Session::new(Arc::clone(&model), 128),
+    };
+    let drafter = WorkerHandle::spawn(
+        "drafter",
+        Role::Drafter(Box::new(CachedModel::new(drafter))),
+    )
+    .expect("drafter");
+    let targets = (0..targets)
+        .map(|i| {
+            let session = Session::new(Arc::clone(&model), 128);
+            WorkerHandle::spawn(
+                format!("target {i}"),
+                Role::Target(Box::new(CachedModel::new(session))),
+            )
+            .expect("target")
+        })
+        .collect();
+    Pool::new(Some(drafter), targets).expect("pool")
+}
+
+#[derive(Default)]
+struct Totals {
+    accepted: u64,
+    preempted: u64,
+    max_overlap: usize,
+    runs: usize,
+}
+
+impl Totals {
+    fn add(&mut self, stats: &Stats) {
+        self.accepted += stats.accepted_tokens;
+        self.preempted += stats.jobs_preempted;
+        self.max_overlap = self.max_overlap.max(stats.max_concurrent_jobs);
+        self.runs += 1;
+    }
+}
+
+/// Runs every prompt in non-SI, then SI and DSI over `grid` of (k, servers),
+/// and checks that every run emits non-SI's tokens.
+fn check_lossless<B: Backend>(
+    device: B::Device,
+    fixtures: &[&str],
+    prompts: &[&str],
+    grid: &[(usize, usize)],
+    decoding: Decoding,
+) -> Totals {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let mut totals = Totals::default();
+    for name in fixtures {
+        let checkpoint = fixture(name);
+        let pool = pool::<B>(&checkpoint, &device, 4);
+        for text in prompts {
+            let prompt = checkpoint.tokenizer.encode(text).expect("prompt");
+            let request = |mode, k| Request {
+                prompt: prompt.clone(),
+                mode,
+                k,
+                max_new_tokens: 24,
+                eos: Vec::new(),
+                decoding,
+            };
+            let reference = runtime
+                .block_on(pool.generate(request(Mode::NonSi, 1), |_| {}))
+                .expect("non-SI");
+            assert_eq!(reference.tokens.len(), 24);
+            for &(k, servers) in grid {
+                for mode in [Mode::Si, Mode::Dsi] {
+                    let req = request(mode, k);
+                    if mode == Mode::Dsi {
+                        // Use the first `servers` targets only.
+                        let sub = pool_view(&pool, servers);
+                        let g = runtime.block_on(sub.generate(req, |_| {})).expect("DSI");
+                        assert_eq!(
+                            g.tokens, reference.tokens,
+                            "{name} {text:?} DSI k={k} N={servers}"
+                        );
+                        assert!(g.stats.errors.is_empty(), "{:?}", g.stats.errors);
+                        totals.add(&g.stats);
+                    } else if servers == grid[0].1 {
+                        let g = runtime.block_on(pool.generate(req, |_| {})).expect("SI");
+                        assert_eq!(g.tokens, reference.tokens, "{name} {text:?} SI k={k}");
+                        totals.add(&g.stats);
+                    }
+                }
+            }
+        }
+    }
+    totals
+}
+
+/// A pool over the first `servers` targets of `pool`, sharing its workers.
+fn pool_view(pool: &Pool, servers: usize) -> Pool {
+    let (drafter, targets) = pool.workers();
+    Pool::new(drafter.cloned(), targets[..servers].to_vec()).expect("pool")
+}
+
+const GRID: &[(usize, usize)] = &[
+    (1, 1),
+    (1, 2),
+    (1, 4),
+    (3, 1),
+    (3, 2),
+    (3, 4),
+    (8, 1),
+    (8, 2),
+    (8, 4),
+];
+
+fn assert_speculation_happened(totals: &Totals) {
+    assert!(totals.runs > 0);
+    assert!(totals.accepted > 0, "drafts were accepted");
+    assert!(totals.preempted > 0, "DSI preempted jobs");
+    assert!(totals.max_overlap >= 2, "DSI ran jobs concurrently");
+}
+
+#[test]
+fn greedy_dsi_si_and_nonsi_agree_on_ndarray() {
+    let totals = check_lossless::<dsi::models::device::NdarrayBackend>(
+        Default::default(),
+        &["llama-gqa", "qwen2-bias", "llama-tied-llama3"],
+        &[
+            "Hello world",
+            "def fibonacci(n):",
+            "The quick brown fox",
+            "a",
+        ],
+        GRID,
+        Decoding::greedy(),
+    );
+    assert_speculation_happened(&totals);
+}
+
+#[test]
+fn seeded_coupled_sampling_agrees_across_modes_on_ndarray() {
+    for seed in [1, 2, 3] {
+        let params = SamplingParams {
+            temperature: 0.8,
+            top_k: Some(40),
+            top_p: Some(0.95),
+            seed,
+        };
+        let totals = check_lossless::<dsi::models::device::NdarrayBackend>(
+            Default::default(),
+            &["llama-gqa"],
+            &["Hello world", "import os"],
+            &[(1, 1), (3, 2), (8, 4)],
+            Decoding::new(params, false).expect("decoding"),
+        );
+        assert!(totals.runs > 0);
+    }
+}
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn greedy_dsi_si_and_nonsi_agree_on_wgpu() {
+    let totals = check_lossless::<dsi::models::device::WgpuBackend>(
+        Default::default(),
+        &["llama-gqa"],
+        &["Hello world", "def fibonacci(n):"],
+        &[(1, 1), (3, 2), (8, 4)],
+        Decoding::greedy(),
+    );
+    assert_speculation_happened(&totals);
+}
