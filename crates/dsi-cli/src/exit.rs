@@ -25,6 +25,9 @@ pub(crate) fn code(err: &anyhow::Error) -> u8 {
             || cause
                 .downcast_ref::<dsi_models::ModelError>()
                 .is_some_and(|e| !matches!(e, dsi_models::ModelError::Readback(_)))
+            || cause
+                .downcast_ref::<dsi_sched::SchedError>()
+                .is_some_and(|e| !matches!(e, dsi_sched::SchedError::Spawn { .. }))
     });
     if invalid_input { USAGE } else { FAILURE }
 }

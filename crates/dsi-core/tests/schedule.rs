@@ -18,6 +18,7 @@ fn plan(mode: Mode, k: usize, servers: usize, max_new_tokens: usize) -> Plan {
         max_new_tokens,
         eos: Vec::new(),
         decoding: Decoding::greedy(),
+        early_bonus: true,
     }
 }
 
@@ -203,6 +204,30 @@ fn a_bonus_token_that_disagrees_with_the_next_draft_ends_the_epoch() {
     assert_eq!(m.counters().epochs, 1);
     // Both drafts accepted, but the bonus (50) is not the next draft (12).
     m.on_verified(chain_job, verdict(2, 50, 2));
+    assert_eq!(m.output(), &[10, 11, 50]);
+    assert_eq!(m.counters().epochs, 2);
+}
+
+#[test]
+fn without_early_bonus_the_rejection_waits_for_the_next_job() {
+    // The paper's simulator ignores bonus tokens: a disagreeing bonus does
+    // not end the epoch; the job that verifies the next draft does.
+    let mut p = plan(Mode::Dsi, 2, 3, 50);
+    p.early_bonus = false;
+    let mut m = Machine::new(p, vec![1]).unwrap();
+    m.start();
+    let c = issued(&mut m);
+    let epoch_job = c.verify[0].0;
+    m.on_drafted(c.draft[0].0, drafted(&[10, 11]));
+    let c = issued(&mut m);
+    let first = c.verify[0].0;
+    m.on_drafted(c.draft[0].0, drafted(&[12, 13]));
+    let second = issued(&mut m).verify[0].0;
+    m.on_verified(epoch_job, verdict(0, 10, 0));
+    m.on_verified(first, verdict(2, 50, 2));
+    assert_eq!(m.output(), &[10, 11], "the bonus is not used");
+    assert_eq!(m.counters().epochs, 1);
+    m.on_verified(second, verdict(2, 50, 4));
     assert_eq!(m.output(), &[10, 11, 50]);
     assert_eq!(m.counters().epochs, 2);
 }

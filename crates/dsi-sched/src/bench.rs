@@ -21,6 +21,23 @@ use dsi_core::sim::{SimParams, Simulation};
 use serde::Serialize;
 use std::time::Duration;
 
+/// The benchmark grid: (a, c, k, servers), servers at the paper's rule
+/// `ceil(1 / (k c))` or above it, acceptance from 0.5 to 0.95.
+pub const GRID: [(f64, f64, usize, usize); 12] = [
+    (0.5, 0.1, 2, 5),
+    (0.5, 0.2, 1, 5),
+    (0.6, 0.1, 4, 3),
+    (0.7, 0.05, 5, 4),
+    (0.7, 0.1, 3, 4),
+    (0.7, 0.2, 2, 3),
+    (0.8, 0.05, 8, 3),
+    (0.8, 0.1, 5, 2),
+    (0.9, 0.05, 10, 2),
+    (0.9, 0.1, 5, 2),
+    (0.9, 0.2, 3, 2),
+    (0.95, 0.1, 5, 2),
+];
+
 /// Seeded repeats behind the simulator's expectation.
 const EXPECTATION_REPEATS: usize = 2000;
 
@@ -43,6 +60,8 @@ pub struct SchedBench {
     pub repeats: usize,
     /// Seed of the acceptances.
     pub seed: u64,
+    /// See `Pool::with_early_bonus`; off reproduces the simulator's timing.
+    pub early_bonus: bool,
 }
 
 /// Measured and predicted figures of one configuration.
@@ -64,6 +83,8 @@ pub struct SchedBenchReport {
     pub tokens: usize,
     /// Generations per mode.
     pub repeats: usize,
+    /// Whether a disagreeing bonus token ended epochs early.
+    pub early_bonus: bool,
     /// Mean wall time of non-SI, in milliseconds.
     pub nonsi_ms: f64,
     /// Mean wall time of SI, in milliseconds.
@@ -177,6 +198,7 @@ impl SchedBench {
             target_ms: self.target.as_secs_f64() * 1e3,
             tokens: self.tokens,
             repeats: self.repeats,
+            early_bonus: self.early_bonus,
             nonsi_ms,
             si_ms,
             dsi_ms,
@@ -213,6 +235,6 @@ impl SchedBench {
                 )
             })
             .collect::<Result<Vec<_>>>()?;
-        Pool::new(Some(drafter), targets)
+        Ok(Pool::new(Some(drafter), targets)?.with_early_bonus(self.early_bonus))
     }
 }

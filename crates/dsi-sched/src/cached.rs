@@ -92,6 +92,9 @@ impl<M: KvModel> Drafter for CachedModel<M> {
                 "drafting needs a non-empty context".into(),
             ));
         }
+        if count == 0 {
+            return Ok(Vec::new());
+        }
         let (_, logits) = self.sync(context, n - 1, cancel)?;
         let last = &logits[(self.rows(&logits) - 1) * vocab..];
         let mut out = Vec::with_capacity(count);

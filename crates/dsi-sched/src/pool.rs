@@ -68,6 +68,7 @@ pub struct Pool {
     pub(crate) drafter: Option<WorkerHandle>,
     pub(crate) targets: Vec<WorkerHandle>,
     pub(crate) job_timeout: Duration,
+    early_bonus: bool,
     limits: Option<Limits>,
     pub(crate) timeline: broadcast::Sender<TimelineRecord>,
     gate: Mutex<()>,
@@ -86,6 +87,7 @@ impl Pool {
             drafter,
             targets,
             job_timeout: DEFAULT_JOB_TIMEOUT,
+            early_bonus: true,
             limits: None,
             timeline: broadcast::channel(4096).0,
             gate: Mutex::new(()),
@@ -109,6 +111,14 @@ impl Pool {
     /// (some of) the same workers.
     pub fn workers(&self) -> (Option<&WorkerHandle>, &[WorkerHandle]) {
         (self.drafter.as_ref(), &self.targets)
+    }
+
+    /// Whether a bonus token that disagrees with the next draft ends the
+    /// epoch at once (default) or, as in the paper's simulator, only when
+    /// the job verifying that draft finishes. See `Plan::early_bonus`.
+    pub fn with_early_bonus(mut self, early_bonus: bool) -> Self {
+        self.early_bonus = early_bonus;
+        self
     }
 
     /// Number of target workers.
@@ -147,6 +157,7 @@ impl Pool {
             max_new_tokens: request.max_new_tokens,
             eos: request.eos,
             decoding: request.decoding,
+            early_bonus: self.early_bonus,
         };
         let id = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
         Run::new(self, id, plan, request.prompt, sink)?

@@ -295,7 +295,11 @@ impl Machine {
             let before = self.verified_len();
             let confirmed = decided - before;
             self.commit_chain(confirmed);
-            self.decide(verdict.next_token);
+            let late_bonus =
+                verdict.drafted > 0 && verdict.all_accepted() && !self.chain.is_empty();
+            if self.plan.early_bonus || !late_bonus {
+                self.decide(verdict.next_token);
+            }
             self.event(
                 EventKind::Committed,
                 None,

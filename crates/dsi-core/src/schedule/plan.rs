@@ -71,6 +71,11 @@ pub struct Plan {
     pub eos: Vec<TokenId>,
     /// Sampling and verification.
     pub decoding: Decoding,
+    /// End an epoch as soon as a bonus token disagrees with the next draft
+    /// (the default). The paper's simulator does not model this: there the
+    /// rejection waits for the job that verifies that draft. Turning it off
+    /// reproduces the simulator's timing exactly; the output is the same.
+    pub early_bonus: bool,
 }
 
 impl Plan {
