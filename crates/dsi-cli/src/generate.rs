@@ -142,16 +142,24 @@ pub(crate) fn run(args: GenerateArgs) -> anyhow::Result<()> {
     match args.format {
         Format::Text => {
             println!();
+            let acceptance = if stats.draft_tokens > 0 {
+                format!(
+                    ", {} of {} drafted tokens accepted ({:.0}%)",
+                    stats.accepted_tokens,
+                    stats.draft_tokens,
+                    100.0 * stats.accepted_tokens as f64 / stats.draft_tokens as f64
+                )
+            } else {
+                String::new()
+            };
             eprintln!(
-                "{} new tokens ({stop_reason}) in {:.0} ms, {:.1} tokens/s, first token {:.0} ms | {} | drafts {} ({} tokens, {} accepted), epochs {}, jobs {} started / {} preempted{}",
+                "{} new tokens ({stop_reason}) in {:.0} ms, {:.1} tokens/s, first token {:.0} ms | {}{acceptance}, {} draft batches, {} epochs, {} verification jobs, {} preempted{}",
                 stats.new_tokens,
                 stats.total_ms,
                 stats.tokens_per_s,
                 stats.ttft_ms,
                 stats.mode,
                 stats.drafts,
-                stats.draft_tokens,
-                stats.accepted_tokens,
                 stats.epochs,
                 stats.jobs_started,
                 stats.jobs_preempted,

@@ -8,13 +8,16 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
+mod bundled;
 mod exit;
 mod generate;
+mod measure;
 mod model_args;
 mod output;
 mod plot;
 mod pool_args;
 mod simulate;
+mod train;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -34,8 +37,12 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Generate text from a prompt with a Hugging Face checkpoint.
     Generate(generate::GenerateArgs),
-    /// Measure performance: `dsi bench decode`.
+    /// Measure performance: `dsi bench decode`, `dsi bench sched`.
     Bench(bench::BenchArgs),
+    /// The paper's measurements of a pair: `dsi measure acceptance|latency`.
+    Measure(measure::MeasureArgs),
+    /// Train a tokenizer and a model on a folder of text files.
+    Train(train::TrainArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +51,8 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Measure(args) => measure::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

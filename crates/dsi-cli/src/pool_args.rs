@@ -4,6 +4,7 @@
 //! Each distinct device gets the weights once; every worker on it gets its
 //! own session (KV cache) over those shared weights.
 
+use crate::bundled;
 use crate::exit::UsageError;
 use crate::model_args::{advance, load_bar, parse_device, parse_dtype};
 use anyhow::Context;
@@ -22,10 +23,11 @@ use std::time::Duration;
 /// Where the target and drafter are, where they run, and how DSI uses them.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct PoolArgs {
-    /// Target model: a Hugging Face checkpoint folder.
+    /// Target model: a Hugging Face checkpoint folder (default: the bundled target).
     #[arg(long, value_name = "DIR")]
-    pub(crate) model: PathBuf,
-    /// Drafter model (same tokenizer as the target); needed by dsi and si.
+    pub(crate) model: Option<PathBuf>,
+    /// Drafter model (same tokenizer as the target); needed by dsi and si
+    /// (default: the bundled drafter, when --model is not given either).
     #[arg(long, value_name = "DIR")]
     pub(crate) drafter: Option<PathBuf>,
     /// Algorithm: dsi, si or nonsi (default: dsi with a drafter, else nonsi).
@@ -75,14 +77,30 @@ pub(crate) struct LoadedPool {
 }
 
 impl PoolArgs {
+    /// The target's folder: `--model`, or the bundled target.
+    pub(crate) fn target_dir(&self) -> PathBuf {
+        self.model.clone().unwrap_or_else(bundled::target)
+    }
+
+    /// The drafter's folder: `--drafter`, or the bundled drafter when no
+    /// model was named at all.
+    pub(crate) fn drafter_dir(&self) -> Option<PathBuf> {
+        match (&self.drafter, &self.model) {
+            (Some(dir), _) => Some(dir.clone()),
+            (None, None) => Some(bundled::drafter()),
+            (None, Some(_)) => None,
+        }
+    }
+
     /// The mode asked for, or the default for the models given.
     pub(crate) fn mode(&self) -> anyhow::Result<Mode> {
-        let mode = self.mode.unwrap_or(if self.drafter.is_some() {
+        let drafter = self.drafter_dir();
+        let mode = self.mode.unwrap_or(if drafter.is_some() {
             Mode::Dsi
         } else {
             Mode::NonSi
         });
-        if mode.drafts() && self.drafter.is_none() {
+        if mode.drafts() && drafter.is_none() {
             return Err(UsageError(format!(
                 "--mode {mode} needs a drafter: pass --drafter DIR, or use --mode nonsi"
             ))
@@ -112,8 +130,8 @@ impl PoolArgs {
 
     /// Opens the target's checkpoint folder (config, tokenizer, weights).
     pub(crate) fn open_target(&self) -> anyhow::Result<Checkpoint> {
-        Checkpoint::open(&self.model)
-            .with_context(|| format!("loading the target in {}", self.model.display()))
+        let dir = self.target_dir();
+        Checkpoint::open(&dir).with_context(|| format!("loading the target in {}", dir.display()))
     }
 
     /// Loads the weights once per device and starts one worker thread per
@@ -152,9 +170,9 @@ impl PoolArgs {
                 )?);
             }
         }
-        let drafter = match (&self.drafter, mode.drafts()) {
+        let drafter = match (self.drafter_dir(), mode.drafts()) {
             (Some(dir), true) => {
-                let checkpoint = Checkpoint::open(dir)
+                let checkpoint = Checkpoint::open(&dir)
                     .with_context(|| format!("loading the drafter in {}", dir.display()))?;
                 if checkpoint.config.vocab_size != target.config.vocab_size {
                     return Err(UsageError(format!(

@@ -10,8 +10,11 @@
 //!   on native, or from bytes; tokenizer; generation config).
 //! - [`sampling`]: logits processing (temperature, top-k, top-p) into the
 //!   distributions `dsi-core`'s verification rules consume.
+//! - [`measure`]: the paper's acceptance-rate measurement (teacher forcing).
 //! - [`session`]: shared weights plus a private cache, driven by the
 //!   scheduler through `dsi-core`'s plain-data `KvModel` trait.
+//! - `train` (feature `train`): tokenizer and model training from text
+//!   files into a Hugging Face folder.
 //! - [`device`]: the backends behind cargo features and the run dtype.
 //!
 //! This crate knows nothing of scheduling or HTTP.
@@ -23,8 +26,11 @@ pub mod device;
 pub mod error;
 pub mod generate;
 pub mod llama;
+pub mod measure;
 mod rope;
 pub mod session;
+#[cfg(feature = "train")]
+pub mod train;
 
 pub use cache::KvCache;
 pub use config::LlamaConfig;
