@@ -102,8 +102,8 @@ struct Totals {
 
 impl Totals {
     fn add(&mut self, stats: &Stats) {
-        self.accepted += stats.accepted_tokens;
-        self.preempted += stats.jobs_preempted;
+        self.accepted += stats.counters.accepted_tokens;
+        self.preempted += stats.counters.jobs_preempted;
         self.max_overlap = self.max_overlap.max(stats.max_concurrent_jobs);
         self.runs += 1;
     }
@@ -151,7 +151,11 @@ fn check_lossless<B: Backend>(
                             g.tokens, reference.tokens,
                             "{name} {text:?} DSI k={k} N={servers}"
                         );
-                        assert!(g.stats.errors.is_empty(), "{:?}", g.stats.errors);
+                        assert!(
+                            g.stats.counters.errors.is_empty(),
+                            "{:?}",
+                            g.stats.counters.errors
+                        );
                         totals.add(&g.stats);
                     } else if servers == grid[0].1 {
                         let g = runtime.block_on(pool.generate(req, |_| {})).expect("SI");

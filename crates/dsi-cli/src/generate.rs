@@ -142,12 +142,13 @@ pub(crate) fn run(args: GenerateArgs) -> anyhow::Result<()> {
     match args.format {
         Format::Text => {
             println!();
-            let acceptance = if stats.draft_tokens > 0 {
+            let acceptance = if stats.counters.draft_tokens > 0 {
                 format!(
                     ", {} of {} drafted tokens accepted ({:.0}%)",
-                    stats.accepted_tokens,
-                    stats.draft_tokens,
-                    100.0 * stats.accepted_tokens as f64 / stats.draft_tokens as f64
+                    stats.counters.accepted_tokens,
+                    stats.counters.draft_tokens,
+                    100.0 * stats.counters.accepted_tokens as f64
+                        / stats.counters.draft_tokens as f64
                 )
             } else {
                 String::new()
@@ -159,14 +160,14 @@ pub(crate) fn run(args: GenerateArgs) -> anyhow::Result<()> {
                 stats.tokens_per_s,
                 stats.ttft_ms,
                 stats.mode,
-                stats.drafts,
-                stats.epochs,
-                stats.jobs_started,
-                stats.jobs_preempted,
-                if stats.errors.is_empty() {
+                stats.counters.drafts,
+                stats.counters.epochs,
+                stats.counters.jobs_started,
+                stats.counters.jobs_preempted,
+                if stats.counters.errors.is_empty() {
                     String::new()
                 } else {
-                    format!(" | errors: {}", stats.errors.join("; "))
+                    format!(" | errors: {}", stats.counters.errors.join("; "))
                 }
             );
         }

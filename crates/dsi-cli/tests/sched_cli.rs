@@ -73,10 +73,12 @@ fn every_mode_emits_the_same_tokens_and_reports_stats() {
         }
         assert!(stats["drafts"].as_u64().expect("drafts") > 0);
     }
-    // A drafter that is the target itself is never rejected.
+    // A drafter that is the target itself: its drafts are accepted. (Not
+    // always all of them: a forward over several tokens may round a near-tie
+    // differently from a one-token forward; the target's verdict decides.)
     let same = generate("dsi", "llama-gqa", &["--k", "4"]);
-    assert_eq!(same["stats"]["epochs"], 1, "{same}");
-    assert_eq!(same["stats"]["jobs_preempted"], 0, "{same}");
+    assert_eq!(same["tokens"], reference["tokens"]);
+    assert!(same["stats"]["accepted_tokens"].as_u64().expect("accepted") > 0, "{same}");
 }
 
 #[test]

@@ -174,7 +174,7 @@ impl SchedBench {
                 time_ms[i] += generation.stats.total_ms;
                 if mode == Mode::Dsi {
                     overhead.push(generation.stats.overhead_us_median);
-                    preempted += generation.stats.jobs_preempted;
+                    preempted += generation.stats.counters.jobs_preempted;
                 }
             }
         }

@@ -28,29 +28,14 @@ pub struct Stats {
     pub targets: usize,
     /// Tokens generated.
     pub new_tokens: usize,
-    /// Draft batches delivered.
-    pub drafts: u64,
-    /// Tokens drafted.
-    pub draft_tokens: u64,
-    /// Drafted tokens that became output.
-    pub accepted_tokens: u64,
+    /// What the state machine counted: drafts, accepted tokens, jobs
+    /// started, finished, preempted and dropped, wasted forwards, epochs,
+    /// errors (flattened into the same JSON object).
+    #[serde(flatten)]
+    pub counters: Counters,
     /// Per draft index within a verification job: the fraction of jobs
     /// reaching it that accepted it.
     pub acceptance_by_position: Vec<f64>,
-    /// Verification jobs handed to target workers.
-    pub jobs_started: u64,
-    /// Verification jobs whose verdict was used.
-    pub jobs_finished: u64,
-    /// Verification jobs preempted.
-    pub jobs_preempted: u64,
-    /// Queued verification jobs dropped before running.
-    pub jobs_dropped: u64,
-    /// Target forwards that added no token.
-    pub wasted_target_forwards: u64,
-    /// Draft batches preempted or discarded.
-    pub wasted_drafts: u64,
-    /// Epochs (one plus the number of rejections).
-    pub epochs: u64,
     /// Most jobs running at once on distinct workers (drafter included).
     pub max_concurrent_jobs: usize,
     /// Time to the first verified token, in milliseconds.
@@ -64,38 +49,23 @@ pub struct Stats {
     pub overhead_us_median: f64,
     /// Per worker: jobs and busy time.
     pub workers: Vec<WorkerStats>,
-    /// Worker failures and timeouts, in order.
-    pub errors: Vec<String>,
-    /// True when the drafter failed and the request finished as non-SI.
-    pub fell_back_to_nonsi: bool,
 }
 
 impl Stats {
-    pub(crate) fn from_counters(c: &Counters) -> Self {
+    pub(crate) fn from_counters(counters: &Counters) -> Self {
         Self {
             mode: Mode::NonSi,
             k: 0,
             targets: 0,
             new_tokens: 0,
-            drafts: c.drafts,
-            draft_tokens: c.draft_tokens,
-            accepted_tokens: c.accepted_tokens,
-            acceptance_by_position: c.acceptance_by_position(),
-            jobs_started: c.jobs_started,
-            jobs_finished: c.jobs_finished,
-            jobs_preempted: c.jobs_preempted,
-            jobs_dropped: c.jobs_dropped,
-            wasted_target_forwards: c.wasted_target_forwards,
-            wasted_drafts: c.wasted_drafts,
-            epochs: c.epochs,
+            acceptance_by_position: counters.acceptance_by_position(),
+            counters: counters.clone(),
             max_concurrent_jobs: 0,
             ttft_ms: 0.0,
             tokens_per_s: 0.0,
             total_ms: 0.0,
             overhead_us_median: 0.0,
             workers: Vec::new(),
-            errors: c.errors.clone(),
-            fell_back_to_nonsi: c.fell_back_to_nonsi,
         }
     }
 }

@@ -59,17 +59,20 @@ async fn dsi_overlaps_preempts_and_matches_nonsi() {
         assert!(started > 0, "the timeline records job starts");
         match mode {
             Mode::NonSi => {
-                assert_eq!(stats.jobs_started, 60);
+                assert_eq!(stats.counters.jobs_started, 60);
                 assert_eq!(stats.max_concurrent_jobs, 1);
             }
             Mode::Si => {
-                assert!(stats.accepted_tokens > 0);
+                assert!(stats.counters.accepted_tokens > 0);
                 assert_eq!(stats.max_concurrent_jobs, 1, "SI never overlaps");
             }
             Mode::Dsi => {
-                assert!(stats.drafts > 0 && stats.accepted_tokens > 0, "{stats:?}");
+                assert!(
+                    stats.counters.drafts > 0 && stats.counters.accepted_tokens > 0,
+                    "{stats:?}"
+                );
                 assert!(stats.max_concurrent_jobs >= 3, "{stats:?}");
-                assert!(stats.jobs_preempted > 0, "{stats:?}");
+                assert!(stats.counters.jobs_preempted > 0, "{stats:?}");
                 assert!(
                     timeline
                         .iter()
@@ -102,7 +105,7 @@ async fn a_perfect_drafter_hides_every_verification() {
         .expect("generation");
     let elapsed = began.elapsed();
     assert_eq!(generation.tokens, world.expected(PROMPT.len(), 40));
-    assert_eq!(generation.stats.epochs, 1, "nothing was rejected");
+    assert_eq!(generation.stats.counters.epochs, 1, "nothing was rejected");
     // 39 drafts at 2 ms, then the last chain's verification: 98 ms, where
     // non-SI would need 800 ms.
     assert!(elapsed <= Duration::from_millis(110), "{elapsed:?}");
@@ -125,11 +128,12 @@ async fn a_failing_target_is_retired_and_the_output_is_intact() {
     assert!(
         generation
             .stats
+            .counters
             .errors
             .iter()
             .any(|e| e.contains("injected device error")),
         "{:?}",
-        generation.stats.errors
+        generation.stats.counters.errors
     );
 }
 
@@ -147,8 +151,8 @@ async fn a_hung_target_misses_its_deadline_and_is_retired() {
         .await
         .expect("generation");
     assert_eq!(generation.tokens, world.expected(PROMPT.len(), 10));
-    assert_eq!(generation.stats.errors.len(), 1);
-    assert!(generation.stats.errors[0].contains("no result within 200 ms"));
+    assert_eq!(generation.stats.counters.errors.len(), 1);
+    assert!(generation.stats.counters.errors[0].contains("no result within 200 ms"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -160,7 +164,7 @@ async fn a_failing_drafter_falls_back_to_nonsi() {
         .await
         .expect("generation");
     assert_eq!(generation.tokens, world.expected(PROMPT.len(), 12));
-    assert!(generation.stats.fell_back_to_nonsi);
+    assert!(generation.stats.counters.fell_back_to_nonsi);
     assert_eq!(generation.stats.mode, Mode::NonSi);
 }
 

@@ -240,7 +240,7 @@ fn seeded_coupled_sampling_gives_nonsi_tokens_in_every_mode() {
                 .block_on(pool.generate(request(mode, k, 24, decoding), |_| {}))
                 .unwrap();
             assert_eq!(g.tokens, reference, "{mode} k={k} seed={seed}");
-            accepted += g.stats.accepted_tokens;
+            accepted += g.stats.counters.accepted_tokens;
         }
     }
     assert!(accepted > 0, "drafts were accepted");
@@ -278,10 +278,16 @@ fn speculative_sampling_through_dsi_follows_the_target_distribution() {
         let g = runtime
             .block_on(pool.generate(request(Mode::Dsi, 2, 3, sampled(seed, true)), |_| {}))
             .unwrap();
-        assert_eq!(g.tokens.len(), 3, "{:?} {:?}", g.stop, g.stats.errors);
+        assert_eq!(
+            g.tokens.len(),
+            3,
+            "{:?} {:?}",
+            g.stop,
+            g.stats.counters.errors
+        );
         counts[g.tokens[0] as usize * VOCAB + g.tokens[1] as usize] += 1.0;
-        accepted += g.stats.accepted_tokens;
-        preempted += g.stats.jobs_preempted;
+        accepted += g.stats.counters.accepted_tokens;
+        preempted += g.stats.counters.jobs_preempted;
     }
     let empirical: Vec<f64> = counts.iter().map(|c| c / TRIALS as f64).collect();
     let target = joint(&TableModel::target());

@@ -215,14 +215,7 @@ impl Machine {
         self.counters.draft_tokens += drafts.len() as u64;
         if live.preempted || live.epoch != self.epoch || self.stop.is_some() {
             self.counters.wasted_drafts += 1;
-            self.event(
-                EventKind::Stale,
-                Some(job),
-                Some(live.worker),
-                live.start,
-                live.end,
-                None,
-            );
+            self.job_event(EventKind::Stale, job, &live, None);
             self.keep_busy();
             return;
         }
@@ -265,28 +258,14 @@ impl Machine {
         let stale = live.preempted || live.epoch != self.epoch || self.stop.is_some();
         if stale {
             self.counters.wasted_target_forwards += 1;
-            self.event(
-                EventKind::Stale,
-                Some(job),
-                Some(live.worker),
-                live.start,
-                live.end,
-                None,
-            );
+            self.job_event(EventKind::Stale, job, &live, None);
             self.keep_busy();
             return;
         }
         self.counters.jobs_finished += 1;
         self.counters
             .record_verdict(verdict.drafted, verdict.accepted);
-        self.event(
-            EventKind::Finished,
-            Some(job),
-            Some(live.worker),
-            live.start,
-            live.end,
-            Some(verdict.accepted),
-        );
+        self.job_event(EventKind::Finished, job, &live, Some(verdict.accepted));
         let decided = live.start + verdict.accepted.min(live.end - live.start);
         if decided < self.verified_len() {
             // Everything this job reveals is already known.
@@ -333,14 +312,7 @@ impl Machine {
         let Some(live) = self.finish_job(job) else {
             return;
         };
-        self.event(
-            EventKind::Failed,
-            Some(job),
-            Some(live.worker),
-            live.start,
-            live.end,
-            None,
-        );
+        self.job_event(EventKind::Failed, job, &live, None);
         if live.preempted {
             // It was cancelled anyway; the worker stays in service.
             self.keep_busy();
@@ -743,6 +715,17 @@ impl Machine {
         // A drafter that omitted its distributions gets its drafts verified
         // without them, which the rule refuses with a clear error.
         ProbTable::from_rows(&rows?).ok()
+    }
+
+    fn job_event(&mut self, kind: EventKind, job: JobId, live: &LiveJob, accepted: Option<usize>) {
+        self.event(
+            kind,
+            Some(job),
+            Some(live.worker),
+            live.start,
+            live.end,
+            accepted,
+        );
     }
 
     fn event(
