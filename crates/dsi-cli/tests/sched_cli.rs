@@ -78,7 +78,10 @@ fn every_mode_emits_the_same_tokens_and_reports_stats() {
     // differently from a one-token forward; the target's verdict decides.)
     let same = generate("dsi", "llama-gqa", &["--k", "4"]);
     assert_eq!(same["tokens"], reference["tokens"]);
-    assert!(same["stats"]["accepted_tokens"].as_u64().expect("accepted") > 0, "{same}");
+    assert!(
+        same["stats"]["accepted_tokens"].as_u64().expect("accepted") > 0,
+        "{same}"
+    );
 }
 
 #[test]
