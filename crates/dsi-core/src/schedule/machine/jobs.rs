@@ -1,0 +1,218 @@
+//! Starting and dispatching jobs: what each mode asks for after every
+//! event, the LIFO queue of verification jobs, and the choice of worker.
+
+use super::{Command, LiveJob, Machine, QueuedJob, Slot};
+use crate::TokenId;
+use crate::schedule::{EventKind, Mode, WorkerRef};
+use crate::verify::ProbTable;
+
+impl Machine {
+    /// Queues a verification job revealing the token at `end`.
+    pub(super) fn submit_verify(&mut self, end: usize) {
+        let job = self.new_job();
+        self.queue.push(QueuedJob {
+            job,
+            epoch: self.epoch,
+            end,
+        });
+        let v = self.verified_len();
+        self.event(EventKind::Queued, Some(job), None, v, end, None);
+    }
+
+    /// After every event: start what the mode calls for, then hand queued
+    /// jobs to idle workers.
+    pub(super) fn keep_busy(&mut self) {
+        if self.stop.is_some() {
+            return;
+        }
+        self.prune_queue();
+        let target_pending = self.live.values().any(|j| {
+            !j.preempted && j.epoch == self.epoch && matches!(j.worker, WorkerRef::Target(_))
+        }) || !self.queue.is_empty();
+        match self.mode {
+            Mode::NonSi => {
+                if !target_pending {
+                    self.submit_verify(self.verified_len());
+                }
+            }
+            Mode::Si => {
+                if !target_pending && self.drafter == Slot::Idle {
+                    let count = self.plan.k.min(self.draft_room());
+                    if count > 0 && self.chain.is_empty() {
+                        self.start_draft(count);
+                    } else {
+                        self.submit_verify(self.frontier());
+                    }
+                }
+            }
+            Mode::Dsi => {
+                // Something must always be revealing the token at V.
+                let v = self.verified_len();
+                let revealing = self.live.values().any(|j| {
+                    !j.preempted
+                        && j.epoch == self.epoch
+                        && matches!(j.worker, WorkerRef::Target(_))
+                        && j.end >= v
+                }) || self.queue.iter().any(|q| q.end >= v);
+                if !revealing {
+                    self.submit_verify(self.frontier());
+                }
+                if self.drafter == Slot::Idle {
+                    let count = self.plan.k.min(self.draft_room());
+                    if count > 0 {
+                        self.start_draft(count);
+                    }
+                }
+            }
+        }
+        self.dispatch();
+    }
+
+    /// Drops queued jobs that can no longer reveal a new position; they
+    /// never will, as the verified prefix only grows within an epoch.
+    pub(super) fn prune_queue(&mut self) {
+        let v = self.verified_len();
+        let (keep, stale): (Vec<_>, Vec<_>) = self.queue.drain(..).partition(|q| q.end >= v);
+        self.queue = keep;
+        for queued in stale {
+            self.counters.jobs_dropped += 1;
+            self.event(
+                EventKind::Dropped,
+                Some(queued.job),
+                None,
+                v,
+                queued.end,
+                None,
+            );
+        }
+    }
+
+    pub(super) fn start_draft(&mut self, count: usize) {
+        let job = self.new_job();
+        let start = self.frontier();
+        let mut context = Vec::with_capacity(start);
+        context.extend_from_slice(&self.tokens);
+        context.extend_from_slice(&self.chain);
+        self.drafter = Slot::Busy(job);
+        self.live.insert(
+            job,
+            LiveJob {
+                worker: WorkerRef::Drafter,
+                epoch: self.epoch,
+                start,
+                end: start + count,
+                preempted: false,
+            },
+        );
+        self.commands.push(Command::Draft {
+            job,
+            context,
+            count,
+        });
+        self.event(
+            EventKind::Dispatched,
+            Some(job),
+            Some(WorkerRef::Drafter),
+            start,
+            start + count,
+            None,
+        );
+    }
+
+    /// Hands the newest queued jobs to idle target workers.
+    pub(super) fn dispatch(&mut self) {
+        while let Some(worker) = self.idle_target() {
+            let Some(queued) = self.queue.pop() else {
+                return;
+            };
+            let v = self.verified_len();
+            if queued.epoch != self.epoch || queued.end < v || queued.end > self.frontier() {
+                self.counters.jobs_dropped += 1;
+                self.event(
+                    EventKind::Dropped,
+                    Some(queued.job),
+                    None,
+                    v,
+                    queued.end,
+                    None,
+                );
+                continue;
+            }
+            // Rebase on the verified prefix: drafts that were confirmed since
+            // the job was queued are verified tokens now.
+            let drafts = queued.end - v;
+            let mut context = Vec::with_capacity(queued.end);
+            context.extend_from_slice(&self.tokens);
+            context.extend_from_slice(&self.chain[..drafts]);
+            let worker = self.best_worker(worker, &context);
+            let draft_probs = self.draft_probs(drafts);
+            self.targets[worker] = Slot::Busy(queued.job);
+            self.target_contexts[worker].clone_from(&context);
+            self.live.insert(
+                queued.job,
+                LiveJob {
+                    worker: WorkerRef::Target(worker),
+                    epoch: self.epoch,
+                    start: v,
+                    end: queued.end,
+                    preempted: false,
+                },
+            );
+            self.counters.jobs_started += 1;
+            self.commands.push(Command::Verify {
+                job: queued.job,
+                worker,
+                context,
+                drafts,
+                draft_probs,
+            });
+            self.event(
+                EventKind::Dispatched,
+                Some(queued.job),
+                Some(WorkerRef::Target(worker)),
+                v,
+                queued.end,
+                None,
+            );
+        }
+    }
+
+    pub(super) fn idle_target(&self) -> Option<usize> {
+        self.targets.iter().position(|&s| s == Slot::Idle)
+    }
+
+    /// The idle worker whose cache shares the longest prefix with `context`
+    /// (the first idle one on ties), so it feeds the fewest tokens.
+    pub(super) fn best_worker(&self, first_idle: usize, context: &[TokenId]) -> usize {
+        let shared = |w: usize| {
+            self.target_contexts[w]
+                .iter()
+                .zip(context)
+                .take_while(|(a, b)| a == b)
+                .count()
+        };
+        let mut best = (first_idle, shared(first_idle));
+        for w in first_idle + 1..self.targets.len() {
+            if self.targets[w] == Slot::Idle {
+                let s = shared(w);
+                if s > best.1 {
+                    best = (w, s);
+                }
+            }
+        }
+        best.0
+    }
+
+    pub(super) fn draft_probs(&self, drafts: usize) -> Option<ProbTable> {
+        if drafts == 0 || !self.plan.decoding.rule.needs_draft_probs() {
+            return None;
+        }
+        let rows: Option<Vec<&Vec<f32>>> = self.chain_probs[..drafts]
+            .iter()
+            .map(Option::as_ref)
+            .collect();
+        // A drafter that omitted its distributions gets its drafts verified
+        // without them, which the rule refuses with a clear error.
+        ProbTable::from_rows(&rows?).ok()
+    }
+}
