@@ -3,7 +3,7 @@
 
 use super::{Command, LiveJob, Machine, QueuedJob, Slot};
 use crate::TokenId;
-use crate::schedule::{EventKind, Mode, WorkerRef};
+use crate::schedule::{EventKind, JobId, Mode, WorkerRef};
 use crate::verify::ProbTable;
 
 impl Machine {
@@ -75,16 +75,37 @@ impl Machine {
         let (keep, stale): (Vec<_>, Vec<_>) = self.queue.drain(..).partition(|q| q.end >= v);
         self.queue = keep;
         for queued in stale {
-            self.counters.jobs_dropped += 1;
-            self.event(
-                EventKind::Dropped,
-                Some(queued.job),
-                None,
-                v,
-                queued.end,
-                None,
-            );
+            self.drop_queued(queued);
         }
+    }
+
+    /// Counts and records a queued job that will never run.
+    pub(super) fn drop_queued(&mut self, queued: QueuedJob) {
+        self.counters.jobs_dropped += 1;
+        let v = self.verified_len();
+        self.event(
+            EventKind::Dropped,
+            Some(queued.job),
+            None,
+            v,
+            queued.end,
+            None,
+        );
+    }
+
+    /// Hands `command` to the driver and tracks `job` as live on `live.worker`.
+    fn launch(&mut self, job: JobId, live: LiveJob, command: Command) {
+        let (worker, start, end) = (live.worker, live.start, live.end);
+        self.live.insert(job, live);
+        self.commands.push(command);
+        self.event(
+            EventKind::Dispatched,
+            Some(job),
+            Some(worker),
+            start,
+            end,
+            None,
+        );
     }
 
     pub(super) fn start_draft(&mut self, count: usize) {
@@ -94,29 +115,19 @@ impl Machine {
         context.extend_from_slice(&self.tokens);
         context.extend_from_slice(&self.chain);
         self.drafter = Slot::Busy(job);
-        self.live.insert(
-            job,
-            LiveJob {
-                worker: WorkerRef::Drafter,
-                epoch: self.epoch,
-                start,
-                end: start + count,
-                preempted: false,
-            },
-        );
-        self.commands.push(Command::Draft {
+        let live = LiveJob {
+            worker: WorkerRef::Drafter,
+            epoch: self.epoch,
+            start,
+            end: start + count,
+            preempted: false,
+        };
+        let command = Command::Draft {
             job,
             context,
             count,
-        });
-        self.event(
-            EventKind::Dispatched,
-            Some(job),
-            Some(WorkerRef::Drafter),
-            start,
-            start + count,
-            None,
-        );
+        };
+        self.launch(job, live, command);
     }
 
     /// Hands the newest queued jobs to idle target workers.
@@ -126,18 +137,9 @@ impl Machine {
                 return;
             };
             let v = self.verified_len();
-            if queued.epoch != self.epoch || queued.end < v || queued.end > self.frontier() {
-                self.counters.jobs_dropped += 1;
-                self.event(
-                    EventKind::Dropped,
-                    Some(queued.job),
-                    None,
-                    v,
-                    queued.end,
-                    None,
-                );
-                continue;
-            }
+            // `keep_busy` pruned the queue, and a new epoch empties it.
+            debug_assert!(queued.epoch == self.epoch && v <= queued.end);
+            debug_assert!(queued.end <= self.frontier());
             // Rebase on the verified prefix: drafts that were confirmed since
             // the job was queued are verified tokens now.
             let drafts = queued.end - v;
@@ -148,32 +150,22 @@ impl Machine {
             let draft_probs = self.draft_probs(drafts);
             self.targets[worker] = Slot::Busy(queued.job);
             self.target_contexts[worker].clone_from(&context);
-            self.live.insert(
-                queued.job,
-                LiveJob {
-                    worker: WorkerRef::Target(worker),
-                    epoch: self.epoch,
-                    start: v,
-                    end: queued.end,
-                    preempted: false,
-                },
-            );
             self.counters.jobs_started += 1;
-            self.commands.push(Command::Verify {
+            let live = LiveJob {
+                worker: WorkerRef::Target(worker),
+                epoch: self.epoch,
+                start: v,
+                end: queued.end,
+                preempted: false,
+            };
+            let command = Command::Verify {
                 job: queued.job,
                 worker,
                 context,
                 drafts,
                 draft_probs,
-            });
-            self.event(
-                EventKind::Dispatched,
-                Some(queued.job),
-                Some(WorkerRef::Target(worker)),
-                v,
-                queued.end,
-                None,
-            );
+            };
+            self.launch(queued.job, live, command);
         }
     }
 

@@ -439,16 +439,7 @@ impl Machine {
 
     fn drop_queue(&mut self) {
         for queued in std::mem::take(&mut self.queue) {
-            self.counters.jobs_dropped += 1;
-            let v = self.verified_len();
-            self.event(
-                EventKind::Dropped,
-                Some(queued.job),
-                None,
-                v,
-                queued.end,
-                None,
-            );
+            self.drop_queued(queued);
         }
     }
 
