@@ -112,6 +112,7 @@ fn main() {
                 max_new_tokens: tokens,
                 eos: Vec::new(),
                 decoding: Decoding::greedy(),
+                targets: None,
             };
             let g = runtime
                 .block_on(pool.generate(request, |_| {}))

@@ -135,6 +135,7 @@ fn check_lossless<B: Backend>(
                 max_new_tokens: 24,
                 eos: Vec::new(),
                 decoding,
+                targets: None,
             };
             let reference = runtime
                 .block_on(pool.generate(request(Mode::NonSi, 1), |_| {}))

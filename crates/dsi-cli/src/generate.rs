@@ -104,6 +104,7 @@ pub(crate) fn run(args: GenerateArgs) -> anyhow::Result<()> {
         max_new_tokens: budget,
         eos: loaded.target.generation.eos_token_ids.clone(),
         decoding,
+        targets: None,
     };
 
     let mut stream = Stream::new(tokenizer, args.format);

@@ -47,6 +47,19 @@ pub trait KvModel: Send {
         tokens: &[TokenId],
         cancel: &CancelFlag,
     ) -> Result<Vec<f32>, ForwardError>;
+
+    /// Another instance over the same weights with its own empty cache of
+    /// the same capacity, so one worker can keep a cache per request.
+    /// `None` (the default) when the model has only the one cache.
+    fn fork(&self) -> Option<Box<dyn KvModel>> {
+        None
+    }
+
+    /// Bytes one cache of this instance holds at capacity (0 if unknown):
+    /// what a memory budget for caches is divided by.
+    fn cache_bytes(&self) -> usize {
+        0
+    }
 }
 
 impl<M: KvModel + ?Sized> KvModel for Box<M> {
@@ -72,5 +85,13 @@ impl<M: KvModel + ?Sized> KvModel for Box<M> {
         cancel: &CancelFlag,
     ) -> Result<Vec<f32>, ForwardError> {
         (**self).forward(tokens, cancel)
+    }
+
+    fn fork(&self) -> Option<Box<dyn KvModel>> {
+        (**self).fork()
+    }
+
+    fn cache_bytes(&self) -> usize {
+        (**self).cache_bytes()
     }
 }

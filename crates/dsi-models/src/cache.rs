@@ -71,6 +71,18 @@ impl<B: Backend> KvCache<B> {
         self.capacity
     }
 
+    /// Bytes the keys and values take at capacity.
+    pub fn bytes(&self) -> usize {
+        self.layers
+            .iter()
+            .flatten()
+            .map(|kv| {
+                let size = kv.keys.dtype().size();
+                (kv.keys.shape().num_elements() + kv.values.shape().num_elements()) * size
+            })
+            .sum()
+    }
+
     /// Positions still free.
     pub fn remaining(&self) -> usize {
         self.capacity - self.len

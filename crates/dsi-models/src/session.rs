@@ -38,6 +38,17 @@ where
     LoadedModel<B>: Send + Sync,
     KvCache<B>: Send,
 {
+    fn fork(&self) -> Option<Box<dyn KvModel>> {
+        Some(Box::new(Session::new(
+            Arc::clone(&self.model),
+            self.cache.capacity(),
+        )))
+    }
+
+    fn cache_bytes(&self) -> usize {
+        self.cache.bytes()
+    }
+
     fn vocab(&self) -> usize {
         self.model.config.vocab_size
     }

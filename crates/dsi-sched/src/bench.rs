@@ -168,6 +168,7 @@ impl SchedBench {
                     max_new_tokens: self.tokens,
                     eos: Vec::new(),
                     decoding: Decoding::greedy(),
+                    targets: None,
                 };
                 let generation = pool.generate(request, |_| {}).await?;
                 lossless &= generation.tokens == truth;

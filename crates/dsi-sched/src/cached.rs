@@ -77,6 +77,13 @@ impl<M: KvModel> CachedModel<M> {
     }
 }
 
+impl<M: KvModel> CachedModel<M> {
+    /// A fresh instance over the same weights, if the model can fork.
+    fn forked(&self) -> Option<CachedModel<Box<dyn KvModel>>> {
+        self.model.fork().map(CachedModel::new)
+    }
+}
+
 impl<M: KvModel> Drafter for CachedModel<M> {
     fn draft(
         &mut self,
@@ -120,6 +127,10 @@ impl<M: KvModel> Drafter for CachedModel<M> {
         self.model.truncate(0);
         self.held.clear();
     }
+
+    fn fork(&self) -> Option<Box<dyn Drafter>> {
+        Some(Box::new(self.forked()?))
+    }
 }
 
 impl<M: KvModel> Scorer for CachedModel<M> {
@@ -157,5 +168,9 @@ impl<M: KvModel> Scorer for CachedModel<M> {
     fn reset(&mut self) {
         self.model.truncate(0);
         self.held.clear();
+    }
+
+    fn fork(&self) -> Option<Box<dyn Scorer>> {
+        Some(Box::new(self.forked()?))
     }
 }

@@ -78,6 +78,15 @@ impl<M: KvModel> Emulated<M> {
 }
 
 impl<M: KvModel> KvModel for Emulated<M> {
+    fn fork(&self) -> Option<Box<dyn KvModel>> {
+        let inner = self.inner.fork()?;
+        Some(Box::new(Emulated::new(inner, self.latency)))
+    }
+
+    fn cache_bytes(&self) -> usize {
+        self.inner.cache_bytes()
+    }
+
     fn vocab(&self) -> usize {
         self.inner.vocab()
     }

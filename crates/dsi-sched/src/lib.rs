@@ -8,11 +8,12 @@
 //!   verifier. Plain data crosses them, never tensors.
 //! - [`cached`]: KV-cache synchronization over `dsi_core::model::KvModel`:
 //!   keep the shared prefix, truncate the rest in O(1), feed what is missing.
-//! - [`worker`]: one OS thread per worker, tasks in order, cancellation at
-//!   safe points, panics caught and reported.
+//! - [`worker`]: one OS thread per worker, a KV cache per request within a
+//!   bound, requests served in turn, each request's tasks in order,
+//!   cancellation at safe points, panics caught and reported.
 //! - [`pool`] and the driver: one drafter plus N target workers serving
-//!   requests on tokio; deadlines retire hung workers; dropping a request
-//!   cancels its jobs.
+//!   concurrent requests on tokio; deadlines retire hung workers; dropping a
+//!   request cancels its jobs.
 //! - [`emulate`] pads forwards to a TTFT/TPOT; [`synthetic`] workers follow
 //!   the simulator's acceptance law; [`bench`] compares the two.
 //! - [`stats`] and [`timeline`]: metrics per request and a stream of job
@@ -24,10 +25,12 @@ pub mod bench;
 pub mod cached;
 pub mod emulate;
 pub mod error;
+mod fair;
 mod pause;
 pub mod pool;
 pub mod roles;
 mod run;
+mod slots;
 pub mod stats;
 pub mod synthetic;
 pub mod timeline;

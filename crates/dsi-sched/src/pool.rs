@@ -1,5 +1,6 @@
 //! A pool of workers (one drafter, N target servers) and the requests it
-//! serves, one at a time.
+//! serves, concurrently: each request runs its own state machine over the
+//! shared workers, which keep a cache per request and take turns.
 
 use crate::error::{Result, SchedError};
 use crate::run::Run;
@@ -11,7 +12,7 @@ use dsi_core::sampling::Decoding;
 use dsi_core::schedule::{Mode, Plan, StopReason};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::sync::{Mutex, broadcast};
+use tokio::sync::broadcast;
 
 /// How long a job may run before its worker is considered hung.
 pub const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(120);
@@ -40,6 +41,8 @@ pub struct Request {
     pub eos: Vec<TokenId>,
     /// Sampling and verification.
     pub decoding: Decoding,
+    /// Target workers this request may use (the first ones); `None` for all.
+    pub targets: Option<usize>,
 }
 
 /// The result of a request.
@@ -71,7 +74,6 @@ pub struct Pool {
     early_bonus: bool,
     limits: Option<Limits>,
     pub(crate) timeline: broadcast::Sender<TimelineRecord>,
-    gate: Mutex<()>,
     requests: AtomicU64,
 }
 
@@ -90,7 +92,6 @@ impl Pool {
             early_bonus: true,
             limits: None,
             timeline: broadcast::channel(4096).0,
-            gate: Mutex::new(()),
             requests: AtomicU64::new(0),
         })
     }
@@ -140,20 +141,19 @@ impl Pool {
     /// Runs `request` to the end, reporting verified tokens and timeline
     /// entries to `sink` as they happen.
     ///
-    /// Requests are served one at a time. Dropping the returned future
-    /// cancels the request: every job it started is cancelled and the
-    /// workers are free for the next one.
+    /// Requests run concurrently over the shared workers. Dropping the
+    /// returned future cancels the request: every job it started is
+    /// cancelled.
     pub async fn generate(
         &self,
         request: Request,
         sink: impl FnMut(Update<'_>) + Send,
     ) -> Result<Generation> {
         self.check(&request)?;
-        let _serving = self.gate.lock().await;
         let plan = Plan {
             mode: request.mode,
             k: request.k,
-            servers: self.targets.len(),
+            servers: request.targets.unwrap_or(self.targets.len()),
             max_new_tokens: request.max_new_tokens,
             eos: request.eos,
             decoding: request.decoding,
@@ -170,6 +170,14 @@ impl Pool {
             return Err(SchedError::Unfit(format!(
                 "{} needs a drafter, but this pool has none: add one or use nonsi",
                 request.mode
+            )));
+        }
+        if let Some(n) = request.targets
+            && (n == 0 || n > self.targets.len())
+        {
+            return Err(SchedError::Unfit(format!(
+                "the request asks for {n} target servers; this pool has {}: ask for 1 to {0}",
+                self.targets.len()
             )));
         }
         let Some(limits) = self.limits else {

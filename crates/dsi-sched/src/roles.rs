@@ -27,6 +27,12 @@ pub trait Drafter: Send {
 
     /// Forgets any cached state (after a panic left it unknown).
     fn reset(&mut self) {}
+
+    /// Another drafter over the same weights with an empty cache, so a
+    /// worker can keep one cache per request; `None` when it cannot.
+    fn fork(&self) -> Option<Box<dyn Drafter>> {
+        None
+    }
 }
 
 /// What the verifier needs from the target at each position.
@@ -78,4 +84,10 @@ pub trait Scorer: Send {
 
     /// Forgets any cached state (after a panic left it unknown).
     fn reset(&mut self) {}
+
+    /// Another scorer over the same weights with an empty cache, so a
+    /// worker can keep one cache per request; `None` when it cannot.
+    fn fork(&self) -> Option<Box<dyn Scorer>> {
+        None
+    }
 }

@@ -48,6 +48,7 @@ pub(crate) struct Run<'p, S> {
     machine: Machine,
     decoding: Decoding,
     k: usize,
+    servers: usize,
     reply: UnboundedSender<Report>,
     reports: UnboundedReceiver<Report>,
     live: HashMap<JobId, LiveTask>,
@@ -69,7 +70,7 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
         prompt: Vec<TokenId>,
         sink: S,
     ) -> Result<Self> {
-        let (decoding, k) = (plan.decoding, plan.k);
+        let (decoding, k, servers) = (plan.decoding, plan.k, plan.servers);
         let machine = Machine::new(plan, prompt)?;
         let (reply, reports) = unbounded_channel();
         let began = Instant::now();
@@ -81,6 +82,7 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
             machine,
             decoding,
             k,
+            servers,
             reply,
             reports,
             live: HashMap::new(),
@@ -184,6 +186,7 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
         };
         let cancel = CancelFlag::new();
         let task = Task {
+            request: self.request,
             job,
             context,
             work,
@@ -217,6 +220,11 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
                 return;
             };
             task.started = Some(report.at);
+            // Time spent queued behind other requests' tasks is not the
+            // worker's: the deadline runs from the start.
+            if task.deadline.is_some() {
+                task.deadline = Some(tokio::time::Instant::now() + self.pool.job_timeout);
+            }
             let overhead = report.at.saturating_duration_since(task.cause);
             self.overhead_us.push(overhead.as_secs_f64() * 1e6);
             let event = Event {
@@ -305,7 +313,7 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
         let mut stats = Stats::from_counters(self.machine.counters());
         stats.mode = self.machine.mode();
         stats.k = self.k;
-        stats.targets = self.pool.targets.len();
+        stats.targets = self.servers;
         stats.new_tokens = tokens.len();
         stats.max_concurrent_jobs = self.max_running;
         stats.total_ms = total.as_secs_f64() * 1e3;

@@ -2,13 +2,17 @@
 //! runs its tasks in order, on its own OS thread, never on the runtime's.
 //!
 //! Tasks arrive on a channel and reports go back on the channel each task
-//! names, so one worker can serve request after request. Running tasks in
-//! order is what lets the scheduler treat a cancelled job's worker as free
-//! at once: the cancelled job ends at its next safe point before the next
-//! task begins. A task whose flag is already raised is skipped.
+//! names, so one worker serves many requests at once: it keeps a KV cache
+//! per request ([`Slots`]) and takes tasks from the requests in turn
+//! ([`FairQueue`]). Running each request's tasks in order is what lets the
+//! scheduler treat a cancelled job's worker as free at once: the cancelled
+//! job ends at its next safe point before that request's next task begins.
+//! A task whose flag is already raised is skipped.
 
 use crate::error::{Result, SchedError};
+use crate::fair::FairQueue;
 use crate::roles::{Drafter, Scorer};
+use crate::slots::Slots;
 use dsi_core::cancel::CancelFlag;
 use dsi_core::model::ForwardError;
 use dsi_core::sampling::Decoding;
@@ -39,6 +43,9 @@ pub enum Work {
 /// One job for one worker.
 #[derive(Debug)]
 pub struct Task {
+    /// The request it belongs to: whose KV cache it uses and whose turn it
+    /// takes.
+    pub request: u64,
     /// The job.
     pub job: JobId,
     /// Verified tokens plus drafts.
@@ -90,6 +97,23 @@ pub enum Role {
     Target(Box<dyn Scorer>),
 }
 
+impl Role {
+    /// Another instance over the same weights with an empty cache.
+    pub(crate) fn fork(&self) -> Option<Role> {
+        match self {
+            Role::Drafter(d) => d.fork().map(Role::Drafter),
+            Role::Target(t) => t.fork().map(Role::Target),
+        }
+    }
+
+    fn reset(&mut self) {
+        match self {
+            Role::Drafter(d) => d.reset(),
+            Role::Target(t) => t.reset(),
+        }
+    }
+}
+
 impl std::fmt::Debug for Role {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -108,13 +132,20 @@ pub struct WorkerHandle {
 
 impl WorkerHandle {
     /// Starts a worker thread named `name` (a device label such as `cpu` or
-    /// `cuda:1`) that runs `role`'s tasks.
+    /// `cuda:1`) that runs `role`'s tasks with one KV cache for all requests.
     pub fn spawn(name: impl Into<String>, role: Role) -> Result<Self> {
+        Self::spawn_with_caches(name, role, 1)
+    }
+
+    /// Like [`spawn`](Self::spawn), keeping up to `caches` KV caches (one per
+    /// request, least recently used handed over past that) when the model
+    /// can fork.
+    pub fn spawn_with_caches(name: impl Into<String>, role: Role, caches: usize) -> Result<Self> {
         let name = name.into();
         let (tasks, inbox) = unbounded_channel();
         std::thread::Builder::new()
             .name(format!("dsi-worker {name}"))
-            .spawn(move || serve(role, inbox))
+            .spawn(move || serve(Slots::new(role, caches), inbox))
             .map_err(|source| SchedError::Spawn {
                 name: name.clone(),
                 source,
@@ -142,9 +173,22 @@ impl WorkerHandle {
     }
 }
 
-/// A worker thread's loop: until every handle is dropped.
-fn serve(mut role: Role, mut inbox: UnboundedReceiver<Task>) {
-    while let Some(task) = inbox.blocking_recv() {
+/// A worker thread's loop: until every handle is dropped and every queued
+/// task is done.
+fn serve(mut slots: Slots, mut inbox: UnboundedReceiver<Task>) {
+    let mut queue = FairQueue::default();
+    loop {
+        while let Ok(task) = inbox.try_recv() {
+            queue.push(task.request, task);
+        }
+        let task = match queue.pop() {
+            Some(task) => task,
+            None => match inbox.blocking_recv() {
+                Some(task) => task,
+                None => return,
+            },
+        };
+        let role = slots.get(task.request);
         let report = |kind| {
             // The request may have ended; nobody to tell then.
             let _ = task.reply.send(Report {
@@ -158,16 +202,13 @@ fn serve(mut role: Role, mut inbox: UnboundedReceiver<Task>) {
             continue;
         }
         report(ReportKind::Started);
-        let outcome = catch_unwind(AssertUnwindSafe(|| run(&mut role, &task)));
+        let outcome = catch_unwind(AssertUnwindSafe(|| run(role, &task)));
         let kind = match outcome {
             Ok(Ok(kind)) => kind,
             Ok(Err(ForwardError::Cancelled)) => ReportKind::Cancelled { ran: true },
             Ok(Err(ForwardError::Failed(message))) => ReportKind::Failed(message),
             Err(panic) => {
-                match &mut role {
-                    Role::Drafter(d) => d.reset(),
-                    Role::Target(t) => t.reset(),
-                }
+                role.reset();
                 ReportKind::Failed(format!("the worker panicked: {}", panic_message(&panic)))
             }
         };

@@ -20,6 +20,7 @@ fn request(mode: Mode, k: usize, max_new_tokens: usize) -> Request {
         max_new_tokens,
         eos: Vec::new(),
         decoding: Decoding::greedy(),
+        targets: None,
     }
 }
 

@@ -100,6 +100,10 @@ impl KvModel for TableModel {
             .flat_map(|&t| self.table[t as usize])
             .collect())
     }
+
+    fn fork(&self) -> Option<Box<dyn KvModel>> {
+        Some(Box::new(Self::new(self.table)))
+    }
 }
 
 fn calls(model: &TableModel) -> Vec<String> {
@@ -200,6 +204,69 @@ fn table_pool(targets: usize) -> Pool {
     Pool::new(Some(drafter), targets).unwrap()
 }
 
+#[test]
+fn concurrent_requests_share_the_workers_and_each_gets_its_own_tokens() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let spawn = |name: String, role| WorkerHandle::spawn_with_caches(name, role, 4).unwrap();
+    let drafter = spawn(
+        "drafter".into(),
+        Role::Drafter(Box::new(CachedModel::new(TableModel::drafter()))),
+    );
+    let targets = (0..3)
+        .map(|i| {
+            spawn(
+                format!("target {i}"),
+                Role::Target(Box::new(CachedModel::new(TableModel::target()))),
+            )
+        })
+        .collect();
+    let pool = Arc::new(Pool::new(Some(drafter), targets).unwrap());
+    // More requests than caches: some caches are handed over and recomputed.
+    let requests: Vec<Request> = (0..12u64)
+        .map(|i| Request {
+            prompt: vec![(i % 4) as TokenId, ((i / 4) % 4) as TokenId],
+            ..request(Mode::Dsi, 1 + (i as usize % 3), 30, sampled(i, false))
+        })
+        .collect();
+    let alone: Vec<Vec<TokenId>> = requests
+        .iter()
+        .map(|r| {
+            let nonsi = Request {
+                mode: Mode::NonSi,
+                ..r.clone()
+            };
+            runtime
+                .block_on(pool.generate(nonsi, |_| {}))
+                .unwrap()
+                .tokens
+        })
+        .collect();
+    let together = runtime.block_on(async {
+        let runs: Vec<_> = requests
+            .iter()
+            .cloned()
+            .map(|r| {
+                let pool = Arc::clone(&pool);
+                tokio::spawn(async move { pool.generate(r, |_| {}).await.unwrap() })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for run in runs {
+            out.push(run.await.unwrap());
+        }
+        out
+    });
+    for (i, (g, reference)) in together.iter().zip(&alone).enumerate() {
+        assert_eq!(&g.tokens, reference, "request {i}");
+        assert_eq!(g.tokens.len(), 30);
+    }
+    assert!(together.iter().any(|g| g.stats.counters.accepted_tokens > 0));
+}
+
 fn sampled(seed: u64, speculative: bool) -> Decoding {
     let params = SamplingParams {
         temperature: 1.0,
@@ -218,6 +285,7 @@ fn request(mode: Mode, k: usize, max_new_tokens: usize, decoding: Decoding) -> R
         max_new_tokens,
         eos: Vec::new(),
         decoding,
+        targets: None,
     }
 }
 
