@@ -16,6 +16,7 @@ mod model_args;
 mod output;
 mod plot;
 mod pool_args;
+mod serve;
 mod simulate;
 mod train;
 
@@ -41,6 +42,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// The paper's measurements of a pair: `dsi measure acceptance|latency`.
     Measure(measure::MeasureArgs),
+    /// Serve the OpenAI-compatible API and the live dashboard over HTTP.
+    Serve(serve::ServeArgs),
     /// Train a tokenizer and a model on a folder of text files.
     Train(train::TrainArgs),
 }
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Train(args) => train::run(args),
         Command::Measure(args) => measure::run(args),
     };

@@ -137,9 +137,25 @@ impl PoolArgs {
     /// Loads the weights once per device and starts one worker thread per
     /// server; every cache holds `capacity` positions (at most the context).
     pub(crate) fn load(&self, target: Checkpoint, capacity: usize) -> anyhow::Result<LoadedPool> {
+        self.load_with(target, capacity, None)
+    }
+
+    /// Like [`load`](Self::load); with `serving` (bytes of KV cache each
+    /// worker may keep) every worker of every mode is started and keeps one
+    /// cache per concurrent request within that budget.
+    pub(crate) fn load_with(
+        &self,
+        target: Checkpoint,
+        capacity: usize,
+        serving: Option<usize>,
+    ) -> anyhow::Result<LoadedPool> {
         let mode = self.mode()?;
         let capacity = capacity.min(target.config.max_context);
-        let devices = self.target_devices(mode)?;
+        let devices = self.target_devices(if serving.is_some() { Mode::Dsi } else { mode })?;
+        let caches = |session: &Box<dyn KvModel>| match serving {
+            Some(budget) => (budget / session.cache_bytes().max(1)).max(1),
+            None => 1,
+        };
         let mut placement = Vec::new();
         let mut targets = Vec::with_capacity(devices.len());
         let mut distinct: Vec<DeviceSpec> = Vec::new();
@@ -164,13 +180,15 @@ impl PoolArgs {
             placement.push(format!("target {device} {} x{count}", loaded.dtype));
             for (i, session) in loaded.sessions.into_iter().enumerate() {
                 let name = format!("{device}#{i}");
-                targets.push(WorkerHandle::spawn(
+                let caches = caches(&session);
+                targets.push(WorkerHandle::spawn_with_caches(
                     name,
                     Role::Target(Box::new(CachedModel::new(session))),
+                    caches,
                 )?);
             }
         }
-        let drafter = match (self.drafter_dir(), mode.drafts()) {
+        let drafter = match (self.drafter_dir(), mode.drafts() || serving.is_some()) {
             (Some(dir), true) => {
                 let checkpoint = Checkpoint::open(&dir)
                     .with_context(|| format!("loading the drafter in {}", dir.display()))?;
@@ -199,9 +217,11 @@ impl PoolArgs {
                     .into_iter()
                     .next()
                     .context("no drafter session")?;
-                Some(WorkerHandle::spawn(
+                let caches = caches(&session);
+                Some(WorkerHandle::spawn_with_caches(
                     format!("{device} drafter"),
                     Role::Drafter(Box::new(CachedModel::new(session))),
+                    caches,
                 )?)
             }
             _ => None,

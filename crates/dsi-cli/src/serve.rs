@@ -1,0 +1,148 @@
+//! `dsi serve`: the OpenAI-compatible server and dashboard over a pool.
+//!
+//! Loads the pool like `dsi generate` (all workers of every mode, since each
+//! request may choose its mode), wraps the target's tokenizer as the
+//! server's text codec, reads the chat template from
+//! `tokenizer_config.json` when there is one, binds, prints
+//! `listening on http://ADDR` and serves until SIGTERM or Ctrl-C, then
+//! drains.
+
+use crate::exit::UsageError;
+use crate::pool_args::PoolArgs;
+use anyhow::Context;
+use clap::Args;
+use dsi_core::TokenId;
+use dsi_models::checkpoint::TextTokenizer;
+use dsi_sched::Latency;
+use dsi_server::{ChatTemplate, ServerConfig, State, TextCodec};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Arguments of `dsi serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    #[command(flatten)]
+    pool: PoolArgs,
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// The model name of the API (default: the target folder's name).
+    #[arg(long)]
+    model_name: Option<String>,
+    /// Generations running at once.
+    #[arg(long, default_value_t = 16)]
+    max_running: usize,
+    /// Requests waiting for a generation slot before 429s.
+    #[arg(long, default_value_t = 48)]
+    max_queue: usize,
+    /// Largest max_tokens a request may ask for (default: the context).
+    #[arg(long)]
+    max_tokens: Option<usize>,
+    /// Longest prompt in tokens (default: the context minus one).
+    #[arg(long)]
+    max_prompt_tokens: Option<usize>,
+    /// Largest request body in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_body_bytes: usize,
+    /// Seconds a request may take from arrival to its last token.
+    #[arg(long, default_value_t = 300.0)]
+    request_timeout_s: f64,
+    /// Seconds in-flight generations may still run after SIGTERM.
+    #[arg(long, default_value_t = 30.0)]
+    drain_grace_s: f64,
+    /// KV-cache memory each worker may keep for concurrent requests, in MiB
+    /// (one cache per request; the least recently used is recomputed past it).
+    #[arg(long, default_value_t = 1024)]
+    kv_cache_mib: usize,
+}
+
+/// The target's tokenizer as the server's codec.
+struct Codec(TextTokenizer);
+
+impl TextCodec for Codec {
+    fn encode(&self, text: &str) -> Result<Vec<TokenId>, String> {
+        self.0.encode(text).map_err(|e| e.to_string())
+    }
+
+    fn decode(&self, tokens: &[TokenId]) -> Result<String, String> {
+        self.0.decode(tokens).map_err(|e| e.to_string())
+    }
+}
+
+fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| UsageError(format!("invalid {flag}: {value} (expected a positive number of seconds)")).into())
+}
+
+fn millis(latency: Option<Latency>) -> Option<(f64, f64)> {
+    latency.map(|l| (l.ttft.as_secs_f64() * 1e3, l.tpot.as_secs_f64() * 1e3))
+}
+
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let request_timeout = seconds(args.request_timeout_s, "--request-timeout-s")?;
+    let drain_grace = seconds(args.drain_grace_s, "--drain-grace-s")?;
+    if args.max_running == 0 {
+        return Err(UsageError("invalid max-running: 0 (expected at least 1)".into()).into());
+    }
+    let mode = args.pool.mode()?;
+    let target = args.pool.open_target()?;
+    let context = target.config.max_context;
+    let dir = args.pool.target_dir();
+    let chat = match std::fs::read_to_string(dir.join("tokenizer_config.json")) {
+        Ok(json) => ChatTemplate::from_tokenizer_config(&json)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join("tokenizer_config.json").display()))?,
+        Err(_) => ChatTemplate::default(),
+    };
+    let model_name = args.model_name.clone().unwrap_or_else(|| {
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+        match (args.pool.model.is_none(), name) {
+            (true, _) => "pystd".to_string(),
+            (false, Some(n)) => n,
+            (false, None) => "model".to_string(),
+        }
+    });
+    let loaded = args
+        .pool
+        .load_with(target, context, Some(args.kv_cache_mib.saturating_mul(1 << 20)))?;
+    let mut config = ServerConfig::new(model_name, context);
+    config.mode = mode;
+    config.lookahead = args.pool.k.max(1);
+    config.eos = loaded.target.generation.eos_token_ids.clone();
+    if let Some(m) = args.max_tokens {
+        config.max_tokens = m.min(context - 1).max(1);
+        config.default_max_tokens = config.default_max_tokens.min(config.max_tokens);
+    }
+    if let Some(m) = args.max_prompt_tokens {
+        config.max_prompt_tokens = m.min(context - 1).max(1);
+    }
+    config.max_running = args.max_running;
+    config.max_queue = args.max_queue;
+    config.max_body_bytes = args.max_body_bytes;
+    config.request_timeout = request_timeout;
+    config.drain_grace = drain_grace;
+    config.chat = chat;
+    config.emulated_target_ms = millis(args.pool.emulate_target_ms);
+    config.emulated_drafter_ms = millis(args.pool.emulate_drafter_ms);
+    let placement = loaded.placement;
+    let codec = Arc::new(Codec(loaded.target.tokenizer));
+    let state = Arc::new(State::new(Arc::new(loaded.pool), codec, config));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.addr))?;
+        let addr = listener.local_addr()?;
+        println!("listening on http://{addr} ({}; {})", state.config.model_name, placement);
+        std::io::stdout().flush()?;
+        dsi_server::serve(listener, state, dsi_server::termination()).await?;
+        eprintln!("drained; bye");
+        anyhow::Ok(())
+    })
+}

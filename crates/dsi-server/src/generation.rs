@@ -1,0 +1,174 @@
+//! One generation on the shared pool, as a task of its own: it waits for a
+//! slot, runs the scheduler, turns tokens into text deltas, applies stop
+//! strings, and sends [`Piece`]s to whoever answers the client.
+//!
+//! The task watches its channel: when the client goes away (the response
+//! body or the handler is dropped) the generation is dropped too, which
+//! cancels every job it has on the workers. It also ends at the request's
+//! deadline and when a drain runs out of grace.
+
+use crate::admission::Ticket;
+use crate::codec::IncrementalText;
+use crate::error::ApiError;
+use crate::openai::{Endpoint, FinishReason, Usage};
+use crate::prepare::Prepared;
+use crate::state::State;
+use crate::stop::StopScan;
+use dsi_core::schedule::StopReason;
+use dsi_sched::{Generation, Update};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::Notify;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// What a generation sends, in order: text, then either an error or a
+/// finish reason and usage, then `Done`.
+#[derive(Debug)]
+pub enum Piece {
+    /// New text.
+    Text(String),
+    /// Why it ended.
+    Finish(FinishReason),
+    /// Token counts and dsi's acceptance figures.
+    Usage(Usage),
+    /// It failed after the response began (or before, for whole responses).
+    Error(ApiError),
+    /// Nothing follows.
+    Done,
+}
+
+enum Outcome {
+    Finished(dsi_sched::Result<Generation>),
+    StopString,
+    ClientGone,
+    Deadline,
+    Shutdown,
+}
+
+/// Runs `prepared` once `ticket` gets a slot, sending pieces to `tx`.
+pub async fn run(
+    state: Arc<State>,
+    endpoint: Endpoint,
+    prepared: Prepared,
+    mut ticket: Ticket,
+    arrived: Instant,
+    tx: UnboundedSender<Piece>,
+) {
+    let deadline = tokio::time::Instant::from_std(arrived + state.config.request_timeout);
+    let prompt_tokens = prepared.request.prompt.len();
+    let mode = prepared.request.mode;
+    tokio::select! {
+        () = ticket.run() => {}
+        () = tx.closed() => return state.metrics.request(endpoint, 499),
+        () = tokio::time::sleep_until(deadline) => {
+            return fail(&state, endpoint, &tx, ApiError::deadline(state.config.request_timeout.as_secs_f64()));
+        }
+        () = state.shutdown.cancelled() => return fail(&state, endpoint, &tx, ApiError::draining()),
+    }
+
+    let codec = Arc::clone(&state.codec);
+    let mut text = IncrementalText::default();
+    let mut scan = StopScan::new(prepared.stop);
+    let mut first_token: Option<Instant> = None;
+    let mut decode_error: Option<String> = None;
+    let stop_hit = Notify::new();
+    let outcome = tokio::select! {
+        result = state.pool.generate(prepared.request, |update| {
+            let Update::Tokens(tokens) = update else { return };
+            first_token.get_or_insert_with(Instant::now);
+            match text.push(codec.as_ref(), tokens) {
+                Ok(delta) => {
+                    let (out, hit) = scan.push(&delta);
+                    if !out.is_empty() {
+                        let _ = tx.send(Piece::Text(out));
+                    }
+                    if hit {
+                        stop_hit.notify_one();
+                    }
+                }
+                Err(e) => {
+                    decode_error.get_or_insert(e);
+                    stop_hit.notify_one();
+                }
+            }
+        }) => Outcome::Finished(result),
+        () = stop_hit.notified() => Outcome::StopString,
+        () = tx.closed() => Outcome::ClientGone,
+        () = tokio::time::sleep_until(deadline) => Outcome::Deadline,
+        () = state.shutdown.cancelled() => Outcome::Shutdown,
+    };
+    drop(ticket);
+
+    let tokens = text.tokens().len();
+    let ttft_s = first_token.map(|t| t.duration_since(arrived).as_secs_f64());
+    let tpot_s = first_token
+        .filter(|_| tokens > 1)
+        .map(|t| t.elapsed().as_secs_f64() / (tokens - 1) as f64);
+    let mut usage = Usage {
+        prompt_tokens,
+        completion_tokens: tokens,
+        total_tokens: prompt_tokens + tokens,
+        mode: mode.to_string(),
+        ttft_ms: ttft_s.unwrap_or(0.0) * 1e3,
+        ..Usage::default()
+    };
+    let (finish, stats) = match outcome {
+        _ if decode_error.is_some() => {
+            let message = decode_error.unwrap_or_default();
+            return fail(&state, endpoint, &tx, ApiError::engine(format!("the output cannot be decoded: {message}")));
+        }
+        Outcome::Finished(Ok(generation)) => {
+            let finish = match &generation.stop {
+                StopReason::Eos => FinishReason::Stop,
+                StopReason::MaxTokens => FinishReason::Length,
+                StopReason::Cancelled => {
+                    return fail(&state, endpoint, &tx, ApiError::engine("the generation was cancelled"));
+                }
+                StopReason::Failed(why) => {
+                    return fail(&state, endpoint, &tx, ApiError::engine(format!("the generation failed: {why}")));
+                }
+            };
+            (finish, Some(generation.stats))
+        }
+        Outcome::Finished(Err(e)) => return fail(&state, endpoint, &tx, e.into()),
+        Outcome::StopString => (FinishReason::Stop, None),
+        Outcome::ClientGone => {
+            state.metrics.generation(prompt_tokens, None, tokens, ttft_s, tpot_s);
+            return state.metrics.request(endpoint, 499);
+        }
+        Outcome::Deadline => {
+            return fail(&state, endpoint, &tx, ApiError::deadline(state.config.request_timeout.as_secs_f64()));
+        }
+        Outcome::Shutdown => {
+            return fail(&state, endpoint, &tx, ApiError::engine("the server shut down before the generation finished"));
+        }
+    };
+    // Empty after a stop string: the scan drops what follows it.
+    let rest = scan.flush();
+    if !rest.is_empty() {
+        let _ = tx.send(Piece::Text(rest));
+    }
+    if let Some(stats) = &stats {
+        let c = &stats.counters;
+        usage.draft_tokens = c.draft_tokens;
+        usage.accepted_tokens = c.accepted_tokens;
+        usage.acceptance_rate = if c.draft_tokens == 0 {
+            0.0
+        } else {
+            c.accepted_tokens as f64 / c.draft_tokens as f64
+        };
+        usage.preempted_jobs = c.jobs_preempted;
+        usage.mode = stats.mode.to_string();
+    }
+    state.metrics.generation(prompt_tokens, stats.as_ref(), tokens, ttft_s, tpot_s);
+    state.metrics.request(endpoint, 200);
+    let _ = tx.send(Piece::Finish(finish));
+    let _ = tx.send(Piece::Usage(usage));
+    let _ = tx.send(Piece::Done);
+}
+
+fn fail(state: &State, endpoint: Endpoint, tx: &UnboundedSender<Piece>, error: ApiError) {
+    state.metrics.request(endpoint, error.status.as_u16());
+    let _ = tx.send(Piece::Error(error));
+    let _ = tx.send(Piece::Done);
+}

@@ -1,0 +1,227 @@
+//! Prometheus metrics in the text exposition format, kept by hand: a few
+//! counters, gauges and two histograms need no registry crate.
+
+use crate::openai::Endpoint;
+use dsi_sched::Stats;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+/// Upper bounds (seconds) of the time-to-first-token buckets.
+const TTFT_BOUNDS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Upper bounds (seconds) of the time-per-output-token buckets.
+const TPOT_BOUNDS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
+
+#[derive(Debug)]
+struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            counts: vec![0; bounds.len()],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    fn observe(&mut self, value: f64) {
+        for (bound, count) in self.bounds.iter().zip(&mut self.counts) {
+            if value <= *bound {
+                *count += 1;
+            }
+        }
+        self.sum += value;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (bound, count) in self.bounds.iter().zip(&self.counts) {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum {}\n{name}_count {}", self.sum, self.count);
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    requests: BTreeMap<(&'static str, u16), u64>,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    draft_tokens: u64,
+    accepted_tokens: u64,
+    reached_by_position: Vec<u64>,
+    accepted_by_position: Vec<u64>,
+    jobs_started: u64,
+    preempted_jobs: u64,
+    wasted_target_forwards: u64,
+    wasted_drafts: u64,
+    drafter_busy_ms: f64,
+    target_busy_ms: f64,
+    target_jobs: u64,
+    ttft: Histogram,
+    tpot: Histogram,
+}
+
+/// Everything `/metrics` reports.
+#[derive(Debug)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+/// The gauges read at scrape time.
+#[derive(Debug, Clone, Copy)]
+pub struct Gauges {
+    /// Requests waiting for a generation slot.
+    pub queued: usize,
+    /// Generations running.
+    pub running: usize,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                requests: BTreeMap::new(),
+                prompt_tokens: 0,
+                completion_tokens: 0,
+                draft_tokens: 0,
+                accepted_tokens: 0,
+                reached_by_position: Vec::new(),
+                accepted_by_position: Vec::new(),
+                jobs_started: 0,
+                preempted_jobs: 0,
+                wasted_target_forwards: 0,
+                wasted_drafts: 0,
+                drafter_busy_ms: 0.0,
+                target_busy_ms: 0.0,
+                target_jobs: 0,
+                ttft: Histogram::new(TTFT_BOUNDS),
+                tpot: Histogram::new(TPOT_BOUNDS),
+            }),
+        }
+    }
+}
+
+impl Metrics {
+    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        // A panic while holding the lock leaves plain counters: keep going.
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut inner)
+    }
+
+    /// Counts a finished request by endpoint and status.
+    pub fn request(&self, endpoint: Endpoint, status: u16) {
+        self.with(|m| *m.requests.entry((endpoint.label(), status)).or_default() += 1);
+    }
+
+    /// Records a generation: tokens, drafts, jobs and latencies
+    /// (`ttft_s` from arrival, `tpot_s` per later token).
+    pub fn generation(&self, prompt_tokens: usize, stats: Option<&Stats>, tokens: usize, ttft_s: Option<f64>, tpot_s: Option<f64>) {
+        self.with(|m| {
+            m.prompt_tokens += prompt_tokens as u64;
+            m.completion_tokens += tokens as u64;
+            if let Some(s) = stats {
+                let c = &s.counters;
+                m.draft_tokens += c.draft_tokens;
+                m.accepted_tokens += c.accepted_tokens;
+                add(&mut m.reached_by_position, &c.reached_by_position);
+                add(&mut m.accepted_by_position, &c.accepted_by_position);
+                m.jobs_started += c.jobs_started;
+                m.preempted_jobs += c.jobs_preempted;
+                m.wasted_target_forwards += c.wasted_target_forwards;
+                m.wasted_drafts += c.wasted_drafts;
+                for w in &s.workers {
+                    if w.role == "drafter" {
+                        m.drafter_busy_ms += w.busy_ms;
+                    } else {
+                        m.target_busy_ms += w.busy_ms;
+                        m.target_jobs += w.jobs;
+                    }
+                }
+            }
+            if let Some(t) = ttft_s {
+                m.ttft.observe(t);
+            }
+            if let Some(t) = tpot_s {
+                m.tpot.observe(t);
+            }
+        });
+    }
+
+    /// Accepted over drafted tokens so far (None before any draft).
+    pub fn acceptance(&self) -> Option<f64> {
+        self.with(|m| (m.draft_tokens > 0).then(|| m.accepted_tokens as f64 / m.draft_tokens as f64))
+    }
+
+    /// The measured operating point: drafter time per drafted token over
+    /// target time per verification forward (None before both ran).
+    pub fn drafter_latency_ratio(&self) -> Option<f64> {
+        self.with(|m| {
+            (m.draft_tokens > 0 && m.target_jobs > 0 && m.target_busy_ms > 0.0).then(|| {
+                (m.drafter_busy_ms / m.draft_tokens as f64) / (m.target_busy_ms / m.target_jobs as f64)
+            })
+        })
+    }
+
+    /// The exposition text.
+    pub fn render(&self, gauges: Gauges) -> String {
+        self.with(|m| {
+            let mut out = String::new();
+            let mut counter = |name: &str, help: &str, value: u64| {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+            };
+            counter("dsi_prompt_tokens_total", "Prompt tokens of finished requests.", m.prompt_tokens);
+            counter("dsi_generated_tokens_total", "Tokens generated.", m.completion_tokens);
+            counter("dsi_draft_tokens_total", "Tokens proposed by the drafter.", m.draft_tokens);
+            counter("dsi_accepted_tokens_total", "Drafted tokens the target accepted.", m.accepted_tokens);
+            counter("dsi_verification_jobs_total", "Verification and draft jobs started.", m.jobs_started);
+            counter("dsi_preempted_jobs_total", "Jobs preempted because a draft they built on was rejected.", m.preempted_jobs);
+            counter("dsi_wasted_target_forwards_total", "Target forwards whose result was discarded.", m.wasted_target_forwards);
+            counter("dsi_wasted_drafts_total", "Drafted tokens discarded.", m.wasted_drafts);
+            let _ = writeln!(out, "# HELP dsi_requests_total Requests answered, by endpoint and HTTP status.\n# TYPE dsi_requests_total counter");
+            for ((endpoint, status), n) in &m.requests {
+                let _ = writeln!(out, "dsi_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}");
+            }
+            let _ = writeln!(out, "# HELP dsi_drafts_reaching_position_total Verification jobs that reached draft index i.\n# TYPE dsi_drafts_reaching_position_total counter");
+            for (i, n) in m.reached_by_position.iter().enumerate() {
+                let _ = writeln!(out, "dsi_drafts_reaching_position_total{{position=\"{i}\"}} {n}");
+            }
+            let _ = writeln!(out, "# HELP dsi_drafts_accepted_at_position_total Drafts accepted at index i of a verification job.\n# TYPE dsi_drafts_accepted_at_position_total counter");
+            for (i, n) in m.accepted_by_position.iter().enumerate() {
+                let _ = writeln!(out, "dsi_drafts_accepted_at_position_total{{position=\"{i}\"}} {n}");
+            }
+            let _ = writeln!(out, "# HELP dsi_acceptance_by_position Fraction of jobs reaching draft index i that accepted it.\n# TYPE dsi_acceptance_by_position gauge");
+            for (i, (&reached, &accepted)) in m.reached_by_position.iter().zip(&m.accepted_by_position).enumerate() {
+                if reached > 0 {
+                    let _ = writeln!(out, "dsi_acceptance_by_position{{position=\"{i}\"}} {}", accepted as f64 / reached as f64);
+                }
+            }
+            let _ = writeln!(out, "# HELP dsi_queue_depth Requests waiting for a generation slot.\n# TYPE dsi_queue_depth gauge\ndsi_queue_depth {}", gauges.queued);
+            let _ = writeln!(out, "# HELP dsi_active_generations Generations running.\n# TYPE dsi_active_generations gauge\ndsi_active_generations {}", gauges.running);
+            m.ttft.render(&mut out, "dsi_time_to_first_token_seconds", "Time from a request's arrival to its first token.");
+            m.tpot.render(&mut out, "dsi_time_per_output_token_seconds", "Mean time per token after the first, per request.");
+            out
+        })
+    }
+}
+
+fn add(total: &mut Vec<u64>, more: &[u64]) {
+    if total.len() < more.len() {
+        total.resize(more.len(), 0);
+    }
+    for (t, m) in total.iter_mut().zip(more) {
+        *t += m;
+    }
+}

@@ -1,0 +1,278 @@
+//! OpenAI's request and response schemas for `/v1/completions` and
+//! `/v1/chat/completions`, plus dsi's optional extras (`mode`, `lookahead`,
+//! `targets`) and the acceptance counts added to `usage`.
+
+use serde::{Deserialize, Serialize};
+
+/// `stop`: one string or several.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum StopField {
+    /// One stop string.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+impl StopField {
+    /// The stop strings.
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            StopField::One(s) => vec![s],
+            StopField::Many(v) => v,
+        }
+    }
+}
+
+/// `prompt`: a string, or a list with exactly one string.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum PromptField {
+    /// The prompt text.
+    Text(String),
+    /// A batch of prompts (only one is served).
+    Batch(Vec<String>),
+}
+
+/// `stream_options`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamOptions {
+    /// Send a last chunk with `usage`.
+    #[serde(default)]
+    pub include_usage: bool,
+}
+
+/// The fields completions and chat share.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct CommonFields {
+    /// The model name; must be the served one when given.
+    pub model: Option<String>,
+    /// New tokens at most.
+    pub max_tokens: Option<u32>,
+    /// OpenAI's newer name for `max_tokens` (chat).
+    pub max_completion_tokens: Option<u32>,
+    /// Sampling temperature; 0 is greedy.
+    pub temperature: Option<f32>,
+    /// Nucleus sampling mass.
+    pub top_p: Option<f32>,
+    /// Keep the k most likely tokens (an extension many servers accept).
+    pub top_k: Option<u32>,
+    /// Seed of the sampling randomness.
+    pub seed: Option<u64>,
+    /// Stop strings (up to 4).
+    pub stop: Option<StopField>,
+    /// Stream server-sent events.
+    #[serde(default)]
+    pub stream: bool,
+    /// Streaming options.
+    pub stream_options: Option<StreamOptions>,
+    /// Choices wanted: only 1.
+    pub n: Option<u32>,
+    /// dsi: `dsi`, `si` or `nonsi`.
+    pub mode: Option<String>,
+    /// dsi: drafts per verification job.
+    pub lookahead: Option<u32>,
+    /// dsi: target servers to use.
+    pub targets: Option<u32>,
+    /// dsi: verify sampled drafts with speculative sampling.
+    #[serde(default)]
+    pub speculative: bool,
+    /// Accepted and ignored (no per-user accounting here).
+    pub user: Option<String>,
+}
+
+/// `POST /v1/completions`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CompletionRequest {
+    /// The prompt.
+    pub prompt: PromptField,
+    /// The shared fields.
+    #[serde(flatten)]
+    pub common: CommonFields,
+}
+
+/// One chat message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// `system`, `user`, `assistant` (or `tool`).
+    pub role: String,
+    /// The text.
+    pub content: String,
+}
+
+/// `POST /v1/chat/completions`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChatRequest {
+    /// The conversation so far.
+    pub messages: Vec<ChatMessage>,
+    /// The shared fields.
+    #[serde(flatten)]
+    pub common: CommonFields,
+}
+
+/// `usage`, with dsi's acceptance and draft counts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Usage {
+    /// Tokens in the prompt.
+    pub prompt_tokens: usize,
+    /// Tokens generated.
+    pub completion_tokens: usize,
+    /// Their sum.
+    pub total_tokens: usize,
+    /// The algorithm that ran.
+    pub mode: String,
+    /// Tokens the drafter proposed.
+    pub draft_tokens: u64,
+    /// Drafts the target accepted.
+    pub accepted_tokens: u64,
+    /// accepted / drafted (0 without drafts).
+    pub acceptance_rate: f64,
+    /// Verification jobs preempted by a rejection.
+    pub preempted_jobs: u64,
+    /// Milliseconds from arrival to the first token.
+    pub ttft_ms: f64,
+}
+
+/// `finish_reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// An end-of-sequence token or a stop string.
+    Stop,
+    /// `max_tokens` reached.
+    Length,
+}
+
+/// The response object's kind: completions or chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/v1/completions`.
+    Completions,
+    /// `/v1/chat/completions`.
+    Chat,
+}
+
+impl Endpoint {
+    /// The path, for metrics labels.
+    pub fn label(self) -> &'static str {
+        match self {
+            Endpoint::Completions => "completions",
+            Endpoint::Chat => "chat",
+        }
+    }
+
+    fn object(self, chunk: bool) -> &'static str {
+        match (self, chunk) {
+            (Endpoint::Completions, _) => "text_completion",
+            (Endpoint::Chat, false) => "chat.completion",
+            (Endpoint::Chat, true) => "chat.completion.chunk",
+        }
+    }
+
+    fn id_prefix(self) -> &'static str {
+        match self {
+            Endpoint::Completions => "cmpl",
+            Endpoint::Chat => "chatcmpl",
+        }
+    }
+}
+
+/// What identifies one response across its chunks.
+#[derive(Debug, Clone)]
+pub struct ResponseHead {
+    /// The endpoint.
+    pub endpoint: Endpoint,
+    /// `cmpl-…` or `chatcmpl-…`.
+    pub id: String,
+    /// Unix seconds.
+    pub created: u64,
+    /// The served model.
+    pub model: String,
+}
+
+impl ResponseHead {
+    /// A head with a fresh id.
+    pub fn new(endpoint: Endpoint, serial: u64, model: &str) -> Self {
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Self {
+            endpoint,
+            id: format!("{}-{created:x}{serial:06x}", endpoint.id_prefix()),
+            created,
+            model: model.to_string(),
+        }
+    }
+
+    /// The whole (non-streamed) response.
+    pub fn full(&self, text: &str, finish: FinishReason, usage: &Usage) -> serde_json::Value {
+        let choice = match self.endpoint {
+            Endpoint::Completions => serde_json::json!({
+                "index": 0, "text": text, "logprobs": null, "finish_reason": finish,
+            }),
+            Endpoint::Chat => serde_json::json!({
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": null,
+                "finish_reason": finish,
+            }),
+        };
+        self.wrap(false, vec![choice], Some(usage))
+    }
+
+    /// A streamed chunk with new text (chat's first chunk carries the role).
+    pub fn delta(&self, text: &str, first: bool) -> serde_json::Value {
+        let choice = match self.endpoint {
+            Endpoint::Completions => serde_json::json!({
+                "index": 0, "text": text, "logprobs": null, "finish_reason": null,
+            }),
+            Endpoint::Chat => {
+                let delta = if first {
+                    serde_json::json!({"role": "assistant", "content": text})
+                } else {
+                    serde_json::json!({"content": text})
+                };
+                serde_json::json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": null})
+            }
+        };
+        self.wrap(true, vec![choice], None)
+    }
+
+    /// The streamed chunk that carries the finish reason.
+    pub fn finish(&self, finish: FinishReason) -> serde_json::Value {
+        let choice = match self.endpoint {
+            Endpoint::Completions => serde_json::json!({
+                "index": 0, "text": "", "logprobs": null, "finish_reason": finish,
+            }),
+            Endpoint::Chat => serde_json::json!({
+                "index": 0, "delta": {}, "logprobs": null, "finish_reason": finish,
+            }),
+        };
+        self.wrap(true, vec![choice], None)
+    }
+
+    /// The last streamed chunk when `include_usage` is set: no choices.
+    pub fn usage_chunk(&self, usage: &Usage) -> serde_json::Value {
+        self.wrap(true, Vec::new(), Some(usage))
+    }
+
+    fn wrap(
+        &self,
+        chunk: bool,
+        choices: Vec<serde_json::Value>,
+        usage: Option<&Usage>,
+    ) -> serde_json::Value {
+        let mut value = serde_json::json!({
+            "id": self.id,
+            "object": self.endpoint.object(chunk),
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        });
+        if let Some(usage) = usage {
+            value["usage"] = serde_json::to_value(usage).unwrap_or_default();
+        }
+        value
+    }
+}

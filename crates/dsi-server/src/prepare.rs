@@ -1,0 +1,159 @@
+//! From an OpenAI request to a scheduler request: every field checked, every
+//! refusal a 4xx that names the field and says what would be accepted.
+
+use crate::error::ApiError;
+use crate::openai::CommonFields;
+use crate::state::State;
+use dsi_core::sampling::{Decoding, SamplingParams};
+use dsi_core::schedule::Mode;
+use dsi_sched::Request;
+
+/// Drafts per verification job a request may ask for.
+pub const MAX_LOOKAHEAD: usize = 64;
+/// Stop strings per request, as OpenAI allows.
+pub const MAX_STOPS: usize = 4;
+
+/// A request the scheduler can run, plus what the response needs.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The scheduler's request.
+    pub request: Request,
+    /// Stop strings.
+    pub stop: Vec<String>,
+    /// Send SSE chunks.
+    pub stream: bool,
+    /// Send a usage chunk at the end of a stream.
+    pub include_usage: bool,
+}
+
+/// Checks `fields` and the prompt text against the server's limits.
+pub fn prepare(state: &State, fields: CommonFields, prompt: &str) -> Result<Prepared, ApiError> {
+    let config = &state.config;
+    if let Some(model) = &fields.model
+        && model != &config.model_name
+    {
+        return Err(ApiError::unknown_model(model, &config.model_name));
+    }
+    if let Some(n) = fields.n
+        && n != 1
+    {
+        return Err(ApiError::invalid_param(
+            "n",
+            format!("n = {n} is not supported: this server returns one choice per request (n = 1); send several requests instead"),
+        ));
+    }
+    let max_tokens = fields
+        .max_completion_tokens
+        .or(fields.max_tokens)
+        .map_or(config.default_max_tokens, |m| m as usize);
+    if max_tokens == 0 || max_tokens > config.max_tokens {
+        return Err(ApiError::invalid_param(
+            "max_tokens",
+            format!(
+                "max_tokens = {max_tokens} is out of range: ask for 1 to {}",
+                config.max_tokens
+            ),
+        ));
+    }
+    let temperature = fields.temperature.unwrap_or(0.0);
+    if !(0.0..=2.0).contains(&temperature) {
+        return Err(ApiError::invalid_param(
+            "temperature",
+            format!("temperature = {temperature} is out of range: use 0 (greedy) to 2"),
+        ));
+    }
+    if let Some(top_p) = fields.top_p
+        && !(top_p > 0.0 && top_p <= 1.0)
+    {
+        return Err(ApiError::invalid_param(
+            "top_p",
+            format!("top_p = {top_p} is out of range: use a value in (0, 1]"),
+        ));
+    }
+    if fields.top_k == Some(0) {
+        return Err(ApiError::invalid_param("top_k", "top_k = 0 keeps no token: use at least 1"));
+    }
+    let stop = fields.stop.map(|s| s.into_vec()).unwrap_or_default();
+    if stop.len() > MAX_STOPS || stop.iter().any(String::is_empty) {
+        return Err(ApiError::invalid_param(
+            "stop",
+            format!("stop takes up to {MAX_STOPS} non-empty strings"),
+        ));
+    }
+    let mode = match &fields.mode {
+        Some(m) => m.parse::<Mode>().map_err(|e| ApiError::invalid_param("mode", e.to_string()))?,
+        None => config.mode,
+    };
+    if mode.drafts() && !state.pool.has_drafter() {
+        return Err(ApiError::invalid_param(
+            "mode",
+            format!("mode {mode} needs a drafter and this server has none: use nonsi"),
+        ));
+    }
+    let k = fields.lookahead.map_or(config.lookahead, |k| k as usize);
+    if k == 0 || k > MAX_LOOKAHEAD {
+        return Err(ApiError::invalid_param(
+            "lookahead",
+            format!("lookahead = {k} is out of range: use 1 to {MAX_LOOKAHEAD}"),
+        ));
+    }
+    let targets = match fields.targets {
+        Some(n) if n == 0 || n as usize > state.pool.targets() => {
+            return Err(ApiError::invalid_param(
+                "targets",
+                format!("targets = {n} is out of range: this server has {} target servers", state.pool.targets()),
+            ));
+        }
+        other => other.map(|n| n as usize),
+    };
+    let params = SamplingParams {
+        temperature,
+        top_k: fields.top_k.map(|k| k as usize),
+        top_p: fields.top_p,
+        seed: fields.seed.unwrap_or(0),
+    };
+    let decoding = Decoding::new(params, fields.speculative)
+        .map_err(|e| ApiError::invalid(format!("invalid sampling parameters: {e}")))?;
+    let prompt = state
+        .codec
+        .encode(prompt)
+        .map_err(|e| ApiError::invalid_param("prompt", format!("the prompt cannot be tokenized: {e}")))?;
+    if prompt.is_empty() {
+        return Err(ApiError::invalid_param("prompt", "the prompt is empty: send some text"));
+    }
+    if prompt.len() > config.max_prompt_tokens {
+        return Err(ApiError::invalid_param(
+            "prompt",
+            format!(
+                "the prompt is {} tokens; this server takes at most {}: shorten it",
+                prompt.len(),
+                config.max_prompt_tokens
+            ),
+        ));
+    }
+    if prompt.len() + max_tokens > config.context {
+        return Err(ApiError::invalid_param(
+            "max_tokens",
+            format!(
+                "the prompt ({} tokens) plus max_tokens ({max_tokens}) exceeds the context of {} tokens: lower max_tokens to {} or shorten the prompt",
+                prompt.len(),
+                config.context,
+                config.context - prompt.len()
+            ),
+        ));
+    }
+    Ok(Prepared {
+        request: Request {
+            prompt,
+            mode,
+            k,
+            max_new_tokens: max_tokens,
+            eos: config.eos.clone(),
+            decoding,
+            targets,
+        },
+        stop,
+        stream: fields.stream,
+        include_usage: fields.stream_options.is_some_and(|o| o.include_usage),
+    })
+}

@@ -1,0 +1,5 @@
+//! The HTTP routes.
+
+pub mod completions;
+pub mod dashboard;
+pub mod ops;

@@ -1,0 +1,78 @@
+//! Stop strings over streamed text: text is released only once no stop
+//! string can begin in it, so a stop string split across tokens is still
+//! caught and never sent.
+
+/// Scans text deltas for stop strings.
+#[derive(Debug, Default)]
+pub struct StopScan {
+    stops: Vec<String>,
+    pending: String,
+    hold: usize,
+}
+
+impl StopScan {
+    /// A scan for `stops` (none: everything passes at once).
+    pub fn new(stops: Vec<String>) -> Self {
+        let hold = stops.iter().map(String::len).max().unwrap_or(1).saturating_sub(1);
+        Self {
+            stops,
+            pending: String::new(),
+            hold,
+        }
+    }
+
+    /// Adds `delta`; returns the text safe to send and whether a stop
+    /// string was found (the text before it is all that is sent).
+    pub fn push(&mut self, delta: &str) -> (String, bool) {
+        self.pending.push_str(delta);
+        if let Some(at) = self.stops.iter().filter_map(|s| self.pending.find(s.as_str())).min() {
+            let out = self.pending[..at].to_string();
+            self.pending.clear();
+            return (out, true);
+        }
+        let mut keep = self.pending.len().saturating_sub(self.hold);
+        while !self.pending.is_char_boundary(keep) {
+            keep -= 1;
+        }
+        let out = self.pending[..keep].to_string();
+        self.pending.drain(..keep);
+        (out, false)
+    }
+
+    /// What is held back, at the end of the generation.
+    pub fn flush(&mut self) -> String {
+        std::mem::take(&mut self.pending)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stop_string_split_across_deltas_is_caught_and_not_sent() {
+        let mut scan = StopScan::new(vec!["\n\n".into(), "END".into()]);
+        let mut sent = String::new();
+        let mut stopped = false;
+        for delta in ["def f():", " return 1", "\n", "\nmore"] {
+            let (out, hit) = scan.push(delta);
+            sent.push_str(&out);
+            if hit {
+                stopped = true;
+                break;
+            }
+        }
+        assert!(stopped);
+        assert_eq!(sent, "def f(): return 1");
+    }
+
+    #[test]
+    fn without_a_match_everything_is_sent() {
+        let mut scan = StopScan::new(vec!["xyz".into()]);
+        let (a, _) = scan.push("héllo x");
+        let b = scan.flush();
+        assert_eq!(format!("{a}{b}"), "héllo x");
+        let mut none = StopScan::new(Vec::new());
+        assert_eq!(none.push("abc"), ("abc".to_string(), false));
+    }
+}
