@@ -1,0 +1,237 @@
+//! `dsi serve` over real HTTP on a loopback port, with the bundled pair:
+//! every endpoint, the OpenAI formats, every error path, a client that
+//! disconnects mid-stream, and SIGTERM draining.
+
+#![allow(clippy::unwrap_used)]
+
+mod serving;
+
+use serde_json::{Value, json};
+use serving::{Server, metric, runtime, stream};
+use std::time::{Duration, Instant};
+
+#[test]
+fn endpoints_answer_in_openai_formats() {
+    let server = Server::start(&["--k", "4"]);
+    let rt = runtime();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let health = client.get(server.url("/healthz")).send().await.unwrap();
+        assert_eq!(health.status(), 200);
+        let models: Value = client.get(server.url("/v1/models")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(models["object"], "list");
+        assert_eq!(models["data"][0]["id"], "pystd");
+
+        // Whole and streamed completions of one greedy request agree.
+        let request = json!({"model": "pystd", "prompt": "def add(a, b):", "max_tokens": 24});
+        let whole = client.post(server.url("/v1/completions")).json(&request).send().await.unwrap();
+        assert_eq!(whole.status(), 200);
+        let whole: Value = whole.json().await.unwrap();
+        assert_eq!(whole["object"], "text_completion");
+        assert!(whole["id"].as_str().unwrap().starts_with("cmpl-"));
+        let choice = &whole["choices"][0];
+        assert_eq!(choice["index"], 0);
+        assert!(["length", "stop"].contains(&choice["finish_reason"].as_str().unwrap()));
+        let usage = &whole["usage"];
+        assert_eq!(usage["mode"], "dsi");
+        assert!(usage["completion_tokens"].as_u64().unwrap() >= 1);
+        assert_eq!(
+            usage["total_tokens"].as_u64().unwrap(),
+            usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap()
+        );
+        assert!(usage["draft_tokens"].as_u64().unwrap() > 0, "DSI drafted: {usage}");
+        assert!(usage["accepted_tokens"].as_u64().unwrap() <= usage["draft_tokens"].as_u64().unwrap());
+
+        let mut streamed_request = request.clone();
+        streamed_request["stream"] = json!(true);
+        streamed_request["stream_options"] = json!({"include_usage": true});
+        let streamed = stream(&client, &server.url("/v1/completions"), &streamed_request).await;
+        assert_eq!(streamed.status, 200);
+        assert!(streamed.done, "the stream ends with [DONE]");
+        assert_eq!(streamed.text, choice["text"].as_str().unwrap(), "streamed text equals the whole response");
+        assert!(streamed.chunks.len() >= 3, "text came in several chunks");
+        let last = streamed.chunks.last().unwrap();
+        assert_eq!(last["choices"].as_array().unwrap().len(), 0, "the usage chunk has no choices");
+        assert_eq!(last["usage"]["completion_tokens"], usage["completion_tokens"]);
+        let finish = &streamed.chunks[streamed.chunks.len() - 2];
+        assert_eq!(finish["choices"][0]["finish_reason"], choice["finish_reason"]);
+
+        // The same request in non-SI gives the same text (lossless).
+        let mut nonsi = request.clone();
+        nonsi["mode"] = json!("nonsi");
+        let nonsi: Value = client.post(server.url("/v1/completions")).json(&nonsi).send().await.unwrap().json().await.unwrap();
+        assert_eq!(nonsi["choices"][0]["text"], choice["text"]);
+        assert_eq!(nonsi["usage"]["draft_tokens"], 0);
+
+        // Stop strings cut the text before them.
+        let text = choice["text"].as_str().unwrap();
+        if let Some(stop) = text.get(4..6).filter(|s| !s.trim().is_empty()) {
+            let mut stopped = request.clone();
+            stopped["stop"] = json!([stop]);
+            let stopped: Value = client.post(server.url("/v1/completions")).json(&stopped).send().await.unwrap().json().await.unwrap();
+            let cut = stopped["choices"][0]["text"].as_str().unwrap();
+            assert_eq!(cut, &text[..text.find(stop).unwrap()]);
+            assert_eq!(stopped["choices"][0]["finish_reason"], "stop");
+        }
+
+        // Chat, whole and streamed (plain template: the pair has none).
+        let chat = json!({"messages": [{"role": "user", "content": "def mul(a, b):"}], "max_tokens": 12, "seed": 3, "temperature": 0.7});
+        let whole_chat: Value = client.post(server.url("/v1/chat/completions")).json(&chat).send().await.unwrap().json().await.unwrap();
+        assert_eq!(whole_chat["object"], "chat.completion");
+        assert_eq!(whole_chat["choices"][0]["message"]["role"], "assistant");
+        let mut chat_stream = chat.clone();
+        chat_stream["stream"] = json!(true);
+        let streamed_chat = stream(&client, &server.url("/v1/chat/completions"), &chat_stream).await;
+        assert!(streamed_chat.done);
+        assert_eq!(streamed_chat.chunks[0]["object"], "chat.completion.chunk");
+        assert_eq!(streamed_chat.chunks[0]["choices"][0]["delta"]["role"], "assistant");
+        assert_eq!(
+            streamed_chat.text,
+            whole_chat["choices"][0]["message"]["content"].as_str().unwrap(),
+            "seeded sampling repeats"
+        );
+
+        // Metrics counted all of it.
+        let metrics = client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        assert!(metric(&metrics, "dsi_requests_total{endpoint=\"completions\",status=\"200\"}").unwrap() >= 3.0);
+        assert!(metric(&metrics, "dsi_requests_total{endpoint=\"chat\",status=\"200\"}").unwrap() >= 2.0);
+        assert!(metric(&metrics, "dsi_generated_tokens_total").unwrap() > 0.0);
+        assert!(metric(&metrics, "dsi_draft_tokens_total").unwrap() > 0.0);
+        assert!(metric(&metrics, "dsi_acceptance_by_position{position=\"0\"}").is_some());
+        assert!(metric(&metrics, "dsi_time_to_first_token_seconds_count").unwrap() >= 5.0);
+        assert!(metric(&metrics, "dsi_time_per_output_token_seconds_count").unwrap() >= 5.0);
+        assert_eq!(metric(&metrics, "dsi_queue_depth"), Some(0.0));
+        assert!(metric(&metrics, "dsi_preempted_jobs_total").is_some());
+
+        // The dashboard and its data.
+        let page = client.get(server.url("/")).send().await.unwrap().text().await.unwrap();
+        assert!(page.contains("<svg id=\"timeline\""));
+        for asset in ["/app.js", "/timeline.js", "/heatmap.js", "/race.js", "/style.css"] {
+            assert_eq!(client.get(server.url(asset)).send().await.unwrap().status(), 200, "{asset}");
+        }
+        let info: Value = client.get(server.url("/v1/dashboard/info")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(info["targets"].as_array().unwrap().len(), 2);
+        assert!(info["operating_point"]["a"].as_f64().unwrap() > 0.0);
+        let race: Value = client
+            .post(server.url("/v1/dashboard/race"))
+            .json(&json!({"prompt": "def add(a, b):", "max_tokens": 8}))
+            .send().await.unwrap().json().await.unwrap();
+        assert_eq!(race["identical"], true, "{race}");
+        assert_eq!(race["runs"].as_array().unwrap().len(), 3);
+    });
+}
+
+#[test]
+fn invalid_requests_get_openai_errors_and_the_server_keeps_serving() {
+    let server = Server::start(&["--max-prompt-tokens", "16", "--max-tokens", "64", "--max-body-bytes", "4096"]);
+    let rt = runtime();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let url = server.url("/v1/completions");
+        let cases: Vec<(&str, reqwest::RequestBuilder, u16, &str)> = vec![
+            ("malformed JSON", client.post(&url).body("{\"prompt\": \"x\","), 400, "not valid JSON"),
+            ("wrong type", client.post(&url).body(r#"{"prompt": "x", "max_tokens": "ten"}"#), 400, "does not match the schema"),
+            ("missing prompt", client.post(&url).json(&json!({"max_tokens": 3})), 400, "prompt"),
+            ("unknown model", client.post(&url).json(&json!({"prompt": "x", "model": "gpt-9"})), 404, "does not exist"),
+            ("over-long prompt", client.post(&url).json(&json!({"prompt": "def f(x):\n    return x\n".repeat(20)})), 400, "at most 16"),
+            ("max_tokens too large", client.post(&url).json(&json!({"prompt": "x", "max_tokens": 65})), 400, "1 to 64"),
+            ("max_tokens zero", client.post(&url).json(&json!({"prompt": "x", "max_tokens": 0})), 400, "out of range"),
+            ("n > 1", client.post(&url).json(&json!({"prompt": "x", "n": 2})), 400, "n = 2"),
+            ("body too large", client.post(&url).json(&json!({"prompt": "x".repeat(5000)})), 413, "larger than 4096"),
+            ("bad temperature", client.post(&url).json(&json!({"prompt": "x", "temperature": 3})), 400, "temperature"),
+            ("bad top_p", client.post(&url).json(&json!({"prompt": "x", "top_p": 0})), 400, "top_p"),
+            ("bad mode", client.post(&url).json(&json!({"prompt": "x", "mode": "fast"})), 400, "mode"),
+            ("bad lookahead", client.post(&url).json(&json!({"prompt": "x", "lookahead": 0})), 400, "lookahead"),
+            ("too many targets", client.post(&url).json(&json!({"prompt": "x", "targets": 9})), 400, "targets"),
+            ("several prompts", client.post(&url).json(&json!({"prompt": ["a", "b"]})), 400, "one per request"),
+            ("five stops", client.post(&url).json(&json!({"prompt": "x", "stop": ["a", "b", "c", "d", "e"]})), 400, "stop"),
+            ("empty chat", client.post(server.url("/v1/chat/completions")).json(&json!({"messages": []})), 400, "messages"),
+            ("unknown route", client.get(server.url("/v2/nothing")), 404, "no route"),
+            ("wrong method", client.get(&url), 405, "not allowed"),
+        ];
+        for (name, request, status, needle) in cases {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status().as_u16(), status, "{name}");
+            let body: Value = response.json().await.unwrap_or_else(|e| panic!("{name}: not JSON: {e}"));
+            let error = &body["error"];
+            let message = error["message"].as_str().unwrap_or_else(|| panic!("{name}: {body}"));
+            assert!(message.contains(needle), "{name}: {message}");
+            assert!(error["type"].is_string(), "{name}: {body}");
+        }
+        // Still serving.
+        let ok = client.post(&url).json(&json!({"prompt": "def f(x):", "max_tokens": 4})).send().await.unwrap();
+        assert_eq!(ok.status(), 200);
+        let metrics = client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        assert!(metric(&metrics, "dsi_requests_total{endpoint=\"completions\",status=\"400\"}").unwrap() >= 10.0);
+        assert_eq!(metric(&metrics, "dsi_requests_total{endpoint=\"completions\",status=\"413\"}"), Some(1.0));
+    });
+}
+
+#[test]
+fn a_client_that_disconnects_mid_stream_cancels_its_work() {
+    // A slow (emulated) target keeps the generation running long after the
+    // client is gone, unless it is cancelled.
+    let server = Server::start(&["--emulate-target-ms", "20,20", "--max-tokens", "400"]);
+    let rt = runtime();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let body = json!({"prompt": "def f(x):", "max_tokens": 400, "stream": true});
+        let mut response = client.post(server.url("/v1/completions")).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let first = response.chunk().await.unwrap().unwrap();
+        assert!(std::str::from_utf8(&first).unwrap().starts_with("data: "));
+        drop(response);
+        drop(client);
+        let client = reqwest::Client::new();
+        let began = Instant::now();
+        loop {
+            let metrics = client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+            let gone = metric(&metrics, "dsi_requests_total{endpoint=\"completions\",status=\"499\"}");
+            if gone == Some(1.0) && metric(&metrics, "dsi_active_generations") == Some(0.0) {
+                // 400 tokens at >= 20 ms each would take 8 s; cancellation ends it far sooner.
+                let generated = metric(&metrics, "dsi_generated_tokens_total").unwrap();
+                assert!(generated < 400.0, "{generated} tokens: the generation ran to the end");
+                break;
+            }
+            assert!(began.elapsed() < Duration::from_secs(6), "not cancelled:\n{metrics}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The workers are free for the next request.
+        let ok = client.post(server.url("/v1/completions")).json(&json!({"prompt": "x = ", "max_tokens": 3})).send().await.unwrap();
+        assert_eq!(ok.status(), 200);
+    });
+}
+
+#[test]
+fn sigterm_drains_in_flight_work_and_refuses_new_requests() {
+    let mut server = Server::start(&["--emulate-target-ms", "20,20", "--drain-grace-s", "20"]);
+    let rt = runtime();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let body = json!({"prompt": "def f(x):", "max_tokens": 40, "stream": true, "mode": "nonsi"});
+        let url = server.url("/v1/completions");
+        let in_flight = tokio::spawn({
+            let client = client.clone();
+            async move { stream(&client, &url, &body).await }
+        });
+        // Let it start, then ask the server to stop.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        server.terminate();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let refused = client
+            .post(server.url("/v1/completions"))
+            .header("connection", "close")
+            .json(&json!({"prompt": "x", "max_tokens": 2}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 503);
+        assert!(refused.headers().contains_key("retry-after"));
+        let health = client.get(server.url("/healthz")).send().await.unwrap();
+        assert_eq!(health.status(), 503);
+        let finished = in_flight.await.unwrap();
+        assert!(finished.done && finished.error.is_none(), "{finished:?}");
+        assert_eq!(finished.chunks.iter().filter(|c| c["choices"][0]["text"].is_string()).count() > 0, true);
+    });
+    assert_eq!(server.wait_exit(Duration::from_secs(15)), Some(0), "the server exits after draining");
+}

@@ -1,0 +1,130 @@
+//! A bounded load test on loopback against `dsi serve` with the bundled
+//! pair: 64 concurrent greedy streams, each equal to the same request run
+//! alone; then twice the queue limit at once, refused with 429 exactly past
+//! the slots and the queue; and the process's memory back near its baseline.
+
+#![allow(clippy::unwrap_used)]
+
+mod serving;
+
+use serde_json::{Value, json};
+use serving::{Server, metric, runtime, stream};
+use std::time::{Duration, Instant};
+
+const SLOTS: usize = 16;
+const QUEUE: usize = 48;
+
+fn prompts() -> Vec<String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/pystd/prompts.jsonl");
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .take(8)
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["prompt"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn sixty_four_streams_then_twice_the_queue_limit() {
+    // Emulated latencies keep each generation long enough that all of a
+    // burst arrives while the first requests still run.
+    let server = Server::start(&[
+        "--max-running", &SLOTS.to_string(),
+        "--max-queue", &QUEUE.to_string(),
+        "--emulate-target-ms", "20,6",
+        "--emulate-drafter-ms", "2,1",
+        // A small cache budget: a couple of caches per worker, so most
+        // switches between requests evict and recompute (the LRU path).
+        "--kv-cache-mib", "8",
+    ]);
+    let prompts = prompts();
+    let rt = runtime();
+    let baseline_kib = rt.block_on(async {
+        let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+        let url = server.url("/v1/completions");
+        let body = |i: usize, max_tokens: usize| {
+            json!({"prompt": prompts[i % prompts.len()], "max_tokens": max_tokens, "stream": true, "stream_options": {"include_usage": true}})
+        };
+
+        // Each distinct request alone.
+        let mut alone = Vec::new();
+        for i in 0..prompts.len() {
+            let s = stream(&client, &url, &body(i, 16)).await;
+            assert_eq!(s.status, 200);
+            assert!(s.done);
+            alone.push(s.text);
+        }
+        let baseline_kib = server.rss_kib();
+
+        // 64 at once: exactly the slots plus the queue, so none is refused.
+        let began = Instant::now();
+        let runs: Vec<_> = (0..SLOTS + QUEUE)
+            .map(|i| {
+                let (client, url, body) = (client.clone(), url.clone(), body(i, 16));
+                tokio::spawn(async move { stream(&client, &url, &body).await })
+            })
+            .collect();
+        let mut ttft_ms = Vec::new();
+        for (i, run) in runs.into_iter().enumerate() {
+            let s = run.await.unwrap();
+            assert_eq!(s.status, 200, "stream {i}: {:?}", s.error);
+            assert!(s.done && s.error.is_none(), "stream {i} ended early: {:?}", s.error);
+            assert_eq!(s.text, alone[i % prompts.len()], "stream {i} differs from the same request alone");
+            ttft_ms.push(s.chunks.last().unwrap()["usage"]["ttft_ms"].as_f64().unwrap());
+        }
+        ttft_ms.sort_by(f64::total_cmp);
+        eprintln!(
+            "64 streams in {:.2} s; ttft p50 {:.0} ms, p99 {:.0} ms",
+            began.elapsed().as_secs_f64(),
+            ttft_ms[ttft_ms.len() / 2],
+            ttft_ms[ttft_ms.len() * 99 / 100]
+        );
+
+        // Twice the queue limit at once: slots + queue are admitted, the
+        // rest refused at once with 429 and Retry-After.
+        let burst = 2 * QUEUE;
+        let runs: Vec<_> = (0..burst)
+            .map(|i| {
+                let (client, url, body) = (client.clone(), url.clone(), body(i, 24));
+                tokio::spawn(async move { stream(&client, &url, &body).await })
+            })
+            .collect();
+        let mut served = 0;
+        let mut refused = 0;
+        for run in runs {
+            let s = run.await.unwrap();
+            match s.status {
+                200 => {
+                    assert!(s.done && s.error.is_none(), "{:?}", s.error);
+                    served += 1;
+                }
+                429 => {
+                    let error = s.error.unwrap();
+                    assert_eq!(error["error"]["code"], "queue_full");
+                    refused += 1;
+                }
+                other => panic!("unexpected status {other}: {:?}", s.error),
+            }
+        }
+        assert_eq!(served, SLOTS + QUEUE, "every admitted request is served");
+        assert_eq!(refused, burst - SLOTS - QUEUE, "429 exactly past the slots and the queue");
+
+        let metrics = client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        assert_eq!(metric(&metrics, "dsi_queue_depth"), Some(0.0));
+        assert_eq!(metric(&metrics, "dsi_active_generations"), Some(0.0));
+        assert_eq!(
+            metric(&metrics, "dsi_requests_total{endpoint=\"completions\",status=\"429\"}"),
+            Some(refused as f64)
+        );
+        baseline_kib
+    });
+    // Memory: the per-request caches are bounded (--kv-cache-mib) and the
+    // requests' own state is gone.
+    std::thread::sleep(Duration::from_millis(500));
+    let after_kib = server.rss_kib();
+    eprintln!("rss: baseline {baseline_kib} KiB, after 160 requests {after_kib} KiB");
+    assert!(
+        after_kib <= baseline_kib + 64 * 1024,
+        "memory did not come back: {baseline_kib} KiB before, {after_kib} KiB after"
+    );
+}
