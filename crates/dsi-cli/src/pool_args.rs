@@ -152,7 +152,7 @@ impl PoolArgs {
         let mode = self.mode()?;
         let capacity = capacity.min(target.config.max_context);
         let devices = self.target_devices(if serving.is_some() { Mode::Dsi } else { mode })?;
-        let caches = |session: &Box<dyn KvModel>| match serving {
+        let caches = |session: &dyn KvModel| match serving {
             Some(budget) => (budget / session.cache_bytes().max(1)).max(1),
             None => 1,
         };
@@ -180,7 +180,7 @@ impl PoolArgs {
             placement.push(format!("target {device} {} x{count}", loaded.dtype));
             for (i, session) in loaded.sessions.into_iter().enumerate() {
                 let name = format!("{device}#{i}");
-                let caches = caches(&session);
+                let caches = caches(session.as_ref());
                 targets.push(WorkerHandle::spawn_with_caches(
                     name,
                     Role::Target(Box::new(CachedModel::new(session))),
@@ -217,7 +217,7 @@ impl PoolArgs {
                     .into_iter()
                     .next()
                     .context("no drafter session")?;
-                let caches = caches(&session);
+                let caches = caches(session.as_ref());
                 Some(WorkerHandle::spawn_with_caches(
                     format!("{device} drafter"),
                     Role::Drafter(Box::new(CachedModel::new(session))),

@@ -75,7 +75,12 @@ fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(value)
         .ok()
         .filter(|d| !d.is_zero())
-        .ok_or_else(|| UsageError(format!("invalid {flag}: {value} (expected a positive number of seconds)")).into())
+        .ok_or_else(|| {
+            UsageError(format!(
+                "invalid {flag}: {value} (expected a positive number of seconds)"
+            ))
+            .into()
+        })
 }
 
 fn millis(latency: Option<Latency>) -> Option<(f64, f64)> {
@@ -105,9 +110,11 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             (false, None) => "model".to_string(),
         }
     });
-    let loaded = args
-        .pool
-        .load_with(target, context, Some(args.kv_cache_mib.saturating_mul(1 << 20)))?;
+    let loaded = args.pool.load_with(
+        target,
+        context,
+        Some(args.kv_cache_mib.saturating_mul(1 << 20)),
+    )?;
     let mut config = ServerConfig::new(model_name, context);
     config.mode = mode;
     config.lookahead = args.pool.k.max(1);
@@ -139,7 +146,10 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.addr))?;
         let addr = listener.local_addr()?;
-        println!("listening on http://{addr} ({}; {})", state.config.model_name, placement);
+        println!(
+            "listening on http://{addr} ({}; {})",
+            state.config.model_name, placement
+        );
         std::io::stdout().flush()?;
         dsi_server::serve(listener, state, dsi_server::termination()).await?;
         eprintln!("drained; bye");

@@ -33,7 +33,11 @@ impl Drop for Driver {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Session<'a> {
@@ -57,15 +61,29 @@ impl Session<'_> {
     }
 
     async fn script(&self, script: &str) -> Value {
-        self.call(reqwest::Method::POST, "/execute/sync", json!({"script": script, "args": []})).await
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            json!({"script": script, "args": []}),
+        )
+        .await
     }
 
     async fn click(&self, css: &str) {
         let element = self
-            .call(reqwest::Method::POST, "/element", json!({"using": "css selector", "value": css}))
+            .call(
+                reqwest::Method::POST,
+                "/element",
+                json!({"using": "css selector", "value": css}),
+            )
             .await;
         let id = element[ELEMENT].as_str().unwrap().to_string();
-        self.call(reqwest::Method::POST, &format!("/element/{id}/click"), json!({})).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{id}/click"),
+            json!({}),
+        )
+        .await;
     }
 
     /// Polls `expression` until it is neither null nor false.
@@ -77,7 +95,9 @@ impl Session<'_> {
                 return value;
             }
             if Instant::now() > until {
-                let status = self.script("return document.getElementById('status').textContent").await;
+                let status = self
+                    .script("return document.getElementById('status').textContent")
+                    .await;
                 panic!("{expression} not set within {within:?}; page status: {status}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -91,7 +111,14 @@ fn the_dashboard_streams_tokens_and_draws_the_timeline() {
         std::path::Path::new(CHROMIUM).exists() && std::path::Path::new(CHROMEDRIVER).exists(),
         "headless Chromium is needed: apt-get install chromium chromium-driver (.ci/run does)"
     );
-    let server = Server::start(&["--emulate-target-ms", "30,12", "--emulate-drafter-ms", "3,2", "--k", "4"]);
+    let server = Server::start(&[
+        "--emulate-target-ms",
+        "30,12",
+        "--emulate-drafter-ms",
+        "3,2",
+        "--k",
+        "4",
+    ]);
     let port = free_port();
     let driver = Driver {
         child: Command::new(CHROMEDRIVER)

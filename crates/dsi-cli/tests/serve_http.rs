@@ -123,47 +123,196 @@ fn endpoints_answer_in_openai_formats() {
 
 #[test]
 fn invalid_requests_get_openai_errors_and_the_server_keeps_serving() {
-    let server = Server::start(&["--max-prompt-tokens", "16", "--max-tokens", "64", "--max-body-bytes", "4096"]);
+    let server = Server::start(&[
+        "--max-prompt-tokens",
+        "16",
+        "--max-tokens",
+        "64",
+        "--max-body-bytes",
+        "4096",
+    ]);
     let rt = runtime();
     rt.block_on(async {
         let client = reqwest::Client::new();
         let url = server.url("/v1/completions");
         let cases: Vec<(&str, reqwest::RequestBuilder, u16, &str)> = vec![
-            ("malformed JSON", client.post(&url).body("{\"prompt\": \"x\","), 400, "not valid JSON"),
-            ("wrong type", client.post(&url).body(r#"{"prompt": "x", "max_tokens": "ten"}"#), 400, "does not match the schema"),
-            ("missing prompt", client.post(&url).json(&json!({"max_tokens": 3})), 400, "prompt"),
-            ("unknown model", client.post(&url).json(&json!({"prompt": "x", "model": "gpt-9"})), 404, "does not exist"),
-            ("over-long prompt", client.post(&url).json(&json!({"prompt": "def f(x):\n    return x\n".repeat(20)})), 400, "at most 16"),
-            ("max_tokens too large", client.post(&url).json(&json!({"prompt": "x", "max_tokens": 65})), 400, "1 to 64"),
-            ("max_tokens zero", client.post(&url).json(&json!({"prompt": "x", "max_tokens": 0})), 400, "out of range"),
-            ("n > 1", client.post(&url).json(&json!({"prompt": "x", "n": 2})), 400, "n = 2"),
-            ("body too large", client.post(&url).json(&json!({"prompt": "x".repeat(5000)})), 413, "larger than 4096"),
-            ("bad temperature", client.post(&url).json(&json!({"prompt": "x", "temperature": 3})), 400, "temperature"),
-            ("bad top_p", client.post(&url).json(&json!({"prompt": "x", "top_p": 0})), 400, "top_p"),
-            ("bad mode", client.post(&url).json(&json!({"prompt": "x", "mode": "fast"})), 400, "mode"),
-            ("bad lookahead", client.post(&url).json(&json!({"prompt": "x", "lookahead": 0})), 400, "lookahead"),
-            ("too many targets", client.post(&url).json(&json!({"prompt": "x", "targets": 9})), 400, "targets"),
-            ("several prompts", client.post(&url).json(&json!({"prompt": ["a", "b"]})), 400, "one per request"),
-            ("five stops", client.post(&url).json(&json!({"prompt": "x", "stop": ["a", "b", "c", "d", "e"]})), 400, "stop"),
-            ("empty chat", client.post(server.url("/v1/chat/completions")).json(&json!({"messages": []})), 400, "messages"),
-            ("unknown route", client.get(server.url("/v2/nothing")), 404, "no route"),
+            (
+                "malformed JSON",
+                client.post(&url).body("{\"prompt\": \"x\","),
+                400,
+                "not valid JSON",
+            ),
+            (
+                "wrong type",
+                client
+                    .post(&url)
+                    .body(r#"{"prompt": "x", "max_tokens": "ten"}"#),
+                400,
+                "does not match the schema",
+            ),
+            (
+                "missing prompt",
+                client.post(&url).json(&json!({"max_tokens": 3})),
+                400,
+                "prompt",
+            ),
+            (
+                "unknown model",
+                client
+                    .post(&url)
+                    .json(&json!({"prompt": "x", "model": "gpt-9"})),
+                404,
+                "does not exist",
+            ),
+            (
+                "over-long prompt",
+                client
+                    .post(&url)
+                    .json(&json!({"prompt": "def f(x):\n    return x\n".repeat(20)})),
+                400,
+                "at most 16",
+            ),
+            (
+                "max_tokens too large",
+                client
+                    .post(&url)
+                    .json(&json!({"prompt": "x", "max_tokens": 65})),
+                400,
+                "1 to 64",
+            ),
+            (
+                "max_tokens zero",
+                client
+                    .post(&url)
+                    .json(&json!({"prompt": "x", "max_tokens": 0})),
+                400,
+                "out of range",
+            ),
+            (
+                "n > 1",
+                client.post(&url).json(&json!({"prompt": "x", "n": 2})),
+                400,
+                "n = 2",
+            ),
+            (
+                "body too large",
+                client.post(&url).json(&json!({"prompt": "x".repeat(5000)})),
+                413,
+                "larger than 4096",
+            ),
+            (
+                "bad temperature",
+                client
+                    .post(&url)
+                    .json(&json!({"prompt": "x", "temperature": 3})),
+                400,
+                "temperature",
+            ),
+            (
+                "bad top_p",
+                client.post(&url).json(&json!({"prompt": "x", "top_p": 0})),
+                400,
+                "top_p",
+            ),
+            (
+                "bad mode",
+                client
+                    .post(&url)
+                    .json(&json!({"prompt": "x", "mode": "fast"})),
+                400,
+                "mode",
+            ),
+            (
+                "bad lookahead",
+                client
+                    .post(&url)
+                    .json(&json!({"prompt": "x", "lookahead": 0})),
+                400,
+                "lookahead",
+            ),
+            (
+                "too many targets",
+                client
+                    .post(&url)
+                    .json(&json!({"prompt": "x", "targets": 9})),
+                400,
+                "targets",
+            ),
+            (
+                "several prompts",
+                client.post(&url).json(&json!({"prompt": ["a", "b"]})),
+                400,
+                "one per request",
+            ),
+            (
+                "five stops",
+                client
+                    .post(&url)
+                    .json(&json!({"prompt": "x", "stop": ["a", "b", "c", "d", "e"]})),
+                400,
+                "stop",
+            ),
+            (
+                "empty chat",
+                client
+                    .post(server.url("/v1/chat/completions"))
+                    .json(&json!({"messages": []})),
+                400,
+                "messages",
+            ),
+            (
+                "unknown route",
+                client.get(server.url("/v2/nothing")),
+                404,
+                "no route",
+            ),
             ("wrong method", client.get(&url), 405, "not allowed"),
         ];
         for (name, request, status, needle) in cases {
             let response = request.send().await.unwrap();
             assert_eq!(response.status().as_u16(), status, "{name}");
-            let body: Value = response.json().await.unwrap_or_else(|e| panic!("{name}: not JSON: {e}"));
+            let body: Value = response
+                .json()
+                .await
+                .unwrap_or_else(|e| panic!("{name}: not JSON: {e}"));
             let error = &body["error"];
-            let message = error["message"].as_str().unwrap_or_else(|| panic!("{name}: {body}"));
+            let message = error["message"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name}: {body}"));
             assert!(message.contains(needle), "{name}: {message}");
             assert!(error["type"].is_string(), "{name}: {body}");
         }
         // Still serving.
-        let ok = client.post(&url).json(&json!({"prompt": "def f(x):", "max_tokens": 4})).send().await.unwrap();
+        let ok = client
+            .post(&url)
+            .json(&json!({"prompt": "def f(x):", "max_tokens": 4}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(ok.status(), 200);
-        let metrics = client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
-        assert!(metric(&metrics, "dsi_requests_total{endpoint=\"completions\",status=\"400\"}").unwrap() >= 10.0);
-        assert_eq!(metric(&metrics, "dsi_requests_total{endpoint=\"completions\",status=\"413\"}"), Some(1.0));
+        let metrics = client
+            .get(server.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metric(
+                &metrics,
+                "dsi_requests_total{endpoint=\"completions\",status=\"400\"}"
+            )
+            .unwrap()
+                >= 10.0
+        );
+        assert_eq!(
+            metric(
+                &metrics,
+                "dsi_requests_total{endpoint=\"completions\",status=\"413\"}"
+            ),
+            Some(1.0)
+        );
     });
 }
 
@@ -176,7 +325,12 @@ fn a_client_that_disconnects_mid_stream_cancels_its_work() {
     rt.block_on(async {
         let client = reqwest::Client::new();
         let body = json!({"prompt": "def f(x):", "max_tokens": 400, "stream": true});
-        let mut response = client.post(server.url("/v1/completions")).json(&body).send().await.unwrap();
+        let mut response = client
+            .post(server.url("/v1/completions"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200);
         let first = response.chunk().await.unwrap().unwrap();
         assert!(std::str::from_utf8(&first).unwrap().starts_with("data: "));
@@ -185,19 +339,40 @@ fn a_client_that_disconnects_mid_stream_cancels_its_work() {
         let client = reqwest::Client::new();
         let began = Instant::now();
         loop {
-            let metrics = client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
-            let gone = metric(&metrics, "dsi_requests_total{endpoint=\"completions\",status=\"499\"}");
+            let metrics = client
+                .get(server.url("/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let gone = metric(
+                &metrics,
+                "dsi_requests_total{endpoint=\"completions\",status=\"499\"}",
+            );
             if gone == Some(1.0) && metric(&metrics, "dsi_active_generations") == Some(0.0) {
                 // 400 tokens at >= 20 ms each would take 8 s; cancellation ends it far sooner.
                 let generated = metric(&metrics, "dsi_generated_tokens_total").unwrap();
-                assert!(generated < 400.0, "{generated} tokens: the generation ran to the end");
+                assert!(
+                    generated < 400.0,
+                    "{generated} tokens: the generation ran to the end"
+                );
                 break;
             }
-            assert!(began.elapsed() < Duration::from_secs(6), "not cancelled:\n{metrics}");
+            assert!(
+                began.elapsed() < Duration::from_secs(6),
+                "not cancelled:\n{metrics}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         // The workers are free for the next request.
-        let ok = client.post(server.url("/v1/completions")).json(&json!({"prompt": "x = ", "max_tokens": 3})).send().await.unwrap();
+        let ok = client
+            .post(server.url("/v1/completions"))
+            .json(&json!({"prompt": "x = ", "max_tokens": 3}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(ok.status(), 200);
     });
 }
@@ -208,7 +383,8 @@ fn sigterm_drains_in_flight_work_and_refuses_new_requests() {
     let rt = runtime();
     rt.block_on(async {
         let client = reqwest::Client::new();
-        let body = json!({"prompt": "def f(x):", "max_tokens": 40, "stream": true, "mode": "nonsi"});
+        let body =
+            json!({"prompt": "def f(x):", "max_tokens": 40, "stream": true, "mode": "nonsi"});
         let url = server.url("/v1/completions");
         let in_flight = tokio::spawn({
             let client = client.clone();
@@ -231,7 +407,16 @@ fn sigterm_drains_in_flight_work_and_refuses_new_requests() {
         assert_eq!(health.status(), 503);
         let finished = in_flight.await.unwrap();
         assert!(finished.done && finished.error.is_none(), "{finished:?}");
-        assert_eq!(finished.chunks.iter().filter(|c| c["choices"][0]["text"].is_string()).count() > 0, true);
+        let finish = finished
+            .chunks
+            .iter()
+            .find_map(|c| c["choices"][0]["finish_reason"].as_str());
+        assert_eq!(finish, Some("length"), "the in-flight generation ran to its end");
+        assert!(!finished.text.is_empty());
     });
-    assert_eq!(server.wait_exit(Duration::from_secs(15)), Some(0), "the server exits after draining");
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(15)),
+        Some(0),
+        "the server exits after draining"
+    );
 }

@@ -15,12 +15,20 @@ const SLOTS: usize = 16;
 const QUEUE: usize = 48;
 
 fn prompts() -> Vec<String> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/pystd/prompts.jsonl");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../models/pystd/prompts.jsonl"
+    );
     std::fs::read_to_string(path)
         .unwrap()
         .lines()
         .take(8)
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["prompt"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["prompt"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect()
 }
 
@@ -29,13 +37,18 @@ fn sixty_four_streams_then_twice_the_queue_limit() {
     // Emulated latencies keep each generation long enough that all of a
     // burst arrives while the first requests still run.
     let server = Server::start(&[
-        "--max-running", &SLOTS.to_string(),
-        "--max-queue", &QUEUE.to_string(),
-        "--emulate-target-ms", "20,6",
-        "--emulate-drafter-ms", "2,1",
+        "--max-running",
+        &SLOTS.to_string(),
+        "--max-queue",
+        &QUEUE.to_string(),
+        "--emulate-target-ms",
+        "20,6",
+        "--emulate-drafter-ms",
+        "2,1",
         // A small cache budget: a couple of caches per worker, so most
         // switches between requests evict and recompute (the LRU path).
-        "--kv-cache-mib", "8",
+        "--kv-cache-mib",
+        "8",
     ]);
     let prompts = prompts();
     let rt = runtime();

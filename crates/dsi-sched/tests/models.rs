@@ -264,7 +264,11 @@ fn concurrent_requests_share_the_workers_and_each_gets_its_own_tokens() {
         assert_eq!(&g.tokens, reference, "request {i}");
         assert_eq!(g.tokens.len(), 30);
     }
-    assert!(together.iter().any(|g| g.stats.counters.accepted_tokens > 0));
+    assert!(
+        together
+            .iter()
+            .any(|g| g.stats.counters.accepted_tokens > 0)
+    );
 }
 
 fn sampled(seed: u64, speculative: bool) -> Decoding {

@@ -69,9 +69,12 @@ impl ChatTemplate {
             return Ok(prompt);
         };
         let mut env = Environment::new();
-        env.add_function("raise_exception", |message: String| -> Result<String, Error> {
-            Err(Error::new(ErrorKind::InvalidOperation, message))
-        });
+        env.add_function(
+            "raise_exception",
+            |message: String| -> Result<String, Error> {
+                Err(Error::new(ErrorKind::InvalidOperation, message))
+            },
+        );
         env.render_str(
             source,
             context! {

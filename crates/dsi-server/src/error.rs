@@ -78,7 +78,9 @@ impl ApiError {
             ..Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limit_error",
-                format!("the server is at its limit of queued generations: retry in {retry_after_s} s"),
+                format!(
+                    "the server is at its limit of queued generations: retry in {retry_after_s} s"
+                ),
             )
         }
     }

@@ -38,7 +38,7 @@ pub enum Piece {
 }
 
 enum Outcome {
-    Finished(dsi_sched::Result<Generation>),
+    Finished(Box<dsi_sched::Result<Generation>>),
     StopString,
     ClientGone,
     Deadline,
@@ -91,7 +91,7 @@ pub async fn run(
                     stop_hit.notify_one();
                 }
             }
-        }) => Outcome::Finished(result),
+        }) => Outcome::Finished(Box::new(result)),
         () = stop_hit.notified() => Outcome::StopString,
         () = tx.closed() => Outcome::ClientGone,
         () = tokio::time::sleep_until(deadline) => Outcome::Deadline,
@@ -115,32 +115,61 @@ pub async fn run(
     let (finish, stats) = match outcome {
         _ if decode_error.is_some() => {
             let message = decode_error.unwrap_or_default();
-            return fail(&state, endpoint, &tx, ApiError::engine(format!("the output cannot be decoded: {message}")));
+            return fail(
+                &state,
+                endpoint,
+                &tx,
+                ApiError::engine(format!("the output cannot be decoded: {message}")),
+            );
         }
-        Outcome::Finished(Ok(generation)) => {
-            let finish = match &generation.stop {
-                StopReason::Eos => FinishReason::Stop,
-                StopReason::MaxTokens => FinishReason::Length,
-                StopReason::Cancelled => {
-                    return fail(&state, endpoint, &tx, ApiError::engine("the generation was cancelled"));
-                }
-                StopReason::Failed(why) => {
-                    return fail(&state, endpoint, &tx, ApiError::engine(format!("the generation failed: {why}")));
-                }
-            };
-            (finish, Some(generation.stats))
-        }
-        Outcome::Finished(Err(e)) => return fail(&state, endpoint, &tx, e.into()),
+        Outcome::Finished(result) => match *result {
+            Ok(generation) => {
+                let finish = match &generation.stop {
+                    StopReason::Eos => FinishReason::Stop,
+                    StopReason::MaxTokens => FinishReason::Length,
+                    StopReason::Cancelled => {
+                        return fail(
+                            &state,
+                            endpoint,
+                            &tx,
+                            ApiError::engine("the generation was cancelled"),
+                        );
+                    }
+                    StopReason::Failed(why) => {
+                        return fail(
+                            &state,
+                            endpoint,
+                            &tx,
+                            ApiError::engine(format!("the generation failed: {why}")),
+                        );
+                    }
+                };
+                (finish, Some(generation.stats))
+            }
+            Err(e) => return fail(&state, endpoint, &tx, e.into()),
+        },
         Outcome::StopString => (FinishReason::Stop, None),
         Outcome::ClientGone => {
-            state.metrics.generation(prompt_tokens, None, tokens, ttft_s, tpot_s);
+            state
+                .metrics
+                .generation(prompt_tokens, None, tokens, ttft_s, tpot_s);
             return state.metrics.request(endpoint, 499);
         }
         Outcome::Deadline => {
-            return fail(&state, endpoint, &tx, ApiError::deadline(state.config.request_timeout.as_secs_f64()));
+            return fail(
+                &state,
+                endpoint,
+                &tx,
+                ApiError::deadline(state.config.request_timeout.as_secs_f64()),
+            );
         }
         Outcome::Shutdown => {
-            return fail(&state, endpoint, &tx, ApiError::engine("the server shut down before the generation finished"));
+            return fail(
+                &state,
+                endpoint,
+                &tx,
+                ApiError::engine("the server shut down before the generation finished"),
+            );
         }
     };
     // Empty after a stop string: the scan drops what follows it.
@@ -160,7 +189,9 @@ pub async fn run(
         usage.preempted_jobs = c.jobs_preempted;
         usage.mode = stats.mode.to_string();
     }
-    state.metrics.generation(prompt_tokens, stats.as_ref(), tokens, ttft_s, tpot_s);
+    state
+        .metrics
+        .generation(prompt_tokens, stats.as_ref(), tokens, ttft_s, tpot_s);
     state.metrics.request(endpoint, 200);
     let _ = tx.send(Piece::Finish(finish));
     let _ = tx.send(Piece::Usage(usage));

@@ -128,7 +128,14 @@ impl Metrics {
 
     /// Records a generation: tokens, drafts, jobs and latencies
     /// (`ttft_s` from arrival, `tpot_s` per later token).
-    pub fn generation(&self, prompt_tokens: usize, stats: Option<&Stats>, tokens: usize, ttft_s: Option<f64>, tpot_s: Option<f64>) {
+    pub fn generation(
+        &self,
+        prompt_tokens: usize,
+        stats: Option<&Stats>,
+        tokens: usize,
+        ttft_s: Option<f64>,
+        tpot_s: Option<f64>,
+    ) {
         self.with(|m| {
             m.prompt_tokens += prompt_tokens as u64;
             m.completion_tokens += tokens as u64;
@@ -162,7 +169,9 @@ impl Metrics {
 
     /// Accepted over drafted tokens so far (None before any draft).
     pub fn acceptance(&self) -> Option<f64> {
-        self.with(|m| (m.draft_tokens > 0).then(|| m.accepted_tokens as f64 / m.draft_tokens as f64))
+        self.with(|m| {
+            (m.draft_tokens > 0).then(|| m.accepted_tokens as f64 / m.draft_tokens as f64)
+        })
     }
 
     /// The measured operating point: drafter time per drafted token over
@@ -170,7 +179,8 @@ impl Metrics {
     pub fn drafter_latency_ratio(&self) -> Option<f64> {
         self.with(|m| {
             (m.draft_tokens > 0 && m.target_jobs > 0 && m.target_busy_ms > 0.0).then(|| {
-                (m.drafter_busy_ms / m.draft_tokens as f64) / (m.target_busy_ms / m.target_jobs as f64)
+                (m.drafter_busy_ms / m.draft_tokens as f64)
+                    / (m.target_busy_ms / m.target_jobs as f64)
             })
         })
     }

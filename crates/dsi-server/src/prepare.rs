@@ -39,7 +39,9 @@ pub fn prepare(state: &State, fields: CommonFields, prompt: &str) -> Result<Prep
     {
         return Err(ApiError::invalid_param(
             "n",
-            format!("n = {n} is not supported: this server returns one choice per request (n = 1); send several requests instead"),
+            format!(
+                "n = {n} is not supported: this server returns one choice per request (n = 1); send several requests instead"
+            ),
         ));
     }
     let max_tokens = fields
@@ -71,7 +73,10 @@ pub fn prepare(state: &State, fields: CommonFields, prompt: &str) -> Result<Prep
         ));
     }
     if fields.top_k == Some(0) {
-        return Err(ApiError::invalid_param("top_k", "top_k = 0 keeps no token: use at least 1"));
+        return Err(ApiError::invalid_param(
+            "top_k",
+            "top_k = 0 keeps no token: use at least 1",
+        ));
     }
     let stop = fields.stop.map(|s| s.into_vec()).unwrap_or_default();
     if stop.len() > MAX_STOPS || stop.iter().any(String::is_empty) {
@@ -81,7 +86,9 @@ pub fn prepare(state: &State, fields: CommonFields, prompt: &str) -> Result<Prep
         ));
     }
     let mode = match &fields.mode {
-        Some(m) => m.parse::<Mode>().map_err(|e| ApiError::invalid_param("mode", e.to_string()))?,
+        Some(m) => m
+            .parse::<Mode>()
+            .map_err(|e| ApiError::invalid_param("mode", e.to_string()))?,
         None => config.mode,
     };
     if mode.drafts() && !state.pool.has_drafter() {
@@ -101,7 +108,10 @@ pub fn prepare(state: &State, fields: CommonFields, prompt: &str) -> Result<Prep
         Some(n) if n == 0 || n as usize > state.pool.targets() => {
             return Err(ApiError::invalid_param(
                 "targets",
-                format!("targets = {n} is out of range: this server has {} target servers", state.pool.targets()),
+                format!(
+                    "targets = {n} is out of range: this server has {} target servers",
+                    state.pool.targets()
+                ),
             ));
         }
         other => other.map(|n| n as usize),
@@ -114,12 +124,14 @@ pub fn prepare(state: &State, fields: CommonFields, prompt: &str) -> Result<Prep
     };
     let decoding = Decoding::new(params, fields.speculative)
         .map_err(|e| ApiError::invalid(format!("invalid sampling parameters: {e}")))?;
-    let prompt = state
-        .codec
-        .encode(prompt)
-        .map_err(|e| ApiError::invalid_param("prompt", format!("the prompt cannot be tokenized: {e}")))?;
+    let prompt = state.codec.encode(prompt).map_err(|e| {
+        ApiError::invalid_param("prompt", format!("the prompt cannot be tokenized: {e}"))
+    })?;
     if prompt.is_empty() {
-        return Err(ApiError::invalid_param("prompt", "the prompt is empty: send some text"));
+        return Err(ApiError::invalid_param(
+            "prompt",
+            "the prompt is empty: send some text",
+        ));
     }
     if prompt.len() > config.max_prompt_tokens {
         return Err(ApiError::invalid_param(

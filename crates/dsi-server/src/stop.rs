@@ -13,7 +13,12 @@ pub struct StopScan {
 impl StopScan {
     /// A scan for `stops` (none: everything passes at once).
     pub fn new(stops: Vec<String>) -> Self {
-        let hold = stops.iter().map(String::len).max().unwrap_or(1).saturating_sub(1);
+        let hold = stops
+            .iter()
+            .map(String::len)
+            .max()
+            .unwrap_or(1)
+            .saturating_sub(1);
         Self {
             stops,
             pending: String::new(),
@@ -25,7 +30,12 @@ impl StopScan {
     /// string was found (the text before it is all that is sent).
     pub fn push(&mut self, delta: &str) -> (String, bool) {
         self.pending.push_str(delta);
-        if let Some(at) = self.stops.iter().filter_map(|s| self.pending.find(s.as_str())).min() {
+        if let Some(at) = self
+            .stops
+            .iter()
+            .filter_map(|s| self.pending.find(s.as_str()))
+            .min()
+        {
             let out = self.pending[..at].to_string();
             self.pending.clear();
             return (out, true);

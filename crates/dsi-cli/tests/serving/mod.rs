@@ -101,8 +101,17 @@ pub(crate) struct Streamed {
 }
 
 /// POSTs `body` to `url` and reads the SSE stream to its end.
-pub(crate) async fn stream(client: &reqwest::Client, url: &str, body: &serde_json::Value) -> Streamed {
-    let mut response = client.post(url).json(body).send().await.expect("request sent");
+pub(crate) async fn stream(
+    client: &reqwest::Client,
+    url: &str,
+    body: &serde_json::Value,
+) -> Streamed {
+    let mut response = client
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .expect("request sent");
     let mut out = Streamed {
         status: response.status().as_u16(),
         ..Streamed::default()

@@ -2,12 +2,14 @@
 
 use crate::error::ApiError;
 use crate::generation::{self, Piece};
-use crate::openai::{ChatRequest, CompletionRequest, Endpoint, FinishReason, PromptField, ResponseHead, Usage};
+use crate::openai::{
+    ChatRequest, CompletionRequest, Endpoint, FinishReason, PromptField, ResponseHead, Usage,
+};
 use crate::prepare::{Prepared, prepare};
 use crate::state::State;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State as Shared;
+use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -33,7 +35,10 @@ pub async fn completions(
             PromptField::Batch(batch) => {
                 return Err(ApiError::invalid_param(
                     "prompt",
-                    format!("prompt holds {} prompts; this server takes one per request", batch.len()),
+                    format!(
+                        "prompt holds {} prompts; this server takes one per request",
+                        batch.len()
+                    ),
                 ));
             }
         };
@@ -57,7 +62,10 @@ pub async fn chat(
 }
 
 /// The body as `T`, or a 400/413 that says what is wrong with it.
-fn parse<T: DeserializeOwned>(state: &State, body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+fn parse<T: DeserializeOwned>(
+    state: &State,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
     if state.shutdown.draining() {
         return Err(ApiError::draining());
     }
@@ -71,7 +79,9 @@ fn parse<T: DeserializeOwned>(state: &State, body: Result<Bytes, BytesRejection>
     serde_json::from_slice(&body).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
-            Category::Data => ApiError::invalid(format!("the request does not match the schema: {e}")),
+            Category::Data => {
+                ApiError::invalid(format!("the request does not match the schema: {e}"))
+            }
             Category::Syntax | Category::Eof | Category::Io => {
                 ApiError::invalid(format!("the request body is not valid JSON: {e}"))
             }
@@ -100,7 +110,14 @@ async fn respond(
     let head = ResponseHead::new(endpoint, state.next_serial(), &state.config.model_name);
     let (stream, include_usage) = (prepared.stream, prepared.include_usage);
     let (tx, rx) = unbounded_channel();
-    tokio::spawn(generation::run(Arc::clone(&state), endpoint, prepared, ticket, arrived, tx));
+    tokio::spawn(generation::run(
+        Arc::clone(&state),
+        endpoint,
+        prepared,
+        ticket,
+        arrived,
+        tx,
+    ));
     if stream {
         sse(head, include_usage, rx).into_response()
     } else {

@@ -32,7 +32,10 @@ macro_rules! asset {
         /// An embedded dashboard file.
         pub async fn $name() -> impl IntoResponse {
             (
-                [(header::CONTENT_TYPE, $mime), (header::CACHE_CONTROL, "no-cache")],
+                [
+                    (header::CONTENT_TYPE, $mime),
+                    (header::CACHE_CONTROL, "no-cache"),
+                ],
                 include_str!(concat!("../../../../web/", $file)),
             )
         }
@@ -58,8 +61,7 @@ pub async fn timeline(
             Ok(Event::default()
                 .event("job")
                 .data(serde_json::to_string(&record).unwrap_or_default()))
-        })
-        ;
+        });
     let events = futures_util::StreamExt::take_until(events, stop);
     Sse::new(events).keep_alive(KeepAlive::default())
 }
@@ -131,7 +133,9 @@ pub async fn heatmap(Shared(state): Shared<Arc<State>>) -> Response {
         })
         .await;
     match cells {
-        Ok(cells) => Json(serde_json::json!({ "servers": servers, "cells": cells })).into_response(),
+        Ok(cells) => {
+            Json(serde_json::json!({ "servers": servers, "cells": cells })).into_response()
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -152,18 +156,25 @@ fn race_default_tokens() -> usize {
 /// Runs the prompt greedily in non-SI, SI and DSI, one after the other on
 /// the same workers, and returns when each token arrived, so the page can
 /// replay the three side by side on one clock.
-pub async fn race(Shared(state): Shared<Arc<State>>, body: Result<Bytes, BytesRejection>) -> Response {
+pub async fn race(
+    Shared(state): Shared<Arc<State>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     match run_race(&state, body).await {
         Ok(value) => Json(value).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
-async fn run_race(state: &State, body: Result<Bytes, BytesRejection>) -> Result<serde_json::Value, ApiError> {
+async fn run_race(
+    state: &State,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<serde_json::Value, ApiError> {
     if state.shutdown.draining() {
         return Err(ApiError::draining());
     }
-    let body = body.map_err(|e| ApiError::invalid(format!("the request body cannot be read: {e}")))?;
+    let body =
+        body.map_err(|e| ApiError::invalid(format!("the request body cannot be read: {e}")))?;
     let race: RaceRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::invalid(format!("the race request is invalid: {e}")))?;
     if race.max_tokens == 0 || race.max_tokens > RACE_MAX_TOKENS {
@@ -174,19 +185,26 @@ async fn run_race(state: &State, body: Result<Bytes, BytesRejection>) -> Result<
     }
     let k = race.lookahead.unwrap_or(state.config.lookahead);
     if k == 0 || k > MAX_LOOKAHEAD {
-        return Err(ApiError::invalid_param("lookahead", format!("use 1 to {MAX_LOOKAHEAD}")));
+        return Err(ApiError::invalid_param(
+            "lookahead",
+            format!("use 1 to {MAX_LOOKAHEAD}"),
+        ));
     }
     if !state.pool.has_drafter() {
-        return Err(ApiError::invalid("a race needs a drafter and this server has none"));
+        return Err(ApiError::invalid(
+            "a race needs a drafter and this server has none",
+        ));
     }
-    let prompt = state
-        .codec
-        .encode(&race.prompt)
-        .map_err(|e| ApiError::invalid_param("prompt", format!("the prompt cannot be tokenized: {e}")))?;
+    let prompt = state.codec.encode(&race.prompt).map_err(|e| {
+        ApiError::invalid_param("prompt", format!("the prompt cannot be tokenized: {e}"))
+    })?;
     if prompt.is_empty() || prompt.len() + race.max_tokens > state.config.context {
         return Err(ApiError::invalid_param(
             "prompt",
-            format!("the prompt must be 1 to {} tokens", state.config.context - race.max_tokens),
+            format!(
+                "the prompt must be 1 to {} tokens",
+                state.config.context - race.max_tokens
+            ),
         ));
     }
     let mut ticket = state

@@ -18,7 +18,10 @@ pub async fn healthz(Shared(state): Shared<Arc<State>>) -> impl IntoResponse {
 /// Prometheus text format.
 pub async fn metrics(Shared(state): Shared<Arc<State>>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(state.gauges()),
     )
 }
