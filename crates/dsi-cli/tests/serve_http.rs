@@ -411,7 +411,11 @@ fn sigterm_drains_in_flight_work_and_refuses_new_requests() {
             .chunks
             .iter()
             .find_map(|c| c["choices"][0]["finish_reason"].as_str());
-        assert_eq!(finish, Some("length"), "the in-flight generation ran to its end");
+        assert_eq!(
+            finish,
+            Some("length"),
+            "the in-flight generation ran to its end"
+        );
         assert!(!finished.text.is_empty());
     });
     assert_eq!(
