@@ -6,6 +6,7 @@
 //! the text and the scheduler's stats. `--timeline FILE` writes every job
 //! event as a JSON line.
 
+use crate::codec::Codec;
 use crate::exit::UsageError;
 use crate::model_args::check_prompt_fits;
 use crate::output::Format;
@@ -17,6 +18,7 @@ use dsi_core::sampling::{Decoding, SamplingParams};
 use dsi_core::schedule::StopReason;
 use dsi_models::checkpoint::TextTokenizer;
 use dsi_sched::{Request, Stats, Update};
+use dsi_server::codec::IncrementalText;
 use serde::Serialize;
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -191,40 +193,37 @@ pub(crate) fn run(args: GenerateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints the text as it grows (text format only).
+/// Prints the text as it grows (text format only), decoding only the new
+/// tokens and a few before them; a multi-byte character split across
+/// tokens waits for its last byte.
 struct Stream<'a> {
-    tokenizer: &'a TextTokenizer,
+    codec: Codec<&'a TextTokenizer>,
     format: Format,
-    tokens: Vec<TokenId>,
-    printed: usize,
+    text: IncrementalText,
 }
 
 impl<'a> Stream<'a> {
     fn new(tokenizer: &'a TextTokenizer, format: Format) -> Self {
         Self {
-            tokenizer,
+            codec: Codec(tokenizer),
             format,
-            tokens: Vec::new(),
-            printed: 0,
+            text: IncrementalText::default(),
         }
     }
 
-    /// Adds verified tokens and prints the text that became complete; a
-    /// multi-byte character split across tokens waits for its last byte.
+    /// Adds verified tokens and prints the text that became complete.
     fn push(&mut self, tokens: &[TokenId]) -> anyhow::Result<()> {
-        self.tokens.extend_from_slice(tokens);
         if self.format != Format::Text {
             return Ok(());
         }
-        let text = self.tokenizer.decode(&self.tokens)?;
-        if text.len() > self.printed
-            && !text.ends_with('\u{FFFD}')
-            && text.is_char_boundary(self.printed)
-        {
+        let delta = self
+            .text
+            .push(&self.codec, tokens)
+            .map_err(|e| anyhow::anyhow!("decoding the output: {e}"))?;
+        if !delta.is_empty() {
             let mut stdout = std::io::stdout().lock();
-            stdout.write_all(&text.as_bytes()[self.printed..])?;
+            stdout.write_all(delta.as_bytes())?;
             stdout.flush()?;
-            self.printed = text.len();
         }
         Ok(())
     }

@@ -9,6 +9,7 @@
 
 mod bench;
 mod bundled;
+mod codec;
 mod exit;
 mod generate;
 mod measure;

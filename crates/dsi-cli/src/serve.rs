@@ -7,14 +7,13 @@
 //! `listening on http://ADDR` and serves until SIGTERM or Ctrl-C, then
 //! drains.
 
+use crate::codec::Codec;
 use crate::exit::UsageError;
 use crate::pool_args::PoolArgs;
 use anyhow::Context;
 use clap::Args;
-use dsi_core::TokenId;
-use dsi_models::checkpoint::TextTokenizer;
 use dsi_sched::Latency;
-use dsi_server::{ChatTemplate, ServerConfig, State, TextCodec};
+use dsi_server::{ChatTemplate, ServerConfig, State};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,19 +55,6 @@ pub(crate) struct ServeArgs {
     /// (one cache per request; the least recently used is recomputed past it).
     #[arg(long, default_value_t = 1024)]
     kv_cache_mib: usize,
-}
-
-/// The target's tokenizer as the server's codec.
-struct Codec(TextTokenizer);
-
-impl TextCodec for Codec {
-    fn encode(&self, text: &str) -> Result<Vec<TokenId>, String> {
-        self.0.encode(text).map_err(|e| e.to_string())
-    }
-
-    fn decode(&self, tokens: &[TokenId]) -> Result<String, String> {
-        self.0.decode(tokens).map_err(|e| e.to_string())
-    }
 }
 
 fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {

@@ -8,6 +8,7 @@ use crate::stats::Stats;
 use crate::timeline::TimelineRecord;
 use crate::worker::WorkerHandle;
 use dsi_core::TokenId;
+use dsi_core::cancel::CancelFlag;
 use dsi_core::sampling::Decoding;
 use dsi_core::schedule::{Mode, Plan, StopReason};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -149,6 +150,18 @@ impl Pool {
         request: Request,
         sink: impl FnMut(Update<'_>) + Send,
     ) -> Result<Generation> {
+        self.generate_until(request, &CancelFlag::new(), sink).await
+    }
+
+    /// Like [`generate`](Self::generate), but raising `stop` (from the sink,
+    /// when a stop string appears, say) ends the request at once as
+    /// [`StopReason::Cancelled`], with the tokens and stats so far.
+    pub async fn generate_until(
+        &self,
+        request: Request,
+        stop: &CancelFlag,
+        sink: impl FnMut(Update<'_>) + Send,
+    ) -> Result<Generation> {
         self.check(&request)?;
         let plan = Plan {
             mode: request.mode,
@@ -161,7 +174,7 @@ impl Pool {
         };
         let id = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
         Run::new(self, id, plan, request.prompt, sink)?
-            .finish()
+            .finish(stop)
             .await
     }
 

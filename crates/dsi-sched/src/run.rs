@@ -96,10 +96,16 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
         })
     }
 
-    pub(crate) async fn finish(mut self) -> Result<Generation> {
+    /// Runs to the end; `stop` raised (by the sink, say) ends the request
+    /// as cancelled at once, with its stats.
+    pub(crate) async fn finish(mut self, stop: &CancelFlag) -> Result<Generation> {
         self.machine.start();
         loop {
             self.apply();
+            if stop.is_cancelled() && self.machine.stop_reason().is_none() {
+                self.machine.cancel();
+                self.apply();
+            }
             if self.machine.stop_reason().is_some() {
                 break;
             }

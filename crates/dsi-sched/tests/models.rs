@@ -271,6 +271,44 @@ fn concurrent_requests_share_the_workers_and_each_gets_its_own_tokens() {
     );
 }
 
+#[test]
+fn raising_the_stop_flag_ends_the_request_with_its_stats() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let pool = table_pool(2);
+    let stop = dsi_core::cancel::CancelFlag::new();
+    let mut seen = 0;
+    let g = runtime
+        .block_on(pool.generate_until(
+            request(Mode::Dsi, 2, 50, Decoding::greedy()),
+            &stop,
+            |update| {
+                if let dsi_sched::Update::Tokens(t) = update {
+                    seen += t.len();
+                    if seen >= 5 {
+                        stop.cancel();
+                    }
+                }
+            },
+        ))
+        .unwrap();
+    assert_eq!(g.stop, dsi_core::schedule::StopReason::Cancelled);
+    assert!(
+        g.tokens.len() >= 5 && g.tokens.len() < 50,
+        "{}",
+        g.tokens.len()
+    );
+    assert_eq!(g.stats.new_tokens, g.tokens.len());
+    assert!(g.stats.counters.draft_tokens > 0);
+    // The pool serves the next request in full.
+    let next = runtime
+        .block_on(pool.generate(request(Mode::Dsi, 2, 20, Decoding::greedy()), |_| {}))
+        .unwrap();
+    assert_eq!(next.tokens.len(), 20);
+}
+
 fn sampled(seed: u64, speculative: bool) -> Decoding {
     let params = SamplingParams {
         temperature: 1.0,

@@ -1,6 +1,7 @@
 //! One generation on the shared pool, as a task of its own: it waits for a
 //! slot, runs the scheduler, turns tokens into text deltas, applies stop
-//! strings, and sends [`Piece`]s to whoever answers the client.
+//! strings (a stop string ends the request at once, keeping its stats), and
+//! sends [`Piece`]s to whoever answers the client.
 //!
 //! The task watches its channel: when the client goes away (the response
 //! body or the handler is dropped) the generation is dropped too, which
@@ -14,11 +15,11 @@ use crate::openai::{Endpoint, FinishReason, Usage};
 use crate::prepare::Prepared;
 use crate::state::State;
 use crate::stop::StopScan;
+use dsi_core::cancel::CancelFlag;
 use dsi_core::schedule::StopReason;
 use dsi_sched::{Generation, Update};
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::Notify;
 use tokio::sync::mpsc::UnboundedSender;
 
 /// What a generation sends, in order: text, then either an error or a
@@ -39,7 +40,6 @@ pub enum Piece {
 
 enum Outcome {
     Finished(Box<dsi_sched::Result<Generation>>),
-    StopString,
     ClientGone,
     Deadline,
     Shutdown,
@@ -71,9 +71,9 @@ pub async fn run(
     let mut scan = StopScan::new(prepared.stop);
     let mut first_token: Option<Instant> = None;
     let mut decode_error: Option<String> = None;
-    let stop_hit = Notify::new();
+    let stop = CancelFlag::new();
     let outcome = tokio::select! {
-        result = state.pool.generate(prepared.request, |update| {
+        result = state.pool.generate_until(prepared.request, &stop, |update| {
             let Update::Tokens(tokens) = update else { return };
             first_token.get_or_insert_with(Instant::now);
             match text.push(codec.as_ref(), tokens) {
@@ -83,16 +83,16 @@ pub async fn run(
                         let _ = tx.send(Piece::Text(out));
                     }
                     if hit {
-                        stop_hit.notify_one();
+                        // Ends the request with its stats.
+                        stop.cancel();
                     }
                 }
                 Err(e) => {
                     decode_error.get_or_insert(e);
-                    stop_hit.notify_one();
+                    stop.cancel();
                 }
             }
         }) => Outcome::Finished(Box::new(result)),
-        () = stop_hit.notified() => Outcome::StopString,
         () = tx.closed() => Outcome::ClientGone,
         () = tokio::time::sleep_until(deadline) => Outcome::Deadline,
         () = state.shutdown.cancelled() => Outcome::Shutdown,
@@ -127,6 +127,7 @@ pub async fn run(
                 let finish = match &generation.stop {
                     StopReason::Eos => FinishReason::Stop,
                     StopReason::MaxTokens => FinishReason::Length,
+                    StopReason::Cancelled if stop.is_cancelled() => FinishReason::Stop,
                     StopReason::Cancelled => {
                         return fail(
                             &state,
@@ -144,11 +145,10 @@ pub async fn run(
                         );
                     }
                 };
-                (finish, Some(generation.stats))
+                (finish, generation.stats)
             }
             Err(e) => return fail(&state, endpoint, &tx, e.into()),
         },
-        Outcome::StopString => (FinishReason::Stop, None),
         Outcome::ClientGone => {
             state
                 .metrics
@@ -177,21 +177,19 @@ pub async fn run(
     if !rest.is_empty() {
         let _ = tx.send(Piece::Text(rest));
     }
-    if let Some(stats) = &stats {
-        let c = &stats.counters;
-        usage.draft_tokens = c.draft_tokens;
-        usage.accepted_tokens = c.accepted_tokens;
-        usage.acceptance_rate = if c.draft_tokens == 0 {
-            0.0
-        } else {
-            c.accepted_tokens as f64 / c.draft_tokens as f64
-        };
-        usage.preempted_jobs = c.jobs_preempted;
-        usage.mode = stats.mode.to_string();
-    }
+    let c = &stats.counters;
+    usage.draft_tokens = c.draft_tokens;
+    usage.accepted_tokens = c.accepted_tokens;
+    usage.acceptance_rate = if c.draft_tokens == 0 {
+        0.0
+    } else {
+        c.accepted_tokens as f64 / c.draft_tokens as f64
+    };
+    usage.preempted_jobs = c.jobs_preempted;
+    usage.mode = stats.mode.to_string();
     state
         .metrics
-        .generation(prompt_tokens, stats.as_ref(), tokens, ttft_s, tpot_s);
+        .generation(prompt_tokens, Some(&stats), tokens, ttft_s, tpot_s);
     state.metrics.request(endpoint, 200);
     let _ = tx.send(Piece::Finish(finish));
     let _ = tx.send(Piece::Usage(usage));
