@@ -9,46 +9,26 @@
 
 #![allow(clippy::print_stdout)]
 
+mod common;
+
+use common::{bundled, env_or, load};
+
 use dsi::core::acceptance::AcceptanceEstimator;
 use dsi::core::sampling::Decoding;
 use dsi::core::schedule::Mode;
 use dsi::core::sim::{SimParams, Simulation};
 use dsi::models::Session;
-use dsi::models::checkpoint::Checkpoint;
-use dsi::models::device::{CpuBackend, DeviceSpec, RunDtype};
-use dsi::models::llama::LoadedModel;
 use dsi::models::measure::{greedy_continuation, teacher_forced_matches};
 use dsi::sched::{CachedModel, Emulated, Latency, Pool, Request, Role, WorkerHandle};
-use std::path::Path;
 use std::sync::Arc;
 
 const K: usize = 5;
 const SERVERS: usize = 7;
 
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn load(dir: &Path) -> (Checkpoint, Arc<LoadedModel<CpuBackend>>) {
-    let checkpoint = Checkpoint::open(dir).expect("the bundled pair (models/pystd)");
-    let model = LoadedModel::<CpuBackend>::from_checkpoint(
-        &checkpoint,
-        &Default::default(),
-        RunDtype::F32.dtype(),
-        |_, _| {},
-    )
-    .expect("weights")
-    .with_host_threads(DeviceSpec::Cpu.host_threads());
-    (checkpoint, Arc::new(model))
-}
-
 fn main() {
     let prompts_n = env_or("DSI_BENCH_PROMPTS", 4);
     let tokens = env_or("DSI_BENCH_TOKENS", 48);
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/pystd");
+    let dir = bundled();
     let (target_ckpt, target) = load(&dir.join("target"));
     let (_, drafter) = load(&dir.join("drafter"));
     let prompts: Vec<Vec<u32>> = std::fs::read_to_string(dir.join("prompts.jsonl"))

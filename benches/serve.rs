@@ -10,16 +10,17 @@
 
 #![allow(clippy::print_stdout)]
 
+mod common;
+
+use common::{bundled, env_or, load};
+
 use dsi::core::TokenId;
 use dsi::core::sampling::Decoding;
 use dsi::core::schedule::Mode;
 use dsi::models::Session;
-use dsi::models::checkpoint::{Checkpoint, TextTokenizer};
-use dsi::models::device::{CpuBackend, DeviceSpec, RunDtype};
-use dsi::models::llama::LoadedModel;
+use dsi::models::checkpoint::TextTokenizer;
 use dsi::sched::{CachedModel, Pool, Request, Role, WorkerHandle};
 use dsi_server::{ServerConfig, State, TextCodec};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -38,26 +39,6 @@ impl TextCodec for Codec {
     fn decode(&self, tokens: &[TokenId]) -> Result<String, String> {
         self.0.decode(tokens).map_err(|e| e.to_string())
     }
-}
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn load(dir: &Path) -> (Checkpoint, Arc<LoadedModel<CpuBackend>>) {
-    let checkpoint = Checkpoint::open(dir).expect("the bundled pair (models/pystd)");
-    let model = LoadedModel::<CpuBackend>::from_checkpoint(
-        &checkpoint,
-        &Default::default(),
-        RunDtype::F32.dtype(),
-        |_, _| {},
-    )
-    .expect("weights")
-    .with_host_threads(DeviceSpec::Cpu.host_threads());
-    (checkpoint, Arc::new(model))
 }
 
 /// One streamed completion over a fresh connection: time to the first text
@@ -102,7 +83,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 fn main() {
     let tokens = env_or("DSI_BENCH_TOKENS", 64);
     let repeats = env_or("DSI_BENCH_REPEATS", 5);
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/pystd");
+    let dir = bundled();
     let (target_ckpt, target) = load(&dir.join("target"));
     let (_, drafter) = load(&dir.join("drafter"));
     let prompts: Vec<String> = std::fs::read_to_string(dir.join("prompts.jsonl"))

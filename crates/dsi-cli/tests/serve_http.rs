@@ -385,15 +385,7 @@ fn sigterm_drains_in_flight_work_and_refuses_new_requests() {
     let rt = runtime();
     rt.block_on(async {
         let client = reqwest::Client::new();
-        let body =
-            json!({"prompt": "def f(x):", "max_tokens": 40, "stream": true, "mode": "nonsi"});
-        let url = server.url("/v1/completions");
-        let in_flight = tokio::spawn({
-            let client = client.clone();
-            async move { stream(&client, &url, &body).await }
-        });
-        // Let it start, then ask the server to stop.
-        wait_running(&client, &server, 1).await;
+        let in_flight = slow_stream(&client, &server, 40).await;
         server.terminate();
         tokio::time::sleep(Duration::from_millis(100)).await;
         let refused = client
@@ -427,6 +419,24 @@ fn sigterm_drains_in_flight_work_and_refuses_new_requests() {
     );
 }
 
+/// Starts a streamed non-SI generation of `max_tokens` and waits until it
+/// runs.
+async fn slow_stream(
+    client: &reqwest::Client,
+    server: &Server,
+    max_tokens: usize,
+) -> tokio::task::JoinHandle<serving::Streamed> {
+    let body =
+        json!({"prompt": "def f(x):", "max_tokens": max_tokens, "stream": true, "mode": "nonsi"});
+    let url = server.url("/v1/completions");
+    let in_flight = tokio::spawn({
+        let client = client.clone();
+        async move { stream(&client, &url, &body).await }
+    });
+    wait_running(client, server, 1).await;
+    in_flight
+}
+
 /// Waits until `n` generations run.
 async fn wait_running(client: &reqwest::Client, server: &Server, n: usize) {
     let began = Instant::now();
@@ -457,14 +467,7 @@ fn a_drain_that_runs_out_of_grace_cancels_what_is_left() {
     rt.block_on(async {
         let client = reqwest::Client::new();
         // 300 tokens at >= 20 ms each cannot finish within the grace.
-        let body =
-            json!({"prompt": "def f(x):", "max_tokens": 300, "stream": true, "mode": "nonsi"});
-        let url = server.url("/v1/completions");
-        let in_flight = tokio::spawn({
-            let client = client.clone();
-            async move { stream(&client, &url, &body).await }
-        });
-        wait_running(&client, &server, 1).await;
+        let in_flight = slow_stream(&client, &server, 300).await;
         server.terminate();
         let cut = in_flight.await.unwrap();
         assert!(cut.done, "the stream is closed properly");

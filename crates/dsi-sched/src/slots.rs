@@ -90,9 +90,12 @@ mod tests {
     use dsi_core::sampling::Decoding;
     use dsi_core::schedule::Drafted;
 
-    struct Forkable(usize);
+    /// A drafter that drafts nothing and can fork when `forks` says so.
+    struct Idle {
+        forks: bool,
+    }
 
-    impl Drafter for Forkable {
+    impl Drafter for Idle {
         fn draft(
             &mut self,
             _: &[u32],
@@ -104,13 +107,14 @@ mod tests {
         }
 
         fn fork(&self) -> Option<Box<dyn Drafter>> {
-            Some(Box::new(Forkable(self.0 + 1)))
+            self.forks
+                .then(|| Box::new(Idle { forks: true }) as Box<dyn Drafter>)
         }
     }
 
     #[test]
     fn one_instance_per_request_then_least_recently_used() {
-        let mut slots = Slots::new(Role::Drafter(Box::new(Forkable(0))), 2);
+        let mut slots = Slots::new(Role::Drafter(Box::new(Idle { forks: true })), 2);
         slots.get(1);
         slots.get(2);
         assert_eq!(slots.slots.len(), 2);
@@ -128,19 +132,7 @@ mod tests {
 
     #[test]
     fn a_model_that_cannot_fork_shares_its_one_cache() {
-        struct Single;
-        impl Drafter for Single {
-            fn draft(
-                &mut self,
-                _: &[u32],
-                _: usize,
-                _: &Decoding,
-                _: &CancelFlag,
-            ) -> Result<Vec<Drafted>, ForwardError> {
-                Ok(Vec::new())
-            }
-        }
-        let mut slots = Slots::new(Role::Drafter(Box::new(Single)), 8);
+        let mut slots = Slots::new(Role::Drafter(Box::new(Idle { forks: false })), 8);
         slots.get(1);
         slots.get(2);
         assert_eq!(slots.slots.len(), 1);
