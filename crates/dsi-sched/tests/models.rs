@@ -309,6 +309,58 @@ fn raising_the_stop_flag_ends_the_request_with_its_stats() {
     assert_eq!(next.tokens.len(), 20);
 }
 
+#[test]
+fn a_long_request_does_not_starve_a_short_one() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    // Every forward takes at least 2 ms, so the long request holds the
+    // workers for a few hundred milliseconds; without turns the short one
+    // would wait for all of it.
+    let latency = dsi_sched::Latency::from_ms(2.0, 2.0);
+    let drafter = WorkerHandle::spawn_with_caches(
+        "drafter",
+        Role::Drafter(Box::new(CachedModel::new(dsi_sched::Emulated::new(
+            TableModel::drafter(),
+            latency,
+        )))),
+        4,
+    )
+    .unwrap();
+    let target = WorkerHandle::spawn_with_caches(
+        "target",
+        Role::Target(Box::new(CachedModel::new(dsi_sched::Emulated::new(
+            TableModel::target(),
+            latency,
+        )))),
+        4,
+    )
+    .unwrap();
+    let pool = Arc::new(Pool::new(Some(drafter), vec![target]).unwrap());
+    let finished = Arc::new(Mutex::new(Vec::new()));
+    runtime.block_on(async {
+        let run = |name: &'static str, max_new_tokens: usize| {
+            let (pool, finished) = (Arc::clone(&pool), Arc::clone(&finished));
+            tokio::spawn(async move {
+                let r = Request {
+                    max_new_tokens,
+                    ..request(Mode::Si, 3, max_new_tokens, Decoding::greedy())
+                };
+                pool.generate(r, |_| {}).await.unwrap();
+                finished.lock().unwrap().push(name);
+            })
+        };
+        let long = run("long", 150);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let short = run("short", 3);
+        short.await.unwrap();
+        long.await.unwrap();
+    });
+    assert_eq!(*finished.lock().unwrap(), ["short", "long"]);
+}
+
 fn sampled(seed: u64, speculative: bool) -> Decoding {
     let params = SamplingParams {
         temperature: 1.0,
