@@ -511,3 +511,28 @@ fn a_request_past_its_deadline_gets_504() {
         assert_eq!(quick.status(), 200);
     });
 }
+
+#[test]
+fn a_taken_port_or_bad_flags_fail_with_one_clear_line() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_dsi"))
+            .arg("serve")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let busy = run(&["--addr", &addr]);
+    assert_eq!(busy.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&busy.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+    let zero = run(&["--max-running", "0"]);
+    assert_eq!(zero.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&zero.stderr).contains("max-running"));
+    let grace = run(&["--drain-grace-s", "-1"]);
+    assert_eq!(grace.status.code(), Some(2));
+}
