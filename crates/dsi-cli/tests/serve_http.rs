@@ -536,3 +536,71 @@ fn a_taken_port_or_bad_flags_fail_with_one_clear_line() {
     let grace = run(&["--drain-grace-s", "-1"]);
     assert_eq!(grace.status.code(), Some(2));
 }
+
+#[test]
+fn chat_applies_the_models_own_template() {
+    // A copy of a fixture checkpoint with a chat template of its own.
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../dsi-models/tests/fixtures/llama-gqa"
+    );
+    let dir = std::env::temp_dir().join(format!("dsi-chat-template-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(fixture).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    let template = "{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}";
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        json!({"chat_template": template, "bos_token": "<s>", "eos_token": "</s>"}).to_string(),
+    )
+    .unwrap();
+    let server = Server::start(&["--model", dir.to_str().unwrap(), "--model-name", "tiny"]);
+    let rt = runtime();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let messages = json!([
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Hello there"}
+        ]);
+        let chat: Value = client
+            .post(server.url("/v1/chat/completions"))
+            .json(&json!({"model": "tiny", "messages": messages, "max_tokens": 6}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        // The same prompt rendered by hand, as a plain completion.
+        let rendered = "<system>Be brief.\n<user>Hello there\n<assistant>";
+        let plain: Value = client
+            .post(server.url("/v1/completions"))
+            .json(&json!({"model": "tiny", "prompt": rendered, "max_tokens": 6}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            chat["usage"]["prompt_tokens"], plain["usage"]["prompt_tokens"],
+            "{chat}"
+        );
+        assert_eq!(
+            chat["choices"][0]["message"]["content"],
+            plain["choices"][0]["text"]
+        );
+        assert_eq!(chat["usage"]["mode"], "nonsi", "no drafter given");
+        // A template error is the client's 400, not a crash.
+        let empty = client
+            .post(server.url("/v1/chat/completions"))
+            .json(&json!({"model": "tiny", "messages": [{"role": "user"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(empty.status(), 400);
+    });
+    let _ = std::fs::remove_dir_all(dir);
+}
