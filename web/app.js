@@ -145,7 +145,7 @@ async function* streamCompletion(request) {
 function updateCounters(timeline, started, ended, tokens) {
   const a = timeline.acceptance;
   $("c-tokens").textContent = tokens;
-  $("c-acceptance").textContent = a.drafted ? `${((100 * a.accepted) / a.drafted).toFixed(0)}%` : "–";
+  $("c-acceptance").textContent = a.judged ? `${((100 * a.accepted) / a.judged).toFixed(0)}%` : "–";
   $("c-preempted").textContent = timeline.counts.preempted;
   $("c-wasted").textContent = timeline.wasted;
   $("c-running").textContent = timeline.running;

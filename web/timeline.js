@@ -21,7 +21,7 @@ export class Timeline {
     this.origin = null;
     this.span = 1000;
     this.counts = { accepted: 0, rejected: 0, preempted: 0, stale: 0, draft: 0, queued: 0 };
-    this.acceptance = { drafted: 0, accepted: 0 };
+    this.acceptance = { judged: 0, accepted: 0 };
     this.wasted = 0;
     this.running = 0;
     this.draw();
@@ -69,7 +69,9 @@ export class Timeline {
         job.outcome = outcomeOf(record, job);
         this.counts[job.outcome] = (this.counts[job.outcome] || 0) + 1;
         if (!job.drafter && record.kind === "finished" && record.accepted !== null) {
-          this.acceptance.drafted += record.end - record.start;
+          // Drafts judged: up to and including the first rejected one.
+          const drafts = record.end - record.start;
+          this.acceptance.judged += Math.min(record.accepted + 1, drafts);
           this.acceptance.accepted += record.accepted;
         }
         if (!job.drafter && (job.outcome === "preempted" || job.outcome === "stale")) {

@@ -180,11 +180,7 @@ pub async fn run(
     let c = &stats.counters;
     usage.draft_tokens = c.draft_tokens;
     usage.accepted_tokens = c.accepted_tokens;
-    usage.acceptance_rate = if c.draft_tokens == 0 {
-        0.0
-    } else {
-        c.accepted_tokens as f64 / c.draft_tokens as f64
-    };
+    usage.acceptance_rate = c.acceptance_rate().unwrap_or(0.0);
     usage.preempted_jobs = c.jobs_preempted;
     usage.mode = stats.mode.to_string();
     state

@@ -2,6 +2,7 @@
 //! counters, gauges and two histograms need no registry crate.
 
 use crate::openai::Endpoint;
+use dsi_core::schedule::judged_rate;
 use dsi_sched::Stats;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -167,13 +168,11 @@ impl Metrics {
         });
     }
 
-    /// Accepted over drafted tokens so far (None before any draft).
+    /// The acceptance rate `a` so far: accepted over judged drafts (None
+    /// before any verdict on a draft).
     pub fn acceptance(&self) -> Option<f64> {
-        self.with(|m| {
-            (m.draft_tokens > 0).then(|| m.accepted_tokens as f64 / m.draft_tokens as f64)
-        })
+        self.with(|m| judged_rate(&m.reached_by_position, &m.accepted_by_position))
     }
-
     /// The measured operating point: drafter time per drafted token over
     /// target time per verification forward (None before both ran).
     pub fn drafter_latency_ratio(&self) -> Option<f64> {

@@ -126,7 +126,8 @@ pub struct Usage {
     pub draft_tokens: u64,
     /// Drafts the target accepted.
     pub accepted_tokens: u64,
-    /// accepted / drafted (0 without drafts).
+    /// Accepted over judged drafts: the acceptance rate `a` (0 without
+    /// verdicts on drafts).
     pub acceptance_rate: f64,
     /// Verification jobs preempted by a rejection.
     pub preempted_jobs: u64,

@@ -57,6 +57,15 @@ impl Counters {
             .collect()
     }
 
+    /// The acceptance rate `a`: the fraction of drafts a target judged that
+    /// it accepted (None before any verdict). Unlike accepted over drafted
+    /// tokens, it leaves out drafts no job ever judged (those after a
+    /// rejection, or drafted while the epoch was already over), so it is the
+    /// per-draft rate the paper's analysis uses.
+    pub fn acceptance_rate(&self) -> Option<f64> {
+        judged_rate(&self.reached_by_position, &self.accepted_by_position)
+    }
+
     pub(super) fn record_verdict(&mut self, drafted: usize, accepted: usize) {
         let reached = (accepted + 1).min(drafted);
         if self.reached_by_position.len() < drafted {
@@ -69,5 +78,29 @@ impl Counters {
         for i in 0..accepted.min(drafted) {
             self.accepted_by_position[i] += 1;
         }
+    }
+}
+
+/// Accepted over judged drafts, summed over positions (None when none was
+/// judged).
+pub fn judged_rate(reached_by_position: &[u64], accepted_by_position: &[u64]) -> Option<f64> {
+    let reached: u64 = reached_by_position.iter().sum();
+    let accepted: u64 = accepted_by_position.iter().sum();
+    (reached > 0).then(|| accepted as f64 / reached as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_acceptance_rate_counts_judged_drafts_only() {
+        let mut counters = Counters::default();
+        assert_eq!(counters.acceptance_rate(), None);
+        // Three drafts, the second rejected: two judged, one accepted; the
+        // third was never judged.
+        counters.record_verdict(3, 1);
+        counters.record_verdict(3, 3);
+        assert_eq!(counters.acceptance_rate(), Some(4.0 / 5.0));
     }
 }

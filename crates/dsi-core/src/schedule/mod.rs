@@ -62,7 +62,7 @@ mod event;
 mod machine;
 mod plan;
 
-pub use counters::Counters;
+pub use counters::{Counters, judged_rate};
 pub use event::{Event, EventKind, WorkerRef};
 pub use machine::{Command, Drafted, Machine, StopReason};
 pub use plan::{Mode, Plan};
