@@ -102,6 +102,7 @@ async function main() {
 
   $("race").addEventListener("click", async () => {
     $("race").disabled = true;
+    timeline.reset();
     try {
       window.__race = await runRace($("race-rows"), $("prompt").value, Number($("lookahead").value));
     } finally {
@@ -146,7 +147,7 @@ function updateCounters(timeline, started, ended, tokens) {
   const a = timeline.acceptance;
   $("c-tokens").textContent = tokens;
   $("c-acceptance").textContent = a.judged ? `${((100 * a.accepted) / a.judged).toFixed(0)}%` : "–";
-  $("c-preempted").textContent = timeline.counts.preempted;
+  $("c-preempted").textContent = timeline.preempted;
   $("c-wasted").textContent = timeline.wasted;
   $("c-running").textContent = timeline.running;
   if (started !== null && tokens > 0) {

@@ -43,8 +43,10 @@ export async function runRace(rows, prompt, lookahead) {
     const frame = () => {
       const t = performance.now() - began;
       for (const v of views) {
+        // One time axis for all three: a bar grows until its run finished,
+        // so the bars end where each mode ended.
         const n = v.run.times_ms.filter((x) => x <= t).length;
-        v.fill.style.width = `${(100 * n) / Math.max(v.run.times_ms.length, 1)}%`;
+        v.fill.style.width = `${(100 * Math.min(t, v.run.total_ms)) / longest}%`;
         const finished = t >= v.run.total_ms;
         const speedup = nonsi ? nonsi.total_ms / v.run.total_ms : 1;
         v.label.textContent = finished

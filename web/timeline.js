@@ -23,6 +23,7 @@ export class Timeline {
     this.counts = { accepted: 0, rejected: 0, preempted: 0, stale: 0, draft: 0, queued: 0 };
     this.acceptance = { judged: 0, accepted: 0 };
     this.wasted = 0;
+    this.preempted = 0; // verification jobs only, as in `usage`
     this.running = 0;
     this.draw();
   }
@@ -77,6 +78,7 @@ export class Timeline {
         if (!job.drafter && (job.outcome === "preempted" || job.outcome === "stale")) {
           this.wasted += 1;
         }
+        if (!job.drafter && job.outcome === "preempted") this.preempted += 1;
         break;
       }
       default:
