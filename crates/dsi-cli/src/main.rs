@@ -13,6 +13,7 @@ mod codec;
 mod exit;
 mod generate;
 mod measure;
+mod memory;
 mod model_args;
 mod output;
 mod plot;

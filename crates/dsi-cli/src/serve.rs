@@ -79,6 +79,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.max_running == 0 {
         return Err(UsageError("invalid max-running: 0 (expected at least 1)".into()).into());
     }
+    crate::memory::return_large_blocks_to_the_os();
     let mode = args.pool.mode()?;
     let target = args.pool.open_target()?;
     let context = target.config.max_context;

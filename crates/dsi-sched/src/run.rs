@@ -200,7 +200,7 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
             cancel: cancel.clone(),
             reply: self.reply.clone(),
         };
-        if handle.send(task).is_err() {
+        if !handle.send(task) {
             self.machine
                 .on_failed(job, format!("worker {} has stopped", handle.name()));
             return;
@@ -364,10 +364,14 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
 }
 
 impl<S> Drop for Run<'_, S> {
-    /// A request that ends, or is dropped mid-way, leaves no job running.
+    /// A request that ends, or is dropped mid-way, leaves no job running
+    /// and no KV cache held for it.
     fn drop(&mut self) {
         for task in self.live.values() {
             task.cancel.cancel();
+        }
+        for worker in self.pool.drafter.iter().chain(&self.pool.targets) {
+            worker.release(self.request);
         }
     }
 }

@@ -51,6 +51,25 @@ impl Slots {
         &mut slot.role
     }
 
+    /// Frees `request`'s instance (its cache's memory goes with it), keeping
+    /// one instance for the next request.
+    pub(crate) fn release(&mut self, request: u64) {
+        let Some(index) = self.slots.iter().position(|s| s.request == Some(request)) else {
+            return;
+        };
+        if self.slots.len() > 1 {
+            self.slots.swap_remove(index);
+        } else {
+            self.slots[index].request = None;
+        }
+    }
+
+    /// Instances held now.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
     /// Times a request's cache was handed to another request.
     #[cfg(test)]
     pub(crate) fn evictions(&self) -> u64 {
@@ -128,6 +147,13 @@ mod tests {
         assert!(slots.slots.iter().all(|s| s.request != Some(1)));
         slots.get(2);
         assert_eq!(slots.evictions(), 1);
+        // Ended requests free their instances, down to one.
+        slots.release(2);
+        assert_eq!(slots.len(), 1);
+        slots.release(3);
+        assert_eq!(slots.len(), 1);
+        slots.get(4);
+        assert_eq!(slots.evictions(), 1, "the kept instance is free");
     }
 
     #[test]

@@ -60,6 +60,25 @@ pub struct Task {
     pub reply: UnboundedSender<Report>,
 }
 
+/// What a worker's channel carries.
+#[derive(Debug)]
+pub enum Message {
+    /// A job to run.
+    Run(Task),
+    /// The request ended: its KV cache may go (after its queued tasks).
+    Release(u64),
+}
+
+impl Message {
+    /// The request it concerns.
+    fn request(&self) -> u64 {
+        match self {
+            Message::Run(task) => task.request,
+            Message::Release(request) => *request,
+        }
+    }
+}
+
 /// A worker's message about a task.
 #[derive(Debug)]
 pub struct Report {
@@ -127,7 +146,7 @@ impl std::fmt::Debug for Role {
 #[derive(Debug, Clone)]
 pub struct WorkerHandle {
     name: String,
-    tasks: UnboundedSender<Task>,
+    tasks: UnboundedSender<Message>,
 }
 
 impl WorkerHandle {
@@ -155,7 +174,7 @@ impl WorkerHandle {
 
     /// A handle over a task channel served elsewhere (tests drive fake
     /// workers as async tasks on paused time this way).
-    pub fn from_channel(name: impl Into<String>, tasks: UnboundedSender<Task>) -> Self {
+    pub fn from_channel(name: impl Into<String>, tasks: UnboundedSender<Message>) -> Self {
         Self {
             name: name.into(),
             tasks,
@@ -167,26 +186,40 @@ impl WorkerHandle {
         &self.name
     }
 
-    /// Hands a task over; gives it back if the worker is gone.
-    pub(crate) fn send(&self, task: Task) -> std::result::Result<(), Box<Task>> {
-        self.tasks.send(task).map_err(|e| Box::new(e.0))
+    /// Hands a task over; false if the worker is gone.
+    pub(crate) fn send(&self, task: Task) -> bool {
+        self.tasks.send(Message::Run(task)).is_ok()
+    }
+
+    /// Tells the worker that `request` ended, so its KV cache can go.
+    pub(crate) fn release(&self, request: u64) {
+        // A worker that is gone holds no cache.
+        let _ = self.tasks.send(Message::Release(request));
     }
 }
 
 /// A worker thread's loop: until every handle is dropped and every queued
 /// task is done.
-fn serve(mut slots: Slots, mut inbox: UnboundedReceiver<Task>) {
+fn serve(mut slots: Slots, mut inbox: UnboundedReceiver<Message>) {
     let mut queue = FairQueue::default();
     loop {
-        while let Ok(task) = inbox.try_recv() {
-            queue.push(task.request, task);
+        while let Ok(message) = inbox.try_recv() {
+            queue.push(message.request(), message);
         }
-        let task = match queue.pop() {
-            Some(task) => task,
+        let message = match queue.pop() {
+            Some(message) => message,
             None => match inbox.blocking_recv() {
-                Some(task) => task,
+                Some(message) => message,
                 None => return,
             },
+        };
+        // A release queues behind its request's tasks, so it comes last.
+        let task = match message {
+            Message::Run(task) => task,
+            Message::Release(request) => {
+                slots.release(request);
+                continue;
+            }
         };
         let role = slots.get(task.request);
         let report = |kind| {

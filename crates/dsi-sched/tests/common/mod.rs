@@ -9,7 +9,7 @@ use dsi_core::rng::{keyed_open01, keyed_u64};
 use dsi_core::schedule::Drafted;
 use dsi_core::verify::verify_greedy;
 use dsi_sched::WorkerHandle;
-use dsi_sched::worker::{Report, ReportKind, Task, Work};
+use dsi_sched::worker::{Message, Report, ReportKind, Work};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -69,11 +69,14 @@ pub(crate) fn fake_worker(
     latency: Duration,
     behaviour: Behaviour,
 ) -> (WorkerHandle, Arc<Seen>) {
-    let (tx, mut rx) = unbounded_channel::<Task>();
+    let (tx, mut rx) = unbounded_channel::<Message>();
     let seen = Arc::new(Seen::default());
     let seen_inner = Arc::clone(&seen);
     tokio::spawn(async move {
-        while let Some(task) = rx.recv().await {
+        while let Some(message) = rx.recv().await {
+            let Message::Run(task) = message else {
+                continue;
+            };
             let report = |kind| {
                 let _ = task.reply.send(Report {
                     job: task.job,
