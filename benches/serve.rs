@@ -1,7 +1,7 @@
 //! What the HTTP server costs: the same greedy DSI generations on the
-//! bundled pair run directly on the pool (what `dsi generate` does) and
-//! streamed through `dsi serve`'s router over loopback, interleaved, in one
-//! run; then 64 concurrent streams through the server.
+//! bundled pair run the way `dsi generate` runs them (encode, pool, decode
+//! the stream) and streamed through `dsi serve`'s router over loopback,
+//! interleaved, in one run; then 64 concurrent streams through the server.
 //!
 //! Prints per-token time of both paths and their ratio (target: the server
 //! adds under 5%), and for the 64 streams: errors, tokens/s, p50/p99 time to
@@ -19,7 +19,8 @@ use dsi::core::sampling::Decoding;
 use dsi::core::schedule::Mode;
 use dsi::models::Session;
 use dsi::models::checkpoint::TextTokenizer;
-use dsi::sched::{CachedModel, Pool, Request, Role, WorkerHandle};
+use dsi::sched::{CachedModel, Pool, Request, Role, Update, WorkerHandle};
+use dsi_server::codec::IncrementalText;
 use dsi_server::{ServerConfig, State, TextCodec};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -120,12 +121,8 @@ fn main() {
     let mut config = ServerConfig::new("pystd", capacity);
     config.lookahead = K;
     config.eos = eos.clone();
-    let codec = Codec(target_ckpt.tokenizer);
-    let encoded: Vec<Vec<TokenId>> = prompts
-        .iter()
-        .map(|p| codec.encode(p).expect("tokens"))
-        .collect();
-    let state = Arc::new(State::new(Arc::clone(&pool), Arc::new(codec), config));
+    let codec: Arc<dyn TextCodec> = Arc::new(Codec(target_ckpt.tokenizer));
+    let state = Arc::new(State::new(Arc::clone(&pool), Arc::clone(&codec), config));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -137,28 +134,53 @@ fn main() {
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(dsi_server::serve(listener, Arc::clone(&state), std::future::pending()));
 
-        // Interleaved: direct on the pool, then the same through HTTP.
+        // Each round runs every prompt directly and every prompt through
+        // the server, the two halves in alternating order. Consecutive
+        // runs never share a prompt: a worker's freed cache keeps its
+        // tokens, and a repeated prompt would skip its prefill.
+        let mut lengths = vec![0usize; prompts.len()];
         let (mut direct, mut served) = (Vec::new(), Vec::new());
         for round in 0..=repeats {
-            for (prompt, ids) in prompts.iter().zip(&encoded) {
-                let request = Request {
-                    prompt: ids.clone(),
-                    mode: Mode::Dsi,
-                    k: K,
-                    max_new_tokens: tokens,
-                    eos: eos.clone(),
-                    decoding: Decoding::greedy(),
-                    targets: None,
-                };
-                let began = Instant::now();
-                let g = pool.generate(request, |_| {}).await.expect("generation");
-                let per_token_direct = began.elapsed().as_secs_f64() / g.tokens.len().max(1) as f64;
-                let (_, total, ok) = stream(addr, prompt, tokens).await;
-                assert!(ok, "the server answered");
-                // Round 0 warms caches and allocators.
-                if round > 0 {
-                    direct.push(per_token_direct);
-                    served.push(total.as_secs_f64() / g.tokens.len().max(1) as f64);
+            for half in 0..2 {
+                let through_server = (round + half) % 2 == 1;
+                for (i, prompt) in prompts.iter().enumerate() {
+                    let began = Instant::now();
+                    if through_server {
+                        let (_, _, ok) = stream(addr, prompt, tokens).await;
+                        assert!(ok, "the server answered");
+                    } else {
+                        // What `dsi generate` does: encode the prompt, run
+                        // the pool, stream the text as it is verified.
+                        let ids = codec.encode(prompt).expect("tokens");
+                        let mut text = IncrementalText::default();
+                        let mut printed = 0;
+                        let request = Request {
+                            prompt: ids,
+                            mode: Mode::Dsi,
+                            k: K,
+                            max_new_tokens: tokens,
+                            eos: eos.clone(),
+                            decoding: Decoding::greedy(),
+                            targets: None,
+                        };
+                        let g = pool
+                            .generate(request, |update| {
+                                if let Update::Tokens(new) = update {
+                                    printed += text.push(codec.as_ref(), new).expect("text").len();
+                                }
+                            })
+                            .await
+                            .expect("generation");
+                        std::hint::black_box(printed);
+                        lengths[i] = g.tokens.len();
+                    }
+                    let per_token = began.elapsed().as_secs_f64() / lengths[i].max(1) as f64;
+                    // Round 0 warms caches and allocators (and learns the lengths).
+                    match (round > 0, through_server) {
+                        (true, true) => served.push(per_token),
+                        (true, false) => direct.push(per_token),
+                        (false, _) => {}
+                    }
                 }
             }
         }
