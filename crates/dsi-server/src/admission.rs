@@ -76,11 +76,11 @@ impl Ticket {
             return;
         }
         // The semaphore is never closed, so acquiring cannot fail; a failure
-        // would only let this request run without a slot.
+        // would only let this request run without a slot (and uncounted).
         if let Ok(permit) = Arc::clone(&self.admission.slots).acquire_owned().await {
             self.permit = Some(permit);
+            self.admission.running.fetch_add(1, Ordering::AcqRel);
         }
-        self.admission.running.fetch_add(1, Ordering::AcqRel);
     }
 }
 

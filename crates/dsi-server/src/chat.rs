@@ -111,6 +111,19 @@ mod tests {
     }
 
     #[test]
+    fn content_may_be_a_list_of_text_parts() {
+        let parts: ChatMessage = serde_json::from_str(
+            r#"{"role": "user", "content": [{"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(parts.content, "Hi there");
+        let image = serde_json::from_str::<ChatMessage>(
+            r#"{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}"#,
+        );
+        assert!(image.unwrap_err().to_string().contains("text parts only"));
+    }
+
+    #[test]
     fn plain_template_without_a_model_template() {
         let prompt = ChatTemplate::default().render(&messages()).unwrap();
         assert_eq!(prompt, "system: Be brief.\nuser: Hi\nassistant:");

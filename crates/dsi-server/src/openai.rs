@@ -92,13 +92,43 @@ pub struct CompletionRequest {
     pub common: CommonFields,
 }
 
-/// One chat message.
+/// One chat message, as templates see it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ChatMessage {
     /// `system`, `user`, `assistant` (or `tool`).
     pub role: String,
     /// The text.
+    #[serde(deserialize_with = "content_text")]
     pub content: String,
+}
+
+/// `content`: a string, or OpenAI's list of parts, of which only text parts
+/// (`{"type": "text", "text": ...}`) can be served here; they are joined.
+fn content_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Content {
+        Text(String),
+        Parts(Vec<Part>),
+    }
+    #[derive(Deserialize)]
+    struct Part {
+        #[serde(rename = "type")]
+        kind: String,
+        text: Option<String>,
+    }
+    match Content::deserialize(deserializer)? {
+        Content::Text(text) => Ok(text),
+        Content::Parts(parts) => parts
+            .into_iter()
+            .map(|part| match (part.kind.as_str(), part.text) {
+                ("text", Some(text)) => Ok(text),
+                (kind, _) => Err(serde::de::Error::custom(format!(
+                    "message content part of type {kind:?} is not supported: this server takes text parts only"
+                ))),
+            })
+            .collect(),
+    }
 }
 
 /// `POST /v1/chat/completions`.
