@@ -7,7 +7,7 @@
 mod serving;
 
 use serde_json::{Value, json};
-use serving::{Server, metric, runtime, stream};
+use serving::{Server, metric, runtime, scrape, stream};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -94,7 +94,7 @@ fn endpoints_answer_in_openai_formats() {
         );
 
         // Metrics counted all of it.
-        let metrics = client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let metrics = scrape(&client, &server).await;
         assert!(metric(&metrics, "dsi_requests_total{endpoint=\"completions\",status=\"200\"}").unwrap() >= 3.0);
         assert!(metric(&metrics, "dsi_requests_total{endpoint=\"chat\",status=\"200\"}").unwrap() >= 2.0);
         assert!(metric(&metrics, "dsi_generated_tokens_total").unwrap() > 0.0);
@@ -292,14 +292,7 @@ fn invalid_requests_get_openai_errors_and_the_server_keeps_serving() {
             .await
             .unwrap();
         assert_eq!(ok.status(), 200);
-        let metrics = client
-            .get(server.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = scrape(&client, &server).await;
         assert!(
             metric(
                 &metrics,
@@ -341,14 +334,7 @@ fn a_client_that_disconnects_mid_stream_cancels_its_work() {
         let client = reqwest::Client::new();
         let began = Instant::now();
         loop {
-            let metrics = client
-                .get(server.url("/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let metrics = scrape(&client, &server).await;
             let gone = metric(
                 &metrics,
                 "dsi_requests_total{endpoint=\"completions\",status=\"499\"}",
@@ -441,14 +427,7 @@ async fn slow_stream(
 async fn wait_running(client: &reqwest::Client, server: &Server, n: usize) {
     let began = Instant::now();
     loop {
-        let metrics = client
-            .get(server.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = scrape(client, server).await;
         if metric(&metrics, "dsi_active_generations") == Some(n as f64) {
             return;
         }

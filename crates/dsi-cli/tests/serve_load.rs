@@ -8,7 +8,7 @@
 mod serving;
 
 use serde_json::{Value, json};
-use serving::{Server, metric, runtime, stream};
+use serving::{Server, metric, runtime, scrape, stream};
 use std::time::{Duration, Instant};
 
 const SLOTS: usize = 16;
@@ -123,7 +123,7 @@ fn sixty_four_streams_then_twice_the_queue_limit() {
         assert_eq!(served, SLOTS + QUEUE, "every admitted request is served");
         assert_eq!(refused, burst - SLOTS - QUEUE, "429 exactly past the slots and the queue");
 
-        let metrics = client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let metrics = scrape(&client, &server).await;
         assert_eq!(metric(&metrics, "dsi_queue_depth"), Some(0.0));
         assert_eq!(metric(&metrics, "dsi_active_generations"), Some(0.0));
         assert_eq!(

@@ -149,6 +149,18 @@ pub(crate) async fn stream(
     out
 }
 
+/// The server's `/metrics` text.
+pub(crate) async fn scrape(client: &reqwest::Client, server: &Server) -> String {
+    client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics answered")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
 /// The value of an unlabelled or labelled sample in Prometheus text.
 pub(crate) fn metric(text: &str, sample: &str) -> Option<f64> {
     text.lines()
