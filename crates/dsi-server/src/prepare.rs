@@ -1,12 +1,16 @@
-//! From an OpenAI request to a scheduler request: every field checked, every
+//! From a request body to a scheduler request: the JSON parsed, every field checked, every
 //! refusal a 4xx that names the field and says what would be accepted.
 
 use crate::error::ApiError;
 use crate::openai::CommonFields;
 use crate::state::State;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
 use dsi_core::sampling::{Decoding, SamplingParams};
 use dsi_core::schedule::Mode;
 use dsi_sched::Request;
+use serde::de::DeserializeOwned;
 
 /// Drafts per verification job a request may ask for.
 pub const MAX_LOOKAHEAD: usize = 64;
@@ -167,5 +171,33 @@ pub fn prepare(state: &State, fields: CommonFields, prompt: &str) -> Result<Prep
         stop,
         stream: fields.stream,
         include_usage: fields.stream_options.is_some_and(|o| o.include_usage),
+    })
+}
+
+/// The body as `T`, or a 400/413 that says what is wrong with it.
+pub fn parse<T: DeserializeOwned>(
+    state: &State,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    if state.shutdown.draining() {
+        return Err(ApiError::draining());
+    }
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large(state.config.max_body_bytes)
+        } else {
+            ApiError::invalid(format!("the request body cannot be read: {rejection}"))
+        }
+    })?;
+    serde_json::from_slice(&body).map_err(|e| {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Data => {
+                ApiError::invalid(format!("the request does not match the schema: {e}"))
+            }
+            Category::Syntax | Category::Eof | Category::Io => {
+                ApiError::invalid(format!("the request body is not valid JSON: {e}"))
+            }
+        }
     })
 }

@@ -5,15 +5,13 @@ use crate::generation::{self, Piece};
 use crate::openai::{
     ChatRequest, CompletionRequest, Endpoint, FinishReason, PromptField, ResponseHead, Usage,
 };
-use crate::prepare::{Prepared, prepare};
+use crate::prepare::{Prepared, parse, prepare};
 use crate::state::State;
 use axum::body::Bytes;
 use axum::extract::State as Shared;
 use axum::extract::rejection::BytesRejection;
-use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use serde::de::DeserializeOwned;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
@@ -59,34 +57,6 @@ pub async fn chat(
         prepare(&state, request.common, &prompt)
     });
     respond(state, endpoint, prepared, arrived).await
-}
-
-/// The body as `T`, or a 400/413 that says what is wrong with it.
-fn parse<T: DeserializeOwned>(
-    state: &State,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<T, ApiError> {
-    if state.shutdown.draining() {
-        return Err(ApiError::draining());
-    }
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::too_large(state.config.max_body_bytes)
-        } else {
-            ApiError::invalid(format!("the request body cannot be read: {rejection}"))
-        }
-    })?;
-    serde_json::from_slice(&body).map_err(|e| {
-        use serde_json::error::Category;
-        match e.classify() {
-            Category::Data => {
-                ApiError::invalid(format!("the request does not match the schema: {e}"))
-            }
-            Category::Syntax | Category::Eof | Category::Io => {
-                ApiError::invalid(format!("the request body is not valid JSON: {e}"))
-            }
-        }
-    })
 }
 
 async fn respond(

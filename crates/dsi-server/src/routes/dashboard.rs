@@ -3,7 +3,8 @@
 //! the non-SI / SI / DSI race.
 
 use crate::error::ApiError;
-use crate::prepare::MAX_LOOKAHEAD;
+use crate::openai::CommonFields;
+use crate::prepare::{parse, prepare};
 use crate::state::State;
 use axum::Json;
 use axum::body::Bytes;
@@ -13,7 +14,6 @@ use axum::http::header;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use dsi_core::TokenId;
-use dsi_core::sampling::Decoding;
 use dsi_core::schedule::Mode;
 use dsi_core::sim::heatmap::HeatmapSpec;
 use dsi_sched::{Request, Update};
@@ -146,7 +146,7 @@ pub struct RaceRequest {
     prompt: String,
     #[serde(default = "race_default_tokens")]
     max_tokens: usize,
-    lookahead: Option<usize>,
+    lookahead: Option<u32>,
 }
 
 fn race_default_tokens() -> usize {
@@ -170,43 +170,22 @@ async fn run_race(
     state: &State,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<serde_json::Value, ApiError> {
-    if state.shutdown.draining() {
-        return Err(ApiError::draining());
-    }
-    let body =
-        body.map_err(|e| ApiError::invalid(format!("the request body cannot be read: {e}")))?;
-    let race: RaceRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::invalid(format!("the race request is invalid: {e}")))?;
+    let race: RaceRequest = parse(state, body)?;
     if race.max_tokens == 0 || race.max_tokens > RACE_MAX_TOKENS {
         return Err(ApiError::invalid_param(
             "max_tokens",
             format!("a race runs 1 to {RACE_MAX_TOKENS} tokens per mode"),
         ));
     }
-    let k = race.lookahead.unwrap_or(state.config.lookahead);
-    if k == 0 || k > MAX_LOOKAHEAD {
-        return Err(ApiError::invalid_param(
-            "lookahead",
-            format!("use 1 to {MAX_LOOKAHEAD}"),
-        ));
-    }
-    if !state.pool.has_drafter() {
-        return Err(ApiError::invalid(
-            "a race needs a drafter and this server has none",
-        ));
-    }
-    let prompt = state.codec.encode(&race.prompt).map_err(|e| {
-        ApiError::invalid_param("prompt", format!("the prompt cannot be tokenized: {e}"))
-    })?;
-    if prompt.is_empty() || prompt.len() + race.max_tokens > state.config.context {
-        return Err(ApiError::invalid_param(
-            "prompt",
-            format!(
-                "the prompt must be 1 to {} tokens",
-                state.config.context - race.max_tokens
-            ),
-        ));
-    }
+    // The same checks as a completion's (lookahead, drafter, prompt length
+    // and context), as a greedy DSI request; the race varies only the mode.
+    let fields = CommonFields {
+        max_tokens: Some(race.max_tokens as u32),
+        lookahead: race.lookahead,
+        mode: Some(Mode::Dsi.to_string()),
+        ..CommonFields::default()
+    };
+    let request = prepare(state, fields, &race.prompt)?.request;
     let mut ticket = state
         .admission
         .enter()
@@ -216,13 +195,8 @@ async fn run_race(
     let mut outputs: Vec<Vec<TokenId>> = Vec::new();
     for mode in [Mode::NonSi, Mode::Si, Mode::Dsi] {
         let request = Request {
-            prompt: prompt.clone(),
             mode,
-            k,
-            max_new_tokens: race.max_tokens,
-            eos: state.config.eos.clone(),
-            decoding: Decoding::greedy(),
-            targets: None,
+            ..request.clone()
         };
         let began = Instant::now();
         let mut times_ms = Vec::new();
@@ -250,5 +224,5 @@ async fn run_race(
         outputs.push(generation.tokens);
     }
     let identical = outputs.windows(2).all(|w| w[0] == w[1]);
-    Ok(serde_json::json!({ "lookahead": k, "runs": runs, "identical": identical }))
+    Ok(serde_json::json!({ "lookahead": request.k, "runs": runs, "identical": identical }))
 }
