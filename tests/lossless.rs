@@ -1,6 +1,7 @@
 //! Losslessness with real models: greedy DSI, SI and non-SI emit identical
 //! tokens on random tiny checkpoints, over many prompts, lookaheads and
-//! server counts, on ndarray and on wgpu; seeded coupled sampling does too.
+//! server counts, on the CPU backends and on wgpu; seeded coupled sampling
+//! does too. `DSI_TEST_BACKENDS` chooses the backends (default: all built).
 //!
 //! The target is a fixture checkpoint (random weights saved by Hugging Face
 //! transformers); the drafter is the same model with its logits perturbed at
@@ -15,8 +16,9 @@ use dsi::core::schedule::Mode;
 use dsi::core::verify::argmax;
 use dsi::models::Session;
 use dsi::models::checkpoint::Checkpoint;
-use dsi::models::device::{Backend, RunDtype};
+use dsi::models::device::{Backend, DeviceSpec, RunDtype};
 use dsi::models::llama::LoadedModel;
+use dsi::models::test_backends::runs_on;
 use dsi::sched::{CachedModel, Pool, Request, Role, Stats, WorkerHandle};
 use std::path::Path;
 use std::sync::Arc;
@@ -197,6 +199,9 @@ fn assert_speculation_happened(totals: &Totals) {
 
 #[test]
 fn greedy_dsi_si_and_nonsi_agree_on_ndarray() {
+    if !runs_on(DeviceSpec::Ndarray) {
+        return;
+    }
     let totals = check_lossless::<dsi::models::device::NdarrayBackend>(
         Default::default(),
         &["llama-gqa", "qwen2-bias", "llama-tied-llama3"],
@@ -212,8 +217,27 @@ fn greedy_dsi_si_and_nonsi_agree_on_ndarray() {
     assert_speculation_happened(&totals);
 }
 
+/// The default backend of every command: burn-flex on the CPU.
+#[test]
+fn greedy_dsi_si_and_nonsi_agree_on_cpu() {
+    if !runs_on(DeviceSpec::Cpu) {
+        return;
+    }
+    let totals = check_lossless::<dsi::models::device::CpuBackend>(
+        Default::default(),
+        &["llama-gqa", "qwen2-bias"],
+        &["Hello world", "def fibonacci(n):", "a"],
+        GRID,
+        Decoding::greedy(),
+    );
+    assert_speculation_happened(&totals);
+}
+
 #[test]
 fn seeded_coupled_sampling_agrees_across_modes_on_ndarray() {
+    if !runs_on(DeviceSpec::Ndarray) {
+        return;
+    }
     for seed in [1, 2, 3] {
         let params = SamplingParams {
             temperature: 0.8,
@@ -235,6 +259,9 @@ fn seeded_coupled_sampling_agrees_across_modes_on_ndarray() {
 #[cfg(feature = "wgpu")]
 #[test]
 fn greedy_dsi_si_and_nonsi_agree_on_wgpu() {
+    if !runs_on(DeviceSpec::Wgpu(None)) {
+        return;
+    }
     let totals = check_lossless::<dsi::models::device::WgpuBackend>(
         Default::default(),
         &["llama-gqa"],

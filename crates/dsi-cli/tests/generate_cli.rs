@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 mod common;
 
-use common::{dsi, stderr};
+use common::{dsi, dsi_env, stderr};
 use std::process::Output;
 
 fn fixture(name: &str) -> PathBuf {
@@ -152,6 +152,60 @@ fn bad_inputs_exit_2_with_one_line() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(expected), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+/// With no Vulkan driver, `--backend wgpu` is refused with one line that
+/// names what to install (never cubecl's panic), by `generate` and by
+/// `serve` before it listens.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_backend_that_cannot_start_exits_2_with_the_fix() {
+    let model = fixture("llama-gqa");
+    let model = model.to_str().unwrap();
+    let no_driver = "/nonexistent/dsi-no-vulkan-driver.json";
+    let hidden = [
+        ("VK_ICD_FILENAMES", no_driver),
+        ("VK_DRIVER_FILES", no_driver),
+    ];
+    for args in [
+        vec!["generate", "--model", model, "--backend", "wgpu", "hi"],
+        vec![
+            "generate",
+            "--model",
+            model,
+            "--drafter",
+            model,
+            "--target-devices",
+            "cpu,wgpu",
+            "hi",
+        ],
+        vec![
+            "serve",
+            "--model",
+            model,
+            "--backend",
+            "wgpu",
+            "--addr",
+            "127.0.0.1:0",
+        ],
+    ] {
+        let out = dsi_env(&args, &hidden);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{args:?}: one line: {err}"
+        );
+        assert!(
+            err.contains("wgpu cannot start") && err.contains("mesa-vulkan-drivers"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            !err.contains("panicked") && !err.contains("adapter available"),
+            "{err}"
+        );
     }
 }
 

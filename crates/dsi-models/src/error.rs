@@ -127,6 +127,16 @@ pub enum ModelError {
     /// The device does not support the requested dtype or backend.
     #[error("{0}")]
     Device(String),
+    /// A backend this binary has cannot start on this machine.
+    #[error("{backend} cannot start: {reason}; install {install}, or use --backend cpu")]
+    Unavailable {
+        /// The backend as the user names it (`wgpu`, `wgpu:1`).
+        backend: String,
+        /// What is missing.
+        reason: String,
+        /// What to install to get it.
+        install: &'static str,
+    },
     /// Reading a tensor back from the device failed.
     #[error("reading results back from the device failed: {0}")]
     Readback(String),

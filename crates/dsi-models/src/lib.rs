@@ -15,7 +15,10 @@
 //!   scheduler through `dsi-core`'s plain-data `KvModel` trait.
 //! - `train` (feature `train`): tokenizer and model training from text
 //!   files into a Hugging Face folder.
-//! - [`device`]: the backends behind cargo features and the run dtype.
+//! - [`device`]: the backends behind cargo features, whether one can start
+//!   here ([`device::probe`]), and the run dtype.
+//! - [`test_backends`]: which backends the test suites run on
+//!   (`DSI_TEST_BACKENDS`), shared by every crate's tests.
 //!
 //! This crate knows nothing of scheduling or HTTP.
 
@@ -29,6 +32,7 @@ pub mod llama;
 pub mod measure;
 mod rope;
 pub mod session;
+pub mod test_backends;
 #[cfg(feature = "train")]
 pub mod train;
 

@@ -5,15 +5,19 @@
 //! scaling, Qwen2 biases, bf16 sharded storage) with transformers' logits at
 //! every prompt position and its greedy continuation. Each check is written
 //! once and instantiated per backend; wgpu runs in this same binary so its
-//! shader compilation is paid once.
+//! shader compilation is paid once. `DSI_TEST_BACKENDS` chooses the backends
+//! (default: every one built); a selected backend that cannot start fails
+//! its tests with one line naming what to install.
 
 use burn::tensor::DType;
 use burn::tensor::backend::Backend;
 use dsi_core::TokenId;
 use dsi_models::checkpoint::{Checkpoint, SafetensorsFiles};
+use dsi_models::device::DeviceSpec;
 use dsi_models::generate::Decoder;
 use dsi_models::llama::LoadedModel;
 use dsi_models::sampling::SamplingParams;
+use dsi_models::test_backends::runs_on;
 use std::path::{Path, PathBuf};
 
 const FIXTURES: &[&str] = &[
@@ -197,24 +201,32 @@ fn cache_full_and_bad_tokens_are_errors<B: Backend>(device: &B::Device) {
     assert!(model.forward(&[], &mut cache).is_err());
 }
 
+/// The checks above, once per backend; each runs only when its backend is
+/// selected (`DSI_TEST_BACKENDS`, see `dsi_models::test_backends`).
 macro_rules! backend_tests {
-    ($module:ident, $backend:ty, $device:expr) => {
+    ($module:ident, $backend:ty, $spec:expr, $device:expr) => {
         mod $module {
             use super::*;
 
             #[test]
             fn logits_and_greedy_match_transformers() {
-                matches_transformers::<$backend>(&$device);
+                if runs_on($spec) {
+                    matches_transformers::<$backend>(&$device);
+                }
             }
 
             #[test]
             fn kv_cache_prefill_stepwise_and_rollback_agree() {
-                kv_cache_equivalence::<$backend>(&$device);
+                if runs_on($spec) {
+                    kv_cache_equivalence::<$backend>(&$device);
+                }
             }
 
             #[test]
             fn cache_overflow_and_unknown_tokens_are_errors() {
-                cache_full_and_bad_tokens_are_errors::<$backend>(&$device);
+                if runs_on($spec) {
+                    cache_full_and_bad_tokens_are_errors::<$backend>(&$device);
+                }
             }
         }
     };
@@ -223,11 +235,13 @@ macro_rules! backend_tests {
 backend_tests!(
     ndarray,
     dsi_models::device::NdarrayBackend,
+    DeviceSpec::Ndarray,
     burn::backend::ndarray::NdArrayDevice::Cpu
 );
 backend_tests!(
     flex,
     dsi_models::device::CpuBackend,
+    DeviceSpec::Cpu,
     burn::backend::flex::FlexDevice
 );
 
@@ -235,6 +249,7 @@ backend_tests!(
 backend_tests!(
     wgpu,
     dsi_models::device::WgpuBackend,
+    DeviceSpec::Wgpu(None),
     burn::backend::wgpu::WgpuDevice::DefaultDevice
 );
 
@@ -243,6 +258,9 @@ backend_tests!(
 #[test]
 fn ndarray_and_wgpu_agree() {
     use dsi_models::device::{NdarrayBackend, WgpuBackend};
+    if !(runs_on(DeviceSpec::Ndarray) && runs_on(DeviceSpec::Wgpu(None))) {
+        return;
+    }
     for name in FIXTURES {
         let (_, cpu) = load::<NdarrayBackend>(name, &burn::backend::ndarray::NdArrayDevice::Cpu);
         let (_, gpu) = load::<WgpuBackend>(name, &burn::backend::wgpu::WgpuDevice::DefaultDevice);
@@ -261,6 +279,9 @@ fn ndarray_and_wgpu_agree() {
 #[test]
 fn host_threaded_projections_match() {
     use dsi_models::device::CpuBackend;
+    if !runs_on(DeviceSpec::Cpu) {
+        return;
+    }
     let device = burn::backend::flex::FlexDevice;
     for name in FIXTURES {
         let (_, plain) = load::<CpuBackend>(name, &device);
@@ -288,6 +309,9 @@ fn host_threaded_projections_match() {
 #[test]
 fn half_precision_on_the_cpu_is_close() {
     use dsi_models::device::CpuBackend;
+    if !runs_on(DeviceSpec::Cpu) {
+        return;
+    }
     let device = burn::backend::flex::FlexDevice;
     for (dtype, bound) in [(DType::F16, F16_BOUND), (DType::BF16, BF16_BOUND)] {
         let mut worst = 0f32;
@@ -318,3 +342,46 @@ fn half_precision_on_the_cpu_is_close() {
 /// Measured worst: 5.5e-3 (f16), 3.3e-2 (bf16); f32 runs stay under 1e-4.
 const F16_BOUND: f32 = 1e-2;
 const BF16_BOUND: f32 = 6e-2;
+
+/// With the Vulkan driver hidden, a wgpu test fails with the one line that
+/// names what to install, not with cubecl's panic from inside burn. Runs
+/// this binary's own wgpu test in a child process, so the hidden driver
+/// does not leak into the other tests.
+#[cfg(all(feature = "wgpu", target_os = "linux"))]
+#[test]
+fn a_missing_vulkan_driver_fails_the_wgpu_tests_with_one_line() {
+    let test = "wgpu::cache_overflow_and_unknown_tokens_are_errors";
+    let output = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([test, "--exact", "--test-threads=1"])
+        .env("VK_ICD_FILENAMES", "/nonexistent/dsi-no-vulkan-driver.json")
+        .env("VK_DRIVER_FILES", "/nonexistent/dsi-no-vulkan-driver.json")
+        .env(dsi_models::test_backends::VAR, "wgpu")
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("the test binary runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        !output.status.success(),
+        "the wgpu test passed without a driver:\n{text}"
+    );
+    let message: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("wgpu tests cannot run"))
+        .collect();
+    assert_eq!(message.len(), 1, "one line names the problem:\n{text}");
+    for fix in ["mesa-vulkan-drivers", "DSI_TEST_BACKENDS"] {
+        assert!(
+            message[0].contains(fix),
+            "the line names {fix}: {}",
+            message[0]
+        );
+    }
+    assert!(
+        !text.contains("No possible adapter") && !text.contains("cubecl"),
+        "cubecl's panic leaked through:\n{text}"
+    );
+}

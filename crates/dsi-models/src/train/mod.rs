@@ -54,8 +54,8 @@ pub fn train_on_device(
         ),
         #[cfg(feature = "wgpu")]
         DeviceSpec::Wgpu(index) => {
-            use burn::backend::wgpu::WgpuDevice;
-            let device = index.map_or(WgpuDevice::DefaultDevice, WgpuDevice::DiscreteGpu);
+            crate::device::probe(device)?;
+            let device = crate::device::wgpu_device(index);
             train::<Autodiff<crate::device::WgpuBackend>>(
                 spec,
                 train_tokens,

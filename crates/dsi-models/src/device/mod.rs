@@ -7,6 +7,10 @@
 //! and burn-ndarray (`ndarray`, the reference). `wgpu` is built by default,
 //! `cuda` on request.
 
+mod probe;
+
+pub use probe::probe;
+
 use crate::{ModelError, Result};
 use burn::tensor::DType;
 pub use burn::tensor::backend::Backend;
@@ -146,7 +150,8 @@ pub trait OnBackend {
 }
 
 /// Runs `job` on the backend and device `spec` names, or explains which
-/// cargo feature the binary lacks.
+/// cargo feature the binary lacks, or what to install when the device
+/// cannot start (see [`probe`]).
 pub fn dispatch<J: OnBackend>(spec: DeviceSpec, job: J) -> Result<J::Output> {
     match spec {
         DeviceSpec::Cpu => Ok(job.run::<CpuBackend>(spec, burn::backend::flex::FlexDevice)),
@@ -160,12 +165,16 @@ pub fn dispatch<J: OnBackend>(spec: DeviceSpec, job: J) -> Result<J::Output> {
 
 #[cfg(feature = "wgpu")]
 fn wgpu<J: OnBackend>(spec: DeviceSpec, index: Option<usize>, job: J) -> Result<J::Output> {
+    probe(spec)?;
+    Ok(job.run::<WgpuBackend>(spec, wgpu_device(index)))
+}
+
+/// burn's wgpu device for `wgpu` (the default adapter) or `wgpu:N` (the
+/// `N`-th discrete GPU).
+#[cfg(feature = "wgpu")]
+pub fn wgpu_device(index: Option<usize>) -> burn::backend::wgpu::WgpuDevice {
     use burn::backend::wgpu::WgpuDevice;
-    let device = match index {
-        None => WgpuDevice::DefaultDevice,
-        Some(i) => WgpuDevice::DiscreteGpu(i),
-    };
-    Ok(job.run::<WgpuBackend>(spec, device))
+    index.map_or(WgpuDevice::DefaultDevice, WgpuDevice::DiscreteGpu)
 }
 
 #[cfg(not(feature = "wgpu"))]

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The README's test command: installs what the tests need (scripts/setup.sh),
+# says which backends the run covers, then runs the whole suite.
+#
+#   bash scripts/test.sh                 # everything, on every backend built
+#   DSI_TEST_BACKENDS=cpu,ndarray bash scripts/test.sh   # leave wgpu out
+#   bash scripts/test.sh -p dsi-core     # extra arguments go to cargo test
+#
+# .ci/run calls this after its format and lint checks, so CI and the README
+# run the same thing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# Mesa's Vulkan loader warns on every start without a runtime dir.
+if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
+    XDG_RUNTIME_DIR="$(mktemp -d)"
+    export XDG_RUNTIME_DIR
+fi
+
+# Which backends run, on which adapters; a selected backend that cannot start
+# fails here in seconds with the line that names the fix.
+echo "test: backends"
+cargo test --workspace --test backends -- --nocapture --quiet
+
+# dsi-core must keep compiling for the browser.
+if rustup target list --installed | grep -q '^wasm32-unknown-unknown$'; then
+    echo "test: dsi-core for wasm32"
+    cargo check -p dsi-core --target wasm32-unknown-unknown
+else
+    echo "test: WARNING: no wasm32-unknown-unknown target; skipping the wasm32 check of dsi-core"
+fi
+
+echo "test: cargo test --workspace $*"
+cargo test --workspace "$@"
