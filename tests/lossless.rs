@@ -45,11 +45,13 @@ impl<M: KvModel> KvModel for Perturbed<M> {
     fn forward(
         &mut self,
         tokens: &[TokenId],
+        rows: usize,
         cancel: &CancelFlag,
     ) -> Result<Vec<f32>, ForwardError> {
-        let first = self.inner.cached();
+        let rows = rows.min(tokens.len());
+        let first = self.inner.cached() + tokens.len() - rows;
         let vocab = self.inner.vocab();
-        let mut logits = self.inner.forward(tokens, cancel)?;
+        let mut logits = self.inner.forward(tokens, rows, cancel)?;
         for (i, row) in logits.chunks_mut(vocab).enumerate() {
             let next_position = first + i + 1;
             if keyed_open01(17, next_position as u64, 0) < 1.0 / 3.0 {

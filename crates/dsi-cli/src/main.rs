@@ -12,6 +12,7 @@ mod bundled;
 mod codec;
 mod exit;
 mod generate;
+mod kv_budget;
 mod measure;
 mod memory;
 mod model_args;

@@ -60,6 +60,16 @@ pub(crate) struct PoolArgs {
     /// A job running longer than this retires its worker as hung.
     #[arg(long, default_value_t = 120_000)]
     pub(crate) job_timeout_ms: u64,
+    /// KV-cache memory of all requests on one device together, in MiB
+    /// (default: half the available memory on the CPU, 4096 on a GPU).
+    /// Requests wait for room; one that cannot fit alone is refused.
+    #[arg(long, value_name = "MIB")]
+    pub(crate) kv_cache_mib: Option<usize>,
+    /// Allow target servers that compute different functions (different
+    /// dtypes or backends). Outputs then follow the target's distribution
+    /// but are no longer token-identical to non-SI.
+    #[arg(long)]
+    pub(crate) allow_mixed_targets: bool,
 }
 
 /// clap parser for `--mode`.
@@ -74,6 +84,8 @@ pub(crate) struct LoadedPool {
     pub(crate) mode: Mode,
     /// Devices and dtypes, for reports: `cpu f32 x2; drafter cpu f32`.
     pub(crate) placement: String,
+    /// KV budget per device, for reports: `cpu 11.2 GiB (half the available memory)`.
+    pub(crate) kv_budget: String,
 }
 
 impl PoolArgs {
@@ -135,27 +147,26 @@ impl PoolArgs {
     }
 
     /// Loads the weights once per device and starts one worker thread per
-    /// server; every cache holds `capacity` positions (at most the context).
+    /// server; every cache holds up to `capacity` positions (at most the
+    /// context), allocated as they arrive.
     pub(crate) fn load(&self, target: Checkpoint, capacity: usize) -> anyhow::Result<LoadedPool> {
-        self.load_with(target, capacity, None)
+        self.load_with(target, capacity, false)
     }
 
-    /// Like [`load`](Self::load); with `serving` (bytes of KV cache each
-    /// worker may keep) every worker of every mode is started and keeps one
-    /// cache per concurrent request within that budget.
+    /// Like [`load`](Self::load); `serving` starts every worker of every
+    /// mode, each keeping one cache per concurrent request. Either way the
+    /// caches of each device share one budget (`--kv-cache-mib`).
     pub(crate) fn load_with(
         &self,
         target: Checkpoint,
         capacity: usize,
-        serving: Option<usize>,
+        serving: bool,
     ) -> anyhow::Result<LoadedPool> {
         let mode = self.mode()?;
         let capacity = capacity.min(target.config.max_context);
-        let devices = self.target_devices(if serving.is_some() { Mode::Dsi } else { mode })?;
-        let caches = |session: &dyn KvModel| match serving {
-            Some(budget) => (budget / session.cache_bytes().max(1)).max(1),
-            None => 1,
-        };
+        let devices = self.target_devices(if serving { Mode::Dsi } else { mode })?;
+        // The memory budget bounds the caches; the count needs no bound.
+        let caches = if serving { usize::MAX } else { 1 };
         let mut placement = Vec::new();
         let mut targets = Vec::with_capacity(devices.len());
         let mut distinct: Vec<DeviceSpec> = Vec::new();
@@ -164,6 +175,7 @@ impl PoolArgs {
                 distinct.push(*device);
             }
         }
+        let mut dtypes = Vec::new();
         for device in distinct {
             let count = devices.iter().filter(|&&d| d == device).count();
             let loaded = dispatch(
@@ -178,17 +190,21 @@ impl PoolArgs {
                 },
             )??;
             placement.push(format!("target {device} {} x{count}", loaded.dtype));
+            dtypes.push((device, loaded.dtype.clone()));
             for (i, session) in loaded.sessions.into_iter().enumerate() {
                 let name = format!("{device}#{i}");
-                let caches = caches(session.as_ref());
-                targets.push(WorkerHandle::spawn_with_caches(
-                    name,
-                    Role::Target(Box::new(CachedModel::new(session))),
-                    caches,
-                )?);
+                targets.push(
+                    WorkerHandle::spawn_with_caches(
+                        name,
+                        Role::Target(Box::new(CachedModel::new(session))),
+                        caches,
+                    )?
+                    .on_device(device.to_string()),
+                );
             }
         }
-        let drafter = match (self.drafter_dir(), mode.drafts() || serving.is_some()) {
+        self.check_one_target_function(&dtypes)?;
+        let drafter = match (self.drafter_dir(), mode.drafts() || serving) {
             (Some(dir), true) => {
                 let checkpoint = Checkpoint::open(&dir)
                     .with_context(|| format!("loading the drafter in {}", dir.display()))?;
@@ -217,27 +233,91 @@ impl PoolArgs {
                     .into_iter()
                     .next()
                     .context("no drafter session")?;
-                let caches = caches(session.as_ref());
-                Some(WorkerHandle::spawn_with_caches(
-                    format!("{device} drafter"),
-                    Role::Drafter(Box::new(CachedModel::new(session))),
-                    caches,
-                )?)
+                Some(
+                    WorkerHandle::spawn_with_caches(
+                        format!("{device} drafter"),
+                        Role::Drafter(Box::new(CachedModel::new(session))),
+                        caches,
+                    )?
+                    .on_device(device.to_string()),
+                )
             }
             _ => None,
         };
+        let (budgets, kv_budget) = self.kv_budgets(drafter.iter().chain(&targets))?;
         let pool = Pool::new(drafter, targets)?
             .with_limits(Limits {
                 vocab: target.config.vocab_size,
                 context: capacity,
             })
-            .with_job_timeout(Duration::from_millis(self.job_timeout_ms.max(1)));
+            .with_job_timeout(Duration::from_millis(self.job_timeout_ms.max(1)))
+            .with_kv_budget(budgets);
         Ok(LoadedPool {
             pool,
             target,
             mode,
             placement: placement.join("; "),
+            kv_budget,
         })
+    }
+
+    /// All targets of a pool must compute one function, or greedy DSI would
+    /// not emit non-SI's tokens: one backend kind and one dtype.
+    fn check_one_target_function(&self, dtypes: &[(DeviceSpec, String)]) -> anyhow::Result<()> {
+        let class = |(device, dtype): &(DeviceSpec, String)| {
+            let backend = match device {
+                DeviceSpec::Cpu => "cpu",
+                DeviceSpec::Ndarray => "ndarray",
+                DeviceSpec::Wgpu(_) => "wgpu",
+                DeviceSpec::Cuda(_) => "cuda",
+            };
+            format!("{backend} {dtype}")
+        };
+        let Some(first) = dtypes.first().map(class) else {
+            return Ok(());
+        };
+        if let Some(other) = dtypes.iter().map(class).find(|c| *c != first)
+            && !self.allow_mixed_targets
+        {
+            return Err(UsageError(format!(
+                "the target servers compute different functions ({first} and {other}), so greedy \
+                 DSI would not reproduce non-SI's tokens: put every target on one kind of device \
+                 and dtype, or pass --allow-mixed-targets to keep only the target's distribution"
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
+    /// One budget per distinct device of `workers`, and its description.
+    fn kv_budgets<'a>(
+        &self,
+        workers: impl Iterator<Item = &'a WorkerHandle>,
+    ) -> anyhow::Result<(Vec<(String, usize)>, String)> {
+        let mut budgets: Vec<(String, usize)> = Vec::new();
+        let mut described = Vec::new();
+        for worker in workers {
+            if budgets.iter().any(|(d, _)| d == worker.device()) {
+                continue;
+            }
+            let spec: DeviceSpec = worker.device().parse()?;
+            let (bytes, why) = match self.kv_cache_mib {
+                Some(0) => {
+                    return Err(
+                        UsageError("invalid kv-cache-mib: 0 (expected at least 1)".into()).into(),
+                    );
+                }
+                Some(mib) => (mib.saturating_mul(1 << 20), "--kv-cache-mib"),
+                None => crate::kv_budget::default_for(spec),
+            };
+            described.push(format!(
+                "{} {:.1} GiB ({why})",
+                worker.device(),
+                bytes as f64 / f64::from(1u32 << 30)
+            ));
+            budgets.push((worker.device().to_string(), bytes));
+        }
+        Ok((budgets, described.join(", ")))
     }
 }
 

@@ -51,10 +51,6 @@ pub(crate) struct ServeArgs {
     /// Seconds in-flight generations may still run after SIGTERM.
     #[arg(long, default_value_t = 30.0)]
     drain_grace_s: f64,
-    /// KV-cache memory each worker may keep for concurrent requests, in MiB
-    /// (one cache per request; the least recently used is recomputed past it).
-    #[arg(long, default_value_t = 1024)]
-    kv_cache_mib: usize,
 }
 
 fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
@@ -97,11 +93,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             (false, None) => "model".to_string(),
         }
     });
-    let loaded = args.pool.load_with(
-        target,
-        context,
-        Some(args.kv_cache_mib.saturating_mul(1 << 20)),
-    )?;
+    let loaded = args.pool.load_with(target, context, true)?;
     let mut config = ServerConfig::new(model_name, context);
     config.mode = mode;
     config.lookahead = args.pool.k.max(1);
@@ -122,6 +114,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.emulated_target_ms = millis(args.pool.emulate_target_ms);
     config.emulated_drafter_ms = millis(args.pool.emulate_drafter_ms);
     let placement = loaded.placement;
+    let kv_budget = loaded.kv_budget;
     let codec = Arc::new(Codec(loaded.target.tokenizer));
     let state = Arc::new(State::new(Arc::new(loaded.pool), codec, config));
 
@@ -134,7 +127,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {}", args.addr))?;
         let addr = listener.local_addr()?;
         println!(
-            "listening on http://{addr} ({}; {})",
+            "listening on http://{addr} ({}; {}; KV cache budget {kv_budget})",
             state.config.model_name, placement
         );
         std::io::stdout().flush()?;

@@ -50,7 +50,13 @@ fn every_mode_emits_the_same_tokens_and_reports_stats() {
         (
             "dsi",
             "llama-bf16-sharded",
-            vec!["--k", "2", "--target-devices", "cpu,ndarray"],
+            vec![
+                "--k",
+                "2",
+                "--target-devices",
+                "cpu,ndarray",
+                "--allow-mixed-targets",
+            ],
         ),
     ] {
         let report = generate(mode, drafter, &extra);
@@ -158,6 +164,24 @@ fn bad_scheduler_arguments_exit_2_with_one_line() {
         (
             vec!["generate", "--model", &target, "--targets", "0", "hi"],
             "targets",
+        ),
+        (
+            vec![
+                "generate",
+                "--model",
+                &target,
+                "--drafter",
+                &target,
+                "--target-devices",
+                "cpu,ndarray",
+                "hi",
+            ],
+            "--allow-mixed-targets",
+        ),
+        (
+            // The bundled target's first cache segment alone is about 4 MiB.
+            vec!["generate", "--kv-cache-mib", "1", "hi"],
+            "KV cache on cpu",
         ),
         (
             vec![

@@ -10,7 +10,8 @@
 //! - [`schedule`]: the DSI, SI and non-SI state machines (epochs, jobs,
 //!   preemption, verification bookkeeping) as synchronous logic;
 //! - [`model`] and [`cancel`]: the plain-data interface a scheduler drives a
-//!   model instance through;
+//!   model instance through; [`cache_layout`]: how a KV cache grows, so a
+//!   scheduler can budget memory;
 //! - [`sim`]: the paper's offline simulator of non-SI, SI and DSI in time
 //!   units, its closed forms and the Figure 1 heatmap grid;
 //! - [`sampling`]: logits processing (temperature, top-k, top-p) into the
@@ -21,6 +22,7 @@
 //! It compiles for `wasm32-unknown-unknown` as is.
 
 pub mod acceptance;
+pub mod cache_layout;
 pub mod cancel;
 pub mod error;
 pub mod model;

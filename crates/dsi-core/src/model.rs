@@ -6,6 +6,7 @@
 //! test fake, or later a model in another process.
 
 use crate::TokenId;
+use crate::cache_layout::CacheFootprint;
 use crate::cancel::CancelFlag;
 
 /// Why a forward pass produced no logits.
@@ -37,14 +38,18 @@ pub trait KvModel: Send {
     /// Forgets every position from `keep` on, in O(1).
     fn truncate(&mut self, keep: usize);
 
-    /// Feeds `tokens` after the cached positions and returns their next-token
-    /// logits, row-major `[tokens.len(), vocab]`.
+    /// Feeds `tokens` after the cached positions and returns the next-token
+    /// logits of the last `rows` of them (at most `tokens.len()`), row-major
+    /// `[rows, vocab]`. Only those rows are computed and read back: drafting
+    /// and prefill need one, a verification its drafts plus one; `rows = 0`
+    /// only fills the cache.
     ///
     /// Checks `cancel` at safe points (between layers at least) and returns
     /// [`ForwardError::Cancelled`] there.
     fn forward(
         &mut self,
         tokens: &[TokenId],
+        rows: usize,
         cancel: &CancelFlag,
     ) -> Result<Vec<f32>, ForwardError>;
 
@@ -55,10 +60,15 @@ pub trait KvModel: Send {
         None
     }
 
-    /// Bytes one cache of this instance holds at capacity (0 if unknown):
-    /// what a memory budget for caches is divided by.
+    /// Bytes this instance's cache holds now (0 if unknown).
     fn cache_bytes(&self) -> usize {
         0
+    }
+
+    /// How the cache grows with the positions it holds, so a memory budget
+    /// can bound it before it grows; `None` when it takes no budgeted memory.
+    fn footprint(&self) -> Option<CacheFootprint> {
+        None
     }
 }
 
@@ -82,9 +92,10 @@ impl<M: KvModel + ?Sized> KvModel for Box<M> {
     fn forward(
         &mut self,
         tokens: &[TokenId],
+        rows: usize,
         cancel: &CancelFlag,
     ) -> Result<Vec<f32>, ForwardError> {
-        (**self).forward(tokens, cancel)
+        (**self).forward(tokens, rows, cancel)
     }
 
     fn fork(&self) -> Option<Box<dyn KvModel>> {
@@ -93,5 +104,9 @@ impl<M: KvModel + ?Sized> KvModel for Box<M> {
 
     fn cache_bytes(&self) -> usize {
         (**self).cache_bytes()
+    }
+
+    fn footprint(&self) -> Option<CacheFootprint> {
+        (**self).footprint()
     }
 }

@@ -8,6 +8,7 @@ use crate::sampling::SamplingParams;
 use crate::{KvCache, ModelError, Result};
 use burn::tensor::backend::Backend;
 use dsi_core::TokenId;
+use dsi_core::cancel::CancelFlag;
 
 /// Decodes one sequence token by token.
 pub struct Decoder<'m, B: Backend> {
@@ -61,8 +62,9 @@ impl<'m, B: Backend> Decoder<'m, B> {
     }
 
     fn feed(&mut self, tokens: &[TokenId]) -> Result<TokenId> {
-        let logits = self.model.forward(tokens, &mut self.cache)?;
-        let last = logits.row(logits.rows() - 1);
-        Ok(self.sampling.next_token(self.cache.len(), last))
+        let logits = self
+            .model
+            .forward_host(tokens, &mut self.cache, 1, &CancelFlag::new())?;
+        Ok(self.sampling.next_token(self.cache.len(), logits.row(0)))
     }
 }

@@ -49,6 +49,10 @@ where
         self.cache.bytes()
     }
 
+    fn footprint(&self) -> Option<dsi_core::cache_layout::CacheFootprint> {
+        Some(self.cache.footprint())
+    }
+
     fn vocab(&self) -> usize {
         self.model.config.vocab_size
     }
@@ -68,9 +72,13 @@ where
     fn forward(
         &mut self,
         tokens: &[TokenId],
+        rows: usize,
         cancel: &CancelFlag,
     ) -> Result<Vec<f32>, ForwardError> {
-        match self.model.forward_host(tokens, &mut self.cache, cancel) {
+        match self
+            .model
+            .forward_host(tokens, &mut self.cache, rows, cancel)
+        {
             Ok(logits) => Ok(logits.values),
             Err(ModelError::Cancelled) => Err(ForwardError::Cancelled),
             Err(e) => Err(ForwardError::Failed(e.to_string())),

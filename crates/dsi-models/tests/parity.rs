@@ -12,6 +12,7 @@
 use burn::tensor::DType;
 use burn::tensor::backend::Backend;
 use dsi_core::TokenId;
+use dsi_models::cache::SegmentPolicy;
 use dsi_models::checkpoint::{Checkpoint, SafetensorsFiles};
 use dsi_models::device::DeviceSpec;
 use dsi_models::generate::Decoder;
@@ -177,6 +178,46 @@ fn kv_cache_equivalence<B: Backend>(device: &B::Device) {
     }
 }
 
+/// A cache cut into many small segments gives the logits of one contiguous
+/// segment (and transformers'), fed whole or token by token, and holds
+/// memory for the positions it has, not for its capacity.
+fn segmented_cache_matches<B: Backend>(device: &B::Device) {
+    for name in FIXTURES {
+        let (_, model) = load::<B>(name, device);
+        let prompt = &expected(name, model.config.vocab_size).prompts[1];
+        let mut segmented = model.new_cache_with(64, SegmentPolicy::fixed(3));
+        let whole = model.forward(&prompt.ids, &mut segmented).expect("prefill");
+        assert!(segmented.segments() > 1, "{name}: several segments");
+        assert_eq!(
+            segmented.bytes(),
+            segmented.bytes_for(prompt.ids.len()),
+            "{name}: memory follows the positions held"
+        );
+        assert!(segmented.bytes() < model.new_cache(64).bytes_for(64));
+        assert_close(name, "segmented prefill", &whole.values, &prompt.logits);
+        let mut stepped = Vec::new();
+        let mut cache = model.new_cache_with(64, SegmentPolicy::fixed(2));
+        for &t in &prompt.ids {
+            stepped.extend(model.forward(&[t], &mut cache).expect("step").values);
+        }
+        assert_close(name, "segmented token by token", &stepped, &prompt.logits);
+        // Only the rows asked for come back, equal to the full forward's.
+        let mut cache = model.new_cache(64);
+        let never = dsi_core::cancel::CancelFlag::new();
+        let last_two = model
+            .forward_host(&prompt.ids, &mut cache, 2, &never)
+            .expect("two rows");
+        let vocab = model.config.vocab_size;
+        assert_eq!(last_two.rows(), 2);
+        assert_close(
+            name,
+            "last rows",
+            &last_two.values,
+            &prompt.logits[(prompt.ids.len() - 2) * vocab..],
+        );
+    }
+}
+
 fn cache_full_and_bad_tokens_are_errors<B: Backend>(device: &B::Device) {
     let (_, model) = load::<B>("llama-gqa", device);
     let mut cache = model.new_cache(4);
@@ -219,6 +260,13 @@ macro_rules! backend_tests {
             fn kv_cache_prefill_stepwise_and_rollback_agree() {
                 if runs_on($spec) {
                     kv_cache_equivalence::<$backend>(&$device);
+                }
+            }
+
+            #[test]
+            fn segmented_cache_and_selected_rows_match() {
+                if runs_on($spec) {
+                    segmented_cache_matches::<$backend>(&$device);
                 }
             }
 

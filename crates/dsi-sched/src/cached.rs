@@ -8,6 +8,7 @@
 
 use crate::roles::{Drafter, Scorer, Scores};
 use dsi_core::TokenId;
+use dsi_core::cache_layout::CacheFootprint;
 use dsi_core::cancel::CancelFlag;
 use dsi_core::model::{ForwardError, KvModel};
 use dsi_core::sampling::Decoding;
@@ -41,9 +42,9 @@ impl<M: KvModel> CachedModel<M> {
         &self.model
     }
 
-    /// Brings the cache to `context` and returns the logits of every fed
-    /// position. At least `context[feed_from..]` is fed, so the caller gets
-    /// those rows; the rest of the shared prefix is reused.
+    /// Brings the cache to `context` and returns the logits of the positions
+    /// `context[feed_from..]` (those are always fed; the rest of the shared
+    /// prefix is reused). Only those rows are computed and read back.
     fn sync(
         &mut self,
         context: &[TokenId],
@@ -67,13 +68,10 @@ impl<M: KvModel> CachedModel<M> {
             .min(self.model.cached());
         self.model.truncate(shared);
         self.held.truncate(shared);
-        let logits = self.model.forward(&context[shared..], cancel)?;
+        let rows = context.len() - feed_from;
+        let logits = self.model.forward(&context[shared..], rows, cancel)?;
         self.held.extend_from_slice(&context[shared..]);
         Ok((shared, logits))
-    }
-
-    fn rows(&self, logits: &[f32]) -> usize {
-        logits.len() / self.model.vocab().max(1)
     }
 }
 
@@ -92,7 +90,6 @@ impl<M: KvModel> Drafter for CachedModel<M> {
         decoding: &Decoding,
         cancel: &CancelFlag,
     ) -> Result<Vec<Drafted>, ForwardError> {
-        let vocab = self.model.vocab();
         let n = context.len();
         if n == 0 {
             return Err(ForwardError::Failed(
@@ -102,10 +99,9 @@ impl<M: KvModel> Drafter for CachedModel<M> {
         if count == 0 {
             return Ok(Vec::new());
         }
-        let (_, logits) = self.sync(context, n - 1, cancel)?;
-        let last = &logits[(self.rows(&logits) - 1) * vocab..];
+        let (_, last) = self.sync(context, n - 1, cancel)?;
         let mut out = Vec::with_capacity(count);
-        let (token, probs) = decoding.draft_token(n, last);
+        let (token, probs) = decoding.draft_token(n, &last);
         out.push(Drafted { token, probs });
         for i in 1..count {
             if cancel.is_cancelled() {
@@ -115,7 +111,7 @@ impl<M: KvModel> Drafter for CachedModel<M> {
             if n + i > self.model.capacity() {
                 break;
             }
-            let logits = self.model.forward(&[previous], cancel)?;
+            let logits = self.model.forward(&[previous], 1, cancel)?;
             self.held.push(previous);
             let (token, probs) = decoding.draft_token(n + i, &logits);
             out.push(Drafted { token, probs });
@@ -130,6 +126,14 @@ impl<M: KvModel> Drafter for CachedModel<M> {
 
     fn fork(&self) -> Option<Box<dyn Drafter>> {
         Some(Box::new(self.forked()?))
+    }
+
+    fn footprint(&self) -> Option<CacheFootprint> {
+        self.model.footprint()
+    }
+
+    fn cache_bytes(&self) -> usize {
+        self.model.cache_bytes()
     }
 }
 
@@ -149,9 +153,7 @@ impl<M: KvModel> Scorer for CachedModel<M> {
             )));
         }
         let start = context.len() - drafts;
-        let (_, logits) = self.sync(context, start - 1, cancel)?;
-        let rows = self.rows(&logits);
-        let wanted = &logits[(rows - (drafts + 1)) * vocab..];
+        let (_, wanted) = self.sync(context, start - 1, cancel)?;
         let rows = wanted.chunks(vocab);
         if decoding.params.is_greedy() {
             return Ok(Scores::Choices(rows.map(argmax).collect()));
@@ -172,5 +174,13 @@ impl<M: KvModel> Scorer for CachedModel<M> {
 
     fn fork(&self) -> Option<Box<dyn Scorer>> {
         Some(Box::new(self.forked()?))
+    }
+
+    fn footprint(&self) -> Option<CacheFootprint> {
+        self.model.footprint()
+    }
+
+    fn cache_bytes(&self) -> usize {
+        self.model.cache_bytes()
     }
 }

@@ -87,6 +87,10 @@ impl<M: KvModel> KvModel for Emulated<M> {
         self.inner.cache_bytes()
     }
 
+    fn footprint(&self) -> Option<dsi_core::cache_layout::CacheFootprint> {
+        self.inner.footprint()
+    }
+
     fn vocab(&self) -> usize {
         self.inner.vocab()
     }
@@ -106,6 +110,7 @@ impl<M: KvModel> KvModel for Emulated<M> {
     fn forward(
         &mut self,
         tokens: &[TokenId],
+        rows: usize,
         cancel: &CancelFlag,
     ) -> Result<Vec<f32>, ForwardError> {
         let began = Instant::now();
@@ -115,7 +120,7 @@ impl<M: KvModel> KvModel for Emulated<M> {
         } else {
             self.latency.tpot
         };
-        let logits = self.inner.forward(tokens, cancel)?;
+        let logits = self.inner.forward(tokens, rows, cancel)?;
         if let Err(cancelled) = sleep_until(began + target, cancel) {
             // Keep the contract: a cancelled forward leaves the cache as it was.
             self.inner.truncate(before);

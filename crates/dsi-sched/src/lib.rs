@@ -12,8 +12,10 @@
 //!   bound, requests served in turn, each request's tasks in order,
 //!   cancellation at safe points, panics caught and reported.
 //! - [`pool`] and the driver: one drafter plus N target workers serving
-//!   concurrent requests on tokio; deadlines retire hung workers; dropping a
-//!   request cancels its jobs.
+//!   concurrent requests on tokio, placed least-loaded first; deadlines
+//!   retire hung workers; dropping a request cancels its jobs.
+//! - [`memory`]: one KV budget per device; requests reserve what their
+//!   caches can reach before they start, and wait their turn.
 //! - [`emulate`] pads forwards to a TTFT/TPOT; [`synthetic`] workers follow
 //!   the simulator's acceptance law; [`bench`] compares the two.
 //! - [`stats`] and [`timeline`]: metrics per request and a stream of job
@@ -26,6 +28,7 @@ pub mod cached;
 pub mod emulate;
 pub mod error;
 mod fair;
+pub mod memory;
 mod pause;
 pub mod pool;
 pub mod roles;
@@ -39,7 +42,8 @@ pub mod worker;
 pub use cached::CachedModel;
 pub use emulate::{Emulated, Latency};
 pub use error::{Result, SchedError};
-pub use pool::{Generation, Limits, Pool, Request, Update};
+pub use memory::{DeviceMemory, KvBudget};
+pub use pool::{Generation, KvUse, Limits, Pool, Request, Update};
 pub use roles::{Drafter, Scorer, Scores};
 pub use stats::Stats;
 pub use timeline::TimelineRecord;

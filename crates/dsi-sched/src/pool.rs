@@ -3,6 +3,7 @@
 //! shared workers, which keep a cache per request and take turns.
 
 use crate::error::{Result, SchedError};
+use crate::memory::{DeviceMemory, KvBudget, Need};
 use crate::run::Run;
 use crate::stats::Stats;
 use crate::timeline::TimelineRecord;
@@ -11,6 +12,7 @@ use dsi_core::TokenId;
 use dsi_core::cancel::CancelFlag;
 use dsi_core::sampling::Decoding;
 use dsi_core::schedule::{Mode, Plan, StopReason};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -25,6 +27,15 @@ pub struct Limits {
     pub vocab: usize,
     /// Positions every worker's cache holds.
     pub context: usize,
+}
+
+/// KV memory of one budgeted device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvUse {
+    /// Budget and reservations.
+    pub device: DeviceMemory,
+    /// Bytes its workers' caches hold now.
+    pub held: usize,
 }
 
 /// One generation request.
@@ -76,6 +87,7 @@ pub struct Pool {
     limits: Option<Limits>,
     pub(crate) timeline: broadcast::Sender<TimelineRecord>,
     requests: AtomicU64,
+    memory: Option<Arc<KvBudget>>,
 }
 
 impl Pool {
@@ -94,7 +106,45 @@ impl Pool {
             limits: None,
             timeline: broadcast::channel(4096).0,
             requests: AtomicU64::new(0),
+            memory: None,
         })
+    }
+
+    /// Bounds the KV caches on each device by a budget in bytes (devices
+    /// named as their workers are). Requests reserve what their caches can
+    /// reach before they start and wait their turn when it is not free; one
+    /// that cannot fit alone is refused. Devices not named are unbounded.
+    pub fn with_kv_budget(mut self, budgets: impl IntoIterator<Item = (String, usize)>) -> Self {
+        self.memory = Some(Arc::new(KvBudget::new(budgets)));
+        self
+    }
+
+    /// Budget, reservations and bytes held per budgeted device.
+    pub fn kv_memory(&self) -> Vec<KvUse> {
+        let Some(memory) = &self.memory else {
+            return Vec::new();
+        };
+        memory
+            .devices()
+            .into_iter()
+            .map(|device| KvUse {
+                held: self
+                    .drafter
+                    .iter()
+                    .chain(&self.targets)
+                    .filter(|w| w.device() == device.device)
+                    .map(WorkerHandle::kv_bytes)
+                    .sum(),
+                device,
+            })
+            .collect()
+    }
+
+    /// Requests waiting for KV memory now, and that ever had to wait.
+    pub fn kv_waiting(&self) -> (usize, u64) {
+        self.memory
+            .as_ref()
+            .map_or((0, 0), |m| (m.waiting(), m.waited()))
     }
 
     /// Checks requests against the models' vocabulary and context.
@@ -163,19 +213,80 @@ impl Pool {
         sink: impl FnMut(Update<'_>) + Send,
     ) -> Result<Generation> {
         self.check(&request)?;
+        let id = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        let servers = request.targets.unwrap_or(self.targets.len());
+        let placement = self.place(id, servers);
+        let reservation = match &self.memory {
+            Some(memory) => {
+                self.check_memory(&request)?;
+                Some(memory.reserve(self.need(&request, &placement)).await)
+            }
+            None => None,
+        };
         let plan = Plan {
             mode: request.mode,
             k: request.k,
-            servers: request.targets.unwrap_or(self.targets.len()),
+            servers,
             max_new_tokens: request.max_new_tokens,
             eos: request.eos,
             decoding: request.decoding,
             early_bonus: self.early_bonus,
         };
-        let id = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
-        Run::new(self, id, plan, request.prompt, sink)?
+        Run::new(self, id, plan, request.prompt, placement, reservation, sink)?
             .finish(stop)
             .await
+    }
+
+    /// The pool targets a request uses, in the order its machine numbers
+    /// them: least loaded first, ties rotated by request so concurrent
+    /// requests start on different workers (SI and non-SI use the first).
+    fn place(&self, request: u64, servers: usize) -> Vec<usize> {
+        let n = self.targets.len();
+        let mut order: Vec<usize> = (0..n).map(|i| (i + request as usize) % n).collect();
+        order.sort_by_key(|&i| self.targets[i].load().load(Ordering::Relaxed));
+        order.truncate(servers.min(n));
+        order
+    }
+
+    /// Refuses a request whose KV caches could not fit in the budget even
+    /// with nothing else running (it would wait forever), naming the numbers.
+    pub fn check_memory(&self, request: &Request) -> Result<()> {
+        let Some(memory) = &self.memory else {
+            return Ok(());
+        };
+        let servers = request.targets.unwrap_or(self.targets.len());
+        let need = self.need(request, &self.place(0, servers));
+        memory.check(
+            &need,
+            &format!(
+                "a prompt of {} tokens plus max_tokens {}",
+                request.prompt.len(),
+                request.max_new_tokens
+            ),
+        )
+    }
+
+    /// Bytes the request's caches can reach on each device: for every
+    /// worker it may use, its prompt, its new tokens and one lookahead.
+    fn need(&self, request: &Request, placement: &[usize]) -> Need {
+        let positions = request.prompt.len() + request.max_new_tokens + request.k + 1;
+        let targets = match request.mode {
+            Mode::Dsi => placement,
+            Mode::Si | Mode::NonSi => &placement[..placement.len().min(1)],
+        };
+        let drafter = self.drafter.iter().filter(|_| request.mode.drafts());
+        let mut need: Need = Vec::new();
+        for worker in drafter.chain(targets.iter().map(|&i| &self.targets[i])) {
+            let Some(footprint) = worker.footprint() else {
+                continue;
+            };
+            let bytes = footprint.bytes_for(positions);
+            match need.iter_mut().find(|(d, _)| d == worker.device()) {
+                Some((_, total)) => *total += bytes,
+                None => need.push((worker.device().to_string(), bytes)),
+            }
+        }
+        need
     }
 
     fn check(&self, request: &Request) -> Result<()> {

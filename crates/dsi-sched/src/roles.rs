@@ -5,6 +5,7 @@
 //! flag), so a worker may be a burn model on any device, a test fake, a
 //! latency-emulating stand-in, or later a model in another process.
 
+use dsi_core::cache_layout::CacheFootprint;
 use dsi_core::cancel::CancelFlag;
 use dsi_core::model::ForwardError;
 use dsi_core::sampling::Decoding;
@@ -32,6 +33,16 @@ pub trait Drafter: Send {
     /// worker can keep one cache per request; `None` when it cannot.
     fn fork(&self) -> Option<Box<dyn Drafter>> {
         None
+    }
+
+    /// How its KV cache grows, for the memory budget (`None`: unbudgeted).
+    fn footprint(&self) -> Option<CacheFootprint> {
+        None
+    }
+
+    /// Bytes its KV cache holds now.
+    fn cache_bytes(&self) -> usize {
+        0
     }
 }
 
@@ -89,5 +100,15 @@ pub trait Scorer: Send {
     /// worker can keep one cache per request; `None` when it cannot.
     fn fork(&self) -> Option<Box<dyn Scorer>> {
         None
+    }
+
+    /// How its KV cache grows, for the memory budget (`None`: unbudgeted).
+    fn footprint(&self) -> Option<CacheFootprint> {
+        None
+    }
+
+    /// Bytes its KV cache holds now.
+    fn cache_bytes(&self) -> usize {
+        0
     }
 }

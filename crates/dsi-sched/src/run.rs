@@ -7,15 +7,17 @@
 //! overhead. Dropping it cancels every job it started.
 
 use crate::error::Result;
+use crate::memory::Reservation;
 use crate::pool::{Generation, Pool, Update};
 use crate::stats::{Stats, WorkerStats, median};
 use crate::timeline::TimelineRecord;
-use crate::worker::{Report, ReportKind, Task, Work};
+use crate::worker::{Report, ReportKind, Task, Work, WorkerHandle};
 use dsi_core::TokenId;
 use dsi_core::cancel::CancelFlag;
 use dsi_core::sampling::Decoding;
 use dsi_core::schedule::{Command, Event, EventKind, JobId, Machine, Plan, StopReason, WorkerRef};
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
@@ -23,6 +25,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 #[derive(Debug)]
 struct LiveTask {
     cancel: CancelFlag,
+    /// The pool's worker (target indices are the pool's, not the machine's).
     worker: WorkerRef,
     /// None once cancelled: a cancelled job cannot time out.
     deadline: Option<tokio::time::Instant>,
@@ -59,6 +62,10 @@ pub(crate) struct Run<'p, S> {
     max_running: usize,
     streamed: usize,
     first_token: Option<Instant>,
+    /// Pool target index of each of the machine's servers.
+    placement: Vec<usize>,
+    /// This request's KV memory, returned once every worker freed its cache.
+    reservation: Option<Reservation>,
     sink: S,
 }
 
@@ -68,6 +75,8 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
         request: u64,
         plan: Plan,
         prompt: Vec<TokenId>,
+        placement: Vec<usize>,
+        reservation: Option<Reservation>,
         sink: S,
     ) -> Result<Self> {
         let (decoding, k, servers) = (plan.decoding, plan.k, plan.servers);
@@ -92,6 +101,8 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
             max_running: 0,
             streamed: 0,
             first_token: None,
+            placement,
+            reservation,
             sink,
         })
     }
@@ -109,7 +120,7 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
             if self.machine.stop_reason().is_some() {
                 break;
             }
-            let deadline = self.live.values().filter_map(|t| t.deadline).min();
+            let deadline = self.live.values().filter_map(|t| self.deadline(t)).min();
             tokio::select! {
                 report = self.reports.recv() => match report {
                     Some(report) => self.on_report(report),
@@ -135,7 +146,8 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
                 self.execute(command);
             }
         }
-        for event in self.machine.take_events() {
+        for mut event in self.machine.take_events() {
+            event.worker = event.worker.map(|w| self.in_pool(w));
             self.publish(event);
         }
         let output = self.machine.output();
@@ -181,11 +193,8 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
             Work::Draft { count } => (context.len(), context.len() + count),
             Work::Verify { drafts, .. } => (context.len() - drafts, context.len()),
         };
-        let handle = match worker {
-            WorkerRef::Drafter => self.pool.drafter.as_ref(),
-            WorkerRef::Target(i) => self.pool.targets.get(i),
-        };
-        let Some(handle) = handle else {
+        let worker = self.in_pool(worker);
+        let Some(handle) = self.handle(worker) else {
             self.machine
                 .on_failed(job, "the pool has no such worker".into());
             return;
@@ -205,6 +214,7 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
                 .on_failed(job, format!("worker {} has stopped", handle.name()));
             return;
         }
+        handle.load().fetch_add(1, Ordering::Relaxed);
         self.live.insert(
             job,
             LiveTask {
@@ -248,7 +258,7 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
             self.publish(event);
             return;
         }
-        let Some(task) = self.live.remove(&report.job) else {
+        let Some(task) = self.end(report.job) else {
             // Its deadline passed earlier; the machine has moved on.
             return;
         };
@@ -273,11 +283,11 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
         let expired: Vec<JobId> = self
             .live
             .iter()
-            .filter(|(_, t)| t.deadline.is_some_and(|d| d <= now))
+            .filter(|(_, t)| self.deadline(t).is_some_and(|d| d <= now))
             .map(|(&id, _)| id)
             .collect();
         for job in expired {
-            if let Some(task) = self.live.remove(&job) {
+            if let Some(task) = self.end(job) {
                 task.cancel.cancel();
                 if task.started.is_some() {
                     self.running -= 1;
@@ -295,13 +305,10 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
     }
 
     fn publish(&mut self, event: Event) {
-        let device = event.worker.and_then(|w| {
-            match w {
-                WorkerRef::Drafter => self.pool.drafter.as_ref(),
-                WorkerRef::Target(i) => self.pool.targets.get(i),
-            }
-            .map(|h| h.name().to_string())
-        });
+        let device = event
+            .worker
+            .and_then(|w| self.handle(w))
+            .map(|h| h.name().to_string());
         let record = TimelineRecord {
             request: self.request,
             t_ms: self.began.elapsed().as_secs_f64() * 1e3,
@@ -363,15 +370,64 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
     }
 }
 
+impl<'p, S> Run<'p, S> {
+    /// When `task` is late. A started job has the timeout from its start. A
+    /// queued one waits behind other requests' work: it is late only once
+    /// its worker has not moved for the timeout (a hung worker), however
+    /// long the queue.
+    fn deadline(&self, task: &LiveTask) -> Option<tokio::time::Instant> {
+        let deadline = task.deadline?;
+        if task.started.is_some() {
+            return Some(deadline);
+        }
+        let moved = self.handle(task.worker)?.last_progress();
+        Some(match moved {
+            Some(moved) => {
+                deadline.max(tokio::time::Instant::from_std(moved) + self.pool.job_timeout)
+            }
+            None => deadline,
+        })
+    }
+
+    /// The pool's worker for the machine's `worker`.
+    fn in_pool(&self, worker: WorkerRef) -> WorkerRef {
+        match worker {
+            WorkerRef::Target(i) => {
+                WorkerRef::Target(self.placement.get(i).copied().unwrap_or(usize::MAX))
+            }
+            drafter => drafter,
+        }
+    }
+
+    fn handle(&self, worker: WorkerRef) -> Option<&'p WorkerHandle> {
+        match worker {
+            WorkerRef::Drafter => self.pool.drafter.as_ref(),
+            WorkerRef::Target(i) => self.pool.targets.get(i),
+        }
+    }
+
+    /// Forgets a task that reported its end (or was given up on).
+    fn end(&mut self, job: JobId) -> Option<LiveTask> {
+        let task = self.live.remove(&job)?;
+        if let Some(handle) = self.handle(task.worker) {
+            handle.load().fetch_sub(1, Ordering::Relaxed);
+        }
+        Some(task)
+    }
+}
+
 impl<S> Drop for Run<'_, S> {
     /// A request that ends, or is dropped mid-way, leaves no job running
     /// and no KV cache held for it.
     fn drop(&mut self) {
-        for task in self.live.values() {
-            task.cancel.cancel();
+        let jobs: Vec<JobId> = self.live.keys().copied().collect();
+        for job in jobs {
+            if let Some(task) = self.end(job) {
+                task.cancel.cancel();
+            }
         }
         for worker in self.pool.drafter.iter().chain(&self.pool.targets) {
-            worker.release(self.request);
+            worker.release(self.request, self.reservation.clone());
         }
     }
 }

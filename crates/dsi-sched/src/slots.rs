@@ -6,7 +6,8 @@
 //! set by a memory budget. Past it, the least recently used instance is
 //! handed to the new request: its cache is synchronized like any other (the
 //! shared prefix kept, the rest recomputed), so eviction costs time, never
-//! correctness.
+//! correctness. With a memory budget (`memory.rs`) the bound is not needed:
+//! admission already keeps every admitted request's caches within it.
 
 use crate::worker::Role;
 
@@ -51,8 +52,8 @@ impl Slots {
         &mut slot.role
     }
 
-    /// Frees `request`'s instance (its cache's memory goes with it), keeping
-    /// one instance for the next request.
+    /// Frees `request`'s instance and its cache's memory, keeping one empty
+    /// instance for the next request.
     pub(crate) fn release(&mut self, request: u64) {
         let Some(index) = self.slots.iter().position(|s| s.request == Some(request)) else {
             return;
@@ -61,7 +62,13 @@ impl Slots {
             self.slots.swap_remove(index);
         } else {
             self.slots[index].request = None;
+            self.slots[index].role.clear();
         }
+    }
+
+    /// Bytes the caches of every instance hold now.
+    pub(crate) fn bytes(&self) -> usize {
+        self.slots.iter().map(|s| s.role.cache_bytes()).sum()
     }
 
     /// Instances held now.

@@ -11,8 +11,10 @@
 
 use crate::error::{Result, SchedError};
 use crate::fair::FairQueue;
+use crate::memory::Reservation;
 use crate::roles::{Drafter, Scorer};
 use crate::slots::Slots;
+use dsi_core::cache_layout::CacheFootprint;
 use dsi_core::cancel::CancelFlag;
 use dsi_core::model::ForwardError;
 use dsi_core::sampling::Decoding;
@@ -20,6 +22,8 @@ use dsi_core::schedule::{Drafted, JobId};
 use dsi_core::verify::ProbTable;
 use dsi_core::{TokenId, Verdict};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
@@ -66,7 +70,9 @@ pub enum Message {
     /// A job to run.
     Run(Task),
     /// The request ended: its KV cache may go (after its queued tasks).
-    Release(u64),
+    /// The worker drops its share of the request's memory reservation once
+    /// the cache is freed.
+    Release(u64, Option<Reservation>),
 }
 
 impl Message {
@@ -74,7 +80,7 @@ impl Message {
     fn request(&self) -> u64 {
         match self {
             Message::Run(task) => task.request,
-            Message::Release(request) => *request,
+            Message::Release(request, _) => *request,
         }
     }
 }
@@ -131,6 +137,25 @@ impl Role {
             Role::Target(t) => t.reset(),
         }
     }
+
+    /// Forgets the cache and frees its memory.
+    pub(crate) fn clear(&mut self) {
+        self.reset();
+    }
+
+    pub(crate) fn footprint(&self) -> Option<CacheFootprint> {
+        match self {
+            Role::Drafter(d) => d.footprint(),
+            Role::Target(t) => t.footprint(),
+        }
+    }
+
+    pub(crate) fn cache_bytes(&self) -> usize {
+        match self {
+            Role::Drafter(d) => d.cache_bytes(),
+            Role::Target(t) => t.cache_bytes(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Role {
@@ -142,11 +167,47 @@ impl std::fmt::Debug for Role {
     }
 }
 
-/// The scheduler's handle on a worker: its name and its task channel.
+/// The scheduler's handle on a worker: its name, its task channel, how its
+/// caches grow and what they hold.
 #[derive(Debug, Clone)]
 pub struct WorkerHandle {
     name: String,
+    device: Option<String>,
     tasks: UnboundedSender<Message>,
+    footprint: Option<CacheFootprint>,
+    kv_bytes: Arc<AtomicUsize>,
+    load: Arc<AtomicUsize>,
+    /// When the worker last took up or finished a task (see [`Progress`]);
+    /// `None` for workers served elsewhere.
+    progress: Option<Arc<Progress>>,
+}
+
+/// When a worker thread last moved: picked up a message or finished a
+/// task. A job queued behind other requests' work is late only when its
+/// worker stops moving, not when the queue is long.
+#[derive(Debug)]
+pub(crate) struct Progress {
+    since: Instant,
+    micros: std::sync::atomic::AtomicU64,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Self {
+            since: Instant::now(),
+            micros: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn mark(&self) {
+        let micros = self.since.elapsed().as_micros() as u64;
+        self.micros.store(micros, Ordering::Relaxed);
+    }
+
+    /// The last time the worker moved.
+    pub(crate) fn last(&self) -> Instant {
+        self.since + std::time::Duration::from_micros(self.micros.load(Ordering::Relaxed))
+    }
 }
 
 impl WorkerHandle {
@@ -162,14 +223,29 @@ impl WorkerHandle {
     pub fn spawn_with_caches(name: impl Into<String>, role: Role, caches: usize) -> Result<Self> {
         let name = name.into();
         let (tasks, inbox) = unbounded_channel();
+        let footprint = role.footprint();
+        let kv_bytes = Arc::new(AtomicUsize::new(0));
+        let progress = Arc::new(Progress::new());
+        let marks = Marks {
+            kv_bytes: Arc::clone(&kv_bytes),
+            progress: Arc::clone(&progress),
+        };
         std::thread::Builder::new()
             .name(format!("dsi-worker {name}"))
-            .spawn(move || serve(Slots::new(role, caches), inbox))
+            .spawn(move || serve(Slots::new(role, caches), inbox, &marks))
             .map_err(|source| SchedError::Spawn {
                 name: name.clone(),
                 source,
             })?;
-        Ok(Self { name, tasks })
+        Ok(Self {
+            name,
+            device: None,
+            tasks,
+            footprint,
+            kv_bytes,
+            load: Arc::default(),
+            progress: Some(progress),
+        })
     }
 
     /// A handle over a task channel served elsewhere (tests drive fake
@@ -177,8 +253,34 @@ impl WorkerHandle {
     pub fn from_channel(name: impl Into<String>, tasks: UnboundedSender<Message>) -> Self {
         Self {
             name: name.into(),
+            device: None,
             tasks,
+            footprint: None,
+            kv_bytes: Arc::default(),
+            load: Arc::default(),
+            progress: None,
         }
+    }
+
+    /// When the worker thread last moved, if it is one of ours.
+    pub(crate) fn last_progress(&self) -> Option<Instant> {
+        self.progress.as_ref().map(|p| p.last())
+    }
+
+    /// How this worker's caches grow (`None`: they take no budgeted memory).
+    pub fn footprint(&self) -> Option<CacheFootprint> {
+        self.footprint
+    }
+
+    /// Bytes this worker's caches hold now, over every request.
+    pub fn kv_bytes(&self) -> usize {
+        self.kv_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Jobs handed to this worker and not yet reported back, over every
+    /// request: what placement balances.
+    pub(crate) fn load(&self) -> &AtomicUsize {
+        &self.load
     }
 
     /// The worker's name.
@@ -186,23 +288,45 @@ impl WorkerHandle {
         &self.name
     }
 
+    /// Names the device the worker's caches live on, whose KV budget they
+    /// share with the other workers there (default: the worker's name).
+    pub fn on_device(mut self, device: impl Into<String>) -> Self {
+        self.device = Some(device.into());
+        self
+    }
+
+    /// The device whose KV budget this worker's caches count against.
+    pub fn device(&self) -> &str {
+        self.device.as_deref().unwrap_or(&self.name)
+    }
+
     /// Hands a task over; false if the worker is gone.
     pub(crate) fn send(&self, task: Task) -> bool {
         self.tasks.send(Message::Run(task)).is_ok()
     }
 
-    /// Tells the worker that `request` ended, so its KV cache can go.
-    pub(crate) fn release(&self, request: u64) {
+    /// Tells the worker that `request` ended, so its KV cache can go; the
+    /// worker drops `reservation` after freeing it.
+    pub(crate) fn release(&self, request: u64, reservation: Option<Reservation>) {
         // A worker that is gone holds no cache.
-        let _ = self.tasks.send(Message::Release(request));
+        let _ = self.tasks.send(Message::Release(request, reservation));
     }
+}
+
+/// What a worker thread publishes about itself.
+struct Marks {
+    kv_bytes: Arc<AtomicUsize>,
+    progress: Arc<Progress>,
 }
 
 /// A worker thread's loop: until every handle is dropped and every queued
 /// task is done.
-fn serve(mut slots: Slots, mut inbox: UnboundedReceiver<Message>) {
+fn serve(mut slots: Slots, mut inbox: UnboundedReceiver<Message>, marks: &Marks) {
     let mut queue = FairQueue::default();
+    let kv_bytes = &marks.kv_bytes;
     loop {
+        kv_bytes.store(slots.bytes(), Ordering::Relaxed);
+        marks.progress.mark();
         while let Ok(message) = inbox.try_recv() {
             queue.push(message.request(), message);
         }
@@ -216,11 +340,14 @@ fn serve(mut slots: Slots, mut inbox: UnboundedReceiver<Message>) {
         // A release queues behind its request's tasks, so it comes last.
         let task = match message {
             Message::Run(task) => task,
-            Message::Release(request) => {
+            Message::Release(request, reservation) => {
                 slots.release(request);
+                kv_bytes.store(slots.bytes(), Ordering::Relaxed);
+                drop(reservation);
                 continue;
             }
         };
+        marks.progress.mark();
         let role = slots.get(task.request);
         let report = |kind| {
             // The request may have ended; nobody to tell then.

@@ -85,6 +85,7 @@ impl KvModel for TableModel {
     fn forward(
         &mut self,
         tokens: &[TokenId],
+        rows: usize,
         cancel: &CancelFlag,
     ) -> Result<Vec<f32>, ForwardError> {
         if cancel.is_cancelled() {
@@ -93,9 +94,13 @@ impl KvModel for TableModel {
         if self.cache.len() + tokens.len() > self.capacity() {
             return Err(ForwardError::Failed("cache full".into()));
         }
-        self.calls.lock().unwrap().push(format!("feed {tokens:?}"));
+        let rows = rows.min(tokens.len());
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("feed {tokens:?} -> {rows}"));
         self.cache.extend_from_slice(tokens);
-        Ok(tokens
+        Ok(tokens[tokens.len() - rows..]
             .iter()
             .flat_map(|&t| self.table[t as usize])
             .collect())
@@ -119,19 +124,27 @@ fn a_scorer_feeds_only_what_its_cache_lacks() {
     let go = CancelFlag::new();
 
     worker.score(&[1, 2, 3], 0, &greedy, &go).unwrap();
-    assert_eq!(calls(&log), ["feed [1, 2, 3]"]);
+    assert_eq!(
+        calls(&log),
+        ["feed [1, 2, 3] -> 1"],
+        "a prefill reads one row"
+    );
     // Drafts after the same prefix: only the last prefix token (for its
     // logits) and the drafts are fed.
     worker.score(&[1, 2, 3, 0, 1], 2, &greedy, &go).unwrap();
-    assert_eq!(calls(&log), ["truncate 2", "feed [3, 0, 1]"]);
+    assert_eq!(
+        calls(&log),
+        ["truncate 2", "feed [3, 0, 1] -> 3"],
+        "a verification of k drafts reads k + 1 rows"
+    );
     assert_eq!(worker.held(), &[1, 2, 3, 0, 1]);
     // The second draft was rejected and replaced: roll back in O(1), feed the
     // correction and the new drafts.
     worker.score(&[1, 2, 3, 0, 2, 2], 2, &greedy, &go).unwrap();
-    assert_eq!(calls(&log), ["truncate 3", "feed [0, 2, 2]"]);
+    assert_eq!(calls(&log), ["truncate 3", "feed [0, 2, 2] -> 3"]);
     // A job on another sequence entirely.
     worker.score(&[3, 3], 0, &greedy, &go).unwrap();
-    assert_eq!(calls(&log), ["truncate 0", "feed [3, 3]"]);
+    assert_eq!(calls(&log), ["truncate 0", "feed [3, 3] -> 1"]);
 }
 
 #[test]
@@ -146,16 +159,16 @@ fn a_drafter_feeds_one_token_per_step_and_resumes_where_it_stopped() {
     assert_eq!(
         calls(&log),
         [
-            "feed [1, 2]".to_string(),
-            format!("feed [{}]", tokens[0]),
-            format!("feed [{}]", tokens[1])
+            "feed [1, 2] -> 1".to_string(),
+            format!("feed [{}] -> 1", tokens[0]),
+            format!("feed [{}] -> 1", tokens[1])
         ]
     );
     // The next batch continues the chain: only the last draft is new.
     let mut context = vec![1, 2];
     context.extend(&tokens);
     worker.draft(&context, 1, &greedy, &go).unwrap();
-    assert_eq!(calls(&log), [format!("feed [{}]", tokens[2])]);
+    assert_eq!(calls(&log), [format!("feed [{}] -> 1", tokens[2])]);
 }
 
 #[test]

@@ -82,12 +82,16 @@ pub struct Metrics {
 }
 
 /// The gauges read at scrape time.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Gauges {
     /// Requests waiting for a generation slot.
     pub queued: usize,
     /// Generations running.
     pub running: usize,
+    /// KV memory per budgeted device.
+    pub kv: Vec<dsi_sched::KvUse>,
+    /// Requests waiting for KV memory now, and that ever had to wait.
+    pub kv_waiting: (usize, u64),
 }
 
 impl Default for Metrics {
@@ -219,11 +223,56 @@ impl Metrics {
             }
             let _ = writeln!(out, "# HELP dsi_queue_depth Requests waiting for a generation slot.\n# TYPE dsi_queue_depth gauge\ndsi_queue_depth {}", gauges.queued);
             let _ = writeln!(out, "# HELP dsi_active_generations Generations running.\n# TYPE dsi_active_generations gauge\ndsi_active_generations {}", gauges.running);
+            render_kv(&mut out, &gauges);
             m.ttft.render(&mut out, "dsi_time_to_first_token_seconds", "Time from a request's arrival to its first token.");
             m.tpot.render(&mut out, "dsi_time_per_output_token_seconds", "Mean time per token after the first, per request.");
             out
         })
     }
+}
+
+/// KV memory per device: budget, reserved by admitted requests, held by
+/// caches now; requests waiting for memory.
+fn render_kv(out: &mut String, gauges: &Gauges) {
+    let per_device = [
+        ("dsi_kv_budget_bytes", "KV-cache budget of the device.", 0),
+        (
+            "dsi_kv_reserved_bytes",
+            "KV-cache bytes reserved by admitted requests.",
+            1,
+        ),
+        (
+            "dsi_kv_held_bytes",
+            "KV-cache bytes the device's caches hold now.",
+            2,
+        ),
+        (
+            "dsi_kv_peak_reserved_bytes",
+            "The most KV-cache bytes ever reserved at once.",
+            3,
+        ),
+    ];
+    for (name, help, which) in per_device {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for kv in &gauges.kv {
+            let value = match which {
+                0 => kv.device.budget,
+                1 => kv.device.reserved,
+                2 => kv.held,
+                _ => kv.device.peak_reserved,
+            };
+            let _ = writeln!(out, "{name}{{device=\"{}\"}} {value}", kv.device.device);
+        }
+    }
+    let (waiting, waited) = gauges.kv_waiting;
+    let _ = writeln!(
+        out,
+        "# HELP dsi_kv_waiting_requests Requests waiting for KV-cache memory.\n# TYPE dsi_kv_waiting_requests gauge\ndsi_kv_waiting_requests {waiting}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP dsi_kv_waited_requests_total Requests that had to wait for KV-cache memory.\n# TYPE dsi_kv_waited_requests_total counter\ndsi_kv_waited_requests_total {waited}"
+    );
 }
 
 fn add(total: &mut Vec<u64>, more: &[u64]) {

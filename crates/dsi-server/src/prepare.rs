@@ -158,16 +158,23 @@ pub fn prepare(state: &State, fields: CommonFields, prompt: &str) -> Result<Prep
             ),
         ));
     }
+    let request = Request {
+        prompt,
+        mode,
+        k,
+        max_new_tokens: max_tokens,
+        eos: config.eos.clone(),
+        decoding,
+        targets,
+    };
+    // A request that could never get its KV memory is refused now, before
+    // a stream's 200 goes out; one that must wait for it queues.
+    state
+        .pool
+        .check_memory(&request)
+        .map_err(|e| ApiError::invalid_param("max_tokens", e.to_string()))?;
     Ok(Prepared {
-        request: Request {
-            prompt,
-            mode,
-            k,
-            max_new_tokens: max_tokens,
-            eos: config.eos.clone(),
-            decoding,
-            targets,
-        },
+        request,
         stop,
         stream: fields.stream,
         include_usage: fields.stream_options.is_some_and(|o| o.include_usage),

@@ -61,6 +61,8 @@ impl State {
         Gauges {
             queued: self.admission.queued(),
             running: self.admission.running(),
+            kv: self.pool.kv_memory(),
+            kv_waiting: self.pool.kv_waiting(),
         }
     }
 }

@@ -144,16 +144,18 @@ impl OnBackend for Job {
             .into());
         }
 
-        // Prefill: one forward over 128 tokens (after one untimed warm-up).
+        // Prefill: one forward over 128 tokens (after one untimed warm-up),
+        // with the LM head on the last row only, as generation runs it.
+        let never = dsi_core::cancel::CancelFlag::new();
         let mut cache = model.new_cache(context);
-        model.forward(&prompt, &mut cache)?;
+        model.forward_host(&prompt, &mut cache, 1, &never)?;
         cache.truncate(0);
         let start = Instant::now();
-        let logits = model.forward(&prompt, &mut cache)?;
+        let logits = model.forward_host(&prompt, &mut cache, 1, &never)?;
         let prefill_secs = start.elapsed().as_secs_f64();
 
         // Decode: greedy steps, each reading its logits back as real decoding does.
-        let mut token = dsi_core::verify::argmax(logits.row(logits.rows() - 1));
+        let mut token = dsi_core::verify::argmax(logits.row(0));
         let logits = model.forward(&[token], &mut cache)?; // warm-up step
         token = dsi_core::verify::argmax(logits.row(0));
         let start = Instant::now();

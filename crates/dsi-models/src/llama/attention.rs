@@ -3,6 +3,10 @@
 //! Query heads that share a key/value head are folded into the sequence axis
 //! (`[kv_heads, group * n, head_dim]`), so keys and values are never
 //! repeated in memory: one matmul per key/value head serves its whole group.
+//! The cache hands its keys and values over per segment (it grows by
+//! segments, see `cache::layout`): scores are one product per segment, then
+//! one softmax over all of them, then the weighted values summed segment by
+//! segment, so nothing is copied into one contiguous tensor.
 
 use super::linear::Projection;
 use crate::cache::KvCache;
@@ -65,18 +69,45 @@ impl<B: Backend> Attention<B> {
             rotary,
         );
         let v = split(qkv.narrow(1, q_width + kv_width, kv_width), kv_heads);
-        let (keys, values) = cache.append(layer, k, v);
+        let visible = cache.append(layer, k, v);
 
         // [heads, n, d] -> [kv_heads, group * n, d]: heads h*group..(h+1)*group share kv head h.
         let q = q.reshape([kv_heads, group * n, head_dim]);
         let scale = (head_dim as f64).powf(-0.5);
-        let mut scores = q.matmul(keys.swap_dims(1, 2)).mul_scalar(scale);
+        // One product per cache segment; the scores meet for one softmax.
+        let lengths: Vec<usize> = visible.segments.iter().map(|(k, _)| k.dims()[1]).collect();
+        let scores: Vec<Tensor<B, 3>> = visible
+            .segments
+            .iter()
+            .map(|(keys, _)| q.clone().matmul(keys.clone().swap_dims(1, 2)))
+            .collect();
+        let mut scores = if scores.len() == 1 {
+            scores.into_iter().next().expect("one segment")
+        } else {
+            Tensor::cat(scores, 2)
+        }
+        .mul_scalar(scale);
         if n > 1 {
             let mask = causal_mask::<B>(group, n, prefix, &scores.device());
             scores = scores.mask_fill(mask, f32::NEG_INFINITY);
         }
         let probs = burn::tensor::activation::softmax(scores, 2);
-        let out = probs.matmul(values); // [kv_heads, group * n, d]
+        let mut start = 0;
+        let mut out: Option<Tensor<B, 3>> = None; // [kv_heads, group * n, d]
+        for ((_, values), len) in visible.segments.into_iter().zip(lengths) {
+            let part = if start == 0 && len == probs.dims()[2] {
+                probs.clone()
+            } else {
+                probs.clone().narrow(2, start, len)
+            };
+            let product = part.matmul(values);
+            out = Some(match out {
+                None => product,
+                Some(sum) => sum + product,
+            });
+            start += len;
+        }
+        let out = out.expect("a forward attends to at least its own positions");
         let out = out
             .reshape([heads, n, head_dim])
             .swap_dims(0, 1)

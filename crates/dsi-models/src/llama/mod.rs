@@ -3,8 +3,9 @@
 //! Qwen2/2.5 (q/k/v biases), Mistral, SmolLM and TinyLlama.
 //!
 //! The model is immutable: `forward(&self, tokens, &mut cache)`. It feeds the
-//! new tokens after whatever the cache holds and returns the logits of every
-//! new position, which verification needs.
+//! new tokens after whatever the cache holds and returns the logits of the
+//! new positions the caller asks for (a verification needs its last k+1, a
+//! draft step or a prefill its last one): the LM head runs on those rows only.
 
 mod attention;
 mod block;
@@ -19,7 +20,7 @@ pub use linear::Projection;
 pub use mlp::SwiGlu;
 pub use norm::RmsNorm;
 
-use crate::cache::{CacheShape, KvCache};
+use crate::cache::{CacheShape, KvCache, SegmentPolicy};
 use crate::config::LlamaConfig;
 use crate::rope::RopeFrequencies;
 use crate::{ModelError, Result};
@@ -105,19 +106,34 @@ impl<B: Backend> LoadedModel<B> {
         self
     }
 
-    /// A cache for up to `capacity` positions (at most the model's context).
+    /// A cache for up to `capacity` positions (at most the model's context);
+    /// it allocates as positions arrive, not up front.
     pub fn new_cache(&self, capacity: usize) -> KvCache<B> {
-        let shape = CacheShape {
-            num_layers: self.config.num_layers,
-            num_kv_heads: self.config.num_kv_heads,
-            head_dim: self.config.head_dim,
-        };
         KvCache::new(
-            shape,
+            self.cache_shape(),
             capacity.min(self.config.max_context),
             &self.device,
             self.dtype,
         )
+    }
+
+    /// [`LoadedModel::new_cache`] with explicit segment sizes.
+    pub fn new_cache_with(&self, capacity: usize, policy: SegmentPolicy) -> KvCache<B> {
+        KvCache::with_policy(
+            self.cache_shape(),
+            capacity.min(self.config.max_context),
+            &self.device,
+            self.dtype,
+            policy,
+        )
+    }
+
+    fn cache_shape(&self) -> CacheShape {
+        CacheShape {
+            num_layers: self.config.num_layers,
+            num_kv_heads: self.config.num_kv_heads,
+            head_dim: self.config.head_dim,
+        }
     }
 
     /// Feeds `tokens` after the cached prefix and returns the logits of
@@ -130,16 +146,22 @@ impl<B: Backend> LoadedModel<B> {
         tokens: &[TokenId],
         cache: &mut KvCache<B>,
     ) -> Result<Tensor<B, 2>> {
-        self.forward_until(tokens, cache, &CancelFlag::new())
+        self.forward_until(tokens, cache, tokens.len(), &CancelFlag::new())
     }
 
-    /// [`LoadedModel::forward_tensor`] that stops between layers once
-    /// `cancel` is raised, returning [`ModelError::Cancelled`] with the cache
-    /// as it was (the new positions are never committed).
+    /// Feeds `tokens` after the cached prefix and returns the logits of the
+    /// last `rows` of them (at most `tokens.len()`): the LM head runs on
+    /// those rows only. Stops between layers once `cancel` is raised,
+    /// returning [`ModelError::Cancelled`] with the cache as it was (the new
+    /// positions are never committed).
+    ///
+    /// # Shapes
+    /// - tokens: `n` ids -> logits `[min(rows, n), vocab]`
     pub fn forward_until(
         &self,
         tokens: &[TokenId],
         cache: &mut KvCache<B>,
+        rows: usize,
         cancel: &CancelFlag,
     ) -> Result<Tensor<B, 2>> {
         let n = tokens.len();
@@ -158,24 +180,32 @@ impl<B: Backend> LoadedModel<B> {
 
         let (cos, sin) = self.rope.tables(cache.len(), n);
         let head_dim = self.config.head_dim;
-        let rows = |values: Vec<f32>| {
+        let table = |values: Vec<f32>| {
             Tensor::<B, 3>::from_data(
                 TensorData::new(values, [1, n, head_dim]),
                 (&self.device, self.dtype),
             )
         };
         let rotary = RotaryRows {
-            cos: rows(cos),
-            sin: rows(sin),
+            cos: table(cos),
+            sin: table(sin),
             threads: self.host_threads,
         };
         for (i, layer) in self.model.layers.iter().enumerate() {
             if cancel.is_cancelled() {
+                cache.release_unused();
                 return Err(ModelError::Cancelled);
             }
             x = layer.forward(x, &rotary, i, cache);
         }
         cache.commit(n);
+        let rows = rows.min(n);
+        if rows == 0 {
+            return Ok(Tensor::empty([0, vocab], (&self.device, self.dtype)));
+        }
+        if rows < n {
+            x = x.narrow(0, n - rows, rows);
+        }
         Ok(self
             .model
             .lm_head
@@ -184,24 +214,33 @@ impl<B: Backend> LoadedModel<B> {
 
     /// [`LoadedModel::forward_tensor`], read back to the host in f32.
     pub fn forward(&self, tokens: &[TokenId], cache: &mut KvCache<B>) -> Result<Logits> {
-        self.forward_host(tokens, cache, &CancelFlag::new())
+        self.forward_host(tokens, cache, tokens.len(), &CancelFlag::new())
     }
 
-    /// [`LoadedModel::forward_until`], read back to the host in f32.
+    /// [`LoadedModel::forward_until`], read back to the host in f32: only
+    /// the `rows` asked for cross from the device.
     pub fn forward_host(
         &self,
         tokens: &[TokenId],
         cache: &mut KvCache<B>,
+        rows: usize,
         cancel: &CancelFlag,
     ) -> Result<Logits> {
-        let logits = self.forward_until(tokens, cache, cancel)?;
+        let vocab = self.config.vocab_size;
+        let logits = self.forward_until(tokens, cache, rows, cancel)?;
+        if logits.dims()[0] == 0 {
+            return Ok(Logits {
+                vocab,
+                values: Vec::new(),
+            });
+        }
         let data = logits
             .into_data()
             .convert::<f32>()
             .into_vec::<f32>()
             .map_err(|e| ModelError::Readback(format!("{e:?}")))?;
         Ok(Logits {
-            vocab: self.config.vocab_size,
+            vocab,
             values: data,
         })
     }
