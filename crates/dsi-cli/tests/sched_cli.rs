@@ -82,7 +82,14 @@ fn every_mode_emits_the_same_tokens_and_reports_stats() {
     // A drafter that is the target itself: its drafts are accepted. (Not
     // always all of them: a forward over several tokens may round a near-tie
     // differently from a one-token forward; the target's verdict decides.)
-    let same = generate("dsi", "llama-gqa", &["--k", "4"]);
+    // The target is padded to 20 ms a forward so the drafts are ready before
+    // the non-SI lane has verified every token itself, however loaded the
+    // machine is.
+    let same = generate(
+        "dsi",
+        "llama-gqa",
+        &["--k", "4", "--emulate-target-ms", "20,20"],
+    );
     assert_eq!(same["tokens"], reference["tokens"]);
     assert!(
         same["stats"]["accepted_tokens"].as_u64().expect("accepted") > 0,
