@@ -65,6 +65,10 @@ pub(crate) struct PoolArgs {
     /// Requests wait for room; one that cannot fit alone is refused.
     #[arg(long, value_name = "MIB")]
     pub(crate) kv_cache_mib: Option<usize>,
+    /// Longest forward that fills a cache, in tokens: a longer prompt is fed
+    /// in chunks, with other requests' jobs between them.
+    #[arg(long, default_value_t = dsi_sched::cached::DEFAULT_PREFILL_CHUNK)]
+    pub(crate) prefill_chunk: usize,
     /// Allow target servers that compute different functions (different
     /// dtypes or backends). Outputs then follow the target's distribution
     /// but are no longer token-identical to non-SI.
@@ -196,7 +200,9 @@ impl PoolArgs {
                 targets.push(
                     WorkerHandle::spawn_with_caches(
                         name,
-                        Role::Target(Box::new(CachedModel::new(session))),
+                        Role::Target(Box::new(
+                            CachedModel::new(session).with_prefill_chunk(self.prefill_chunk),
+                        )),
                         caches,
                     )?
                     .on_device(device.to_string()),
@@ -236,7 +242,9 @@ impl PoolArgs {
                 Some(
                     WorkerHandle::spawn_with_caches(
                         format!("{device} drafter"),
-                        Role::Drafter(Box::new(CachedModel::new(session))),
+                        Role::Drafter(Box::new(
+                            CachedModel::new(session).with_prefill_chunk(self.prefill_chunk),
+                        )),
                         caches,
                     )?
                     .on_device(device.to_string()),

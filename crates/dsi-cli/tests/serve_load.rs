@@ -45,9 +45,9 @@ fn sixty_four_streams_then_twice_the_queue_limit() {
         "20,6",
         "--emulate-drafter-ms",
         "2,1",
-        // Room for 10 of the target's 6.3 MB caches per worker: with 16
-        // generations running, some switches evict and recompute (the LRU
-        // path), and ended requests free theirs.
+        // A KV budget for about 7 requests' caches (drafter and two targets,
+        // whole 4.2 MB segments of the target): with 16 generations
+        // admitted, the rest wait for memory, and ended requests free theirs.
         "--kv-cache-mib",
         "64",
     ]);
@@ -124,6 +124,15 @@ fn sixty_four_streams_then_twice_the_queue_limit() {
         assert_eq!(refused, burst - SLOTS - QUEUE, "429 exactly past the slots and the queue");
 
         let metrics = scrape(&client, &server).await;
+        let budget = metric(&metrics, "dsi_kv_budget_bytes{device=\"cpu\"}").unwrap();
+        assert_eq!(budget, f64::from(64u32 << 20));
+        let peak = metric(&metrics, "dsi_kv_peak_reserved_bytes{device=\"cpu\"}").unwrap();
+        assert!(peak > 0.0 && peak <= budget, "peak reservation {peak} of {budget}");
+        assert!(
+            metric(&metrics, "dsi_kv_waited_requests_total").unwrap() > 0.0,
+            "requests waited for KV memory"
+        );
+        assert_eq!(metric(&metrics, "dsi_kv_waiting_requests"), Some(0.0));
         assert_eq!(metric(&metrics, "dsi_queue_depth"), Some(0.0));
         assert_eq!(metric(&metrics, "dsi_active_generations"), Some(0.0));
         assert_eq!(

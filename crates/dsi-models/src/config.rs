@@ -160,6 +160,35 @@ impl LlamaConfig {
         }
     }
 
+    /// The shape of Llama-3.2-1B (hidden 2048, 16 layers, 32 heads, 8 KV
+    /// heads, intermediate 8192, vocabulary 128256, tied embeddings, llama3
+    /// RoPE scaling, a 128k context), for benchmarks at real sizes.
+    pub fn llama_3_2_1b() -> Self {
+        Self {
+            vocab_size: 128_256,
+            hidden_size: 2048,
+            intermediate_size: 8192,
+            num_layers: 16,
+            num_heads: 32,
+            num_kv_heads: 8,
+            head_dim: 64,
+            rms_norm_eps: 1e-5,
+            rope_theta: 500_000.0,
+            rope_scaling: RopeScaling::Llama3 {
+                factor: 32.0,
+                low_freq_factor: 1.0,
+                high_freq_factor: 4.0,
+                original_max_position_embeddings: 8192.0,
+            },
+            max_context: 131_072,
+            tie_word_embeddings: true,
+            qkv_bias: false,
+            o_bias: false,
+            eos_token_ids: vec![128_001],
+            bos_token_id: Some(128_000),
+        }
+    }
+
     /// Bytes of weights one decode step reads: every matrix once, the
     /// embedding only through the LM head (a lookup reads one row).
     pub fn weight_bytes_per_token(&self, bytes_per_value: usize) -> usize {

@@ -15,11 +15,15 @@ use dsi_core::sampling::Decoding;
 use dsi_core::schedule::Drafted;
 use dsi_core::verify::{ProbTable, argmax};
 
+/// Tokens one forward feeds at most when it fills a cache (`--prefill-chunk`).
+pub const DEFAULT_PREFILL_CHUNK: usize = 256;
+
 /// A [`KvModel`] plus the tokens its cache holds; implements both roles.
 #[derive(Debug)]
 pub struct CachedModel<M> {
     model: M,
     held: Vec<TokenId>,
+    prefill_chunk: usize,
 }
 
 impl<M: KvModel> CachedModel<M> {
@@ -29,7 +33,48 @@ impl<M: KvModel> CachedModel<M> {
         Self {
             model,
             held: Vec::new(),
+            prefill_chunk: DEFAULT_PREFILL_CHUNK,
         }
+    }
+
+    /// Fills a cache by forwards of at most `chunk` tokens (at least 1), so
+    /// a long prompt neither holds its worker for one long forward while
+    /// other requests wait nor needs the activations of the whole prompt.
+    pub fn with_prefill_chunk(mut self, chunk: usize) -> Self {
+        self.prefill_chunk = chunk.max(1);
+        self
+    }
+
+    /// The prefix of `context` the cache can keep.
+    fn shared(&self, context: &[TokenId]) -> usize {
+        self.held
+            .iter()
+            .zip(context)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(self.model.cached())
+    }
+
+    /// One chunk of the missing prefix when more than a chunk is missing
+    /// (the last chunk is left to the job's own forward, which needs its
+    /// logits).
+    fn fill_chunk(
+        &mut self,
+        context: &[TokenId],
+        cancel: &CancelFlag,
+    ) -> Result<bool, ForwardError> {
+        let shared = self.shared(context);
+        // The job feeds at least its last token again for its logits.
+        let missing = context.len().saturating_sub(1).saturating_sub(shared);
+        if missing <= self.prefill_chunk {
+            return Ok(false);
+        }
+        self.model.truncate(shared);
+        self.held.truncate(shared);
+        let chunk = &context[shared..shared + self.prefill_chunk];
+        self.model.forward(chunk, 0, cancel)?;
+        self.held.extend_from_slice(chunk);
+        Ok(true)
     }
 
     /// The tokens the cache holds.
@@ -58,14 +103,7 @@ impl<M: KvModel> CachedModel<M> {
                 self.model.capacity()
             )));
         }
-        let shared = self
-            .held
-            .iter()
-            .zip(context)
-            .take_while(|(a, b)| a == b)
-            .count()
-            .min(feed_from)
-            .min(self.model.cached());
+        let shared = self.shared(context).min(feed_from);
         self.model.truncate(shared);
         self.held.truncate(shared);
         let rows = context.len() - feed_from;
@@ -78,7 +116,9 @@ impl<M: KvModel> CachedModel<M> {
 impl<M: KvModel> CachedModel<M> {
     /// A fresh instance over the same weights, if the model can fork.
     fn forked(&self) -> Option<CachedModel<Box<dyn KvModel>>> {
-        self.model.fork().map(CachedModel::new)
+        self.model
+            .fork()
+            .map(|m| CachedModel::new(m).with_prefill_chunk(self.prefill_chunk))
     }
 }
 
@@ -128,6 +168,14 @@ impl<M: KvModel> Drafter for CachedModel<M> {
         Some(Box::new(self.forked()?))
     }
 
+    fn prefill_step(
+        &mut self,
+        context: &[TokenId],
+        cancel: &CancelFlag,
+    ) -> Result<bool, ForwardError> {
+        self.fill_chunk(context, cancel)
+    }
+
     fn footprint(&self) -> Option<CacheFootprint> {
         self.model.footprint()
     }
@@ -174,6 +222,14 @@ impl<M: KvModel> Scorer for CachedModel<M> {
 
     fn fork(&self) -> Option<Box<dyn Scorer>> {
         Some(Box::new(self.forked()?))
+    }
+
+    fn prefill_step(
+        &mut self,
+        context: &[TokenId],
+        cancel: &CancelFlag,
+    ) -> Result<bool, ForwardError> {
+        self.fill_chunk(context, cancel)
     }
 
     fn footprint(&self) -> Option<CacheFootprint> {

@@ -27,6 +27,12 @@ impl<T> FairQueue<T> {
         self.queues.entry(request).or_default().push_back(task);
     }
 
+    /// Puts `task` back at the head of `request`'s queue; the next pop
+    /// still moves on to the next request first.
+    pub(crate) fn push_front(&mut self, request: u64, task: T) {
+        self.queues.entry(request).or_default().push_front(task);
+    }
+
     /// True when no task waits.
     #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {

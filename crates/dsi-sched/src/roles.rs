@@ -44,6 +44,18 @@ pub trait Drafter: Send {
     fn cache_bytes(&self) -> usize {
         0
     }
+
+    /// Feeds one chunk of what the cache lacks of `context` when more than
+    /// a chunk is missing; true when it did (the job is not done: the worker
+    /// serves other requests before the next chunk). The default feeds
+    /// nothing: the job's own forward takes the whole prefix.
+    fn prefill_step(
+        &mut self,
+        _context: &[TokenId],
+        _cancel: &CancelFlag,
+    ) -> Result<bool, ForwardError> {
+        Ok(false)
+    }
 }
 
 /// What the verifier needs from the target at each position.
@@ -110,5 +122,17 @@ pub trait Scorer: Send {
     /// Bytes its KV cache holds now.
     fn cache_bytes(&self) -> usize {
         0
+    }
+
+    /// Feeds one chunk of what the cache lacks of `context` when more than
+    /// a chunk is missing; true when it did (the job is not done: the worker
+    /// serves other requests before the next chunk). The default feeds
+    /// nothing: the job's own forward takes the whole prefix.
+    fn prefill_step(
+        &mut self,
+        _context: &[TokenId],
+        _cancel: &CancelFlag,
+    ) -> Result<bool, ForwardError> {
+        Ok(false)
     }
 }

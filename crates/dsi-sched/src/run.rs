@@ -371,15 +371,13 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
 }
 
 impl<'p, S> Run<'p, S> {
-    /// When `task` is late. A started job has the timeout from its start. A
-    /// queued one waits behind other requests' work: it is late only once
-    /// its worker has not moved for the timeout (a hung worker), however
-    /// long the queue.
+    /// When `task` is late: its timeout from when it started (or was
+    /// queued), pushed back while its worker keeps moving. A job waiting
+    /// behind other requests' work, or whose prefill runs in chunks between
+    /// them, is late only once its worker has not moved for the timeout (a
+    /// forward that long, or a hung worker), however long the queue.
     fn deadline(&self, task: &LiveTask) -> Option<tokio::time::Instant> {
         let deadline = task.deadline?;
-        if task.started.is_some() {
-            return Some(deadline);
-        }
         let moved = self.handle(task.worker)?.last_progress();
         Some(match moved {
             Some(moved) => {

@@ -323,6 +323,8 @@ struct Marks {
 /// task is done.
 fn serve(mut slots: Slots, mut inbox: UnboundedReceiver<Message>, marks: &Marks) {
     let mut queue = FairQueue::default();
+    // Jobs whose prefill is under way in chunks: already reported started.
+    let mut started = std::collections::HashSet::new();
     let kv_bytes = &marks.kv_bytes;
     loop {
         kv_bytes.store(slots.bytes(), Ordering::Relaxed);
@@ -348,6 +350,7 @@ fn serve(mut slots: Slots, mut inbox: UnboundedReceiver<Message>, marks: &Marks)
             }
         };
         marks.progress.mark();
+        let started_before = started.remove(&task.job);
         let role = slots.get(task.request);
         let report = |kind| {
             // The request may have ended; nobody to tell then.
@@ -358,10 +361,41 @@ fn serve(mut slots: Slots, mut inbox: UnboundedReceiver<Message>, marks: &Marks)
             });
         };
         if task.cancel.is_cancelled() {
-            report(ReportKind::Cancelled { ran: false });
+            report(ReportKind::Cancelled {
+                ran: started_before,
+            });
             continue;
         }
-        report(ReportKind::Started);
+        if !started_before {
+            report(ReportKind::Started);
+        }
+        // A long prefill runs a chunk at a time; other requests' tasks go
+        // between its chunks.
+        match catch_unwind(AssertUnwindSafe(|| prefill_step(role, &task))) {
+            Ok(Ok(true)) => {
+                started.insert(task.job);
+                let request = task.request;
+                queue.push_front(request, Message::Run(task));
+                continue;
+            }
+            Ok(Ok(false)) => {}
+            Ok(Err(ForwardError::Cancelled)) => {
+                report(ReportKind::Cancelled { ran: true });
+                continue;
+            }
+            Ok(Err(ForwardError::Failed(message))) => {
+                report(ReportKind::Failed(message));
+                continue;
+            }
+            Err(panic) => {
+                role.reset();
+                report(ReportKind::Failed(format!(
+                    "the worker panicked: {}",
+                    panic_message(&panic)
+                )));
+                continue;
+            }
+        }
         let outcome = catch_unwind(AssertUnwindSafe(|| run(role, &task)));
         let kind = match outcome {
             Ok(Ok(kind)) => kind,
@@ -373,6 +407,22 @@ fn serve(mut slots: Slots, mut inbox: UnboundedReceiver<Message>, marks: &Marks)
             }
         };
         report(kind);
+    }
+}
+
+/// Feeds one chunk of the prefix `task` needs when more than a chunk is
+/// missing from the cache; true when it did.
+fn prefill_step(role: &mut Role, task: &Task) -> std::result::Result<bool, ForwardError> {
+    match (role, &task.work) {
+        (Role::Drafter(drafter), Work::Draft { .. }) => {
+            drafter.prefill_step(&task.context, &task.cancel)
+        }
+        (Role::Target(scorer), Work::Verify { drafts, .. }) => {
+            let prefix = task.context.len().saturating_sub(*drafts);
+            scorer.prefill_step(&task.context[..prefix], &task.cancel)
+        }
+        // A mismatched task fails in `run` with its message.
+        _ => Ok(false),
     }
 }
 

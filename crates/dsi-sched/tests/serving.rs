@@ -26,12 +26,16 @@ const CAPACITY: usize = 64;
 struct Device {
     held: AtomicUsize,
     peak: AtomicUsize,
+    /// Every target forward: (model instance, tokens fed).
+    feeds: std::sync::Mutex<Vec<(usize, usize)>>,
+    instances: AtomicUsize,
 }
 
 /// A deterministic model whose next token depends on the last token and its
 /// position; the drafter is wrong at every third position. Its cache is a
 /// list of tokens that accounts its bytes as a segmented cache would.
 struct Counting {
+    id: usize,
     drafter: bool,
     cache: Vec<TokenId>,
     device: Arc<Device>,
@@ -108,6 +112,10 @@ impl KvModel for Counting {
         if tokens.len() > 1 {
             std::thread::sleep(self.prefill_delay);
         }
+        if !self.drafter {
+            let mut feeds = self.device.feeds.lock().unwrap();
+            feeds.push((self.id, tokens.len()));
+        }
         let first = self.cache.len();
         self.resize(|c| c.extend_from_slice(tokens));
         let rows = rows.min(tokens.len());
@@ -122,6 +130,7 @@ impl KvModel for Counting {
 
     fn fork(&self) -> Option<Box<dyn KvModel>> {
         Some(Box::new(Counting {
+            id: self.device.instances.fetch_add(1, Ordering::SeqCst),
             drafter: self.drafter,
             cache: Vec::new(),
             device: Arc::clone(&self.device),
@@ -140,6 +149,7 @@ impl KvModel for Counting {
 
 fn model(drafter: bool, device: &Arc<Device>, prefill_delay: Duration) -> Counting {
     Counting {
+        id: device.instances.fetch_add(1, Ordering::SeqCst),
         drafter,
         cache: Vec::new(),
         device: Arc::clone(device),
@@ -149,6 +159,15 @@ fn model(drafter: bool, device: &Arc<Device>, prefill_delay: Duration) -> Counti
 
 /// A drafter and `targets` target workers, all on the device `cpu`.
 fn pool(targets: usize, device: &Arc<Device>, prefill_delay: Duration) -> Pool {
+    pool_with_chunk(targets, device, prefill_delay, usize::MAX)
+}
+
+fn pool_with_chunk(
+    targets: usize,
+    device: &Arc<Device>,
+    prefill_delay: Duration,
+    chunk: usize,
+) -> Pool {
     let spawn = |name: String, role: Role| {
         WorkerHandle::spawn_with_caches(name, role, usize::MAX)
             .unwrap()
@@ -166,11 +185,9 @@ fn pool(targets: usize, device: &Arc<Device>, prefill_delay: Duration) -> Pool {
         .map(|i| {
             spawn(
                 format!("target#{i}"),
-                Role::Target(Box::new(CachedModel::new(model(
-                    false,
-                    device,
-                    prefill_delay,
-                )))),
+                Role::Target(Box::new(
+                    CachedModel::new(model(false, device, prefill_delay)).with_prefill_chunk(chunk),
+                )),
             )
         })
         .collect();
@@ -315,4 +332,50 @@ async fn a_job_queued_behind_long_prefills_is_not_late() {
         );
         assert_eq!(g.tokens.len(), 20);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_prompt_is_filled_in_chunks_between_other_requests_work() {
+    let device = Arc::new(Device::default());
+    let pool = Arc::new(pool_with_chunk(1, &device, Duration::from_millis(20), 8));
+    let long = Request {
+        prompt: (0..50).map(|i| (i % VOCAB) as TokenId).collect(),
+        max_new_tokens: 4,
+        ..request(0, Mode::NonSi)
+    };
+    let mut alone = pool.generate(long.clone(), |_| {}).await.unwrap().tokens;
+    device.feeds.lock().unwrap().clear();
+
+    let short: Vec<Request> = (1..4).map(|i| request(i, Mode::NonSi)).collect();
+    let mut requests = vec![long];
+    requests.extend(short);
+    let got = run_all(&pool, requests).await;
+    assert_eq!(
+        got[0].tokens,
+        std::mem::take(&mut alone),
+        "chunking changes no token"
+    );
+
+    let feeds = device.feeds.lock().unwrap().clone();
+    assert!(
+        feeds.iter().all(|&(_, n)| n <= 8 + 1),
+        "no forward past a chunk: {feeds:?}"
+    );
+    // The long prompt's instance is the one fed most.
+    let long_id = feeds
+        .iter()
+        .max_by_key(|&&(id, _)| feeds.iter().filter(|f| f.0 == id).count())
+        .unwrap()
+        .0;
+    let long_feeds: Vec<usize> = feeds
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.0 == long_id)
+        .map(|(i, _)| i)
+        .collect();
+    let (first, last) = (long_feeds[0], *long_feeds.last().unwrap());
+    assert!(
+        feeds[first..last].iter().any(|f| f.0 != long_id),
+        "other requests ran between the long prompt's chunks: {feeds:?}"
+    );
 }

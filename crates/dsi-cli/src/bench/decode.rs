@@ -14,6 +14,8 @@ use crate::output::Format;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use dsi_core::TokenId;
+use dsi_models::KvCache;
+use dsi_models::cache::SegmentPolicy;
 use dsi_models::checkpoint::{Checkpoint, RandomWeights, TensorSource};
 use dsi_models::config::LlamaConfig;
 use dsi_models::device::{Backend, DeviceSpec, OnBackend, RunDtype, dispatch};
@@ -31,6 +33,25 @@ enum RandomShape {
     /// SmolLM-135M: hidden 576, 30 layers, 9 heads, 3 KV heads, vocabulary 49152.
     #[value(name = "smollm-135m")]
     Smollm135m,
+    /// Llama-3.2-1B: hidden 2048, 16 layers, 32 heads, 8 KV heads, vocabulary 128256.
+    #[value(name = "llama-3.2-1b")]
+    Llama32_1b,
+}
+
+impl RandomShape {
+    fn config(self) -> LlamaConfig {
+        match self {
+            RandomShape::Smollm135m => LlamaConfig::smollm_135m(),
+            RandomShape::Llama32_1b => LlamaConfig::llama_3_2_1b(),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            RandomShape::Smollm135m => "random smollm-135m shape",
+            RandomShape::Llama32_1b => "random llama-3.2-1b shape",
+        }
+    }
 }
 
 /// Arguments of `dsi bench decode`.
@@ -56,6 +77,12 @@ pub(crate) struct DecodeArgs {
     /// Decode steps to time (after a warm-up step).
     #[arg(long, default_value_t = 32)]
     tokens: usize,
+    /// Positions in the cache when decode starts (default: the 128-token
+    /// prefill); decode then also runs over one preallocated contiguous
+    /// cache (the layout before caches grew by segments), alternating, and
+    /// the ratio is reported.
+    #[arg(long)]
+    context: Option<usize>,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
@@ -79,6 +106,14 @@ struct Report {
     read_bandwidth_gb_per_s: f64,
     read_bound_tokens_per_s: f64,
     read_bandwidth_fraction: f64,
+    /// Positions cached when the timed decode starts.
+    context: usize,
+    /// KV-cache segments at that context.
+    cache_segments: usize,
+    /// With `--context`: decode over one contiguous preallocated cache.
+    contiguous_decode_tokens_per_s: Option<f64>,
+    /// `decode_tokens_per_s` over `contiguous_decode_tokens_per_s`.
+    segmented_over_contiguous: Option<f64>,
 }
 
 pub(crate) fn run(args: DecodeArgs) -> anyhow::Result<()> {
@@ -90,7 +125,7 @@ pub(crate) fn run(args: DecodeArgs) -> anyhow::Result<()> {
             Checkpoint::open(dir)
                 .with_context(|| format!("loading the model in {}", dir.display()))?,
         )),
-        (None, Some(RandomShape::Smollm135m)) => Source::Random(LlamaConfig::smollm_135m()),
+        (None, Some(shape)) => Source::Random(shape),
         (None, None) => return Err(UsageError("give --model DIR or --random SHAPE".into()).into()),
     };
     let spec = args.backend;
@@ -99,7 +134,7 @@ pub(crate) fn run(args: DecodeArgs) -> anyhow::Result<()> {
 
 enum Source {
     Checkpoint(Box<Checkpoint>),
-    Random(LlamaConfig),
+    Random(RandomShape),
 }
 
 struct Job {
@@ -118,7 +153,7 @@ impl OnBackend for Job {
         let random = RandomWeights { seed: 7, std: 0.02 };
         let (config, weights, name): (LlamaConfig, &dyn TensorSource, String) = match &source {
             Source::Checkpoint(c) => (c.config.clone(), &c.weights, c.dir.display().to_string()),
-            Source::Random(config) => (config.clone(), &random, "random smollm-135m shape".into()),
+            Source::Random(shape) => (shape.config(), &random, shape.name().into()),
         };
         let bar = load_bar("model");
         let model = LoadedModel::<B>::from_weights(
@@ -135,10 +170,11 @@ impl OnBackend for Job {
         let prompt: Vec<TokenId> = (0..PREFILL_TOKENS as TokenId)
             .map(|i| (i * 7 + 3) % vocab)
             .collect();
-        let context = PREFILL_TOKENS + args.tokens + 2;
+        let start_context = args.context.unwrap_or(PREFILL_TOKENS).max(PREFILL_TOKENS);
+        let context = start_context + args.tokens + 2;
         if context > config.max_context {
             return Err(UsageError(format!(
-                "--tokens {} needs a context of {context}, the model has {}",
+                "--context {start_context} and --tokens {} need a context of {context}, the model has {}",
                 args.tokens, config.max_context
             ))
             .into());
@@ -151,19 +187,46 @@ impl OnBackend for Job {
         model.forward_host(&prompt, &mut cache, 1, &never)?;
         cache.truncate(0);
         let start = Instant::now();
-        let logits = model.forward_host(&prompt, &mut cache, 1, &never)?;
+        model.forward_host(&prompt, &mut cache, 1, &never)?;
         let prefill_secs = start.elapsed().as_secs_f64();
 
-        // Decode: greedy steps, each reading its logits back as real decoding does.
-        let mut token = dsi_core::verify::argmax(logits.row(0));
-        let logits = model.forward(&[token], &mut cache)?; // warm-up step
-        token = dsi_core::verify::argmax(logits.row(0));
-        let start = Instant::now();
-        for _ in 0..args.tokens {
-            let logits = model.forward(&[token], &mut cache)?;
-            token = dsi_core::verify::argmax(logits.row(0));
+        // Decode: greedy steps from `start_context` cached positions, each
+        // reading its logits back as real decoding does.
+        let fill = |cache: &mut KvCache<B>| -> anyhow::Result<()> {
+            let filler: Vec<TokenId> = (0..start_context as TokenId)
+                .map(|i| (i * 7 + 3) % vocab)
+                .collect();
+            cache.truncate(0);
+            for chunk in filler.chunks(512) {
+                model.forward_host(chunk, cache, 0, &never)?;
+            }
+            Ok(())
+        };
+        let decode = |cache: &mut KvCache<B>| -> anyhow::Result<f64> {
+            cache.truncate(start_context);
+            let mut token = 1;
+            model.forward(&[token], cache)?; // warm-up step
+            let start = Instant::now();
+            for _ in 0..args.tokens {
+                let logits = model.forward(&[token], cache)?;
+                token = dsi_core::verify::argmax(logits.row(0));
+            }
+            Ok(start.elapsed().as_secs_f64())
+        };
+        fill(&mut cache)?;
+        let mut decode_secs = decode(&mut cache)?;
+        let cache_segments = cache.segments();
+        let mut contiguous_secs = None;
+        if args.context.is_some() {
+            // The layout before caches grew: one segment for the whole context.
+            let mut contiguous = model.new_cache_with(context, SegmentPolicy::fixed(context));
+            fill(&mut contiguous)?;
+            let mut best = decode(&mut contiguous)?;
+            // Alternate, best of two each, so drift does not favour either.
+            decode_secs = decode_secs.min(decode(&mut cache)?);
+            best = best.min(decode(&mut contiguous)?);
+            contiguous_secs = Some(best);
         }
-        let decode_secs = start.elapsed().as_secs_f64();
 
         let weight_bytes = config.weight_bytes_per_token(dtype.dtype().size());
         let bandwidth = bandwidth::measure(BANDWIDTH_BUFFER, 5);
@@ -186,6 +249,10 @@ impl OnBackend for Job {
             read_bandwidth_gb_per_s: bandwidth.read / 1e9,
             read_bound_tokens_per_s: read_bound,
             read_bandwidth_fraction: decode_tps / read_bound,
+            context: start_context,
+            cache_segments,
+            contiguous_decode_tokens_per_s: contiguous_secs.map(|s| args.tokens as f64 / s),
+            segmented_over_contiguous: contiguous_secs.map(|s| s / decode_secs),
         };
         match args.format {
             Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
@@ -195,9 +262,20 @@ impl OnBackend for Job {
                     report.model, report.backend, report.dtype, report.parameters
                 );
                 println!(
-                    "decode:  {:.2} tokens/s ({:.1} ms/token), batch 1",
-                    report.decode_tokens_per_s, report.decode_ms_per_token
+                    "decode:  {:.2} tokens/s ({:.1} ms/token), batch 1, from {} cached positions ({} cache segments)",
+                    report.decode_tokens_per_s,
+                    report.decode_ms_per_token,
+                    report.context,
+                    report.cache_segments
                 );
+                if let (Some(tps), Some(ratio)) = (
+                    report.contiguous_decode_tokens_per_s,
+                    report.segmented_over_contiguous,
+                ) {
+                    println!(
+                        "         {tps:.2} tokens/s over one preallocated contiguous cache: segmented/contiguous {ratio:.3}"
+                    );
+                }
                 println!(
                     "prefill: {:.1} tokens/s over {} tokens",
                     report.prefill_tokens_per_s, PREFILL_TOKENS
