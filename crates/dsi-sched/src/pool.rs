@@ -242,7 +242,9 @@ impl Pool {
     /// requests start on different workers (SI and non-SI use the first).
     fn place(&self, request: u64, servers: usize) -> Vec<usize> {
         let n = self.targets.len();
-        let mut order: Vec<usize> = (0..n).map(|i| (i + request as usize) % n).collect();
+        // Request ids start at 1: the first request starts on target 0.
+        let turn = (request.saturating_sub(1) % n.max(1) as u64) as usize;
+        let mut order: Vec<usize> = (0..n).map(|i| (i + turn) % n).collect();
         order.sort_by_key(|&i| self.targets[i].load().load(Ordering::Relaxed));
         order.truncate(servers.min(n));
         order
