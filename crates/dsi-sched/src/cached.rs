@@ -6,7 +6,7 @@
 //! the rest in O(1) (a rejected draft's keys and values simply fall off the
 //! end), and feeds the missing tokens plus the drafts in one forward.
 
-use crate::roles::{Drafter, Scorer, Scores};
+use crate::roles::{CacheState, Drafter, Scorer, Scores};
 use dsi_core::TokenId;
 use dsi_core::cache_layout::CacheFootprint;
 use dsi_core::cancel::CancelFlag;
@@ -122,6 +122,24 @@ impl<M: KvModel> CachedModel<M> {
     }
 }
 
+impl<M: KvModel> CacheState for CachedModel<M> {
+    fn footprint(&self) -> Option<CacheFootprint> {
+        self.model.footprint()
+    }
+
+    fn cache_bytes(&self) -> usize {
+        self.model.cache_bytes()
+    }
+
+    fn prefill_step(
+        &mut self,
+        context: &[TokenId],
+        cancel: &CancelFlag,
+    ) -> Result<bool, ForwardError> {
+        self.fill_chunk(context, cancel)
+    }
+}
+
 impl<M: KvModel> Drafter for CachedModel<M> {
     fn draft(
         &mut self,
@@ -167,22 +185,6 @@ impl<M: KvModel> Drafter for CachedModel<M> {
     fn fork(&self) -> Option<Box<dyn Drafter>> {
         Some(Box::new(self.forked()?))
     }
-
-    fn prefill_step(
-        &mut self,
-        context: &[TokenId],
-        cancel: &CancelFlag,
-    ) -> Result<bool, ForwardError> {
-        self.fill_chunk(context, cancel)
-    }
-
-    fn footprint(&self) -> Option<CacheFootprint> {
-        self.model.footprint()
-    }
-
-    fn cache_bytes(&self) -> usize {
-        self.model.cache_bytes()
-    }
 }
 
 impl<M: KvModel> Scorer for CachedModel<M> {
@@ -222,21 +224,5 @@ impl<M: KvModel> Scorer for CachedModel<M> {
 
     fn fork(&self) -> Option<Box<dyn Scorer>> {
         Some(Box::new(self.forked()?))
-    }
-
-    fn prefill_step(
-        &mut self,
-        context: &[TokenId],
-        cancel: &CancelFlag,
-    ) -> Result<bool, ForwardError> {
-        self.fill_chunk(context, cancel)
-    }
-
-    fn footprint(&self) -> Option<CacheFootprint> {
-        self.model.footprint()
-    }
-
-    fn cache_bytes(&self) -> usize {
-        self.model.cache_bytes()
     }
 }

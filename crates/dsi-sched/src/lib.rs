@@ -44,7 +44,7 @@ pub use emulate::{Emulated, Latency};
 pub use error::{Result, SchedError};
 pub use memory::{DeviceMemory, KvBudget};
 pub use pool::{Generation, KvUse, Limits, Pool, Request, Update};
-pub use roles::{Drafter, Scorer, Scores};
+pub use roles::{CacheState, Drafter, Scorer, Scores};
 pub use stats::Stats;
 pub use timeline::TimelineRecord;
 pub use worker::{Role, WorkerHandle};

@@ -13,28 +13,10 @@ use dsi_core::schedule::Drafted;
 use dsi_core::verify::{ProbTable, VerifyRule, verify_greedy};
 use dsi_core::{DraftChain, TokenId, Verdict};
 
-/// Proposes tokens after a prefix.
-pub trait Drafter: Send {
-    /// Drafts `count` tokens after `context`, each with the drafter's
-    /// distribution when `decoding` needs it. Stops with
-    /// [`ForwardError::Cancelled`] between steps once `cancel` is raised.
-    fn draft(
-        &mut self,
-        context: &[TokenId],
-        count: usize,
-        decoding: &Decoding,
-        cancel: &CancelFlag,
-    ) -> Result<Vec<Drafted>, ForwardError>;
-
-    /// Forgets any cached state (after a panic left it unknown).
-    fn reset(&mut self) {}
-
-    /// Another drafter over the same weights with an empty cache, so a
-    /// worker can keep one cache per request; `None` when it cannot.
-    fn fork(&self) -> Option<Box<dyn Drafter>> {
-        None
-    }
-
+/// What a worker asks of either role's KV cache: how it grows, what it
+/// holds, and filling it a chunk at a time. The defaults suit a role with
+/// no budgeted cache.
+pub trait CacheState {
     /// How its KV cache grows, for the memory budget (`None`: unbudgeted).
     fn footprint(&self) -> Option<CacheFootprint> {
         None
@@ -55,6 +37,29 @@ pub trait Drafter: Send {
         _cancel: &CancelFlag,
     ) -> Result<bool, ForwardError> {
         Ok(false)
+    }
+}
+
+/// Proposes tokens after a prefix.
+pub trait Drafter: CacheState + Send {
+    /// Drafts `count` tokens after `context`, each with the drafter's
+    /// distribution when `decoding` needs it. Stops with
+    /// [`ForwardError::Cancelled`] between steps once `cancel` is raised.
+    fn draft(
+        &mut self,
+        context: &[TokenId],
+        count: usize,
+        decoding: &Decoding,
+        cancel: &CancelFlag,
+    ) -> Result<Vec<Drafted>, ForwardError>;
+
+    /// Forgets any cached state (after a panic left it unknown).
+    fn reset(&mut self) {}
+
+    /// Another drafter over the same weights with an empty cache, so a
+    /// worker can keep one cache per request; `None` when it cannot.
+    fn fork(&self) -> Option<Box<dyn Drafter>> {
+        None
     }
 }
 
@@ -93,7 +98,7 @@ impl Scores {
 }
 
 /// Scores a prefix plus drafts with the target model.
-pub trait Scorer: Send {
+pub trait Scorer: CacheState + Send {
     /// Scores `context`, whose last `drafts` tokens are drafts: returns what
     /// the verifier needs at the `drafts + 1` positions from
     /// `context.len() - drafts` on.
@@ -112,27 +117,5 @@ pub trait Scorer: Send {
     /// worker can keep one cache per request; `None` when it cannot.
     fn fork(&self) -> Option<Box<dyn Scorer>> {
         None
-    }
-
-    /// How its KV cache grows, for the memory budget (`None`: unbudgeted).
-    fn footprint(&self) -> Option<CacheFootprint> {
-        None
-    }
-
-    /// Bytes its KV cache holds now.
-    fn cache_bytes(&self) -> usize {
-        0
-    }
-
-    /// Feeds one chunk of what the cache lacks of `context` when more than
-    /// a chunk is missing; true when it did (the job is not done: the worker
-    /// serves other requests before the next chunk). The default feeds
-    /// nothing: the job's own forward takes the whole prefix.
-    fn prefill_step(
-        &mut self,
-        _context: &[TokenId],
-        _cancel: &CancelFlag,
-    ) -> Result<bool, ForwardError> {
-        Ok(false)
     }
 }

@@ -121,6 +121,8 @@ mod tests {
         forks: bool,
     }
 
+    impl crate::roles::CacheState for Idle {}
+
     impl Drafter for Idle {
         fn draft(
             &mut self,

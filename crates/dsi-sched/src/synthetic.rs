@@ -8,7 +8,7 @@
 //! by the lookahead, exactly the simulator's law. Forwards are sleeps.
 
 use crate::pause::sleep_until;
-use crate::roles::{Drafter, Scorer, Scores};
+use crate::roles::{CacheState, Drafter, Scorer, Scores};
 use dsi_core::TokenId;
 use dsi_core::cancel::CancelFlag;
 use dsi_core::model::ForwardError;
@@ -72,6 +72,8 @@ pub struct SyntheticDrafter {
     pub step: Duration,
 }
 
+impl CacheState for SyntheticDrafter {}
+
 impl Drafter for SyntheticDrafter {
     fn draft(
         &mut self,
@@ -103,6 +105,8 @@ pub struct SyntheticTarget {
     /// Time per forward.
     pub forward: Duration,
 }
+
+impl CacheState for SyntheticTarget {}
 
 impl Scorer for SyntheticTarget {
     fn score(
