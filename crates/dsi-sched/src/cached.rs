@@ -123,6 +123,11 @@ impl<M: KvModel> CachedModel<M> {
 }
 
 impl<M: KvModel> CacheState for CachedModel<M> {
+    fn reset(&mut self) {
+        self.model.truncate(0);
+        self.held.clear();
+    }
+
     fn footprint(&self) -> Option<CacheFootprint> {
         self.model.footprint()
     }
@@ -177,11 +182,6 @@ impl<M: KvModel> Drafter for CachedModel<M> {
         Ok(out)
     }
 
-    fn reset(&mut self) {
-        self.model.truncate(0);
-        self.held.clear();
-    }
-
     fn fork(&self) -> Option<Box<dyn Drafter>> {
         Some(Box::new(self.forked()?))
     }
@@ -215,11 +215,6 @@ impl<M: KvModel> Scorer for CachedModel<M> {
         ProbTable::new(vocab, probs)
             .map(Scores::Probs)
             .map_err(|e| ForwardError::Failed(format!("the target's logits are unusable: {e}")))
-    }
-
-    fn reset(&mut self) {
-        self.model.truncate(0);
-        self.held.clear();
     }
 
     fn fork(&self) -> Option<Box<dyn Scorer>> {

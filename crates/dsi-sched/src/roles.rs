@@ -14,9 +14,13 @@ use dsi_core::verify::{ProbTable, VerifyRule, verify_greedy};
 use dsi_core::{DraftChain, TokenId, Verdict};
 
 /// What a worker asks of either role's KV cache: how it grows, what it
-/// holds, and filling it a chunk at a time. The defaults suit a role with
-/// no budgeted cache.
+/// holds, filling it a chunk at a time, and forgetting it. The defaults suit
+/// a role with no budgeted cache.
 pub trait CacheState {
+    /// Forgets any cached state and frees its memory (a request ended, or a
+    /// panic left the state unknown).
+    fn reset(&mut self) {}
+
     /// How its KV cache grows, for the memory budget (`None`: unbudgeted).
     fn footprint(&self) -> Option<CacheFootprint> {
         None
@@ -52,9 +56,6 @@ pub trait Drafter: CacheState + Send {
         decoding: &Decoding,
         cancel: &CancelFlag,
     ) -> Result<Vec<Drafted>, ForwardError>;
-
-    /// Forgets any cached state (after a panic left it unknown).
-    fn reset(&mut self) {}
 
     /// Another drafter over the same weights with an empty cache, so a
     /// worker can keep one cache per request; `None` when it cannot.
@@ -109,9 +110,6 @@ pub trait Scorer: CacheState + Send {
         decoding: &Decoding,
         cancel: &CancelFlag,
     ) -> Result<Scores, ForwardError>;
-
-    /// Forgets any cached state (after a panic left it unknown).
-    fn reset(&mut self) {}
 
     /// Another scorer over the same weights with an empty cache, so a
     /// worker can keep one cache per request; `None` when it cannot.

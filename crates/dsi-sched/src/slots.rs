@@ -62,13 +62,16 @@ impl Slots {
             self.slots.swap_remove(index);
         } else {
             self.slots[index].request = None;
-            self.slots[index].role.clear();
+            self.slots[index].role.cache_mut().reset();
         }
     }
 
     /// Bytes the caches of every instance hold now.
     pub(crate) fn bytes(&self) -> usize {
-        self.slots.iter().map(|s| s.role.cache_bytes()).sum()
+        self.slots
+            .iter()
+            .map(|s| s.role.cache().cache_bytes())
+            .sum()
     }
 
     /// Instances held now.

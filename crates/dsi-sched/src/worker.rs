@@ -12,7 +12,7 @@
 use crate::error::{Result, SchedError};
 use crate::fair::FairQueue;
 use crate::memory::Reservation;
-use crate::roles::{Drafter, Scorer};
+use crate::roles::{CacheState, Drafter, Scorer};
 use crate::slots::Slots;
 use dsi_core::cache_layout::CacheFootprint;
 use dsi_core::cancel::CancelFlag;
@@ -131,29 +131,19 @@ impl Role {
         }
     }
 
-    fn reset(&mut self) {
+    /// Its KV cache, whichever role it plays.
+    pub(crate) fn cache(&self) -> &dyn CacheState {
         match self {
-            Role::Drafter(d) => d.reset(),
-            Role::Target(t) => t.reset(),
+            Role::Drafter(d) => d.as_ref(),
+            Role::Target(t) => t.as_ref(),
         }
     }
 
-    /// Forgets the cache and frees its memory.
-    pub(crate) fn clear(&mut self) {
-        self.reset();
-    }
-
-    pub(crate) fn footprint(&self) -> Option<CacheFootprint> {
+    /// [`Role::cache`], to change.
+    pub(crate) fn cache_mut(&mut self) -> &mut dyn CacheState {
         match self {
-            Role::Drafter(d) => d.footprint(),
-            Role::Target(t) => t.footprint(),
-        }
-    }
-
-    pub(crate) fn cache_bytes(&self) -> usize {
-        match self {
-            Role::Drafter(d) => d.cache_bytes(),
-            Role::Target(t) => t.cache_bytes(),
+            Role::Drafter(d) => d.as_mut(),
+            Role::Target(t) => t.as_mut(),
         }
     }
 }
@@ -223,7 +213,7 @@ impl WorkerHandle {
     pub fn spawn_with_caches(name: impl Into<String>, role: Role, caches: usize) -> Result<Self> {
         let name = name.into();
         let (tasks, inbox) = unbounded_channel();
-        let footprint = role.footprint();
+        let footprint = role.cache().footprint();
         let kv_bytes = Arc::new(AtomicUsize::new(0));
         let progress = Arc::new(Progress::new());
         let marks = Marks {
@@ -371,42 +361,42 @@ fn serve(mut slots: Slots, mut inbox: UnboundedReceiver<Message>, marks: &Marks)
         }
         // A long prefill runs a chunk at a time; other requests' tasks go
         // between its chunks.
-        match catch_unwind(AssertUnwindSafe(|| prefill_step(role, &task))) {
-            Ok(Ok(true)) => {
+        match guarded(role, |role| prefill_step(role, &task)) {
+            Ok(true) => {
                 started.insert(task.job);
                 let request = task.request;
                 queue.push_front(request, Message::Run(task));
                 continue;
             }
-            Ok(Ok(false)) => {}
-            Ok(Err(ForwardError::Cancelled)) => {
-                report(ReportKind::Cancelled { ran: true });
-                continue;
-            }
-            Ok(Err(ForwardError::Failed(message))) => {
-                report(ReportKind::Failed(message));
-                continue;
-            }
-            Err(panic) => {
-                role.reset();
-                report(ReportKind::Failed(format!(
-                    "the worker panicked: {}",
-                    panic_message(&panic)
-                )));
+            Ok(false) => {}
+            Err(kind) => {
+                report(kind);
                 continue;
             }
         }
-        let outcome = catch_unwind(AssertUnwindSafe(|| run(role, &task)));
-        let kind = match outcome {
-            Ok(Ok(kind)) => kind,
-            Ok(Err(ForwardError::Cancelled)) => ReportKind::Cancelled { ran: true },
-            Ok(Err(ForwardError::Failed(message))) => ReportKind::Failed(message),
-            Err(panic) => {
-                role.reset();
-                ReportKind::Failed(format!("the worker panicked: {}", panic_message(&panic)))
-            }
-        };
+        let kind = guarded(role, |role| run(role, &task)).unwrap_or_else(|kind| kind);
         report(kind);
+    }
+}
+
+/// Runs `step` on the worker's model, turning a stop, a failure or a panic
+/// into the report that says so (a panic also resets the cache, whose state
+/// is then unknown).
+fn guarded<T>(
+    role: &mut Role,
+    step: impl FnOnce(&mut Role) -> std::result::Result<T, ForwardError>,
+) -> std::result::Result<T, ReportKind> {
+    match catch_unwind(AssertUnwindSafe(|| step(&mut *role))) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(ForwardError::Cancelled)) => Err(ReportKind::Cancelled { ran: true }),
+        Ok(Err(ForwardError::Failed(message))) => Err(ReportKind::Failed(message)),
+        Err(panic) => {
+            role.cache_mut().reset();
+            Err(ReportKind::Failed(format!(
+                "the worker panicked: {}",
+                panic_message(&panic)
+            )))
+        }
     }
 }
 
