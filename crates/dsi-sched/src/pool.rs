@@ -218,8 +218,9 @@ impl Pool {
         let placement = self.place(id, servers);
         let reservation = match &self.memory {
             Some(memory) => {
-                self.check_memory(&request)?;
-                Some(memory.reserve(self.need(&request, &placement)).await)
+                let need = self.need(&request, &placement);
+                memory.check(&need, &describe(&request))?;
+                Some(memory.reserve(need).await)
             }
             None => None,
         };
@@ -258,14 +259,7 @@ impl Pool {
         };
         let servers = request.targets.unwrap_or(self.targets.len());
         let need = self.need(request, &self.place(0, servers));
-        memory.check(
-            &need,
-            &format!(
-                "a prompt of {} tokens plus max_tokens {}",
-                request.prompt.len(),
-                request.max_new_tokens
-            ),
-        )
+        memory.check(&need, &describe(request))
     }
 
     /// Bytes the request's caches can reach on each device: for every
@@ -326,4 +320,13 @@ impl Pool {
         }
         Ok(())
     }
+}
+
+/// A request's size, as memory errors name it.
+fn describe(request: &Request) -> String {
+    format!(
+        "a prompt of {} tokens plus max_tokens {}",
+        request.prompt.len(),
+        request.max_new_tokens
+    )
 }
