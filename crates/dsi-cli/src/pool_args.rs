@@ -252,7 +252,16 @@ impl PoolArgs {
             }
             _ => None,
         };
-        let (budgets, kv_budget) = self.kv_budgets(drafter.iter().chain(&targets))?;
+        // Every device that holds a worker: the targets' and the drafter's.
+        let mut devices: Vec<DeviceSpec> = dtypes.iter().map(|(device, _)| *device).collect();
+        if let Some(device) = drafter
+            .as_ref()
+            .map(|_| self.drafter_device.unwrap_or(self.backend))
+            && !devices.contains(&device)
+        {
+            devices.push(device);
+        }
+        let (budgets, kv_budget) = self.kv_budgets(&devices)?;
         let pool = Pool::new(drafter, targets)?
             .with_limits(Limits {
                 vocab: target.config.vocab_size,
@@ -272,15 +281,7 @@ impl PoolArgs {
     /// All targets of a pool must compute one function, or greedy DSI would
     /// not emit non-SI's tokens: one backend kind and one dtype.
     fn check_one_target_function(&self, dtypes: &[(DeviceSpec, String)]) -> anyhow::Result<()> {
-        let class = |(device, dtype): &(DeviceSpec, String)| {
-            let backend = match device {
-                DeviceSpec::Cpu => "cpu",
-                DeviceSpec::Ndarray => "ndarray",
-                DeviceSpec::Wgpu(_) => "wgpu",
-                DeviceSpec::Cuda(_) => "cuda",
-            };
-            format!("{backend} {dtype}")
-        };
+        let class = |(device, dtype): &(DeviceSpec, String)| format!("{} {dtype}", device.kind());
         let Some(first) = dtypes.first().map(class) else {
             return Ok(());
         };
@@ -297,18 +298,12 @@ impl PoolArgs {
         Ok(())
     }
 
-    /// One budget per distinct device of `workers`, and its description.
-    fn kv_budgets<'a>(
-        &self,
-        workers: impl Iterator<Item = &'a WorkerHandle>,
-    ) -> anyhow::Result<(Vec<(String, usize)>, String)> {
-        let mut budgets: Vec<(String, usize)> = Vec::new();
-        let mut described = Vec::new();
-        for worker in workers {
-            if budgets.iter().any(|(d, _)| d == worker.device()) {
-                continue;
-            }
-            let spec: DeviceSpec = worker.device().parse()?;
+    /// One budget per device (named as its workers' `on_device`), and a
+    /// description for the start line.
+    fn kv_budgets(&self, devices: &[DeviceSpec]) -> anyhow::Result<(Vec<(String, usize)>, String)> {
+        let mut budgets = Vec::with_capacity(devices.len());
+        let mut described = Vec::with_capacity(devices.len());
+        for &device in devices {
             let (bytes, why) = match self.kv_cache_mib {
                 Some(0) => {
                     return Err(
@@ -316,14 +311,13 @@ impl PoolArgs {
                     );
                 }
                 Some(mib) => (mib.saturating_mul(1 << 20), "--kv-cache-mib"),
-                None => crate::kv_budget::default_for(spec),
+                None => crate::kv_budget::default_for(device),
             };
             described.push(format!(
-                "{} {:.1} GiB ({why})",
-                worker.device(),
+                "{device} {:.1} GiB ({why})",
                 bytes as f64 / f64::from(1u32 << 30)
             ));
-            budgets.push((worker.device().to_string(), bytes));
+            budgets.push((device.to_string(), bytes));
         }
         Ok((budgets, described.join(", ")))
     }

@@ -77,6 +77,16 @@ impl fmt::Display for DeviceSpec {
 }
 
 impl DeviceSpec {
+    /// The backend without its device index: `cpu`, `ndarray`, `wgpu`, `cuda`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            DeviceSpec::Cpu => "cpu",
+            DeviceSpec::Ndarray => "ndarray",
+            DeviceSpec::Wgpu(_) => "wgpu",
+            DeviceSpec::Cuda(_) => "cuda",
+        }
+    }
+
     /// Host threads a model on this device should split projections over:
     /// every core on the CPU backends, 1 on GPUs.
     pub fn host_threads(self) -> usize {
@@ -179,9 +189,7 @@ pub fn wgpu_device(index: Option<usize>) -> burn::backend::wgpu::WgpuDevice {
 
 #[cfg(not(feature = "wgpu"))]
 fn wgpu<J: OnBackend>(_: DeviceSpec, _: Option<usize>, _: J) -> Result<J::Output> {
-    Err(ModelError::Device(
-        "this binary was built without the wgpu backend; rebuild with --features wgpu".into(),
-    ))
+    Err(not_built("wgpu", "wgpu"))
 }
 
 #[cfg(feature = "cuda")]
@@ -191,8 +199,15 @@ fn cuda<J: OnBackend>(spec: DeviceSpec, index: usize, job: J) -> Result<J::Outpu
 
 #[cfg(not(feature = "cuda"))]
 fn cuda<J: OnBackend>(_: DeviceSpec, _: usize, _: J) -> Result<J::Output> {
-    Err(ModelError::Device(
-        "this binary was built without the CUDA backend; rebuild with --features cuda".into(),
+    Err(not_built("CUDA", "cuda"))
+}
+
+/// The error for a backend whose cargo feature this binary was built
+/// without.
+#[cfg(any(not(feature = "wgpu"), not(feature = "cuda")))]
+fn not_built(backend: &str, feature: &str) -> ModelError {
+    ModelError::Device(format!(
+        "this binary was built without the {backend} backend; rebuild with --features {feature}"
     ))
 }
 

@@ -98,9 +98,7 @@ fn nth_discrete_adapter(
 
 #[cfg(not(feature = "wgpu"))]
 fn wgpu_adapter(_: Option<usize>) -> Result<String> {
-    Err(ModelError::Device(
-        "this binary was built without the wgpu backend; rebuild with --features wgpu".into(),
-    ))
+    Err(super::not_built("wgpu", "wgpu"))
 }
 
 #[cfg(feature = "cuda")]
@@ -110,7 +108,5 @@ fn cuda_device(index: usize) -> Result<String> {
 
 #[cfg(not(feature = "cuda"))]
 fn cuda_device(_: usize) -> Result<String> {
-    Err(ModelError::Device(
-        "this binary was built without the CUDA backend; rebuild with --features cuda".into(),
-    ))
+    Err(super::not_built("CUDA", "cuda"))
 }
