@@ -86,11 +86,12 @@ pub fn runs_on(spec: DeviceSpec) -> bool {
     true
 }
 
-/// Probes `spec`, with the fix a test run needs.
-fn available(spec: DeviceSpec) -> Result<(), String> {
+/// Probes `spec`: the device it runs on, or the line that says what to
+/// install (or to leave the backend out).
+pub fn available(spec: DeviceSpec) -> Result<String, String> {
     let leave_out = format!("or leave {spec} out of {VAR} (e.g. {VAR}=cpu,ndarray)");
     match probe(spec) {
-        Ok(_) => Ok(()),
+        Ok(device) => Ok(device),
         Err(ModelError::Unavailable {
             backend,
             reason,
