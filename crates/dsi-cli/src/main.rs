@@ -19,6 +19,8 @@ mod model_args;
 mod output;
 mod plot;
 mod pool_args;
+mod random_checkpoint;
+mod random_shape;
 mod serve;
 mod simulate;
 mod train;
@@ -49,6 +51,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Train a tokenizer and a model on a folder of text files.
     Train(train::TrainArgs),
+    /// Write a checkpoint of a released model's shape with random weights.
+    RandomCheckpoint(random_checkpoint::RandomCheckpointArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Train(args) => train::run(args),
         Command::Measure(args) => measure::run(args),
+        Command::RandomCheckpoint(args) => random_checkpoint::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -301,3 +301,49 @@ fn bench_decode_reports_its_fields() {
         );
     }
 }
+
+#[test]
+fn a_random_checkpoint_is_written_and_generates() {
+    let dir = std::env::temp_dir().join(format!("dsi-random-cli-{}", std::process::id()));
+    let out = dsi(&[
+        "random-checkpoint",
+        "--shape",
+        "smollm-135m",
+        "--layers",
+        "1",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["num_hidden_layers"], 1);
+    assert_eq!(config["vocab_size"], 49_152);
+    assert_eq!(config["torch_dtype"], "bfloat16");
+    let out = dsi(&[
+        "generate",
+        "--model",
+        dir.to_str().unwrap(),
+        "--max-tokens",
+        "4",
+        "--format",
+        "json",
+        "def f(x):",
+    ]);
+    let tokens = json(&out)["tokens"].as_array().unwrap().clone();
+    assert!(!tokens.is_empty());
+    assert!(tokens.iter().all(|t| t.as_u64().unwrap() < 49_152));
+
+    let bad = dsi(&[
+        "random-checkpoint",
+        "--shape",
+        "smollm-135m",
+        "--layers",
+        "31",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("1 to 30"), "{}", stderr(&bad));
+    std::fs::remove_dir_all(&dir).ok();
+}

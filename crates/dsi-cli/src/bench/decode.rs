@@ -11,12 +11,13 @@ use super::bandwidth;
 use crate::exit::UsageError;
 use crate::model_args::{advance, load_bar, parse_device, parse_dtype};
 use crate::output::Format;
+use crate::random_shape::{RANDOM_WEIGHTS, RandomShape};
 use anyhow::Context;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use dsi_core::TokenId;
 use dsi_models::KvCache;
 use dsi_models::cache::SegmentPolicy;
-use dsi_models::checkpoint::{Checkpoint, RandomWeights, TensorSource};
+use dsi_models::checkpoint::{Checkpoint, TensorSource};
 use dsi_models::config::LlamaConfig;
 use dsi_models::device::{Backend, DeviceSpec, OnBackend, RunDtype, dispatch};
 use dsi_models::llama::LoadedModel;
@@ -26,33 +27,6 @@ use std::time::Instant;
 
 const PREFILL_TOKENS: usize = 128;
 const BANDWIDTH_BUFFER: usize = 512 << 20;
-
-/// Shapes with random weights, so a real-size model needs no download.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum RandomShape {
-    /// SmolLM-135M: hidden 576, 30 layers, 9 heads, 3 KV heads, vocabulary 49152.
-    #[value(name = "smollm-135m")]
-    Smollm135m,
-    /// Llama-3.2-1B: hidden 2048, 16 layers, 32 heads, 8 KV heads, vocabulary 128256.
-    #[value(name = "llama-3.2-1b")]
-    Llama32_1b,
-}
-
-impl RandomShape {
-    fn config(self) -> LlamaConfig {
-        match self {
-            RandomShape::Smollm135m => LlamaConfig::smollm_135m(),
-            RandomShape::Llama32_1b => LlamaConfig::llama_3_2_1b(),
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            RandomShape::Smollm135m => "random smollm-135m shape",
-            RandomShape::Llama32_1b => "random llama-3.2-1b shape",
-        }
-    }
-}
 
 /// Arguments of `dsi bench decode`.
 #[derive(Debug, Args)]
@@ -150,10 +124,9 @@ impl OnBackend for Job {
         let dtype = args
             .dtype
             .unwrap_or_else(|| RunDtype::default_for::<B>(spec, &device));
-        let random = RandomWeights { seed: 7, std: 0.02 };
         let (config, weights, name): (LlamaConfig, &dyn TensorSource, String) = match &source {
             Source::Checkpoint(c) => (c.config.clone(), &c.weights, c.dir.display().to_string()),
-            Source::Random(shape) => (shape.config(), &random, shape.name().into()),
+            Source::Random(shape) => (shape.config(), &RANDOM_WEIGHTS, shape.name().into()),
         };
         let bar = load_bar("model");
         let model = LoadedModel::<B>::from_weights(

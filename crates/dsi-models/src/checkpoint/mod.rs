@@ -5,11 +5,13 @@ mod generation;
 mod random;
 mod safetensors_files;
 mod tokenizer;
+pub mod write;
 
 pub use generation::GenerationDefaults;
 pub use random::RandomWeights;
 pub use safetensors_files::{HostTensor, SafetensorsFiles};
-pub use tokenizer::TextTokenizer;
+pub use tokenizer::{TextTokenizer, padded_tokenizer_json};
+pub use write::{StoreDtype, tensor_layout, write_random};
 
 /// Where a model's tensors come from: checkpoint files, or generated.
 pub trait TensorSource {

@@ -70,3 +70,35 @@ impl TextTokenizer {
         }
     }
 }
+
+/// A `tokenizer.json` whose vocabulary is padded to `vocab_size` ids, for a
+/// model with more embedding rows than the tokenizer has tokens (random
+/// checkpoints of a real shape). Text encodes as before; an added id `n`
+/// decodes as `<|id:n|>`. Only BPE and word-level vocabularies are padded.
+pub fn padded_tokenizer_json(json: &[u8], vocab_size: usize) -> Result<Vec<u8>> {
+    let invalid = |reason: String| ModelError::Tokenizer {
+        path: "tokenizer.json".into(),
+        reason,
+    };
+    let mut value: serde_json::Value =
+        serde_json::from_slice(json).map_err(|e| invalid(e.to_string()))?;
+    let highest_added = value["added_tokens"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["id"].as_u64())
+        .max();
+    let vocab = value["model"]["vocab"]
+        .as_object_mut()
+        .ok_or_else(|| invalid("its model has no token-to-id vocabulary to pad".into()))?;
+    let next = vocab
+        .values()
+        .filter_map(serde_json::Value::as_u64)
+        .chain(highest_added)
+        .max()
+        .map_or(0, |id| id as usize + 1);
+    for id in next..vocab_size {
+        vocab.insert(format!("<|id:{id}|>"), id.into());
+    }
+    serde_json::to_vec(&value).map_err(|e| invalid(e.to_string()))
+}

@@ -1,25 +1,16 @@
-//! Writing a model as a Hugging Face checkpoint folder: `config.json`,
-//! `model.safetensors`, `generation_config.json` (the tokenizer is written
-//! by the caller). The loader reads it back; so could transformers.
+//! Writing a trained model as a Hugging Face checkpoint folder (the
+//! tokenizer is written by the caller), through [`crate::checkpoint::write`].
 
-use crate::config::{LlamaConfig, RopeScaling};
+use crate::checkpoint::HostTensor;
+pub use crate::checkpoint::StoreDtype;
+use crate::checkpoint::write::{Encoded, write_files};
+use crate::config::LlamaConfig;
 use crate::llama::{Llama, Projection};
 use crate::{ModelError, Result};
 use burn::module::Param;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use safetensors::tensor::{Dtype, TensorView};
-use serde_json::json;
 use std::path::Path;
-
-/// How weights are stored on disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreDtype {
-    /// 32-bit floats.
-    F32,
-    /// IEEE half: half the size, ample precision for inference.
-    F16,
-}
 
 /// One named tensor on the host.
 struct Named {
@@ -141,97 +132,15 @@ pub fn write_checkpoint<B: Backend>(
     config: &LlamaConfig,
     dtype: StoreDtype,
 ) -> Result<()> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ModelError::Io { path, source }
-    };
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let named = tensors(model, config)?;
-    let (st_dtype, width) = match dtype {
-        StoreDtype::F32 => (Dtype::F32, 4),
-        StoreDtype::F16 => (Dtype::F16, 2),
-    };
-    let bytes: Vec<Vec<u8>> = named
-        .iter()
+    let encoded = tensors(model, config)?
+        .into_iter()
         .map(|t| {
-            let mut b = Vec::with_capacity(t.values.len() * width);
-            for &v in &t.values {
-                match dtype {
-                    StoreDtype::F32 => b.extend_from_slice(&v.to_le_bytes()),
-                    StoreDtype::F16 => b.extend_from_slice(&half::f16::from_f32(v).to_le_bytes()),
-                }
-            }
-            b
+            let tensor = HostTensor {
+                shape: t.shape,
+                values: t.values,
+            };
+            Encoded::new(t.name, &tensor, dtype)
         })
         .collect();
-    let views = named
-        .iter()
-        .zip(&bytes)
-        .map(|(t, b)| {
-            TensorView::new(st_dtype, t.shape.clone(), b)
-                .map(|view| (t.name.clone(), view))
-                .map_err(|e| ModelError::Safetensors {
-                    file: "model.safetensors".into(),
-                    reason: e.to_string(),
-                })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let path = dir.join("model.safetensors");
-    safetensors::tensor::serialize_to_file(views, None, &path).map_err(|e| {
-        ModelError::Safetensors {
-            file: path.display().to_string(),
-            reason: e.to_string(),
-        }
-    })?;
-
-    let eos = config.eos_token_ids.first().copied().unwrap_or(0);
-    let rope_scaling = match config.rope_scaling {
-        RopeScaling::None => serde_json::Value::Null,
-        RopeScaling::Linear { factor } => json!({ "rope_type": "linear", "factor": factor }),
-        RopeScaling::Llama3 {
-            factor,
-            low_freq_factor,
-            high_freq_factor,
-            original_max_position_embeddings,
-        } => json!({
-            "rope_type": "llama3",
-            "factor": factor,
-            "low_freq_factor": low_freq_factor,
-            "high_freq_factor": high_freq_factor,
-            "original_max_position_embeddings": original_max_position_embeddings,
-        }),
-    };
-    let hf_config = json!({
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
-        "vocab_size": config.vocab_size,
-        "hidden_size": config.hidden_size,
-        "intermediate_size": config.intermediate_size,
-        "num_hidden_layers": config.num_layers,
-        "num_attention_heads": config.num_heads,
-        "num_key_value_heads": config.num_kv_heads,
-        "head_dim": config.head_dim,
-        "hidden_act": "silu",
-        "max_position_embeddings": config.max_context,
-        "rms_norm_eps": config.rms_norm_eps,
-        "rope_theta": config.rope_theta,
-        "rope_scaling": rope_scaling,
-        "tie_word_embeddings": config.tie_word_embeddings,
-        "attention_bias": false,
-        "mlp_bias": false,
-        "bos_token_id": config.bos_token_id.unwrap_or(eos),
-        "eos_token_id": eos,
-        "torch_dtype": match dtype { StoreDtype::F32 => "float32", StoreDtype::F16 => "float16" },
-    });
-    let generation =
-        json!({ "eos_token_id": eos, "bos_token_id": config.bos_token_id.unwrap_or(eos) });
-    for (name, value) in [
-        ("config.json", hf_config),
-        ("generation_config.json", generation),
-    ] {
-        let path = dir.join(name);
-        let text = serde_json::to_string_pretty(&value).unwrap_or_default();
-        std::fs::write(&path, text + "\n").map_err(io(&path))?;
-    }
-    Ok(())
+    write_files(dir, config, encoded, dtype)
 }
