@@ -583,3 +583,42 @@ fn chat_applies_the_models_own_template() {
     });
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The bundled target's first cache segment (about 4 MiB) holds 688
+/// positions; a request that needs more cannot fit a 5 MiB budget even
+/// alone, so it is refused up front with the numbers, not queued forever.
+#[test]
+fn a_request_over_the_kv_budget_is_refused_with_the_numbers() {
+    let server = Server::start(&["--kv-cache-mib", "5", "--mode", "nonsi"]);
+    let rt = runtime();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let url = server.url("/v1/completions");
+        let refused = client
+            .post(&url)
+            .json(&json!({"prompt": "def f(x):", "max_tokens": 700}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 400);
+        let body: Value = refused.json().await.unwrap();
+        let message = body["error"]["message"].as_str().unwrap();
+        for part in [
+            "plus max_tokens 700",
+            "MiB of KV cache",
+            "budget of 5.0 MiB",
+            "--kv-cache-mib",
+        ] {
+            assert!(message.contains(part), "{part:?} missing: {message}");
+        }
+        let served = client
+            .post(&url)
+            .json(&json!({"prompt": "def f(x):", "max_tokens": 8}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(served.status(), 200);
+        let body: Value = served.json().await.unwrap();
+        assert!(body["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+    });
+}
