@@ -98,13 +98,13 @@ pub(crate) fn run(args: GenerateArgs) -> anyhow::Result<()> {
     check_prompt_fits(prompt.len(), context)?;
     let budget = args.max_tokens.min(context - prompt.len());
     let loaded = args.pool.load(target, prompt.len() + budget)?;
-    let tokenizer = &loaded.target.tokenizer;
+    let tokenizer = &loaded.tokenizer;
     let request = Request {
         prompt: prompt.clone(),
         mode: loaded.mode,
         k: args.pool.k,
         max_new_tokens: budget,
-        eos: loaded.target.generation.eos_token_ids.clone(),
+        eos: loaded.generation.eos_token_ids.clone(),
         decoding,
         targets: None,
     };

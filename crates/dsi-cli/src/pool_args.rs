@@ -12,7 +12,7 @@ use clap::Args;
 use dsi_core::model::KvModel;
 use dsi_core::schedule::Mode;
 use dsi_models::Session;
-use dsi_models::checkpoint::Checkpoint;
+use dsi_models::checkpoint::{Checkpoint, GenerationDefaults, TextTokenizer};
 use dsi_models::device::{Backend, DeviceSpec, OnBackend, RunDtype, dispatch};
 use dsi_models::llama::LoadedModel;
 use dsi_sched::{CachedModel, Emulated, Latency, Limits, Pool, Role, WorkerHandle};
@@ -81,10 +81,13 @@ pub(crate) fn parse_mode(s: &str) -> Result<Mode, String> {
     s.parse().map_err(|e: dsi_core::Error| e.to_string())
 }
 
-/// A loaded pool and what the caller needs to use it.
+/// A loaded pool and what the caller needs to use it. The target's weight
+/// files are unmapped once the workers hold their tensors, so their pages
+/// do not stay resident beside the loaded copy.
 pub(crate) struct LoadedPool {
     pub(crate) pool: Pool,
-    pub(crate) target: Checkpoint,
+    pub(crate) tokenizer: TextTokenizer,
+    pub(crate) generation: GenerationDefaults,
     pub(crate) mode: Mode,
     /// Devices and dtypes, for reports: `cpu f32 x2; drafter cpu f32`.
     pub(crate) placement: String,
@@ -269,9 +272,15 @@ impl PoolArgs {
             })
             .with_job_timeout(Duration::from_millis(self.job_timeout_ms.max(1)))
             .with_kv_budget(budgets);
+        let Checkpoint {
+            tokenizer,
+            generation,
+            ..
+        } = target;
         Ok(LoadedPool {
             pool,
-            target,
+            tokenizer,
+            generation,
             mode,
             placement: placement.join("; "),
             kv_budget,

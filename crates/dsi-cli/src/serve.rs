@@ -97,7 +97,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = ServerConfig::new(model_name, context);
     config.mode = mode;
     config.lookahead = args.pool.k.max(1);
-    config.eos = loaded.target.generation.eos_token_ids.clone();
+    config.eos = loaded.generation.eos_token_ids.clone();
     if let Some(m) = args.max_tokens {
         config.max_tokens = m.min(context - 1).max(1);
         config.default_max_tokens = config.default_max_tokens.min(config.max_tokens);
@@ -115,7 +115,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.emulated_drafter_ms = millis(args.pool.emulate_drafter_ms);
     let placement = loaded.placement;
     let kv_budget = loaded.kv_budget;
-    let codec = Arc::new(Codec(loaded.target.tokenizer));
+    let codec = Arc::new(Codec(loaded.tokenizer));
     let state = Arc::new(State::new(Arc::new(loaded.pool), codec, config));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

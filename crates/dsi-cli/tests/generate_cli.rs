@@ -285,10 +285,19 @@ fn bench_decode_reports_its_fields() {
         model.to_str().unwrap(),
         "--tokens",
         "4",
+        "--prefill-chunks",
+        "16,64",
         "--format",
         "json",
     ]);
     let report = json(&out);
+    let chunked = report["chunked_prefill"].as_array().unwrap();
+    assert_eq!(chunked.len(), 2, "{report}");
+    for (entry, chunk) in chunked.iter().zip([16, 64]) {
+        assert_eq!(entry["chunk"], chunk);
+        assert!(entry["tokens_per_s"].as_f64().unwrap() > 0.0);
+        assert!(entry["prompt_tokens"].as_u64().unwrap() > 64);
+    }
     for field in [
         "decode_tokens_per_s",
         "prefill_tokens_per_s",

@@ -26,6 +26,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 const PREFILL_TOKENS: usize = 128;
+/// The prompt `--prefill-chunks` feeds in chunks.
+const CHUNKED_PROMPT_TOKENS: usize = 512;
 const BANDWIDTH_BUFFER: usize = 512 << 20;
 
 /// Arguments of `dsi bench decode`.
@@ -57,6 +59,11 @@ pub(crate) struct DecodeArgs {
     /// the ratio is reported.
     #[arg(long)]
     context: Option<usize>,
+    /// Also prefill a 512-token prompt (at most the context) in chunks of each of these sizes
+    /// (e.g. `64,128,256,512`): tokens/s and the longest forward, the time
+    /// other requests' jobs wait behind one chunk (`--prefill-chunk`).
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    prefill_chunks: Vec<usize>,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
@@ -88,11 +95,27 @@ struct Report {
     contiguous_decode_tokens_per_s: Option<f64>,
     /// `decode_tokens_per_s` over `contiguous_decode_tokens_per_s`.
     segmented_over_contiguous: Option<f64>,
+    /// With `--prefill-chunks`: one entry per chunk size.
+    chunked_prefill: Vec<ChunkedPrefill>,
+}
+
+/// A prefill of up to 512 tokens fed in chunks of one size.
+#[derive(Debug, Serialize)]
+struct ChunkedPrefill {
+    chunk: usize,
+    prompt_tokens: usize,
+    tokens_per_s: f64,
+    longest_forward_ms: f64,
 }
 
 pub(crate) fn run(args: DecodeArgs) -> anyhow::Result<()> {
     if args.tokens == 0 {
         return Err(UsageError("invalid tokens: 0 (expected at least 1)".into()).into());
+    }
+    if args.prefill_chunks.contains(&0) {
+        return Err(
+            UsageError("invalid prefill-chunks: 0 (expected sizes of at least 1)".into()).into(),
+        );
     }
     let source = match (&args.model, args.random) {
         (Some(dir), _) => Source::Checkpoint(Box::new(
@@ -201,6 +224,34 @@ impl OnBackend for Job {
             contiguous_secs = Some(best);
         }
 
+        let mut chunked_prefill = Vec::new();
+        if !args.prefill_chunks.is_empty() {
+            let length = CHUNKED_PROMPT_TOKENS.min(config.max_context);
+            let prompt: Vec<TokenId> = (0..length as TokenId)
+                .map(|i| (i * 11 + 5) % vocab)
+                .collect();
+            let mut cache = model.new_cache(length);
+            for &chunk in &args.prefill_chunks {
+                cache.truncate(0);
+                let mut longest = 0f64;
+                let start = Instant::now();
+                for (i, piece) in prompt.chunks(chunk).enumerate() {
+                    // The LM head on the prompt's last row only, as the
+                    // scheduler's chunked prefill runs it.
+                    let rows = usize::from((i + 1) * chunk >= length);
+                    let forward = Instant::now();
+                    model.forward_host(piece, &mut cache, rows, &never)?;
+                    longest = longest.max(forward.elapsed().as_secs_f64());
+                }
+                chunked_prefill.push(ChunkedPrefill {
+                    chunk,
+                    prompt_tokens: length,
+                    tokens_per_s: length as f64 / start.elapsed().as_secs_f64(),
+                    longest_forward_ms: longest * 1e3,
+                });
+            }
+        }
+
         let weight_bytes = config.weight_bytes_per_token(dtype.dtype().size());
         let bandwidth = bandwidth::measure(BANDWIDTH_BUFFER, 5);
         let decode_tps = args.tokens as f64 / decode_secs;
@@ -226,6 +277,7 @@ impl OnBackend for Job {
             cache_segments,
             contiguous_decode_tokens_per_s: contiguous_secs.map(|s| args.tokens as f64 / s),
             segmented_over_contiguous: contiguous_secs.map(|s| s / decode_secs),
+            chunked_prefill,
         };
         match args.format {
             Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
@@ -253,6 +305,12 @@ impl OnBackend for Job {
                     "prefill: {:.1} tokens/s over {} tokens",
                     report.prefill_tokens_per_s, PREFILL_TOKENS
                 );
+                for c in &report.chunked_prefill {
+                    println!(
+                        "         {:.1} tokens/s over {} tokens in chunks of {}; longest forward {:.0} ms",
+                        c.tokens_per_s, c.prompt_tokens, c.chunk, c.longest_forward_ms
+                    );
+                }
                 println!(
                     "bandwidth: {:.2} GB/s copy; {:.1} MB of weights per token bound decode at {:.2} tokens/s; reached {:.0}%",
                     report.copy_bandwidth_gb_per_s,
