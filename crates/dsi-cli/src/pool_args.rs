@@ -322,10 +322,12 @@ impl PoolArgs {
                 Some(mib) => (mib.saturating_mul(1 << 20), "--kv-cache-mib"),
                 None => crate::kv_budget::default_for(device),
             };
-            described.push(format!(
-                "{device} {:.1} GiB ({why})",
-                bytes as f64 / f64::from(1u32 << 30)
-            ));
+            let size = if bytes < 1 << 30 {
+                format!("{} MiB", bytes >> 20)
+            } else {
+                format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
+            };
+            described.push(format!("{device} {size} ({why})"));
             budgets.push((device.to_string(), bytes));
         }
         Ok((budgets, described.join(", ")))

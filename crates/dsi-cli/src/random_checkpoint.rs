@@ -79,10 +79,11 @@ pub(crate) fn run(args: RandomCheckpointArgs) -> anyhow::Result<()> {
     std::fs::write(&tokenizer_out, padded)
         .with_context(|| format!("writing {}", tokenizer_out.display()))?;
     println!(
-        "wrote {}: {} with {} layers, {:.2} B parameters, {} weights",
+        "wrote {}: {}, {} decoder layer{}, {:.2} B parameters, {} weights",
         args.out.display(),
         args.shape.name(),
         config.num_layers,
+        if config.num_layers == 1 { "" } else { "s" },
         config.num_parameters() as f64 / 1e9,
         format!("{:?}", args.dtype).to_lowercase()
     );

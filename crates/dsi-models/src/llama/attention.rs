@@ -7,6 +7,10 @@
 //! segments, see `cache::layout`): scores are one product per segment, then
 //! one softmax over all of them, then the weighted values summed segment by
 //! segment, so nothing is copied into one contiguous tensor.
+//!
+//! A forward may carry several sequences (a batch): their new rows are
+//! stacked for the projections and split again for attention, which each
+//! sequence runs against its own cache.
 
 use super::linear::Projection;
 use crate::cache::KvCache;
@@ -14,10 +18,14 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor, TensorData};
 
-/// What every layer of one forward shares: rotary cos/sin rows for its
-/// positions (`[1, n, head_dim]`) and the host threads per projection.
+/// What every layer of one forward shares: how its rows divide among the
+/// sequences of the batch, their rotary cos/sin rows (`[1, rows, head_dim]`,
+/// each sequence's at its own positions) and the host threads per
+/// projection.
 #[derive(Debug, Clone)]
-pub struct RotaryRows<B: Backend> {
+pub struct BatchRows<B: Backend> {
+    /// New rows of each sequence, in the order they are stacked.
+    pub members: Vec<usize>,
     /// Cosines.
     pub cos: Tensor<B, 3>,
     /// Sines.
@@ -43,32 +51,65 @@ pub struct Attention<B: Backend> {
 }
 
 impl<B: Backend> Attention<B> {
-    /// Attends the `n` new positions to the cached prefix and to each other.
+    /// Attends each sequence's new positions to its cached prefix and to
+    /// each other. The projections run once over the rows of every
+    /// sequence; attention runs per sequence, against its own cache.
     ///
     /// # Shapes
-    /// - x: `[n, hidden]` -> `[n, hidden]`
+    /// - x: `[rows, hidden]` -> `[rows, hidden]`, `rows` the sum of
+    ///   `batch.members`, one cache per member
     pub fn forward(
         &self,
         x: Tensor<B, 2>,
-        rotary: &RotaryRows<B>,
+        batch: &BatchRows<B>,
+        layer: usize,
+        caches: &mut [&mut KvCache<B>],
+    ) -> Tensor<B, 2> {
+        let [rows, _] = x.dims();
+        let (heads, kv_heads, head_dim) = (self.num_heads, self.num_kv_heads, self.head_dim);
+
+        // [rows, h * d] -> [h, rows, d]
+        let split = |t: Tensor<B, 2>, h: usize| t.reshape([rows, h, head_dim]).swap_dims(0, 1);
+        let qkv = self.qkv_proj.forward(x, batch.threads);
+        let (q_width, kv_width) = (heads * head_dim, kv_heads * head_dim);
+        let q = rotate(split(qkv.clone().narrow(1, 0, q_width), heads), batch);
+        let k = rotate(
+            split(qkv.clone().narrow(1, q_width, kv_width), kv_heads),
+            batch,
+        );
+        let v = split(qkv.narrow(1, q_width + kv_width, kv_width), kv_heads);
+        let out = if let [cache] = caches {
+            self.attend(q, k, v, layer, cache)
+        } else {
+            let mut start = 0;
+            let mut outs = Vec::with_capacity(caches.len());
+            for (cache, &n) in caches.iter_mut().zip(&batch.members) {
+                let member = |t: &Tensor<B, 3>| t.clone().narrow(1, start, n);
+                outs.push(self.attend(member(&q), member(&k), member(&v), layer, cache));
+                start += n;
+            }
+            Tensor::cat(outs, 0)
+        };
+        self.o_proj.forward(out, batch.threads)
+    }
+
+    /// One sequence's attention: its `n` new queries, keys and values
+    /// (`[heads or kv_heads, n, head_dim]`, rotated) against its cache.
+    ///
+    /// # Shapes
+    /// - returns `[n, heads * head_dim]`
+    fn attend(
+        &self,
+        q: Tensor<B, 3>,
+        k: Tensor<B, 3>,
+        v: Tensor<B, 3>,
         layer: usize,
         cache: &mut KvCache<B>,
     ) -> Tensor<B, 2> {
-        let [n, _] = x.dims();
+        let [_, n, _] = q.dims();
         let (heads, kv_heads, head_dim) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let group = heads / kv_heads;
         let prefix = cache.len();
-
-        // [n, h * d] -> [h, n, d]
-        let split = |t: Tensor<B, 2>, h: usize| t.reshape([n, h, head_dim]).swap_dims(0, 1);
-        let qkv = self.qkv_proj.forward(x, rotary.threads);
-        let (q_width, kv_width) = (heads * head_dim, kv_heads * head_dim);
-        let q = rotate(split(qkv.clone().narrow(1, 0, q_width), heads), rotary);
-        let k = rotate(
-            split(qkv.clone().narrow(1, q_width, kv_width), kv_heads),
-            rotary,
-        );
-        let v = split(qkv.narrow(1, q_width + kv_width, kv_width), kv_heads);
         let visible = cache.append(layer, k, v);
 
         // [heads, n, d] -> [kv_heads, group * n, d]: heads h*group..(h+1)*group share kv head h.
@@ -108,16 +149,14 @@ impl<B: Backend> Attention<B> {
             start += len;
         }
         let out = out.expect("a forward attends to at least its own positions");
-        let out = out
-            .reshape([heads, n, head_dim])
+        out.reshape([heads, n, head_dim])
             .swap_dims(0, 1)
-            .reshape([n, heads * head_dim]);
-        self.o_proj.forward(out, rotary.threads)
+            .reshape([n, heads * head_dim])
     }
 }
 
 /// `x * cos + rotate_half(x) * sin`, with `rotate_half([a, b]) = [-b, a]`.
-fn rotate<B: Backend>(x: Tensor<B, 3>, rotary: &RotaryRows<B>) -> Tensor<B, 3> {
+fn rotate<B: Backend>(x: Tensor<B, 3>, rotary: &BatchRows<B>) -> Tensor<B, 3> {
     let half = x.dims()[2] / 2;
     let first = x.clone().narrow(2, 0, half);
     let second = x.clone().narrow(2, half, half);

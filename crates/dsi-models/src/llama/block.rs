@@ -1,6 +1,6 @@
 //! One pre-norm decoder layer: attention and SwiGLU, each with a residual.
 
-use super::attention::{Attention, RotaryRows};
+use super::attention::{Attention, BatchRows};
 use super::mlp::SwiGlu;
 use super::norm::RmsNorm;
 use crate::cache::KvCache;
@@ -23,21 +23,22 @@ pub struct DecoderLayer<B: Backend> {
 
 impl<B: Backend> DecoderLayer<B> {
     /// # Shapes
-    /// - x: `[n, hidden]` -> `[n, hidden]`
+    /// - x: `[rows, hidden]` -> `[rows, hidden]`, the rows of every
+    ///   sequence in `batch`, one cache each
     pub fn forward(
         &self,
         x: Tensor<B, 2>,
-        rotary: &RotaryRows<B>,
+        batch: &BatchRows<B>,
         layer: usize,
-        cache: &mut KvCache<B>,
+        caches: &mut [&mut KvCache<B>],
     ) -> Tensor<B, 2> {
         let h = x.clone()
             + self
                 .attention
-                .forward(self.input_norm.forward(x), rotary, layer, cache);
+                .forward(self.input_norm.forward(x), batch, layer, caches);
         h.clone()
             + self
                 .mlp
-                .forward(self.post_attention_norm.forward(h), rotary.threads)
+                .forward(self.post_attention_norm.forward(h), batch.threads)
     }
 }

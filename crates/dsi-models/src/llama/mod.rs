@@ -14,7 +14,7 @@ mod load;
 mod mlp;
 mod norm;
 
-pub use attention::{Attention, RotaryRows};
+pub use attention::{Attention, BatchRows};
 pub use block::DecoderLayer;
 pub use linear::Projection;
 pub use mlp::SwiGlu;
@@ -58,6 +58,20 @@ pub struct LoadedModel<B: Backend> {
     /// Host threads per projection: the core count on CPU backends, 1 on GPUs.
     pub host_threads: usize,
     rope: RopeFrequencies,
+}
+
+/// One sequence's part of a batched forward
+/// ([`LoadedModel::forward_batch`]).
+#[derive(Debug)]
+pub struct BatchMember<'a, B: Backend> {
+    /// New tokens, fed after what `cache` holds.
+    pub tokens: &'a [TokenId],
+    /// The sequence's own cache.
+    pub cache: &'a mut KvCache<B>,
+    /// Logit rows wanted: the last `rows` new positions.
+    pub rows: usize,
+    /// Raised when the member's result is no longer wanted.
+    pub cancel: &'a CancelFlag,
 }
 
 /// Next-token logits of consecutive positions, on the host, row-major.
@@ -153,7 +167,8 @@ impl<B: Backend> LoadedModel<B> {
     /// last `rows` of them (at most `tokens.len()`): the LM head runs on
     /// those rows only. Stops between layers once `cancel` is raised,
     /// returning [`ModelError::Cancelled`] with the cache as it was (the new
-    /// positions are never committed).
+    /// positions are never committed). The one-member case of
+    /// [`LoadedModel::forward_batch`].
     ///
     /// # Shapes
     /// - tokens: `n` ids -> logits `[min(rows, n), vocab]`
@@ -164,52 +179,167 @@ impl<B: Backend> LoadedModel<B> {
         rows: usize,
         cancel: &CancelFlag,
     ) -> Result<Tensor<B, 2>> {
-        let n = tokens.len();
-        if n == 0 {
+        let member = BatchMember {
+            tokens,
+            cache,
+            rows,
+            cancel,
+        };
+        self.forward_batch(vec![member])
+            .pop()
+            .expect("one result per member")
+    }
+
+    /// Feeds several sequences in one forward: each member's tokens after
+    /// what its own cache holds. The projections, MLP and LM head run once
+    /// over the new rows of every member stacked; attention runs per
+    /// member against its cache. Returns one result per member, in order:
+    /// the logits of its last `rows` new positions, or why it has none (bad
+    /// input, a full cache, or its flag raised before the forward ended;
+    /// its cache is then left as it was). The forward stops between layers
+    /// once every member's flag is raised.
+    ///
+    /// # Shapes
+    /// - member `i` with `n_i` tokens -> logits `[min(rows_i, n_i), vocab]`
+    pub fn forward_batch(&self, mut members: Vec<BatchMember<'_, B>>) -> Vec<Result<Tensor<B, 2>>> {
+        let mut results: Vec<Option<Result<Tensor<B, 2>>>> = Vec::with_capacity(members.len());
+        for member in &mut members {
+            let checked = self
+                .check_tokens(member.tokens)
+                .and_then(|()| member.cache.reserve(member.tokens.len()));
+            results.push(checked.err().map(Err));
+        }
+        let mut live: Vec<(usize, BatchMember<'_, B>)> = members
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| results[*i].is_none())
+            .collect();
+        if !live.is_empty() {
+            for (i, logits) in self.forward_members(&mut live) {
+                results[i] = Some(logits);
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every member has a result"))
+            .collect()
+    }
+
+    fn check_tokens(&self, tokens: &[TokenId]) -> Result<()> {
+        let vocab = self.config.vocab_size;
+        if tokens.is_empty() {
             return Err(ModelError::EmptyInput);
         }
-        let vocab = self.config.vocab_size;
-        if let Some(&token) = tokens.iter().find(|&&t| t as usize >= vocab) {
-            return Err(ModelError::UnknownToken { token, vocab });
+        match tokens.iter().find(|&&t| t as usize >= vocab) {
+            Some(&token) => Err(ModelError::UnknownToken { token, vocab }),
+            None => Ok(()),
         }
-        cache.reserve(n)?;
+    }
 
-        let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
-        let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [n]), &self.device);
+    /// The forward of members already checked and reserved, by their index.
+    fn forward_members(
+        &self,
+        live: &mut [(usize, BatchMember<'_, B>)],
+    ) -> Vec<(usize, Result<Tensor<B, 2>>)> {
+        let vocab = self.config.vocab_size;
+        let head_dim = self.config.head_dim;
+        let counts: Vec<usize> = live.iter().map(|(_, m)| m.tokens.len()).collect();
+        let total: usize = counts.iter().sum();
+        let ids: Vec<i32> = live
+            .iter()
+            .flat_map(|(_, m)| m.tokens.iter().map(|&t| t as i32))
+            .collect();
+        let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [total]), &self.device);
         let mut x = self.model.embed_tokens.val().select(0, ids);
 
-        let (cos, sin) = self.rope.tables(cache.len(), n);
-        let head_dim = self.config.head_dim;
+        let (mut cos, mut sin) = (Vec::new(), Vec::new());
+        for (_, member) in live.iter() {
+            let (c, s) = self.rope.tables(member.cache.len(), member.tokens.len());
+            cos.extend(c);
+            sin.extend(s);
+        }
         let table = |values: Vec<f32>| {
             Tensor::<B, 3>::from_data(
-                TensorData::new(values, [1, n, head_dim]),
+                TensorData::new(values, [1, total, head_dim]),
                 (&self.device, self.dtype),
             )
         };
-        let rotary = RotaryRows {
+        let batch = BatchRows {
+            members: counts.clone(),
             cos: table(cos),
             sin: table(sin),
             threads: self.host_threads,
         };
+        let all_cancelled = |live: &[(usize, BatchMember<'_, B>)]| {
+            live.iter().all(|(_, m)| m.cancel.is_cancelled())
+        };
         for (i, layer) in self.model.layers.iter().enumerate() {
-            if cancel.is_cancelled() {
-                cache.release_unused();
-                return Err(ModelError::Cancelled);
+            if all_cancelled(live) {
+                for (_, member) in live.iter_mut() {
+                    member.cache.release_unused();
+                }
+                return live
+                    .iter()
+                    .map(|(i, _)| (*i, Err(ModelError::Cancelled)))
+                    .collect();
             }
-            x = layer.forward(x, &rotary, i, cache);
+            let mut caches: Vec<&mut KvCache<B>> =
+                live.iter_mut().map(|(_, m)| &mut *m.cache).collect();
+            x = layer.forward(x, &batch, i, &mut caches);
         }
-        cache.commit(n);
-        let rows = rows.min(n);
-        if rows == 0 {
-            return Ok(Tensor::empty([0, vocab], (&self.device, self.dtype)));
+
+        // The LM head on the rows each member asked for, stacked.
+        let mut out = Vec::with_capacity(live.len());
+        let mut wanted = Vec::new();
+        let mut start = 0;
+        for ((i, member), &n) in live.iter_mut().zip(&counts) {
+            if member.cancel.is_cancelled() {
+                member.cache.release_unused();
+                out.push((*i, None));
+            } else {
+                member.cache.commit(n);
+                let rows = member.rows.min(n);
+                if rows > 0 {
+                    wanted.push(x.clone().narrow(0, start + n - rows, rows));
+                }
+                out.push((*i, Some(rows)));
+            }
+            start += n;
         }
-        if rows < n {
-            x = x.narrow(0, n - rows, rows);
-        }
-        Ok(self
-            .model
-            .lm_head
-            .forward(self.model.norm.forward(x), self.host_threads))
+        let mut logits = if wanted.is_empty() {
+            None
+        } else {
+            let rows = if wanted.len() == 1 {
+                wanted.pop().expect("one")
+            } else {
+                Tensor::cat(wanted, 0)
+            };
+            Some(
+                self.model
+                    .lm_head
+                    .forward(self.model.norm.forward(rows), self.host_threads),
+            )
+        };
+        let mut at = 0;
+        out.into_iter()
+            .map(|(i, rows)| {
+                let result = match rows {
+                    None => Err(ModelError::Cancelled),
+                    Some(0) => Ok(Tensor::empty([0, vocab], (&self.device, self.dtype))),
+                    Some(rows) => {
+                        let all = logits.as_ref().expect("rows were asked for");
+                        let mine = if at == 0 && rows == all.dims()[0] {
+                            logits.take().expect("present")
+                        } else {
+                            all.clone().narrow(0, at, rows)
+                        };
+                        at += rows;
+                        Ok(mine)
+                    }
+                };
+                (i, result)
+            })
+            .collect()
     }
 
     /// [`LoadedModel::forward_tensor`], read back to the host in f32.

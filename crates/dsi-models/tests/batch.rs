@@ -1,0 +1,229 @@
+//! `forward_batch`: several sequences in one forward, each against its own
+//! cache, give each sequence the logits of its own forward alone, on every
+//! backend built (`DSI_TEST_BACKENDS`). A member with bad input or a raised
+//! flag gets its error and leaves its cache as it was; the others proceed.
+
+use burn::tensor::DType;
+use burn::tensor::backend::Backend;
+use dsi_core::TokenId;
+use dsi_core::cancel::CancelFlag;
+use dsi_models::KvCache;
+use dsi_models::checkpoint::Checkpoint;
+use dsi_models::device::DeviceSpec;
+use dsi_models::llama::{BatchMember, LoadedModel};
+use dsi_models::test_backends::runs_on;
+use std::path::Path;
+
+/// Largest |difference| allowed, relative to the largest logit of the row
+/// set (see `worst` for what each backend reaches).
+const RELATIVE_TOLERANCE: f32 = 1e-5;
+
+fn load<B: Backend>(device: &B::Device) -> LoadedModel<B> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama-gqa");
+    let checkpoint = Checkpoint::open(&dir).expect("fixture");
+    LoadedModel::<B>::from_checkpoint(&checkpoint, device, DType::F32, |_, _| {}).expect("model")
+}
+
+fn host<B: Backend>(t: burn::tensor::Tensor<B, 2>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .expect("f32")
+}
+
+/// A sequence's state before the batch: what its cache holds (fed token
+/// by token), what it feeds next, and the logit rows it asks for.
+struct Case {
+    held: Vec<TokenId>,
+    feed: Vec<TokenId>,
+    rows: usize,
+    capacity: usize,
+}
+
+fn tokens(seed: u32, n: usize) -> Vec<TokenId> {
+    (0..n as u32)
+        .map(|i| (seed * 37 + i * 11 + 3) % 96)
+        .collect()
+}
+
+fn cases() -> Vec<Case> {
+    let case = |held: usize, feed: usize, rows: usize, capacity: usize, seed: u32| Case {
+        held: tokens(seed, held),
+        feed: tokens(seed + 100, feed),
+        rows,
+        capacity,
+    };
+    vec![
+        case(0, 12, 1, 64, 1), // a prefill
+        case(9, 1, 1, 64, 2),  // a decode step
+        case(5, 6, 6, 64, 3),  // a verification of k = 5 drafts
+        case(0, 1, 1, 64, 4),  // a first token
+        case(20, 2, 2, 22, 5), // a cache filled to capacity
+        case(7, 3, 0, 64, 6),  // a prefill chunk that wants no logits
+    ]
+}
+
+fn filled<B: Backend>(model: &LoadedModel<B>, case: &Case) -> KvCache<B> {
+    let mut cache = model.new_cache(case.capacity);
+    for &t in &case.held {
+        model.forward(&[t], &mut cache).expect("fill");
+    }
+    cache
+}
+
+/// Max |batched - alone| over max |alone| for every prefix of the cases:
+/// 1 to 6 members in one forward.
+fn batched_equals_alone<B: Backend>(device: &B::Device) -> f32 {
+    let model = load::<B>(device);
+    let never = CancelFlag::new();
+    let cases = cases();
+    let alone: Vec<Vec<f32>> = cases
+        .iter()
+        .map(|case| {
+            let mut cache = filled(&model, case);
+            host(
+                model
+                    .forward_until(&case.feed, &mut cache, case.rows, &never)
+                    .expect("alone"),
+            )
+        })
+        .collect();
+    let mut worst = 0f32;
+    for members in 1..=cases.len() {
+        let mut caches: Vec<KvCache<B>> =
+            cases[..members].iter().map(|c| filled(&model, c)).collect();
+        let batch = caches
+            .iter_mut()
+            .zip(&cases)
+            .map(|(cache, case)| BatchMember {
+                tokens: &case.feed,
+                cache,
+                rows: case.rows,
+                cancel: &never,
+            })
+            .collect();
+        let results = model.forward_batch(batch);
+        assert_eq!(results.len(), members);
+        for (i, result) in results.into_iter().enumerate() {
+            let got = host(result.expect("batched"));
+            let want = &alone[i];
+            assert_eq!(got.len(), want.len(), "member {i} of {members}: rows");
+            assert_eq!(got.len(), cases[i].rows * model.config.vocab_size);
+            let scale = want.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+            let diff = got
+                .iter()
+                .zip(want)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            worst = worst.max(diff / scale);
+            assert!(
+                diff <= RELATIVE_TOLERANCE * scale,
+                "member {i} of {members}: max |diff| {diff} vs scale {scale}"
+            );
+            assert_eq!(
+                caches[i].len(),
+                cases[i].held.len() + cases[i].feed.len(),
+                "member {i} of {members}: committed"
+            );
+        }
+    }
+    worst
+}
+
+/// A member with bad input or a raised flag gets its error and keeps its
+/// cache; the others get their logits; all raised stops the forward.
+fn failures_stay_with_their_member<B: Backend>(device: &B::Device) {
+    let model = load::<B>(device);
+    let (never, raised) = (CancelFlag::new(), CancelFlag::new());
+    raised.cancel();
+    let mut caches: Vec<KvCache<B>> = (0..4).map(|_| model.new_cache(8)).collect();
+    for cache in &mut caches {
+        model.forward(&[1, 2], cache).expect("fill");
+    }
+    let feeds: [&[TokenId]; 4] = [&[3, 4], &[5, 100_000], &[6], &[7, 8, 9, 10, 11, 12, 13]];
+    let flags = [&never, &never, &raised, &never];
+    let batch = caches
+        .iter_mut()
+        .zip(feeds)
+        .zip(flags)
+        .map(|((cache, tokens), cancel)| BatchMember {
+            tokens,
+            cache,
+            rows: 1,
+            cancel,
+        })
+        .collect();
+    let results = model.forward_batch(batch);
+    assert!(results[0].is_ok(), "a healthy member is served");
+    let errors: Vec<String> = results[1..]
+        .iter()
+        .map(|r| r.as_ref().expect_err("refused").to_string())
+        .collect();
+    assert!(errors[0].contains("100000"), "{}", errors[0]);
+    assert!(errors[1].contains("cancel"), "{}", errors[1]);
+    assert!(errors[2].contains("full"), "{}", errors[2]);
+    let lens: Vec<usize> = caches.iter().map(KvCache::len).collect();
+    assert_eq!(lens, [4, 2, 2, 2], "only the served member moved on");
+
+    let batch = caches
+        .iter_mut()
+        .map(|cache| BatchMember {
+            tokens: &[3],
+            cache,
+            rows: 1,
+            cancel: &raised,
+        })
+        .collect();
+    assert!(
+        model
+            .forward_batch(batch)
+            .iter()
+            .all(|r| r.as_ref().is_err_and(|e| e.to_string().contains("cancel")))
+    );
+}
+
+macro_rules! backend_tests {
+    ($module:ident, $backend:ty, $spec:expr, $device:expr) => {
+        mod $module {
+            use super::*;
+
+            #[test]
+            fn every_member_gets_its_logits_alone() {
+                if runs_on($spec) {
+                    let worst = batched_equals_alone::<$backend>(&$device);
+                    eprintln!(
+                        "{}: batched vs alone, max relative difference {worst:e}{}",
+                        $spec,
+                        if worst == 0.0 { " (bitwise equal)" } else { "" }
+                    );
+                }
+            }
+
+            #[test]
+            fn failures_stay_with_their_member() {
+                if runs_on($spec) {
+                    super::failures_stay_with_their_member::<$backend>(&$device);
+                }
+            }
+        }
+    };
+}
+
+backend_tests!(
+    ndarray,
+    dsi_models::device::NdarrayBackend,
+    DeviceSpec::Ndarray,
+    burn::backend::ndarray::NdArrayDevice::Cpu
+);
+backend_tests!(
+    flex,
+    dsi_models::device::CpuBackend,
+    DeviceSpec::Cpu,
+    burn::backend::flex::FlexDevice
+);
+#[cfg(feature = "wgpu")]
+backend_tests!(
+    wgpu,
+    dsi_models::device::WgpuBackend,
+    DeviceSpec::Wgpu(None),
+    burn::backend::wgpu::WgpuDevice::DefaultDevice
+);
