@@ -181,11 +181,49 @@ fn failures_stay_with_their_member<B: Backend>(device: &B::Device) {
     );
 }
 
+/// Max relative difference between a sequence's logits fed token by
+/// token and fed in chunks of `chunk` tokens.
+fn chunked_equals_stepwise<B: Backend>(device: &B::Device, chunk: usize) -> f32 {
+    let model = load::<B>(device);
+    let never = CancelFlag::new();
+    let sequence = tokens(9, 24);
+    let mut cache = model.new_cache(64);
+    let mut stepwise = Vec::new();
+    for &t in &sequence {
+        stepwise.extend(host(
+            model
+                .forward_until(&[t], &mut cache, 1, &never)
+                .expect("step"),
+        ));
+    }
+    let mut cache = model.new_cache(64);
+    let mut chunked = Vec::new();
+    for piece in sequence.chunks(chunk) {
+        chunked.extend(host(
+            model
+                .forward_until(piece, &mut cache, piece.len(), &never)
+                .expect("chunk"),
+        ));
+    }
+    let scale = stepwise.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+    let diff = chunked
+        .iter()
+        .zip(&stepwise)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        diff <= RELATIVE_TOLERANCE * scale,
+        "chunks of {chunk}: {diff}"
+    );
+    diff / scale
+}
+
 macro_rules! backend_tests {
-    ($module:ident, $backend:ty, $spec:expr, $device:expr) => {
+    ($module:ident, $backend:ty, $spec:expr, $device:expr, $invariant:expr) => {
         mod $module {
             use super::*;
 
+            /// `$invariant`: the backend promises bitwise equality; the
+            /// others are held to the tolerance and report what they reach.
             #[test]
             fn every_member_gets_its_logits_alone() {
                 if runs_on($spec) {
@@ -195,6 +233,24 @@ macro_rules! backend_tests {
                         $spec,
                         if worst == 0.0 { " (bitwise equal)" } else { "" }
                     );
+                    if $invariant {
+                        assert_eq!(worst, 0.0, "{}: batch-invariant numerics", $spec);
+                    }
+                }
+            }
+
+            #[test]
+            fn chunked_logits_equal_token_by_token() {
+                if runs_on($spec) {
+                    for chunk in [2, 6, 24] {
+                        let worst = chunked_equals_stepwise::<$backend>(&$device, chunk);
+                        eprintln!(
+                            "{}: chunks of {chunk} vs token by token, max relative difference {worst:e}",
+                            $spec
+                        );
+                        // Not bitwise yet on any backend: attention over
+                        // a chunk reduces over masked positions too.
+                    }
                 }
             }
 
@@ -212,18 +268,21 @@ backend_tests!(
     ndarray,
     dsi_models::device::NdarrayBackend,
     DeviceSpec::Ndarray,
-    burn::backend::ndarray::NdArrayDevice::Cpu
+    burn::backend::ndarray::NdArrayDevice::Cpu,
+    false
 );
 backend_tests!(
     flex,
     dsi_models::device::CpuBackend,
     DeviceSpec::Cpu,
-    burn::backend::flex::FlexDevice
+    burn::backend::flex::FlexDevice,
+    true
 );
 #[cfg(feature = "wgpu")]
 backend_tests!(
     wgpu,
     dsi_models::device::WgpuBackend,
     DeviceSpec::Wgpu(None),
-    burn::backend::wgpu::WgpuDevice::DefaultDevice
+    burn::backend::wgpu::WgpuDevice::DefaultDevice,
+    false
 );

@@ -12,7 +12,7 @@
 //! stacked for the projections and split again for attention, which each
 //! sequence runs against its own cache.
 
-use super::linear::Projection;
+use super::linear::{Kernels, Projection};
 use crate::cache::KvCache;
 use burn::module::Module;
 use burn::tensor::backend::Backend;
@@ -20,8 +20,7 @@ use burn::tensor::{Bool, Tensor, TensorData};
 
 /// What every layer of one forward shares: how its rows divide among the
 /// sequences of the batch, their rotary cos/sin rows (`[1, rows, head_dim]`,
-/// each sequence's at its own positions) and the host threads per
-/// projection.
+/// each sequence's at its own positions) and how the projections run.
 #[derive(Debug, Clone)]
 pub struct BatchRows<B: Backend> {
     /// New rows of each sequence, in the order they are stacked.
@@ -30,8 +29,8 @@ pub struct BatchRows<B: Backend> {
     pub cos: Tensor<B, 3>,
     /// Sines.
     pub sin: Tensor<B, 3>,
-    /// Host threads per projection (1 on GPU backends).
-    pub threads: usize,
+    /// How the projections run.
+    pub kernels: Kernels,
 }
 
 /// Self-attention of one decoder layer.
@@ -70,7 +69,7 @@ impl<B: Backend> Attention<B> {
 
         // [rows, h * d] -> [h, rows, d]
         let split = |t: Tensor<B, 2>, h: usize| t.reshape([rows, h, head_dim]).swap_dims(0, 1);
-        let qkv = self.qkv_proj.forward(x, batch.threads);
+        let qkv = self.qkv_proj.forward(x, batch.kernels);
         let (q_width, kv_width) = (heads * head_dim, kv_heads * head_dim);
         let q = rotate(split(qkv.clone().narrow(1, 0, q_width), heads), batch);
         let k = rotate(
@@ -90,7 +89,7 @@ impl<B: Backend> Attention<B> {
             }
             Tensor::cat(outs, 0)
         };
-        self.o_proj.forward(out, batch.threads)
+        self.o_proj.forward(out, batch.kernels)
     }
 
     /// One sequence's attention: its `n` new queries, keys and values

@@ -39,6 +39,6 @@ impl<B: Backend> DecoderLayer<B> {
         h.clone()
             + self
                 .mlp
-                .forward(self.post_attention_norm.forward(h), batch.threads)
+                .forward(self.post_attention_norm.forward(h), batch.kernels)
     }
 }

@@ -15,11 +15,46 @@
 //! (SmolLM-135M shape, 2 cores: 18 -> 24 tokens/s). GPU backends get
 //! `threads = 1`: they parallelize on the device. Prefill-sized inputs are
 //! left to the backend's gemm, which threads large products itself.
+//!
+//! # Numerics
+//!
+//! With [`Numerics::Invariant`] (the default) a product on the `cpu`
+//! backend in f32 runs `dsi_kernels::matmul`, which reduces every output
+//! element in one fixed order whatever the number of rows: a row's result
+//! does not depend on which other rows share the forward, or on how its
+//! sequence was cut into forwards. Other backends and dtypes use their own
+//! kernels in both modes (see `Numerics`).
 
 use burn::module::{Module, Param};
-use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
+use burn_flex::FlexTensor;
 use rayon::prelude::*;
+use std::any::Any;
+
+/// Whether a row's logits may depend on what shares its forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Numerics {
+    /// Fixed-order kernels where the project has them (the `cpu` backend
+    /// in f32): a row's logits are the same bits alone, in a batch, or fed
+    /// in any chunking, so greedy DSI, SI and non-SI emit identical tokens
+    /// under any load.
+    #[default]
+    Invariant,
+    /// The backend's own kernels, chosen by shape: fastest, but a near-tie
+    /// may round differently under load; only the target's distribution is
+    /// then guaranteed.
+    Fast,
+}
+
+/// Which kernels a forward's products run and on how many host threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kernels {
+    /// Host threads per product (1 on GPU backends).
+    pub threads: usize,
+    /// Fixed-order or the backend's own.
+    pub numerics: Numerics,
+}
 
 /// Column blocks narrower than this are not worth a thread.
 const MIN_COLUMNS_PER_THREAD: usize = 128;
@@ -38,7 +73,23 @@ pub struct Projection<B: Backend> {
 impl<B: Backend> Projection<B> {
     /// # Shapes
     /// - x: `[n, in]` -> `[n, out]`
-    pub fn forward(&self, x: Tensor<B, 2>, threads: usize) -> Tensor<B, 2> {
+    pub fn forward(&self, x: Tensor<B, 2>, kernels: Kernels) -> Tensor<B, 2> {
+        let y = match kernels.numerics {
+            Numerics::Invariant => match fixed_order(x, &self.weight.val(), kernels.threads) {
+                Ok(y) => y,
+                Err(x) => self.backend_product(x, kernels.threads),
+            },
+            Numerics::Fast => self.backend_product(x, kernels.threads),
+        };
+        match &self.bias {
+            Some(bias) => y + bias.val().unsqueeze(),
+            None => y,
+        }
+    }
+
+    /// `x W` by the backend's kernels, split by columns over `threads` for
+    /// few rows.
+    fn backend_product(&self, x: Tensor<B, 2>, threads: usize) -> Tensor<B, 2> {
         let weight = self.weight.val();
         let out = weight.dims()[1];
         let rows = x.dims()[0];
@@ -47,7 +98,7 @@ impl<B: Backend> Projection<B> {
         } else {
             1
         };
-        let y = if blocks == 1 {
+        if blocks == 1 {
             x.matmul(weight)
         } else {
             let width = out.div_ceil(blocks);
@@ -60,10 +111,47 @@ impl<B: Backend> Projection<B> {
                 })
                 .collect();
             Tensor::cat(parts, 1)
-        };
-        match &self.bias {
-            Some(bias) => y + bias.val().unsqueeze(),
-            None => y,
         }
+    }
+}
+
+/// `x W` by `dsi_kernels::matmul` when the tensors are the `cpu` backend's
+/// f32 tensors with `W` a transposed view of a row-major `[out, in]` matrix
+/// (how weights are loaded); otherwise `x` back, untouched.
+fn fixed_order<B: Backend>(
+    x: Tensor<B, 2>,
+    weight: &Tensor<B, 2>,
+    threads: usize,
+) -> Result<Tensor<B, 2>, Tensor<B, 2>> {
+    if x.dtype() != DType::F32 || weight.dtype() != DType::F32 {
+        return Err(x);
+    }
+    let [rows, k] = x.dims();
+    let out = weight.dims()[1];
+    // `[out, in]` again: contiguous when the weight is the loader's view.
+    let stored = weight.clone().transpose().into_primitive().tensor();
+    let Some(stored) = (&stored as &dyn Any).downcast_ref::<FlexTensor>() else {
+        return Err(x);
+    };
+    let Some(w) = stored.as_slice::<f32>() else {
+        return Err(x);
+    };
+    let input = x.clone().into_primitive().tensor();
+    let Some(input) = (&input as &dyn Any).downcast_ref::<FlexTensor>() else {
+        return Err(x);
+    };
+    let contiguous;
+    let input = match input.as_slice::<f32>() {
+        Some(values) => values,
+        None => {
+            contiguous = input.to_contiguous();
+            contiguous.as_slice::<f32>().ok_or_else(|| x.clone())?
+        }
+    };
+    let y = dsi_kernels::matmul::matmul(input, rows, w, out, k, threads);
+    let y: Box<dyn Any> = Box::new(FlexTensor::from_data(TensorData::new(y, [rows, out])));
+    match y.downcast::<B::FloatTensorPrimitive>() {
+        Ok(y) => Ok(Tensor::from_primitive(TensorPrimitive::Float(*y))),
+        Err(_) => Err(x),
     }
 }

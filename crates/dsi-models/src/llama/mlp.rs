@@ -1,6 +1,6 @@
 //! The SwiGLU feed-forward block (Shazeer 2020): `down(silu(gate(x)) * up(x))`.
 
-use super::linear::Projection;
+use super::linear::{Kernels, Projection};
 use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::activation::silu;
@@ -19,14 +19,14 @@ pub struct SwiGlu<B: Backend> {
 }
 
 impl<B: Backend> SwiGlu<B> {
-    /// `threads`: host threads per projection (see [`Projection`]).
+    /// `kernels`: how the projections run (see [`Projection`]).
     ///
     /// # Shapes
     /// - x: `[n, hidden]` -> `[n, hidden]`
-    pub fn forward(&self, x: Tensor<B, 2>, threads: usize) -> Tensor<B, 2> {
+    pub fn forward(&self, x: Tensor<B, 2>, kernels: Kernels) -> Tensor<B, 2> {
         let f = self.intermediate_size;
-        let gate_up = self.gate_up.forward(x, threads);
+        let gate_up = self.gate_up.forward(x, kernels);
         let gated = silu(gate_up.clone().narrow(1, 0, f)) * gate_up.narrow(1, f, f);
-        self.down.forward(gated, threads)
+        self.down.forward(gated, kernels)
     }
 }

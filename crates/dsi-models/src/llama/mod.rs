@@ -16,7 +16,7 @@ mod norm;
 
 pub use attention::{Attention, BatchRows};
 pub use block::DecoderLayer;
-pub use linear::Projection;
+pub use linear::{Kernels, Numerics, Projection};
 pub use mlp::SwiGlu;
 pub use norm::RmsNorm;
 
@@ -57,6 +57,8 @@ pub struct LoadedModel<B: Backend> {
     pub dtype: DType,
     /// Host threads per projection: the core count on CPU backends, 1 on GPUs.
     pub host_threads: usize,
+    /// Fixed-order kernels where the project has them, or the backend's.
+    pub numerics: Numerics,
     rope: RopeFrequencies,
 }
 
@@ -109,6 +111,7 @@ impl<B: Backend> LoadedModel<B> {
             device,
             dtype,
             host_threads: 1,
+            numerics: Numerics::default(),
             rope,
         }
     }
@@ -118,6 +121,20 @@ impl<B: Backend> LoadedModel<B> {
     pub fn with_host_threads(mut self, threads: usize) -> Self {
         self.host_threads = threads.max(1);
         self
+    }
+
+    /// Chooses [`Numerics::Fast`] or [`Numerics::Invariant`] (the default).
+    pub fn with_numerics(mut self, numerics: Numerics) -> Self {
+        self.numerics = numerics;
+        self
+    }
+
+    /// How this model's products run.
+    pub fn kernels(&self) -> Kernels {
+        Kernels {
+            threads: self.host_threads,
+            numerics: self.numerics,
+        }
     }
 
     /// A cache for up to `capacity` positions (at most the model's context);
@@ -268,7 +285,7 @@ impl<B: Backend> LoadedModel<B> {
             members: counts.clone(),
             cos: table(cos),
             sin: table(sin),
-            threads: self.host_threads,
+            kernels: self.kernels(),
         };
         let all_cancelled = |live: &[(usize, BatchMember<'_, B>)]| {
             live.iter().all(|(_, m)| m.cancel.is_cancelled())
@@ -317,7 +334,7 @@ impl<B: Backend> LoadedModel<B> {
             Some(
                 self.model
                     .lm_head
-                    .forward(self.model.norm.forward(rows), self.host_threads),
+                    .forward(self.model.norm.forward(rows), self.kernels()),
             )
         };
         let mut at = 0;

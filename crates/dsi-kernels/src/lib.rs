@@ -1,0 +1,16 @@
+//! CPU kernels on plain slices, for numerics that no batch can change.
+//!
+//! Greedy DSI, SI and non-SI emit identical tokens only if a position's
+//! logits do not depend on how its forward was cut: one token or k+1, alone
+//! or beside other sequences. A backend's own matrix product picks its
+//! kernel, blocking and reduction order by shape, so a row's result moves
+//! in the last bits with the number of rows beside it. The kernels here
+//! reduce every output element in one fixed order whatever the shape:
+//!
+//! - [`matmul`]: `y = x wᵀ` with each dot product accumulated in 16
+//!   interleaved partial sums over `k` and added up in a fixed tree.
+//!
+//! Each has a plain reference (a sequential loop) in its tests, and a test
+//! that a row's result is bitwise the same at every row count.
+
+pub mod matmul;
