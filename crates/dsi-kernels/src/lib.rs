@@ -9,8 +9,12 @@
 //!
 //! - [`matmul`]: `y = x wᵀ` with each dot product accumulated in 16
 //!   interleaved partial sums over `k` and added up in a fixed tree.
+//! - [`attention`]: causal grouped-query attention where a query at
+//!   position `p` reduces over exactly keys `0..=p`, in position order, so
+//!   chunking a sequence differently cannot change it.
 //!
 //! Each has a plain reference (a sequential loop) in its tests, and a test
 //! that a row's result is bitwise the same at every row count.
 
+pub mod attention;
 pub mod matmul;

@@ -106,6 +106,12 @@ fn columns<const FUSED: bool>(x: &[f32], rows: usize, w: &[f32], k: usize, yt: &
     }
 }
 
+/// `a · b` in the fixed order without fused multiply-adds, on every
+/// machine.
+pub(crate) fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
+    dot::<false>(a, b)
+}
+
 /// `a · b` in the fixed order: [`LANES`] interleaved partial sums, a fixed
 /// tree over them, then the tail in sequence.
 #[inline(always)]

@@ -12,11 +12,13 @@
 //! stacked for the projections and split again for attention, which each
 //! sequence runs against its own cache.
 
-use super::linear::{Kernels, Projection};
-use crate::cache::KvCache;
+use super::host;
+use super::linear::{Kernels, Numerics, Projection};
+use crate::cache::{KvCache, VisibleKv};
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor, TensorData};
+use dsi_kernels::attention::{Heads, Segment};
 
 /// What every layer of one forward shares: how its rows divide among the
 /// sequences of the batch, their rotary cos/sin rows (`[1, rows, head_dim]`,
@@ -78,13 +80,20 @@ impl<B: Backend> Attention<B> {
         );
         let v = split(qkv.narrow(1, q_width + kv_width, kv_width), kv_heads);
         let out = if let [cache] = caches {
-            self.attend(q, k, v, layer, cache)
+            self.attend(q, k, v, layer, cache, batch.kernels)
         } else {
             let mut start = 0;
             let mut outs = Vec::with_capacity(caches.len());
             for (cache, &n) in caches.iter_mut().zip(&batch.members) {
                 let member = |t: &Tensor<B, 3>| t.clone().narrow(1, start, n);
-                outs.push(self.attend(member(&q), member(&k), member(&v), layer, cache));
+                outs.push(self.attend(
+                    member(&q),
+                    member(&k),
+                    member(&v),
+                    layer,
+                    cache,
+                    batch.kernels,
+                ));
                 start += n;
             }
             Tensor::cat(outs, 0)
@@ -104,16 +113,22 @@ impl<B: Backend> Attention<B> {
         v: Tensor<B, 3>,
         layer: usize,
         cache: &mut KvCache<B>,
+        kernels: Kernels,
     ) -> Tensor<B, 2> {
         let [_, n, _] = q.dims();
         let (heads, kv_heads, head_dim) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let group = heads / kv_heads;
         let prefix = cache.len();
         let visible = cache.append(layer, k, v);
+        let scale = (head_dim as f64).powf(-0.5);
+        if kernels.numerics == Numerics::Invariant
+            && let Some(out) = self.fixed_order(&q, &visible, prefix, scale as f32, kernels.threads)
+        {
+            return out;
+        }
 
         // [heads, n, d] -> [kv_heads, group * n, d]: heads h*group..(h+1)*group share kv head h.
         let q = q.reshape([kv_heads, group * n, head_dim]);
-        let scale = (head_dim as f64).powf(-0.5);
         // One product per cache segment; the scores meet for one softmax.
         let lengths: Vec<usize> = visible.segments.iter().map(|(k, _)| k.dims()[1]).collect();
         let scores: Vec<Tensor<B, 3>> = visible
@@ -151,6 +166,59 @@ impl<B: Backend> Attention<B> {
         out.reshape([heads, n, head_dim])
             .swap_dims(0, 1)
             .reshape([n, heads * head_dim])
+    }
+
+    /// [`Attention::attend`] by `dsi_kernels::attention` on the `cpu`
+    /// backend in f32: each query reduced over exactly the keys it sees, so
+    /// its output does not depend on how its sequence was chunked. `None`
+    /// on other backends or layouts.
+    fn fixed_order(
+        &self,
+        q: &Tensor<B, 3>,
+        visible: &VisibleKv<B>,
+        prefix: usize,
+        scale: f32,
+        threads: usize,
+    ) -> Option<Tensor<B, 2>> {
+        let [heads, n, dim] = q.dims();
+        let q = host::flex(q.clone())?.to_contiguous();
+        let mut tensors = Vec::with_capacity(visible.segments.len() * 2);
+        for (keys, values) in &visible.segments {
+            tensors.push(host::flex(keys.clone())?);
+            tensors.push(host::flex(values.clone())?);
+        }
+        // Each is a `[kv_heads, used, dim]` view from the start of its
+        // segment's `[kv_heads, size, dim]` buffer.
+        let mut segments = Vec::with_capacity(tensors.len());
+        for t in &tensors {
+            let layout = t.layout();
+            let strides = layout.strides();
+            if strides[1] != dim as isize || strides[2] != 1 || strides[0] < 0 {
+                return None;
+            }
+            segments.push(Segment {
+                data: &t.storage::<f32>()[layout.start_offset()..],
+                size: strides[0] as usize / dim.max(1),
+                len: layout.shape()[1],
+            });
+        }
+        let keys: Vec<Segment<'_>> = segments.iter().step_by(2).copied().collect();
+        let values: Vec<Segment<'_>> = segments.iter().skip(1).step_by(2).copied().collect();
+        let out = dsi_kernels::attention::attention(
+            q.as_slice::<f32>()?,
+            n,
+            prefix,
+            &keys,
+            &values,
+            Heads {
+                heads,
+                kv_heads: self.num_kv_heads,
+                dim,
+            },
+            scale,
+            threads,
+        );
+        host::from_host(out, [n, heads * dim])
     }
 }
 

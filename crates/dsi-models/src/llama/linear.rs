@@ -25,12 +25,11 @@
 //! sequence was cut into forwards. Other backends and dtypes use their own
 //! kernels in both modes (see `Numerics`).
 
+use super::host;
 use burn::module::{Module, Param};
+use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
-use burn_flex::FlexTensor;
 use rayon::prelude::*;
-use std::any::Any;
 
 /// Whether a row's logits may depend on what shares its forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -75,9 +74,9 @@ impl<B: Backend> Projection<B> {
     /// - x: `[n, in]` -> `[n, out]`
     pub fn forward(&self, x: Tensor<B, 2>, kernels: Kernels) -> Tensor<B, 2> {
         let y = match kernels.numerics {
-            Numerics::Invariant => match fixed_order(x, &self.weight.val(), kernels.threads) {
-                Ok(y) => y,
-                Err(x) => self.backend_product(x, kernels.threads),
+            Numerics::Invariant => match fixed_order(&x, &self.weight.val(), kernels.threads) {
+                Some(y) => y,
+                None => self.backend_product(x, kernels.threads),
             },
             Numerics::Fast => self.backend_product(x, kernels.threads),
         };
@@ -117,41 +116,24 @@ impl<B: Backend> Projection<B> {
 
 /// `x W` by `dsi_kernels::matmul` when the tensors are the `cpu` backend's
 /// f32 tensors with `W` a transposed view of a row-major `[out, in]` matrix
-/// (how weights are loaded); otherwise `x` back, untouched.
+/// (how weights are loaded); `None` otherwise.
 fn fixed_order<B: Backend>(
-    x: Tensor<B, 2>,
+    x: &Tensor<B, 2>,
     weight: &Tensor<B, 2>,
     threads: usize,
-) -> Result<Tensor<B, 2>, Tensor<B, 2>> {
-    if x.dtype() != DType::F32 || weight.dtype() != DType::F32 {
-        return Err(x);
-    }
+) -> Option<Tensor<B, 2>> {
     let [rows, k] = x.dims();
     let out = weight.dims()[1];
     // `[out, in]` again: contiguous when the weight is the loader's view.
-    let stored = weight.clone().transpose().into_primitive().tensor();
-    let Some(stored) = (&stored as &dyn Any).downcast_ref::<FlexTensor>() else {
-        return Err(x);
-    };
-    let Some(w) = stored.as_slice::<f32>() else {
-        return Err(x);
-    };
-    let input = x.clone().into_primitive().tensor();
-    let Some(input) = (&input as &dyn Any).downcast_ref::<FlexTensor>() else {
-        return Err(x);
-    };
-    let contiguous;
-    let input = match input.as_slice::<f32>() {
-        Some(values) => values,
-        None => {
-            contiguous = input.to_contiguous();
-            contiguous.as_slice::<f32>().ok_or_else(|| x.clone())?
-        }
-    };
-    let y = dsi_kernels::matmul::matmul(input, rows, w, out, k, threads);
-    let y: Box<dyn Any> = Box::new(FlexTensor::from_data(TensorData::new(y, [rows, out])));
-    match y.downcast::<B::FloatTensorPrimitive>() {
-        Ok(y) => Ok(Tensor::from_primitive(TensorPrimitive::Float(*y))),
-        Err(_) => Err(x),
-    }
+    let stored = host::flex(weight.clone().transpose())?;
+    let input = host::flex(x.clone())?.to_contiguous();
+    let y = dsi_kernels::matmul::matmul(
+        input.as_slice::<f32>()?,
+        rows,
+        stored.as_slice::<f32>()?,
+        out,
+        k,
+        threads,
+    );
+    host::from_host(y, [rows, out])
 }

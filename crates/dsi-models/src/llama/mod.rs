@@ -9,6 +9,7 @@
 
 mod attention;
 mod block;
+mod host;
 mod linear;
 mod load;
 mod mlp;
