@@ -79,10 +79,10 @@ fn every_mode_emits_the_same_tokens_and_reports_stats() {
         }
         assert!(stats["drafts"].as_u64().expect("drafts") > 0);
     }
-    // A drafter that is the target itself: its drafts are accepted. (Not
-    // always all of them: a forward over several tokens may round a near-tie
-    // differently from a one-token forward; the target's verdict decides.)
-    // The target is padded to 20 ms a forward so the drafts are ready before
+    // A drafter that is the target itself: every draft is accepted, because
+    // on the cpu backend a position's logits are the same bits whether the
+    // drafter fed it alone or the target fed it among k + 1 (fixed-order
+    // kernels, `Numerics::Invariant`). The target is padded to 20 ms a forward so the drafts are ready before
     // the non-SI lane has verified every token itself, however loaded the
     // machine is.
     let same = generate(
@@ -94,6 +94,13 @@ fn every_mode_emits_the_same_tokens_and_reports_stats() {
     assert!(
         same["stats"]["accepted_tokens"].as_u64().expect("accepted") > 0,
         "{same}"
+    );
+    let by_position = same["stats"]["acceptance_by_position"]
+        .as_array()
+        .expect("acceptance by position");
+    assert!(
+        !by_position.is_empty() && by_position.iter().all(|a| a.as_f64() == Some(1.0)),
+        "a drafter equal to the target was rejected: {same}"
     );
 }
 
