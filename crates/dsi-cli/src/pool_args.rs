@@ -14,7 +14,7 @@ use dsi_core::schedule::Mode;
 use dsi_models::Session;
 use dsi_models::checkpoint::{Checkpoint, GenerationDefaults, TextTokenizer};
 use dsi_models::device::{Backend, DeviceSpec, OnBackend, RunDtype, dispatch};
-use dsi_models::llama::LoadedModel;
+use dsi_models::llama::{LoadedModel, Numerics};
 use dsi_sched::{CachedModel, Emulated, Latency, Limits, Pool, Role, WorkerHandle};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -74,6 +74,12 @@ pub(crate) struct PoolArgs {
     /// but are no longer token-identical to non-SI.
     #[arg(long)]
     pub(crate) allow_mixed_targets: bool,
+    /// `invariant`: a position's logits do not depend on what shares its
+    /// forward (fixed-order kernels on the cpu backend), so greedy DSI, SI
+    /// and non-SI emit identical tokens under any load. `fast`: the
+    /// backend's own kernels; only the target's distribution is kept.
+    #[arg(long, default_value = "invariant")]
+    pub(crate) numerics: Numerics,
 }
 
 /// clap parser for `--mode`.
@@ -194,6 +200,7 @@ impl PoolArgs {
                     count,
                     capacity,
                     latency: self.emulate_target_ms,
+                    numerics: self.numerics,
                 },
             )??;
             placement.push(format!("target {device} {} x{count}", loaded.dtype));
@@ -234,6 +241,7 @@ impl PoolArgs {
                         count: 1,
                         capacity: capacity.min(checkpoint.config.max_context),
                         latency: self.emulate_drafter_ms,
+                        numerics: self.numerics,
                     },
                 )??;
                 placement.push(format!("drafter {device} {}", loaded.dtype));
@@ -347,6 +355,7 @@ struct LoadSessions<'a> {
     count: usize,
     capacity: usize,
     latency: Option<Latency>,
+    numerics: Numerics,
 }
 
 impl OnBackend for LoadSessions<'_> {
@@ -364,7 +373,8 @@ impl OnBackend for LoadSessions<'_> {
             advance(&bar),
         )
         .with_context(|| format!("loading {}", self.checkpoint.dir.display()))?
-        .with_host_threads(spec.host_threads());
+        .with_host_threads(spec.host_threads())
+        .with_numerics(self.numerics);
         bar.finish_and_clear();
         let model = Arc::new(model);
         let sessions = (0..self.count)

@@ -287,10 +287,14 @@ fn bench_decode_reports_its_fields() {
         "4",
         "--prefill-chunks",
         "16,64",
+        "--batch",
+        "3",
         "--format",
         "json",
     ]);
     let report = json(&out);
+    assert!(report["batch_decode_tokens_per_s"].as_f64().unwrap() > 0.0);
+    assert!(report["batch_over_single"].as_f64().unwrap() > 0.0);
     let chunked = report["chunked_prefill"].as_array().unwrap();
     assert_eq!(chunked.len(), 2, "{report}");
     for (entry, chunk) in chunked.iter().zip([16, 64]) {

@@ -20,7 +20,7 @@ use dsi_models::cache::SegmentPolicy;
 use dsi_models::checkpoint::{Checkpoint, TensorSource};
 use dsi_models::config::LlamaConfig;
 use dsi_models::device::{Backend, DeviceSpec, OnBackend, RunDtype, dispatch};
-use dsi_models::llama::LoadedModel;
+use dsi_models::llama::{BatchMember, LoadedModel, Numerics};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -64,6 +64,15 @@ pub(crate) struct DecodeArgs {
     /// other requests' jobs wait behind one chunk (`--prefill-chunk`).
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     prefill_chunks: Vec<usize>,
+    /// Also decode this many sequences at once, one batched forward per
+    /// step (`forward_batch`), each from its own copy of the cache: reports
+    /// the tokens/s of all of them together and the ratio to batch 1.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// `invariant` (fixed-order kernels on the cpu backend) or `fast` (the
+    /// backend's own), as in `dsi generate --numerics`.
+    #[arg(long, default_value = "invariant")]
+    numerics: Numerics,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
@@ -75,6 +84,7 @@ struct Report {
     model: String,
     backend: String,
     dtype: String,
+    numerics: String,
     parameters: usize,
     decode_tokens_per_s: f64,
     decode_ms_per_token: f64,
@@ -95,6 +105,12 @@ struct Report {
     contiguous_decode_tokens_per_s: Option<f64>,
     /// `decode_tokens_per_s` over `contiguous_decode_tokens_per_s`.
     segmented_over_contiguous: Option<f64>,
+    /// With `--batch B > 1`: sequences decoded together.
+    batch: usize,
+    /// Their tokens per second, all sequences together.
+    batch_decode_tokens_per_s: Option<f64>,
+    /// `batch_decode_tokens_per_s` over `decode_tokens_per_s`.
+    batch_over_single: Option<f64>,
     /// With `--prefill-chunks`: one entry per chunk size.
     chunked_prefill: Vec<ChunkedPrefill>,
 }
@@ -111,6 +127,9 @@ struct ChunkedPrefill {
 pub(crate) fn run(args: DecodeArgs) -> anyhow::Result<()> {
     if args.tokens == 0 {
         return Err(UsageError("invalid tokens: 0 (expected at least 1)".into()).into());
+    }
+    if args.batch == 0 {
+        return Err(UsageError("invalid batch: 0 (expected at least 1)".into()).into());
     }
     if args.prefill_chunks.contains(&0) {
         return Err(
@@ -159,7 +178,8 @@ impl OnBackend for Job {
             dtype.dtype(),
             advance(&bar),
         )?
-        .with_host_threads(spec.host_threads());
+        .with_host_threads(spec.host_threads())
+        .with_numerics(args.numerics);
         bar.finish_and_clear();
 
         let vocab = config.vocab_size as TokenId;
@@ -224,6 +244,49 @@ impl OnBackend for Job {
             contiguous_secs = Some(best);
         }
 
+        let batch_secs = if args.batch > 1 {
+            let mut caches: Vec<KvCache<B>> = (0..args.batch)
+                .map(|_| {
+                    let mut copy = cache.clone();
+                    copy.truncate(start_context);
+                    copy
+                })
+                .collect();
+            let mut tokens: Vec<TokenId> = (0..args.batch as TokenId).map(|b| b % vocab).collect();
+            // One warm-up step, then the timed ones.
+            let mut step = |tokens: &mut Vec<TokenId>| -> anyhow::Result<()> {
+                let members = caches
+                    .iter_mut()
+                    .zip(tokens.iter())
+                    .map(|(cache, token)| BatchMember {
+                        tokens: std::slice::from_ref(token),
+                        cache,
+                        rows: 1,
+                        cancel: &never,
+                    })
+                    .collect();
+                let mut next = Vec::with_capacity(tokens.len());
+                for logits in model.forward_batch(members) {
+                    let row = logits?
+                        .into_data()
+                        .convert::<f32>()
+                        .into_vec::<f32>()
+                        .map_err(|e| anyhow::anyhow!("reading logits back: {e:?}"))?;
+                    next.push(dsi_core::verify::argmax(&row));
+                }
+                *tokens = next;
+                Ok(())
+            };
+            step(&mut tokens)?;
+            let start = Instant::now();
+            for _ in 0..args.tokens {
+                step(&mut tokens)?;
+            }
+            Some(start.elapsed().as_secs_f64())
+        } else {
+            None
+        };
+
         let mut chunked_prefill = Vec::new();
         if !args.prefill_chunks.is_empty() {
             let length = CHUNKED_PROMPT_TOKENS.min(config.max_context);
@@ -261,6 +324,7 @@ impl OnBackend for Job {
             model: name,
             backend: spec.to_string(),
             dtype: format!("{dtype:?}").to_lowercase(),
+            numerics: args.numerics.to_string(),
             parameters: config.num_parameters(),
             decode_tokens_per_s: decode_tps,
             decode_ms_per_token: 1e3 / decode_tps,
@@ -277,14 +341,17 @@ impl OnBackend for Job {
             cache_segments,
             contiguous_decode_tokens_per_s: contiguous_secs.map(|s| args.tokens as f64 / s),
             segmented_over_contiguous: contiguous_secs.map(|s| s / decode_secs),
+            batch: args.batch,
+            batch_decode_tokens_per_s: batch_secs.map(|s| (args.batch * args.tokens) as f64 / s),
+            batch_over_single: batch_secs.map(|s| args.batch as f64 * decode_secs / s),
             chunked_prefill,
         };
         match args.format {
             Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
             Format::Text => {
                 println!(
-                    "{} on {} ({}), {} parameters",
-                    report.model, report.backend, report.dtype, report.parameters
+                    "{} on {} ({}, {} numerics), {} parameters",
+                    report.model, report.backend, report.dtype, report.numerics, report.parameters
                 );
                 println!(
                     "decode:  {:.2} tokens/s ({:.1} ms/token), batch 1, from {} cached positions ({} cache segments)",
@@ -299,6 +366,14 @@ impl OnBackend for Job {
                 ) {
                     println!(
                         "         {tps:.2} tokens/s over one preallocated contiguous cache: segmented/contiguous {ratio:.3}"
+                    );
+                }
+                if let (Some(tps), Some(ratio)) =
+                    (report.batch_decode_tokens_per_s, report.batch_over_single)
+                {
+                    println!(
+                        "         {tps:.2} tokens/s for {} sequences decoded together: {ratio:.2}x batch 1",
+                        report.batch
                     );
                 }
                 println!(

@@ -46,6 +46,29 @@ pub enum Numerics {
     Fast,
 }
 
+impl std::str::FromStr for Numerics {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "invariant" => Ok(Numerics::Invariant),
+            "fast" => Ok(Numerics::Fast),
+            other => Err(format!(
+                "unknown numerics {other:?}: use invariant (identical tokens under any load) or fast (the backend's own kernels)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Numerics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Numerics::Invariant => "invariant",
+            Numerics::Fast => "fast",
+        })
+    }
+}
+
 /// Which kernels a forward's products run and on how many host threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Kernels {
