@@ -91,12 +91,101 @@ fn columns_of(fused: bool, x: &[f32], rows: usize, w: &[f32], k: usize, yt: &mut
     columns::<false>(x, rows, w, k, yt);
 }
 
+/// [`columns`] with AVX2 fused multiply-adds, four input rows per pass
+/// over a weight row so each weight load feeds four products. Every
+/// element still accumulates its own 16 lanes in `k` order, so grouping
+/// rows by four changes no bits.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn columns_fused(x: &[f32], rows: usize, w: &[f32], k: usize, yt: &mut [f32]) {
-    columns::<true>(x, rows, w, k, yt);
+    let groups = rows / 4 * 4;
+    for (weights, column) in w.chunks_exact(k).zip(yt.chunks_exact_mut(rows)) {
+        for (r, y) in (0..groups).step_by(4).zip(column.chunks_exact_mut(4)) {
+            let input = |i: usize| &x[(r + i) * k..(r + i + 1) * k];
+            y.copy_from_slice(&fused::dot4(
+                [input(0), input(1), input(2), input(3)],
+                weights,
+            ));
+        }
+        for r in groups..rows {
+            column[r] = fused::dot(&x[r * k..(r + 1) * k], weights);
+        }
+    }
 }
 
+/// The fused dot products, in the lane order of [`dot`].
+#[cfg(target_arch = "x86_64")]
+mod fused {
+    use super::LANES;
+    use std::arch::x86_64::{
+        __m256, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_setzero_ps, _mm256_storeu_ps,
+    };
+
+    /// Eight lanes from `values[at..at + 8]`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn load(values: &[f32], at: usize) -> __m256 {
+        let lanes = &values[at..at + 8];
+        // SAFETY: `lanes` holds 8 f32s (the slice above is bounds-checked);
+        // the load is unaligned.
+        #[allow(unsafe_code)]
+        unsafe {
+            _mm256_loadu_ps(lanes.as_ptr())
+        }
+    }
+
+    /// `x · w`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn dot(x: &[f32], w: &[f32]) -> f32 {
+        let whole = w.len() / LANES * LANES;
+        let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut at = 0;
+        while at < whole {
+            lo = _mm256_fmadd_ps(load(x, at), load(w, at), lo);
+            hi = _mm256_fmadd_ps(load(x, at + 8), load(w, at + 8), hi);
+            at += LANES;
+        }
+        finish(lo, hi, &x[whole..], &w[whole..])
+    }
+
+    /// The lanes of `lo` and `hi` as [`super::dot`]'s sixteen, reduced by
+    /// its tree and tail.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn finish(lo: __m256, hi: __m256, x: &[f32], w: &[f32]) -> f32 {
+        let mut acc = [0f32; LANES];
+        let (low, high) = acc.split_at_mut(8);
+        // SAFETY: each half holds 8 f32s; the stores are unaligned.
+        #[allow(unsafe_code)]
+        unsafe {
+            _mm256_storeu_ps(low.as_mut_ptr(), lo);
+            _mm256_storeu_ps(high.as_mut_ptr(), hi);
+        }
+        super::finish::<true>(acc, x, w)
+    }
+
+    /// `xs[i] · w` for four rows at once.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn dot4(xs: [&[f32]; 4], w: &[f32]) -> [f32; 4] {
+        let whole = w.len() / LANES * LANES;
+        let mut lo = [_mm256_setzero_ps(); 4];
+        let mut hi = [_mm256_setzero_ps(); 4];
+        let mut at = 0;
+        while at < whole {
+            let (w0, w1) = (load(w, at), load(w, at + 8));
+            for i in 0..4 {
+                lo[i] = _mm256_fmadd_ps(load(xs[i], at), w0, lo[i]);
+                hi[i] = _mm256_fmadd_ps(load(xs[i], at + 8), w1, hi[i]);
+            }
+            at += LANES;
+        }
+        std::array::from_fn(|i| finish(lo[i], hi[i], &xs[i][whole..], &w[whole..]))
+    }
+}
+
+/// `yt[o][r] = x[r] · w[o]`, portable.
 #[inline(always)]
 fn columns<const FUSED: bool>(x: &[f32], rows: usize, w: &[f32], k: usize, yt: &mut [f32]) {
     for (weights, column) in w.chunks_exact(k).zip(yt.chunks_exact_mut(rows)) {
@@ -122,14 +211,25 @@ fn dot<const FUSED: bool>(a: &[f32], b: &[f32]) -> f32 {
         .chunks_exact(LANES)
         .zip(b[..whole].chunks_exact(LANES))
     {
-        for lane in 0..LANES {
-            acc[lane] = if FUSED {
+        // Fixed-size arrays let the compiler keep `acc` in vector registers.
+        let (ca, cb): (&[f32; LANES], &[f32; LANES]) = match (ca.try_into(), cb.try_into()) {
+            (Ok(ca), Ok(cb)) => (ca, cb),
+            _ => unreachable!("chunks_exact yields LANES elements"),
+        };
+        acc = std::array::from_fn(|lane| {
+            if FUSED {
                 ca[lane].mul_add(cb[lane], acc[lane])
             } else {
                 acc[lane] + ca[lane] * cb[lane]
-            };
-        }
+            }
+        });
     }
+    finish::<FUSED>(acc, &a[whole..], &b[whole..])
+}
+
+/// The fixed tree over the lanes, then the tail in sequence.
+#[inline(always)]
+fn finish<const FUSED: bool>(mut acc: [f32; LANES], a: &[f32], b: &[f32]) -> f32 {
     let mut width = LANES / 2;
     while width > 0 {
         for lane in 0..width {
@@ -138,7 +238,7 @@ fn dot<const FUSED: bool>(a: &[f32], b: &[f32]) -> f32 {
         width /= 2;
     }
     let mut sum = acc[0];
-    for (&x, &y) in a[whole..].iter().zip(&b[whole..]) {
+    for (&x, &y) in a.iter().zip(b) {
         sum = if FUSED {
             x.mul_add(y, sum)
         } else {
@@ -223,6 +323,30 @@ mod tests {
         let batch = matmul(&x[..16 * k], 16, &w, out, k, 2);
         let tenth = matmul(&x[10 * k..11 * k], 1, &w, out, k, 1);
         assert_eq!(&batch[10 * out..11 * out], &tenth[..]);
+    }
+
+    /// The AVX2 path runs the portable order with fused multiply-adds:
+    /// bitwise equal to the scalar fused dot product, whatever the grouping.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn the_vector_path_keeps_the_lane_order() {
+        if !fused_available() {
+            return;
+        }
+        let k = 300;
+        let w = values(7 * k, 5);
+        let x = values(6 * k, 6);
+        let y = matmul(&x, 6, &w, 7, k, 1);
+        for r in 0..6 {
+            for o in 0..7 {
+                let want = dot::<true>(&x[r * k..(r + 1) * k], &w[o * k..(o + 1) * k]);
+                assert_eq!(
+                    y[r * 7 + o].to_bits(),
+                    want.to_bits(),
+                    "row {r}, column {o}"
+                );
+            }
+        }
     }
 
     #[test]
