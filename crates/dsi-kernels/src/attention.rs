@@ -35,24 +35,32 @@ pub struct Heads {
     pub dim: usize,
 }
 
-/// Attention of `n` queries `q` (`[heads, n, dim]`, positions
-/// `prefix..prefix + n`) over the keys and values in `keys` / `values`
+/// The new positions of one sequence.
+#[derive(Debug, Clone, Copy)]
+pub struct Queries<'a> {
+    /// Rotated queries, `[heads, n, dim]`.
+    pub q: &'a [f32],
+    /// Positions.
+    pub n: usize,
+    /// Absolute position of the first (what the cache held before).
+    pub prefix: usize,
+}
+
+/// Attention of `queries` over the keys and values in `keys` / `values`
 /// (segments in position order, holding at least `prefix + n` positions),
 /// scaled by `scale`; returns `[n, heads * dim]`, over `threads` threads.
 ///
 /// The products here take the portable path on every machine (no fused
 /// multiply-add): attention is a small share of a forward's arithmetic.
-#[allow(clippy::too_many_arguments)]
 pub fn attention(
-    q: &[f32],
-    n: usize,
-    prefix: usize,
+    queries: Queries<'_>,
     keys: &[Segment<'_>],
     values: &[Segment<'_>],
     shape: Heads,
     scale: f32,
     threads: usize,
 ) -> Vec<f32> {
+    let Queries { q, n, prefix } = queries;
     let Heads {
         heads,
         kv_heads,
@@ -66,7 +74,7 @@ pub fn attention(
         let (i, h) = (index / heads, index % heads);
         let kv = h / group;
         let query = &q[(h * n + i) * dim..(h * n + i + 1) * dim];
-        attend_one(query, prefix + i, kv, keys, values, dim, scale, row);
+        attend_one(query, prefix + i, (keys, values, kv), scale, row);
     };
     if threads <= 1 || n * heads < 2 {
         out.chunks_mut(dim).enumerate().for_each(work);
@@ -76,18 +84,16 @@ pub fn attention(
     out
 }
 
-/// One query at `position` against keys `0..=position` of head `kv`.
-#[allow(clippy::too_many_arguments)]
+/// One query at `position` against keys `0..=position` of key/value head
+/// `kv`.
 fn attend_one(
     query: &[f32],
     position: usize,
-    kv: usize,
-    keys: &[Segment<'_>],
-    values: &[Segment<'_>],
-    dim: usize,
+    (keys, values, kv): (&[Segment<'_>], &[Segment<'_>], usize),
     scale: f32,
     out: &mut [f32],
 ) {
+    let dim = query.len();
     let visible = position + 1;
     let mut scores = Vec::with_capacity(visible);
     for_each_row(keys, kv, dim, visible, |key| {
@@ -255,7 +261,14 @@ mod tests {
             segmented(k, shape, total, sizes),
             segmented(v, shape, total, sizes),
         );
-        attention(q, n, prefix, &view(&ks), &view(&vs), shape, 0.125, threads)
+        attention(
+            Queries { q, n, prefix },
+            &view(&ks),
+            &view(&vs),
+            shape,
+            0.125,
+            threads,
+        )
     }
 
     const SHAPE: Heads = Heads {

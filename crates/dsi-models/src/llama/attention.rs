@@ -18,7 +18,7 @@ use crate::cache::{KvCache, VisibleKv};
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor, TensorData};
-use dsi_kernels::attention::{Heads, Segment};
+use dsi_kernels::attention::{Heads, Queries, Segment};
 
 /// What every layer of one forward shares: how its rows divide among the
 /// sequences of the batch, their rotary cos/sin rows (`[1, rows, head_dim]`,
@@ -204,10 +204,13 @@ impl<B: Backend> Attention<B> {
         }
         let keys: Vec<Segment<'_>> = segments.iter().step_by(2).copied().collect();
         let values: Vec<Segment<'_>> = segments.iter().skip(1).step_by(2).copied().collect();
-        let out = dsi_kernels::attention::attention(
-            q.as_slice::<f32>()?,
+        let queries = Queries {
+            q: q.as_slice::<f32>()?,
             n,
             prefix,
+        };
+        let out = dsi_kernels::attention::attention(
+            queries,
             &keys,
             &values,
             Heads {
