@@ -17,7 +17,7 @@ use clap::Args;
 use dsi_core::TokenId;
 use dsi_models::KvCache;
 use dsi_models::cache::SegmentPolicy;
-use dsi_models::checkpoint::{Checkpoint, TensorSource};
+use dsi_models::checkpoint::{Checkpoint, HostTensor, TensorSource};
 use dsi_models::config::LlamaConfig;
 use dsi_models::device::{Backend, DeviceSpec, OnBackend, RunDtype, dispatch};
 use dsi_models::llama::{BatchMember, LoadedModel, Numerics};
@@ -267,12 +267,8 @@ impl OnBackend for Job {
                     .collect();
                 let mut next = Vec::with_capacity(tokens.len());
                 for logits in model.forward_batch(members) {
-                    let row = logits?
-                        .into_data()
-                        .convert::<f32>()
-                        .into_vec::<f32>()
-                        .map_err(|e| anyhow::anyhow!("reading logits back: {e:?}"))?;
-                    next.push(dsi_core::verify::argmax(&row));
+                    let row = HostTensor::from_tensor(logits?)?;
+                    next.push(dsi_core::verify::argmax(&row.values));
                 }
                 *tokens = next;
                 Ok(())

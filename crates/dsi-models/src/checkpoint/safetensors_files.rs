@@ -43,6 +43,21 @@ pub struct HostTensor {
     pub values: Vec<f32>,
 }
 
+impl HostTensor {
+    /// Reads `tensor` back from its device, converted to f32.
+    pub fn from_tensor<B: burn::tensor::backend::Backend, const D: usize>(
+        tensor: burn::tensor::Tensor<B, D>,
+    ) -> Result<Self> {
+        let shape = tensor.dims().to_vec();
+        let values = tensor
+            .into_data()
+            .convert::<f32>()
+            .into_vec::<f32>()
+            .map_err(|e| ModelError::Readback(format!("{e:?}")))?;
+        Ok(Self { shape, values })
+    }
+}
+
 /// Every tensor of a checkpoint, by name.
 pub struct SafetensorsFiles {
     files: Vec<File>,

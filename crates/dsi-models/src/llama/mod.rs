@@ -22,6 +22,7 @@ pub use mlp::SwiGlu;
 pub use norm::RmsNorm;
 
 use crate::cache::{CacheShape, KvCache, SegmentPolicy};
+use crate::checkpoint::HostTensor;
 use crate::config::LlamaConfig;
 use crate::rope::RopeFrequencies;
 use crate::{ModelError, Result};
@@ -382,14 +383,9 @@ impl<B: Backend> LoadedModel<B> {
                 values: Vec::new(),
             });
         }
-        let data = logits
-            .into_data()
-            .convert::<f32>()
-            .into_vec::<f32>()
-            .map_err(|e| ModelError::Readback(format!("{e:?}")))?;
         Ok(Logits {
             vocab,
-            values: data,
+            values: HostTensor::from_tensor(logits)?.values,
         })
     }
 }

@@ -6,28 +6,14 @@ pub use crate::checkpoint::StoreDtype;
 use crate::checkpoint::write::{Encoded, write_files};
 use crate::config::LlamaConfig;
 use crate::llama::{Llama, Projection};
-use crate::{ModelError, Result};
+use crate::Result;
 use burn::module::Param;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use std::path::Path;
 
 /// One named tensor on the host.
-struct Named {
-    name: String,
-    shape: Vec<usize>,
-    values: Vec<f32>,
-}
-
-fn host<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Result<(Vec<usize>, Vec<f32>)> {
-    let shape = tensor.dims().to_vec();
-    let values = tensor
-        .into_data()
-        .convert::<f32>()
-        .into_vec::<f32>()
-        .map_err(|e| ModelError::Readback(format!("{e:?}")))?;
-    Ok((shape, values))
-}
+type Named = (String, HostTensor);
 
 /// Splits a stacked projection back into Hugging Face's `[out, in]`
 /// matrices, one per `(name, rows)` part.
@@ -36,15 +22,15 @@ fn split<B: Backend>(
     parts: &[(String, usize)],
     out: &mut Vec<Named>,
 ) -> Result<()> {
-    let (shape, values) = host(proj.weight.val().transpose())?;
-    let d_in = shape[1];
+    let stacked = HostTensor::from_tensor(proj.weight.val().transpose())?;
+    let d_in = stacked.shape[1];
     let mut row = 0;
     for (name, rows) in parts {
-        out.push(Named {
-            name: format!("{name}.weight"),
+        let part = HostTensor {
             shape: vec![*rows, d_in],
-            values: values[row * d_in..(row + rows) * d_in].to_vec(),
-        });
+            values: stacked.values[row * d_in..(row + rows) * d_in].to_vec(),
+        };
+        out.push((format!("{name}.weight"), part));
         row += rows;
     }
     Ok(())
@@ -55,23 +41,16 @@ fn vector<B: Backend>(
     param: &Param<Tensor<B, 1>>,
     out: &mut Vec<Named>,
 ) -> Result<()> {
-    let (shape, values) = host(param.val())?;
-    out.push(Named {
-        name,
-        shape,
-        values,
-    });
+    out.push((name, HostTensor::from_tensor(param.val())?));
     Ok(())
 }
 
 fn tensors<B: Backend>(model: &Llama<B>, config: &LlamaConfig) -> Result<Vec<Named>> {
     let mut out = Vec::new();
-    let (shape, values) = host(model.embed_tokens.val())?;
-    out.push(Named {
-        name: "model.embed_tokens.weight".into(),
-        shape,
-        values,
-    });
+    out.push((
+        "model.embed_tokens.weight".into(),
+        HostTensor::from_tensor(model.embed_tokens.val())?,
+    ));
     let hd = config.head_dim;
     for (i, layer) in model.layers.iter().enumerate() {
         let p = format!("model.layers.{i}");
@@ -134,13 +113,7 @@ pub fn write_checkpoint<B: Backend>(
 ) -> Result<()> {
     let encoded = tensors(model, config)?
         .into_iter()
-        .map(|t| {
-            let tensor = HostTensor {
-                shape: t.shape,
-                values: t.values,
-            };
-            Encoded::new(t.name, &tensor, dtype)
-        })
+        .map(|(name, tensor)| Encoded::new(name, &tensor, dtype))
         .collect();
     write_files(dir, config, encoded, dtype)
 }
