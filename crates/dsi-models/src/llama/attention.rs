@@ -12,12 +12,13 @@
 //! stacked for the projections and split again for attention, which each
 //! sequence runs against its own cache.
 
-use super::host;
 use super::linear::{Kernels, Numerics, Projection};
+use super::{host, stack_rows};
 use crate::cache::{KvCache, VisibleKv};
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor, TensorData};
+use burn_flex::FlexTensor;
 use dsi_kernels::attention::{Heads, Queries, Segment};
 
 /// What every layer of one forward shares: how its rows divide among the
@@ -79,25 +80,21 @@ impl<B: Backend> Attention<B> {
             batch,
         );
         let v = split(qkv.narrow(1, q_width + kv_width, kv_width), kv_heads);
-        let out = if let [cache] = caches {
-            self.attend(q, k, v, layer, cache, batch.kernels)
-        } else {
-            let mut start = 0;
-            let mut outs = Vec::with_capacity(caches.len());
-            for (cache, &n) in caches.iter_mut().zip(&batch.members) {
-                let member = |t: &Tensor<B, 3>| t.clone().narrow(1, start, n);
-                outs.push(self.attend(
-                    member(&q),
-                    member(&k),
-                    member(&v),
-                    layer,
-                    cache,
-                    batch.kernels,
-                ));
-                start += n;
-            }
-            Tensor::cat(outs, 0)
-        };
+        let mut start = 0;
+        let mut outs = Vec::with_capacity(caches.len());
+        for (cache, &n) in caches.iter_mut().zip(&batch.members) {
+            let member = |t: &Tensor<B, 3>| t.clone().narrow(1, start, n);
+            outs.push(self.attend(
+                member(&q),
+                member(&k),
+                member(&v),
+                layer,
+                cache,
+                batch.kernels,
+            ));
+            start += n;
+        }
+        let out = stack_rows(outs);
         self.o_proj.forward(out, batch.kernels)
     }
 
@@ -182,28 +179,24 @@ impl<B: Backend> Attention<B> {
     ) -> Option<Tensor<B, 2>> {
         let [heads, n, dim] = q.dims();
         let q = host::flex(q.clone())?.to_contiguous();
-        let mut tensors = Vec::with_capacity(visible.segments.len() * 2);
-        for (keys, values) in &visible.segments {
-            tensors.push(host::flex(keys.clone())?);
-            tensors.push(host::flex(values.clone())?);
-        }
-        // Each is a `[kv_heads, used, dim]` view from the start of its
-        // segment's `[kv_heads, size, dim]` buffer.
-        let mut segments = Vec::with_capacity(tensors.len());
-        for t in &tensors {
-            let layout = t.layout();
-            let strides = layout.strides();
-            if strides[1] != dim as isize || strides[2] != 1 || strides[0] < 0 {
-                return None;
-            }
-            segments.push(Segment {
-                data: &t.storage::<f32>()[layout.start_offset()..],
-                size: strides[0] as usize / dim.max(1),
-                len: layout.shape()[1],
-            });
-        }
-        let keys: Vec<Segment<'_>> = segments.iter().step_by(2).copied().collect();
-        let values: Vec<Segment<'_>> = segments.iter().skip(1).step_by(2).copied().collect();
+        let key_tensors: Vec<FlexTensor> = visible
+            .segments
+            .iter()
+            .map(|(keys, _)| host::flex(keys.clone()))
+            .collect::<Option<_>>()?;
+        let value_tensors: Vec<FlexTensor> = visible
+            .segments
+            .iter()
+            .map(|(_, values)| host::flex(values.clone()))
+            .collect::<Option<_>>()?;
+        let keys: Vec<Segment<'_>> = key_tensors
+            .iter()
+            .map(|t| segment(t, dim))
+            .collect::<Option<_>>()?;
+        let values: Vec<Segment<'_>> = value_tensors
+            .iter()
+            .map(|t| segment(t, dim))
+            .collect::<Option<_>>()?;
         let queries = Queries {
             q: q.as_slice::<f32>()?,
             n,
@@ -223,6 +216,22 @@ impl<B: Backend> Attention<B> {
         );
         host::from_host(out, [n, heads * dim])
     }
+}
+
+/// A cache segment's keys or values as the kernel reads them: `t` is a
+/// `[kv_heads, used, dim]` view from the start of the segment's
+/// `[kv_heads, size, dim]` buffer; `None` for any other layout.
+fn segment(t: &FlexTensor, dim: usize) -> Option<Segment<'_>> {
+    let layout = t.layout();
+    let strides = layout.strides();
+    if strides[1] != dim as isize || strides[2] != 1 || strides[0] < 0 {
+        return None;
+    }
+    Some(Segment {
+        data: &t.storage::<f32>()[layout.start_offset()..],
+        size: strides[0] as usize / dim.max(1),
+        len: layout.shape()[1],
+    })
 }
 
 /// `x * cos + rotate_half(x) * sin`, with `rotate_half([a, b]) = [-b, a]`.

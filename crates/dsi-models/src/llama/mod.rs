@@ -64,6 +64,16 @@ pub struct LoadedModel<B: Backend> {
     rope: RopeFrequencies,
 }
 
+/// Rows of several sequences stacked into one `[rows, width]` tensor (no
+/// copy for a single one).
+pub(crate) fn stack_rows<B: Backend>(mut parts: Vec<Tensor<B, 2>>) -> Tensor<B, 2> {
+    if parts.len() == 1 {
+        parts.pop().expect("one part")
+    } else {
+        Tensor::cat(parts, 0)
+    }
+}
+
 /// One sequence's part of a batched forward
 /// ([`LoadedModel::forward_batch`]).
 #[derive(Debug)]
@@ -289,11 +299,8 @@ impl<B: Backend> LoadedModel<B> {
             sin: table(sin),
             kernels: self.kernels(),
         };
-        let all_cancelled = |live: &[(usize, BatchMember<'_, B>)]| {
-            live.iter().all(|(_, m)| m.cancel.is_cancelled())
-        };
         for (i, layer) in self.model.layers.iter().enumerate() {
-            if all_cancelled(live) {
+            if live.iter().all(|(_, m)| m.cancel.is_cancelled()) {
                 for (_, member) in live.iter_mut() {
                     member.cache.release_unused();
                 }
@@ -325,36 +332,21 @@ impl<B: Backend> LoadedModel<B> {
             }
             start += n;
         }
-        let mut logits = if wanted.is_empty() {
-            None
-        } else {
-            let rows = if wanted.len() == 1 {
-                wanted.pop().expect("one")
-            } else {
-                Tensor::cat(wanted, 0)
-            };
-            Some(
-                self.model
-                    .lm_head
-                    .forward(self.model.norm.forward(rows), self.kernels()),
-            )
-        };
+        let logits = (!wanted.is_empty()).then(|| {
+            self.model
+                .lm_head
+                .forward(self.model.norm.forward(stack_rows(wanted)), self.kernels())
+        });
         let mut at = 0;
         out.into_iter()
             .map(|(i, rows)| {
-                let result = match rows {
-                    None => Err(ModelError::Cancelled),
-                    Some(0) => Ok(Tensor::empty([0, vocab], (&self.device, self.dtype))),
-                    Some(rows) => {
-                        let all = logits.as_ref().expect("rows were asked for");
-                        let mine = if at == 0 && rows == all.dims()[0] {
-                            logits.take().expect("present")
-                        } else {
-                            all.clone().narrow(0, at, rows)
-                        };
+                let result = match (rows, &logits) {
+                    (None, _) => Err(ModelError::Cancelled),
+                    (Some(rows), Some(logits)) if rows > 0 => {
                         at += rows;
-                        Ok(mine)
+                        Ok(logits.clone().narrow(0, at - rows, rows))
                     }
+                    (Some(_), _) => Ok(Tensor::empty([0, vocab], (&self.device, self.dtype))),
                 };
                 (i, result)
             })

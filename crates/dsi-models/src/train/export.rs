@@ -1,12 +1,12 @@
 //! Writing a trained model as a Hugging Face checkpoint folder (the
 //! tokenizer is written by the caller), through [`crate::checkpoint::write`].
 
+use crate::Result;
 use crate::checkpoint::HostTensor;
 pub use crate::checkpoint::StoreDtype;
 use crate::checkpoint::write::{Encoded, write_files};
 use crate::config::LlamaConfig;
 use crate::llama::{Llama, Projection};
-use crate::Result;
 use burn::module::Param;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
