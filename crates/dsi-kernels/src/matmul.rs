@@ -88,10 +88,10 @@ fn columns_of(fused: bool, x: &[f32], rows: usize, w: &[f32], k: usize, yt: &mut
         return;
     }
     let _ = fused;
-    columns::<false>(x, rows, w, k, yt);
+    columns_portable(x, rows, w, k, yt);
 }
 
-/// [`columns`] with AVX2 fused multiply-adds, four input rows per pass
+/// [`columns_portable`] with AVX2 fused multiply-adds, four input rows per pass
 /// over a weight row so each weight load feeds four products. Every
 /// element still accumulates its own 16 lanes in `k` order, so grouping
 /// rows by four changes no bits.
@@ -186,11 +186,10 @@ mod fused {
 }
 
 /// `yt[o][r] = x[r] · w[o]`, portable.
-#[inline(always)]
-fn columns<const FUSED: bool>(x: &[f32], rows: usize, w: &[f32], k: usize, yt: &mut [f32]) {
+fn columns_portable(x: &[f32], rows: usize, w: &[f32], k: usize, yt: &mut [f32]) {
     for (weights, column) in w.chunks_exact(k).zip(yt.chunks_exact_mut(rows)) {
         for (input, y) in x.chunks_exact(k).zip(column.iter_mut()) {
-            *y = dot::<FUSED>(input, weights);
+            *y = dot_portable(input, weights);
         }
     }
 }
