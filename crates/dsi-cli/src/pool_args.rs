@@ -69,6 +69,11 @@ pub(crate) struct PoolArgs {
     /// in chunks, with other requests' jobs between them.
     #[arg(long, default_value_t = dsi_sched::cached::DEFAULT_PREFILL_CHUNK)]
     pub(crate) prefill_chunk: usize,
+    /// Tokens one batched forward feeds at most: each worker runs the ready
+    /// jobs of several requests (one each) in one forward up to this many
+    /// tokens (a prefill chunk counts its chunk). 1 turns batching off.
+    #[arg(long, default_value_t = dsi_sched::batch::DEFAULT_MAX_BATCH_TOKENS)]
+    pub(crate) max_batch_tokens: usize,
     /// Allow target servers that compute different functions (different
     /// dtypes or backends). Outputs then follow the target's distribution
     /// but are no longer token-identical to non-SI.
@@ -178,8 +183,6 @@ impl PoolArgs {
         let mode = self.mode()?;
         let capacity = capacity.min(target.config.max_context);
         let devices = self.target_devices(if serving { Mode::Dsi } else { mode })?;
-        // The memory budget bounds the caches; the count needs no bound.
-        let caches = if serving { usize::MAX } else { 1 };
         let mut placement = Vec::new();
         let mut targets = Vec::with_capacity(devices.len());
         let mut distinct: Vec<DeviceSpec> = Vec::new();
@@ -208,12 +211,12 @@ impl PoolArgs {
             for (i, session) in loaded.sessions.into_iter().enumerate() {
                 let name = format!("{device}#{i}");
                 targets.push(
-                    WorkerHandle::spawn_with_caches(
+                    WorkerHandle::spawn_batching(
                         name,
                         Role::Target(Box::new(
                             CachedModel::new(session).with_prefill_chunk(self.prefill_chunk),
                         )),
-                        caches,
+                        self.max_batch_tokens,
                     )?
                     .on_device(device.to_string()),
                 );
@@ -251,12 +254,12 @@ impl PoolArgs {
                     .next()
                     .context("no drafter session")?;
                 Some(
-                    WorkerHandle::spawn_with_caches(
+                    WorkerHandle::spawn_batching(
                         format!("{device} drafter"),
                         Role::Drafter(Box::new(
                             CachedModel::new(session).with_prefill_chunk(self.prefill_chunk),
                         )),
-                        caches,
+                        self.max_batch_tokens,
                     )?
                     .on_device(device.to_string()),
                 )

@@ -9,10 +9,12 @@
 //! simulator's expectation over many seeded repeats is reported beside it.
 
 use crate::error::{Result, SchedError};
-use crate::pool::{Pool, Request};
+use crate::pool::Pool;
+use crate::request::Request;
 use crate::stats::median;
 use crate::synthetic::{OTHER, SyntheticDrafter, SyntheticTarget, SyntheticWorld, WorldCounts};
-use crate::worker::{Role, WorkerHandle};
+use crate::batch::Role;
+use crate::worker::WorkerHandle;
 use dsi_core::rng::derive_seed;
 use dsi_core::sampling::Decoding;
 use dsi_core::schedule::Mode;

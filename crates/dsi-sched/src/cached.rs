@@ -1,19 +1,21 @@
-//! KV-cache synchronization: a model instance that remembers which tokens
-//! its cache holds, so each job feeds only what is missing.
+//! KV-cache synchronization: a model that remembers which tokens each of its
+//! caches (one per request) holds, so each job feeds only what is missing.
 //!
 //! A job carries its whole context (verified prefix plus drafts). The worker
-//! keeps the longest prefix it shares with what the cache holds, truncates
-//! the rest in O(1) (a rejected draft's keys and values simply fall off the
-//! end), and feeds the missing tokens plus the drafts in one forward.
+//! keeps the longest prefix it shares with what the request's cache holds,
+//! truncates the rest in O(1) (a rejected draft's keys and values simply
+//! fall off the end), and feeds the missing tokens plus the drafts. The jobs
+//! of one call, one per request, go through the model in one forward.
 
-use crate::roles::{CacheState, Drafter, Scorer, Scores};
+use crate::roles::{CacheState, Drafter, Job, JobResults, JobStep, Scorer, Scores};
 use dsi_core::TokenId;
 use dsi_core::cache_layout::CacheFootprint;
-use dsi_core::cancel::CancelFlag;
-use dsi_core::model::{ForwardError, KvModel};
-use dsi_core::sampling::Decoding;
+use dsi_core::model::{Feed, ForwardError, KvModel, SeqId};
 use dsi_core::schedule::Drafted;
 use dsi_core::verify::{ProbTable, argmax};
+use crate::forwards::ForwardLog;
+use std::collections::HashMap;
+use std::time::Instant;
 
 /// Tokens one forward feeds at most when it fills a cache (`--prefill-chunk`).
 ///
@@ -24,22 +26,56 @@ use dsi_core::verify::{ProbTable, argmax};
 /// (1B shape: 4.5 s per 128-token forward against 9.4 s per 256).
 pub const DEFAULT_PREFILL_CHUNK: usize = 128;
 
-/// A [`KvModel`] plus the tokens its cache holds; implements both roles.
+/// A [`KvModel`] plus the tokens each of its caches holds; implements both
+/// roles, stepping every job of a call in one forward.
 #[derive(Debug)]
 pub struct CachedModel<M> {
     model: M,
-    held: Vec<TokenId>,
+    held: HashMap<SeqId, Vec<TokenId>>,
     prefill_chunk: usize,
+    log: ForwardLog,
+}
+
+/// What the next forward of a job feeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// `context[shared..shared + chunk]` into the cache, no logits: more
+    /// than a chunk of the prefix is missing.
+    Chunk { shared: usize, chunk: usize },
+    /// `context[shared..]`, with the logits of its last `rows` tokens.
+    Rest { shared: usize, rows: usize },
+}
+
+impl Plan {
+    fn tokens<'c>(&self, context: &'c [TokenId]) -> &'c [TokenId] {
+        match *self {
+            Plan::Chunk { shared, chunk } => &context[shared..shared + chunk],
+            Plan::Rest { shared, .. } => &context[shared..],
+        }
+    }
+
+    fn rows(&self) -> usize {
+        match *self {
+            Plan::Chunk { .. } => 0,
+            Plan::Rest { rows, .. } => rows,
+        }
+    }
+
+    fn shared(&self) -> usize {
+        match *self {
+            Plan::Chunk { shared, .. } | Plan::Rest { shared, .. } => shared,
+        }
+    }
 }
 
 impl<M: KvModel> CachedModel<M> {
-    /// Wraps `model`, emptying its cache.
-    pub fn new(mut model: M) -> Self {
-        model.truncate(0);
+    /// Wraps `model`, whose caches start empty.
+    pub fn new(model: M) -> Self {
         Self {
             model,
-            held: Vec::new(),
+            held: HashMap::new(),
             prefill_chunk: DEFAULT_PREFILL_CHUNK,
+            log: ForwardLog::default(),
         }
     }
 
@@ -51,41 +87,9 @@ impl<M: KvModel> CachedModel<M> {
         self
     }
 
-    /// The prefix of `context` the cache can keep.
-    fn shared(&self, context: &[TokenId]) -> usize {
-        self.held
-            .iter()
-            .zip(context)
-            .take_while(|(a, b)| a == b)
-            .count()
-            .min(self.model.cached())
-    }
-
-    /// One chunk of the missing prefix when more than a chunk is missing
-    /// (the last chunk is left to the job's own forward, which needs its
-    /// logits).
-    fn fill_chunk(
-        &mut self,
-        context: &[TokenId],
-        cancel: &CancelFlag,
-    ) -> Result<bool, ForwardError> {
-        let shared = self.shared(context);
-        // The job feeds at least its last token again for its logits.
-        let missing = context.len().saturating_sub(1).saturating_sub(shared);
-        if missing <= self.prefill_chunk {
-            return Ok(false);
-        }
-        self.model.truncate(shared);
-        self.held.truncate(shared);
-        let chunk = &context[shared..shared + self.prefill_chunk];
-        self.model.forward(chunk, 0, cancel)?;
-        self.held.extend_from_slice(chunk);
-        Ok(true)
-    }
-
-    /// The tokens the cache holds.
-    pub fn held(&self) -> &[TokenId] {
-        &self.held
+    /// The tokens `request`'s cache holds.
+    pub fn held(&self, request: SeqId) -> &[TokenId] {
+        self.held.get(&request).map_or(&[], Vec::as_slice)
     }
 
     /// The wrapped model.
@@ -93,15 +97,35 @@ impl<M: KvModel> CachedModel<M> {
         &self.model
     }
 
-    /// Brings the cache to `context` and returns the logits of the positions
-    /// `context[feed_from..]` (those are always fed; the rest of the shared
-    /// prefix is reused). Only those rows are computed and read back.
-    fn sync(
-        &mut self,
+    /// One forward of the model, recorded in the forward log.
+    fn forward(&mut self, feeds: &[Feed<'_>]) -> Vec<Result<Vec<f32>, ForwardError>> {
+        let began = Instant::now();
+        let results = self.model.forward(feeds);
+        let rows = feeds.iter().map(|f| f.tokens.len()).sum();
+        self.log.record(feeds.len(), rows, began.elapsed());
+        results
+    }
+
+    /// The prefix of `context` `request`'s cache can keep.
+    fn shared(&self, request: SeqId, context: &[TokenId]) -> usize {
+        self.held(request)
+            .iter()
+            .zip(context)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(self.model.cached(request))
+    }
+
+    /// What the next forward feeds to read the logits of the last `rows`
+    /// tokens of `context` (those are always fed; the rest of the shared
+    /// prefix is reused). A prefix missing more than a chunk is filled a
+    /// chunk at a time first.
+    fn plan(
+        &self,
+        request: SeqId,
         context: &[TokenId],
-        feed_from: usize,
-        cancel: &CancelFlag,
-    ) -> Result<(usize, Vec<f32>), ForwardError> {
+        rows: usize,
+    ) -> Result<Plan, ForwardError> {
         if context.len() > self.model.capacity() {
             return Err(ForwardError::Failed(format!(
                 "the context is {} tokens but this worker's cache holds {}: lower max_tokens or the prompt length",
@@ -109,29 +133,100 @@ impl<M: KvModel> CachedModel<M> {
                 self.model.capacity()
             )));
         }
-        let shared = self.shared(context).min(feed_from);
-        self.model.truncate(shared);
-        self.held.truncate(shared);
-        let rows = context.len() - feed_from;
-        let logits = self.model.forward(&context[shared..], rows, cancel)?;
-        self.held.extend_from_slice(&context[shared..]);
-        Ok((shared, logits))
+        let feed_from = context.len().saturating_sub(rows);
+        let shared = self.shared(request, context).min(feed_from);
+        let missing = feed_from - shared;
+        Ok(if missing > self.prefill_chunk {
+            Plan::Chunk {
+                shared,
+                chunk: self.prefill_chunk,
+            }
+        } else {
+            Plan::Rest {
+                shared,
+                rows: rows.min(context.len()),
+            }
+        })
     }
-}
 
-impl<M: KvModel> CachedModel<M> {
-    /// A fresh instance over the same weights, if the model can fork.
-    fn forked(&self) -> Option<CachedModel<Box<dyn KvModel>>> {
-        self.model
-            .fork()
-            .map(|m| CachedModel::new(m).with_prefill_chunk(self.prefill_chunk))
+    /// Runs each job's planned feed in one forward and records what each
+    /// cache now holds.
+    fn feed(
+        &mut self,
+        planned: &[(Job<'_>, Plan)],
+    ) -> Vec<Result<Vec<f32>, ForwardError>> {
+        for (job, plan) in planned {
+            let shared = plan.shared();
+            self.model.truncate(job.request, shared);
+            self.held.entry(job.request).or_default().truncate(shared);
+        }
+        let feeds: Vec<Feed<'_>> = planned
+            .iter()
+            .map(|(job, plan)| Feed {
+                seq: job.request,
+                tokens: plan.tokens(job.context),
+                rows: plan.rows(),
+                cancel: job.cancel,
+            })
+            .collect();
+        let results = self.forward(&feeds);
+        for ((job, plan), result) in planned.iter().zip(&results) {
+            if result.is_ok() {
+                self.held
+                    .entry(job.request)
+                    .or_default()
+                    .extend_from_slice(plan.tokens(job.context));
+            }
+        }
+        results
+    }
+
+    /// Plans every job reading `rows(job)` rows, feeds the planned ones in
+    /// one forward, and hands each finished feed's logits to `done`.
+    fn step_all<T>(
+        &mut self,
+        jobs: &[Job<'_>],
+        rows: impl Fn(&Job<'_>) -> usize,
+        mut done: impl FnMut(usize, Vec<f32>) -> Result<T, ForwardError>,
+    ) -> JobResults<T> {
+        let mut results: Vec<Option<Result<JobStep<T>, ForwardError>>> =
+            jobs.iter().map(|_| None).collect();
+        let mut planned = Vec::with_capacity(jobs.len());
+        let mut index = Vec::with_capacity(jobs.len());
+        for (i, job) in jobs.iter().enumerate() {
+            match self.plan(job.request, job.context, rows(job)) {
+                Ok(plan) => {
+                    planned.push((*job, plan));
+                    index.push(i);
+                }
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        let fed = self.feed(&planned);
+        for ((i, (_, plan)), logits) in index.into_iter().zip(&planned).zip(fed) {
+            results[i] = Some(match (plan, logits) {
+                (_, Err(e)) => Err(e),
+                (Plan::Chunk { .. }, Ok(_)) => Ok(JobStep::Prefilled),
+                (Plan::Rest { .. }, Ok(logits)) => done(i, logits).map(JobStep::Done),
+            });
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(ForwardError::Failed("no result".into()))))
+            .collect()
     }
 }
 
 impl<M: KvModel> CacheState for CachedModel<M> {
+    fn release(&mut self, request: SeqId) {
+        self.model.release(request);
+        self.held.remove(&request);
+    }
+
     fn reset(&mut self) {
-        self.model.truncate(0);
-        self.held.clear();
+        for request in std::mem::take(&mut self.held).into_keys() {
+            self.model.release(request);
+        }
     }
 
     fn footprint(&self) -> Option<CacheFootprint> {
@@ -142,88 +237,156 @@ impl<M: KvModel> CacheState for CachedModel<M> {
         self.model.cache_bytes()
     }
 
-    fn prefill_step(
-        &mut self,
-        context: &[TokenId],
-        cancel: &CancelFlag,
-    ) -> Result<bool, ForwardError> {
-        self.fill_chunk(context, cancel)
+    fn forward_log(&self) -> Option<ForwardLog> {
+        Some(self.log.clone())
+    }
+
+    fn next_feed(&self, job: &Job<'_>, rows: usize) -> usize {
+        match self.plan(job.request, job.context, rows) {
+            Ok(plan) => plan.tokens(job.context).len(),
+            // It fails without a forward.
+            Err(_) => 0,
+        }
     }
 }
 
 impl<M: KvModel> Drafter for CachedModel<M> {
-    fn draft(
-        &mut self,
-        context: &[TokenId],
-        count: usize,
-        decoding: &Decoding,
-        cancel: &CancelFlag,
-    ) -> Result<Vec<Drafted>, ForwardError> {
-        let n = context.len();
-        if n == 0 {
-            return Err(ForwardError::Failed(
-                "drafting needs a non-empty context".into(),
-            ));
-        }
-        if count == 0 {
-            return Ok(Vec::new());
-        }
-        let (_, last) = self.sync(context, n - 1, cancel)?;
-        let mut out = Vec::with_capacity(count);
-        let (token, probs) = decoding.draft_token(n, &last);
-        out.push(Drafted { token, probs });
-        for i in 1..count {
-            if cancel.is_cancelled() {
-                return Err(ForwardError::Cancelled);
+    fn draft(&mut self, jobs: &[Job<'_>]) -> JobResults<Vec<Drafted>> {
+        let mut drafted: Vec<Vec<Drafted>> = jobs.iter().map(|_| Vec::new()).collect();
+        // Step 0: each job's missing context plus the logits of its last
+        // token (or a chunk of a long prefix).
+        let live: Vec<usize> = (0..jobs.len())
+            .filter(|&i| jobs[i].count > 0 && !jobs[i].context.is_empty())
+            .collect();
+        let first: Vec<Job<'_>> = live.iter().map(|&i| jobs[i]).collect();
+        let firsts = self.step_all(
+            &first,
+            |_| 1,
+            |j, logits| {
+                let job = &first[j];
+                Ok(job.decoding.draft_token(job.context.len(), &logits))
+            },
+        );
+        let mut results: Vec<Option<Result<JobStep<Vec<Drafted>>, ForwardError>>> = jobs
+            .iter()
+            .map(|job| match (job.context.is_empty(), job.count) {
+                (true, _) => Some(Err(ForwardError::Failed(
+                    "drafting needs a non-empty context".into(),
+                ))),
+                (false, 0) => Some(Ok(JobStep::Done(Vec::new()))),
+                _ => None,
+            })
+            .collect();
+        let mut stepping = Vec::new();
+        for (&i, result) in live.iter().zip(firsts) {
+            match result {
+                Ok(JobStep::Done((token, probs))) => {
+                    drafted[i].push(Drafted { token, probs });
+                    stepping.push(i);
+                }
+                Ok(JobStep::Prefilled) => results[i] = Some(Ok(JobStep::Prefilled)),
+                Err(e) => results[i] = Some(Err(e)),
             }
-            let previous = out[i - 1].token;
-            if n + i > self.model.capacity() {
+        }
+        // Later steps: one token per job still drafting, all in one forward.
+        let capacity = self.model.capacity();
+        loop {
+            stepping.retain(|&i| {
+                let job = &jobs[i];
+                let position = job.context.len() + drafted[i].len();
+                if job.cancel.is_cancelled() {
+                    results[i] = Some(Err(ForwardError::Cancelled));
+                    false
+                } else {
+                    drafted[i].len() < job.count && position <= capacity
+                }
+            });
+            if stepping.is_empty() {
                 break;
             }
-            let logits = self.model.forward(&[previous], 1, cancel)?;
-            self.held.push(previous);
-            let (token, probs) = decoding.draft_token(n + i, &logits);
-            out.push(Drafted { token, probs });
+            let previous: Vec<[TokenId; 1]> = stepping
+                .iter()
+                .map(|&i| [drafted[i].last().map_or(0, |d| d.token)])
+                .collect();
+            let feeds: Vec<Feed<'_>> = stepping
+                .iter()
+                .zip(&previous)
+                .map(|(&i, token)| Feed {
+                    seq: jobs[i].request,
+                    tokens: token,
+                    rows: 1,
+                    cancel: jobs[i].cancel,
+                })
+                .collect();
+            let fed = self.forward(&feeds);
+            let mut failed = Vec::new();
+            for ((&i, token), logits) in stepping.iter().zip(&previous).zip(fed) {
+                match logits {
+                    Ok(logits) => {
+                        self.held.entry(jobs[i].request).or_default().push(token[0]);
+                        let position = jobs[i].context.len() + drafted[i].len();
+                        let (token, probs) = jobs[i].decoding.draft_token(position, &logits);
+                        drafted[i].push(Drafted { token, probs });
+                    }
+                    Err(e) => {
+                        results[i] = Some(Err(e));
+                        failed.push(i);
+                    }
+                }
+            }
+            stepping.retain(|i| !failed.contains(i));
         }
-        Ok(out)
-    }
-
-    fn fork(&self) -> Option<Box<dyn Drafter>> {
-        Some(Box::new(self.forked()?))
+        results
+            .into_iter()
+            .zip(drafted)
+            .map(|(result, drafted)| result.unwrap_or(Ok(JobStep::Done(drafted))))
+            .collect()
     }
 }
 
 impl<M: KvModel> Scorer for CachedModel<M> {
-    fn score(
-        &mut self,
-        context: &[TokenId],
-        drafts: usize,
-        decoding: &Decoding,
-        cancel: &CancelFlag,
-    ) -> Result<Scores, ForwardError> {
+    fn score(&mut self, jobs: &[Job<'_>]) -> JobResults<Scores> {
         let vocab = self.model.vocab();
-        if drafts >= context.len() {
-            return Err(ForwardError::Failed(format!(
-                "{drafts} drafts need a prefix before them, but the context has {} tokens",
-                context.len()
-            )));
+        let mut results: Vec<Option<Result<JobStep<Scores>, ForwardError>>> = jobs
+            .iter()
+            .map(|job| {
+                (job.count >= job.context.len()).then(|| {
+                    Err(ForwardError::Failed(format!(
+                        "{} drafts need a prefix before them, but the context has {} tokens",
+                        job.count,
+                        job.context.len()
+                    )))
+                })
+            })
+            .collect();
+        let valid: Vec<usize> = (0..jobs.len()).filter(|&i| results[i].is_none()).collect();
+        let batch: Vec<Job<'_>> = valid.iter().map(|&i| jobs[i]).collect();
+        let scored = self.step_all(
+            &batch,
+            |job| job.count + 1,
+            |j, logits| scores(&batch[j], vocab, &logits),
+        );
+        for (i, result) in valid.into_iter().zip(scored) {
+            results[i] = Some(result);
         }
-        let start = context.len() - drafts;
-        let (_, wanted) = self.sync(context, start - 1, cancel)?;
-        let rows = wanted.chunks(vocab);
-        if decoding.params.is_greedy() {
-            return Ok(Scores::Choices(rows.map(argmax).collect()));
-        }
-        let mut probs = Vec::with_capacity(wanted.len());
-        for row in rows {
-            probs.extend(decoding.params.probabilities(row));
-        }
-        ProbTable::new(vocab, probs)
-            .map(Scores::Probs)
-            .map_err(|e| ForwardError::Failed(format!("the target's logits are unusable: {e}")))
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(ForwardError::Failed("no result".into()))))
+            .collect()
     }
+}
 
-    fn fork(&self) -> Option<Box<dyn Scorer>> {
-        Some(Box::new(self.forked()?))
+/// What the verifier needs from a job's logits rows.
+fn scores(job: &Job<'_>, vocab: usize, logits: &[f32]) -> Result<Scores, ForwardError> {
+    let rows = logits.chunks(vocab);
+    if job.decoding.params.is_greedy() {
+        return Ok(Scores::Choices(rows.map(argmax).collect()));
     }
+    let mut probs = Vec::with_capacity(logits.len());
+    for row in rows {
+        probs.extend(job.decoding.params.probabilities(row));
+    }
+    ProbTable::new(vocab, probs)
+        .map(Scores::Probs)
+        .map_err(|e| ForwardError::Failed(format!("the target's logits are unusable: {e}")))
 }

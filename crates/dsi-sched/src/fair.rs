@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, VecDeque};
 pub(crate) struct FairQueue<T> {
     queues: BTreeMap<u64, VecDeque<T>>,
     last: Option<u64>,
+    /// `last` before the latest pop, so that pop can be undone.
+    before_pop: Option<u64>,
 }
 
 impl<T> Default for FairQueue<T> {
@@ -17,6 +19,7 @@ impl<T> Default for FairQueue<T> {
         Self {
             queues: BTreeMap::new(),
             last: None,
+            before_pop: None,
         }
     }
 }
@@ -33,8 +36,14 @@ impl<T> FairQueue<T> {
         self.queues.entry(request).or_default().push_front(task);
     }
 
+    /// Undoes the latest pop, which returned `task` of `request`: it is
+    /// again the head of its queue and the next pop returns it first.
+    pub(crate) fn put_back(&mut self, request: u64, task: T) {
+        self.push_front(request, task);
+        self.last = self.before_pop;
+    }
+
     /// True when no task waits.
-    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.queues.is_empty()
     }
@@ -51,6 +60,7 @@ impl<T> FairQueue<T> {
             None => self.queues.iter().next(),
         }
         .map(|(&request, _)| request)?;
+        self.before_pop = self.last;
         self.last = Some(next);
         let queue = self.queues.get_mut(&next)?;
         let task = queue.pop_front();
@@ -92,5 +102,18 @@ mod tests {
         queue.push(1, 100);
         assert_eq!(queue.pop(), Some(100));
         assert_eq!(queue.pop(), Some(1));
+    }
+
+    #[test]
+    fn a_task_put_back_is_next() {
+        let mut queue = FairQueue::default();
+        queue.push(1, 10);
+        queue.push(2, 20);
+        queue.push(3, 30);
+        assert_eq!(queue.pop(), Some(10));
+        assert_eq!(queue.pop(), Some(20));
+        queue.put_back(2, 20);
+        assert_eq!(queue.pop(), Some(20));
+        assert_eq!(queue.pop(), Some(30));
     }
 }

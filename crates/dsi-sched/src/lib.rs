@@ -8,9 +8,13 @@
 //!   verifier. Plain data crosses them, never tensors.
 //! - [`cached`]: KV-cache synchronization over `dsi_core::model::KvModel`:
 //!   keep the shared prefix, truncate the rest in O(1), feed what is missing.
-//! - [`worker`]: one OS thread per worker, a KV cache per request within a
-//!   bound, requests served in turn, each request's tasks in order,
-//!   cancellation at safe points, panics caught and reported.
+//! - [`worker`]: one OS thread per worker, a KV cache per request, the
+//!   ready tasks of several requests run in one forward ([`batch`]: one
+//!   task per request, requests in turn, a token budget), each request's
+//!   tasks in order, cancellation at safe points, panics caught and
+//!   reported. [`task`]: what flows to and from a worker.
+//! - [`forwards`]: what each worker's forwards looked like (sequences,
+//!   rows and time per forward).
 //! - [`pool`] and the driver: one drafter plus N target workers serving
 //!   concurrent requests on tokio, placed least-loaded first; deadlines
 //!   retire hung workers; dropping a request cancels its jobs.
@@ -23,28 +27,35 @@
 //!
 //! It knows neither burn nor HTTP.
 
+pub mod batch;
 pub mod bench;
 pub mod cached;
 pub mod emulate;
 pub mod error;
 mod fair;
+pub mod forwards;
 pub mod memory;
 mod pause;
 pub mod pool;
+pub mod request;
 pub mod roles;
 mod run;
-mod slots;
 pub mod stats;
 pub mod synthetic;
+pub mod task;
 pub mod timeline;
 pub mod worker;
+mod workers;
 
 pub use cached::CachedModel;
 pub use emulate::{Emulated, Latency};
 pub use error::{Result, SchedError};
 pub use memory::{DeviceMemory, KvBudget};
-pub use pool::{Generation, KvUse, Limits, Pool, Request, Update};
-pub use roles::{CacheState, Drafter, Scorer, Scores};
+pub use pool::{KvUse, Limits, Pool};
+pub use request::{Generation, Request, Update};
+pub use roles::{CacheState, Drafter, Job, JobStep, Scorer, Scores};
 pub use stats::Stats;
 pub use timeline::TimelineRecord;
-pub use worker::{Role, WorkerHandle};
+pub use batch::Role;
+pub use forwards::ForwardStats;
+pub use worker::WorkerHandle;

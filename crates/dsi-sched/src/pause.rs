@@ -1,22 +1,20 @@
 //! Sleeping on a worker thread without missing a cancellation.
 
-use dsi_core::cancel::CancelFlag;
-use dsi_core::model::ForwardError;
 use std::time::{Duration, Instant};
 
-/// How often a sleeping worker looks at its cancellation flag.
+/// How often a sleeping worker looks at its cancellation flags.
 const CHECK_EVERY: Duration = Duration::from_micros(500);
 
-/// Blocks until `deadline`, or returns [`ForwardError::Cancelled`] within
-/// [`CHECK_EVERY`] of `cancel` being raised.
-pub(crate) fn sleep_until(deadline: Instant, cancel: &CancelFlag) -> Result<(), ForwardError> {
+/// Blocks until `deadline`, or returns false within [`CHECK_EVERY`] of
+/// `stop` turning true.
+pub(crate) fn sleep_until(deadline: Instant, stop: impl Fn() -> bool) -> bool {
     loop {
-        if cancel.is_cancelled() {
-            return Err(ForwardError::Cancelled);
+        if stop() {
+            return false;
         }
         let now = Instant::now();
         if now >= deadline {
-            return Ok(());
+            return true;
         }
         std::thread::sleep((deadline - now).min(CHECK_EVERY));
     }

@@ -4,14 +4,13 @@
 
 use crate::error::{Result, SchedError};
 use crate::memory::{DeviceMemory, KvBudget, Need};
+use crate::request::{Generation, Request, Update};
 use crate::run::Run;
-use crate::stats::Stats;
+use crate::workers::Workers;
 use crate::timeline::TimelineRecord;
 use crate::worker::WorkerHandle;
-use dsi_core::TokenId;
 use dsi_core::cancel::CancelFlag;
-use dsi_core::sampling::Decoding;
-use dsi_core::schedule::{Mode, Plan, StopReason};
+use dsi_core::schedule::{Mode, Plan};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -38,54 +37,12 @@ pub struct KvUse {
     pub held: usize,
 }
 
-/// One generation request.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Request {
-    /// Prompt token ids.
-    pub prompt: Vec<TokenId>,
-    /// The algorithm.
-    pub mode: Mode,
-    /// Drafts per verification job.
-    pub k: usize,
-    /// New tokens at most.
-    pub max_new_tokens: usize,
-    /// End-of-sequence tokens.
-    pub eos: Vec<TokenId>,
-    /// Sampling and verification.
-    pub decoding: Decoding,
-    /// Target workers this request may use (the first ones); `None` for all.
-    pub targets: Option<usize>,
-}
-
-/// The result of a request.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Generation {
-    /// The new tokens (end-of-sequence excluded).
-    pub tokens: Vec<TokenId>,
-    /// Why it stopped.
-    pub stop: StopReason,
-    /// What was measured.
-    pub stats: Stats,
-}
-
-/// What a request reports while it runs.
-#[derive(Debug)]
-pub enum Update<'a> {
-    /// Newly verified tokens, in order.
-    Tokens(&'a [TokenId]),
-    /// A timeline entry.
-    Timeline(&'a TimelineRecord),
-}
-
 /// A drafter and a pool of target workers.
 #[derive(Debug)]
 pub struct Pool {
-    pub(crate) drafter: Option<WorkerHandle>,
-    pub(crate) targets: Vec<WorkerHandle>,
-    pub(crate) job_timeout: Duration,
+    workers: Workers,
     early_bonus: bool,
     limits: Option<Limits>,
-    pub(crate) timeline: broadcast::Sender<TimelineRecord>,
     requests: AtomicU64,
     memory: Option<Arc<KvBudget>>,
 }
@@ -99,12 +56,14 @@ impl Pool {
             ));
         }
         Ok(Self {
-            drafter,
-            targets,
-            job_timeout: DEFAULT_JOB_TIMEOUT,
+            workers: Workers {
+                drafter,
+                targets,
+                job_timeout: DEFAULT_JOB_TIMEOUT,
+                timeline: broadcast::channel(4096).0,
+            },
             early_bonus: true,
             limits: None,
-            timeline: broadcast::channel(4096).0,
             requests: AtomicU64::new(0),
             memory: None,
         })
@@ -129,9 +88,10 @@ impl Pool {
             .into_iter()
             .map(|device| KvUse {
                 held: self
+                    .workers
                     .drafter
                     .iter()
-                    .chain(&self.targets)
+                    .chain(&self.workers.targets)
                     .filter(|w| w.device() == device.device)
                     .map(WorkerHandle::kv_bytes)
                     .sum(),
@@ -155,14 +115,14 @@ impl Pool {
 
     /// Sets how long a job may run before its worker is retired as hung.
     pub fn with_job_timeout(mut self, timeout: Duration) -> Self {
-        self.job_timeout = timeout;
+        self.workers.job_timeout = timeout;
         self
     }
 
     /// The drafter and the target workers, to build another pool over
     /// (some of) the same workers.
     pub fn workers(&self) -> (Option<&WorkerHandle>, &[WorkerHandle]) {
-        (self.drafter.as_ref(), &self.targets)
+        (self.workers.drafter.as_ref(), &self.workers.targets)
     }
 
     /// Whether a bonus token that disagrees with the next draft ends the
@@ -175,18 +135,18 @@ impl Pool {
 
     /// Number of target workers.
     pub fn targets(&self) -> usize {
-        self.targets.len()
+        self.workers.targets.len()
     }
 
     /// True when the pool has a drafter.
     pub fn has_drafter(&self) -> bool {
-        self.drafter.is_some()
+        self.workers.drafter.is_some()
     }
 
     /// A live feed of every request's timeline; a slow receiver misses
     /// entries rather than slowing the scheduler.
     pub fn subscribe(&self) -> broadcast::Receiver<TimelineRecord> {
-        self.timeline.subscribe()
+        self.workers.timeline.subscribe()
     }
 
     /// Runs `request` to the end, reporting verified tokens and timeline
@@ -214,7 +174,7 @@ impl Pool {
     ) -> Result<Generation> {
         self.check(&request)?;
         let id = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
-        let servers = request.targets.unwrap_or(self.targets.len());
+        let servers = request.targets.unwrap_or(self.workers.targets.len());
         let placement = self.place(id, servers);
         let reservation = match &self.memory {
             Some(memory) => {
@@ -233,7 +193,7 @@ impl Pool {
             decoding: request.decoding,
             early_bonus: self.early_bonus,
         };
-        Run::new(self, id, plan, request.prompt, placement, reservation, sink)?
+        Run::new(&self.workers, id, plan, request.prompt, placement, reservation, sink)?
             .finish(stop)
             .await
     }
@@ -242,11 +202,11 @@ impl Pool {
     /// them: least loaded first, ties rotated by request so concurrent
     /// requests start on different workers (SI and non-SI use the first).
     fn place(&self, request: u64, servers: usize) -> Vec<usize> {
-        let n = self.targets.len();
+        let n = self.workers.targets.len();
         // Request ids start at 1: the first request starts on target 0.
         let turn = (request.saturating_sub(1) % n.max(1) as u64) as usize;
         let mut order: Vec<usize> = (0..n).map(|i| (i + turn) % n).collect();
-        order.sort_by_key(|&i| self.targets[i].load().load(Ordering::Relaxed));
+        order.sort_by_key(|&i| self.workers.targets[i].load().load(Ordering::Relaxed));
         order.truncate(servers.min(n));
         order
     }
@@ -257,7 +217,7 @@ impl Pool {
         let Some(memory) = &self.memory else {
             return Ok(());
         };
-        let servers = request.targets.unwrap_or(self.targets.len());
+        let servers = request.targets.unwrap_or(self.workers.targets.len());
         let need = self.need(request, &self.place(0, servers));
         memory.check(&need, &describe(request))
     }
@@ -270,9 +230,9 @@ impl Pool {
             Mode::Dsi => placement,
             Mode::Si | Mode::NonSi => &placement[..placement.len().min(1)],
         };
-        let drafter = self.drafter.iter().filter(|_| request.mode.drafts());
+        let drafter = self.workers.drafter.iter().filter(|_| request.mode.drafts());
         let mut need: Need = Vec::new();
-        for worker in drafter.chain(targets.iter().map(|&i| &self.targets[i])) {
+        for worker in drafter.chain(targets.iter().map(|&i| &self.workers.targets[i])) {
             let Some(footprint) = worker.footprint() else {
                 continue;
             };
@@ -286,18 +246,18 @@ impl Pool {
     }
 
     fn check(&self, request: &Request) -> Result<()> {
-        if request.mode.drafts() && self.drafter.is_none() {
+        if request.mode.drafts() && self.workers.drafter.is_none() {
             return Err(SchedError::Unfit(format!(
                 "{} needs a drafter, but this pool has none: add one or use nonsi",
                 request.mode
             )));
         }
         if let Some(n) = request.targets
-            && (n == 0 || n > self.targets.len())
+            && (n == 0 || n > self.workers.targets.len())
         {
             return Err(SchedError::Unfit(format!(
                 "the request asks for {n} target servers; this pool has {}: ask for 1 to {0}",
-                self.targets.len()
+                self.workers.targets.len()
             )));
         }
         let Some(limits) = self.limits else {

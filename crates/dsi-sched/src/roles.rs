@@ -5,63 +5,86 @@
 //! flag), so a worker may be a burn model on any device, a test fake, a
 //! latency-emulating stand-in, or later a model in another process.
 
+use crate::forwards::ForwardLog;
 use dsi_core::cache_layout::CacheFootprint;
 use dsi_core::cancel::CancelFlag;
-use dsi_core::model::ForwardError;
+use dsi_core::model::{ForwardError, SeqId};
 use dsi_core::sampling::Decoding;
 use dsi_core::schedule::Drafted;
 use dsi_core::verify::{ProbTable, VerifyRule, verify_greedy};
 use dsi_core::{DraftChain, TokenId, Verdict};
 
-/// What a worker asks of either role's KV cache: how it grows, what it
-/// holds, filling it a chunk at a time, and forgetting it. The defaults suit
-/// a role with no budgeted cache.
+/// One request's job in a batched call to a role.
+#[derive(Debug, Clone, Copy)]
+pub struct Job<'a> {
+    /// The request: whose KV cache the job uses.
+    pub request: SeqId,
+    /// Verified tokens, plus the drafts to score for a scorer.
+    pub context: &'a [TokenId],
+    /// For a drafter, the tokens to draft; for a scorer, how many of the
+    /// context's last tokens are drafts.
+    pub count: usize,
+    /// Sampling and verification rule of the request.
+    pub decoding: &'a Decoding,
+    /// Raised when the job is preempted or the request ends.
+    pub cancel: &'a CancelFlag,
+}
+
+/// What one batched call did for a job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobStep<T> {
+    /// It fed one chunk of a long prefix and needs another call; the worker
+    /// serves other requests in between.
+    Prefilled,
+    /// It finished.
+    Done(T),
+}
+
+/// One result per job of a batched call, in order.
+pub type JobResults<T> = Vec<Result<JobStep<T>, ForwardError>>;
+
+/// What a worker asks of either role's KV caches (one per request): how
+/// they grow, what they hold, what the next call would feed, and forgetting
+/// them. The defaults suit a role with no budgeted cache.
 pub trait CacheState {
-    /// Forgets any cached state and frees its memory (a request ended, or a
-    /// panic left the state unknown).
+    /// Forgets `request`'s cached state and frees its memory.
+    fn release(&mut self, _request: SeqId) {}
+
+    /// Forgets every request's cached state (a panic left it unknown).
     fn reset(&mut self) {}
 
-    /// How its KV cache grows, for the memory budget (`None`: unbudgeted).
+    /// How one request's KV cache grows, for the memory budget (`None`:
+    /// unbudgeted).
     fn footprint(&self) -> Option<CacheFootprint> {
         None
     }
 
-    /// Bytes its KV cache holds now.
+    /// Bytes its KV caches hold now.
     fn cache_bytes(&self) -> usize {
         0
     }
 
-    /// Feeds one chunk of what the cache lacks of `context` when more than
-    /// a chunk is missing; true when it did (the job is not done: the worker
-    /// serves other requests before the next chunk). The default feeds
-    /// nothing: the job's own forward takes the whole prefix.
-    fn prefill_step(
-        &mut self,
-        _context: &[TokenId],
-        _cancel: &CancelFlag,
-    ) -> Result<bool, ForwardError> {
-        Ok(false)
+    /// Where its forwards are recorded, if it records them.
+    fn forward_log(&self) -> Option<ForwardLog> {
+        None
+    }
+
+    /// Tokens the next call for `job` would feed, the count that a batch's
+    /// token budget (`--max-batch-tokens`) limits. `rows` is how many
+    /// logit rows the job reads (1 to draft, drafts + 1 to verify), which
+    /// the default assumes is all it feeds.
+    fn next_feed(&self, _job: &Job<'_>, rows: usize) -> usize {
+        rows
     }
 }
 
 /// Proposes tokens after a prefix.
 pub trait Drafter: CacheState + Send {
-    /// Drafts `count` tokens after `context`, each with the drafter's
-    /// distribution when `decoding` needs it. Stops with
-    /// [`ForwardError::Cancelled`] between steps once `cancel` is raised.
-    fn draft(
-        &mut self,
-        context: &[TokenId],
-        count: usize,
-        decoding: &Decoding,
-        cancel: &CancelFlag,
-    ) -> Result<Vec<Drafted>, ForwardError>;
-
-    /// Another drafter over the same weights with an empty cache, so a
-    /// worker can keep one cache per request; `None` when it cannot.
-    fn fork(&self) -> Option<Box<dyn Drafter>> {
-        None
-    }
+    /// Drafts `job.count` tokens after each job's context, each with the
+    /// drafter's distribution when its decoding needs it, stepping every job
+    /// at once. A job whose flag is raised stops with
+    /// [`ForwardError::Cancelled`] at the next step.
+    fn draft(&mut self, jobs: &[Job<'_>]) -> JobResults<Vec<Drafted>>;
 }
 
 /// What the verifier needs from the target at each position.
@@ -100,20 +123,8 @@ impl Scores {
 
 /// Scores a prefix plus drafts with the target model.
 pub trait Scorer: CacheState + Send {
-    /// Scores `context`, whose last `drafts` tokens are drafts: returns what
-    /// the verifier needs at the `drafts + 1` positions from
-    /// `context.len() - drafts` on.
-    fn score(
-        &mut self,
-        context: &[TokenId],
-        drafts: usize,
-        decoding: &Decoding,
-        cancel: &CancelFlag,
-    ) -> Result<Scores, ForwardError>;
-
-    /// Another scorer over the same weights with an empty cache, so a
-    /// worker can keep one cache per request; `None` when it cannot.
-    fn fork(&self) -> Option<Box<dyn Scorer>> {
-        None
-    }
+    /// Scores each job's context, whose last `job.count` tokens are drafts:
+    /// what the verifier needs at the `count + 1` positions from
+    /// `context.len() - count` on, every job in one forward where it can.
+    fn score(&mut self, jobs: &[Job<'_>]) -> JobResults<Scores>;
 }

@@ -8,10 +8,12 @@
 
 use crate::error::Result;
 use crate::memory::Reservation;
-use crate::pool::{Generation, Pool, Update};
+use crate::request::{Generation, Update};
+use crate::workers::Workers;
 use crate::stats::{Stats, WorkerStats, median};
 use crate::timeline::TimelineRecord;
-use crate::worker::{Report, ReportKind, Task, Work, WorkerHandle};
+use crate::task::{Report, ReportKind, Task, Work};
+use crate::worker::WorkerHandle;
 use dsi_core::TokenId;
 use dsi_core::cancel::CancelFlag;
 use dsi_core::sampling::Decoding;
@@ -45,7 +47,7 @@ struct Busy {
 }
 
 pub(crate) struct Run<'p, S> {
-    pool: &'p Pool,
+    pool: &'p Workers,
     request: u64,
     began: Instant,
     machine: Machine,
@@ -71,7 +73,7 @@ pub(crate) struct Run<'p, S> {
 
 impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
     pub(crate) fn new(
-        pool: &'p Pool,
+        pool: &'p Workers,
         request: u64,
         plan: Plan,
         prompt: Vec<TokenId>,

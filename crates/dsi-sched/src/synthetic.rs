@@ -8,12 +8,10 @@
 //! by the lookahead, exactly the simulator's law. Forwards are sleeps.
 
 use crate::pause::sleep_until;
-use crate::roles::{CacheState, Drafter, Scorer, Scores};
+use crate::roles::{CacheState, Drafter, Job, JobResults, JobStep, Scorer, Scores};
 use dsi_core::TokenId;
-use dsi_core::cancel::CancelFlag;
 use dsi_core::model::ForwardError;
 use dsi_core::rng::keyed_open01;
-use dsi_core::sampling::Decoding;
 use dsi_core::schedule::Drafted;
 use dsi_core::sim::AcceptanceSource;
 use std::time::{Duration, Instant};
@@ -75,24 +73,23 @@ pub struct SyntheticDrafter {
 impl CacheState for SyntheticDrafter {}
 
 impl Drafter for SyntheticDrafter {
-    fn draft(
-        &mut self,
-        _context: &[TokenId],
-        count: usize,
-        _decoding: &Decoding,
-        cancel: &CancelFlag,
-    ) -> Result<Vec<Drafted>, ForwardError> {
-        let began = Instant::now();
-        for i in 1..=count {
-            sleep_until(began + self.step * i as u32, cancel)?;
-        }
-        Ok(vec![
-            Drafted {
+    /// The jobs one after the other: synthetic workers model the paper's
+    /// unbatched servers.
+    fn draft(&mut self, jobs: &[Job<'_>]) -> JobResults<Vec<Drafted>> {
+        let draft = |job: &Job<'_>| {
+            let began = Instant::now();
+            for i in 1..=job.count {
+                if !sleep_until(began + self.step * i as u32, || job.cancel.is_cancelled()) {
+                    return Err(ForwardError::Cancelled);
+                }
+            }
+            let guess = Drafted {
                 token: GUESS,
                 probs: None,
             };
-            count
-        ])
+            Ok(JobStep::Done(vec![guess; job.count]))
+        };
+        jobs.iter().map(draft).collect()
     }
 }
 
@@ -109,24 +106,24 @@ pub struct SyntheticTarget {
 impl CacheState for SyntheticTarget {}
 
 impl Scorer for SyntheticTarget {
-    fn score(
-        &mut self,
-        context: &[TokenId],
-        drafts: usize,
-        decoding: &Decoding,
-        cancel: &CancelFlag,
-    ) -> Result<Scores, ForwardError> {
-        if !decoding.params.is_greedy() {
-            return Err(ForwardError::Failed(
-                "synthetic targets answer greedy requests only".into(),
-            ));
-        }
-        sleep_until(Instant::now() + self.forward, cancel)?;
-        let start = context.len() - drafts;
-        Ok(Scores::Choices(
-            (start..=context.len())
-                .map(|p| self.world.truth(p))
-                .collect(),
-        ))
+    /// The jobs one after the other, a forward each.
+    fn score(&mut self, jobs: &[Job<'_>]) -> JobResults<Scores> {
+        let score = |job: &Job<'_>| {
+            if !job.decoding.params.is_greedy() {
+                return Err(ForwardError::Failed(
+                    "synthetic targets answer greedy requests only".into(),
+                ));
+            }
+            if !sleep_until(Instant::now() + self.forward, || job.cancel.is_cancelled()) {
+                return Err(ForwardError::Cancelled);
+            }
+            let start = job.context.len() - job.count;
+            Ok(JobStep::Done(Scores::Choices(
+                (start..=job.context.len())
+                    .map(|p| self.world.truth(p))
+                    .collect(),
+            )))
+        };
+        jobs.iter().map(score).collect()
     }
 }

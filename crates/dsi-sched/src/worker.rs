@@ -1,161 +1,31 @@
-//! Worker threads: each owns one model instance (and so one KV cache) and
-//! runs its tasks in order, on its own OS thread, never on the runtime's.
+//! Worker threads: each owns one model (and the KV caches of the requests
+//! it serves) and runs its tasks on its own OS thread, never on the
+//! runtime's.
 //!
 //! Tasks arrive on a channel and reports go back on the channel each task
 //! names, so one worker serves many requests at once: it keeps a KV cache
-//! per request ([`Slots`]) and takes tasks from the requests in turn
-//! ([`FairQueue`]). Running each request's tasks in order is what lets the
-//! scheduler treat a cancelled job's worker as free at once: the cancelled
-//! job ends at its next safe point before that request's next task begins.
-//! A task whose flag is already raised is skipped.
+//! per request and runs the ready tasks of several requests in one batched
+//! forward ([`crate::batch`]), each request's tasks in order. Running them
+//! in order is what lets the scheduler treat a cancelled job's worker as
+//! free at once: the cancelled job ends at its next safe point before that
+//! request's next task begins. A task whose flag is already raised is
+//! skipped.
 
+use crate::batch::{Aside, DEFAULT_MAX_BATCH_TOKENS, Role, take_batch};
 use crate::error::{Result, SchedError};
 use crate::fair::FairQueue;
+use crate::forwards::{ForwardLog, ForwardStats};
 use crate::memory::Reservation;
-use crate::roles::{CacheState, Drafter, Scorer};
-use crate::slots::Slots;
+use crate::roles::JobStep;
+use crate::task::{Message, Report, ReportKind, Task};
 use dsi_core::cache_layout::CacheFootprint;
-use dsi_core::cancel::CancelFlag;
 use dsi_core::model::ForwardError;
-use dsi_core::sampling::Decoding;
-use dsi_core::schedule::{Drafted, JobId};
-use dsi_core::verify::ProbTable;
-use dsi_core::{TokenId, Verdict};
+use std::collections::HashSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
-
-/// What a task asks for.
-#[derive(Debug, Clone)]
-pub enum Work {
-    /// Draft `count` tokens after the context.
-    Draft {
-        /// Drafts wanted.
-        count: usize,
-    },
-    /// Verify the last `drafts` tokens of the context.
-    Verify {
-        /// Trailing drafts in the context.
-        drafts: usize,
-        /// The drafter's distributions (speculative sampling).
-        draft_probs: Option<ProbTable>,
-    },
-}
-
-/// One job for one worker.
-#[derive(Debug)]
-pub struct Task {
-    /// The request it belongs to: whose KV cache it uses and whose turn it
-    /// takes.
-    pub request: u64,
-    /// The job.
-    pub job: JobId,
-    /// Verified tokens plus drafts.
-    pub context: Vec<TokenId>,
-    /// What to do with them.
-    pub work: Work,
-    /// Sampling and verification rule of the request.
-    pub decoding: Decoding,
-    /// Raised when the job is preempted or the request ends.
-    pub cancel: CancelFlag,
-    /// Where the reports go.
-    pub reply: UnboundedSender<Report>,
-}
-
-/// What a worker's channel carries.
-#[derive(Debug)]
-pub enum Message {
-    /// A job to run.
-    Run(Task),
-    /// The request ended: its KV cache may go (after its queued tasks).
-    /// The worker drops its share of the request's memory reservation once
-    /// the cache is freed.
-    Release(u64, Option<Reservation>),
-}
-
-impl Message {
-    /// The request it concerns.
-    fn request(&self) -> u64 {
-        match self {
-            Message::Run(task) => task.request,
-            Message::Release(request, _) => *request,
-        }
-    }
-}
-
-/// A worker's message about a task.
-#[derive(Debug)]
-pub struct Report {
-    /// The job.
-    pub job: JobId,
-    /// When it happened, on the worker.
-    pub at: Instant,
-    /// What happened.
-    pub kind: ReportKind,
-}
-
-/// What happened to a task.
-#[derive(Debug)]
-pub enum ReportKind {
-    /// The worker began computing.
-    Started,
-    /// Drafts are ready.
-    Drafted(Vec<Drafted>),
-    /// The verdict on the drafts.
-    Verified(Verdict),
-    /// The task stopped at its flag; `ran` tells whether it had begun.
-    Cancelled {
-        /// True when some computation had been done.
-        ran: bool,
-    },
-    /// The task failed; the message says why.
-    Failed(String),
-}
-
-/// What a worker is.
-pub enum Role {
-    /// The drafter.
-    Drafter(Box<dyn Drafter>),
-    /// A target server.
-    Target(Box<dyn Scorer>),
-}
-
-impl Role {
-    /// Another instance over the same weights with an empty cache.
-    pub(crate) fn fork(&self) -> Option<Role> {
-        match self {
-            Role::Drafter(d) => d.fork().map(Role::Drafter),
-            Role::Target(t) => t.fork().map(Role::Target),
-        }
-    }
-
-    /// Its KV cache, whichever role it plays.
-    pub(crate) fn cache(&self) -> &dyn CacheState {
-        match self {
-            Role::Drafter(d) => d.as_ref(),
-            Role::Target(t) => t.as_ref(),
-        }
-    }
-
-    /// [`Role::cache`], to change.
-    pub(crate) fn cache_mut(&mut self) -> &mut dyn CacheState {
-        match self {
-            Role::Drafter(d) => d.as_mut(),
-            Role::Target(t) => t.as_mut(),
-        }
-    }
-}
-
-impl std::fmt::Debug for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Role::Drafter(_) => "Role::Drafter",
-            Role::Target(_) => "Role::Target",
-        })
-    }
-}
 
 /// The scheduler's handle on a worker: its name, its task channel, how its
 /// caches grow and what they hold.
@@ -170,6 +40,8 @@ pub struct WorkerHandle {
     /// When the worker last took up or finished a task (see [`Progress`]);
     /// `None` for workers served elsewhere.
     progress: Option<Arc<Progress>>,
+    /// Its model's forwards, when it records them.
+    forwards: Option<ForwardLog>,
 }
 
 /// When a worker thread last moved: picked up a message or finished a
@@ -204,16 +76,21 @@ impl WorkerHandle {
     /// Starts a worker thread named `name` (a device label such as `cpu` or
     /// `cuda:1`) that runs `role`'s tasks with one KV cache for all requests.
     pub fn spawn(name: impl Into<String>, role: Role) -> Result<Self> {
-        Self::spawn_with_caches(name, role, 1)
+        Self::spawn_batching(name, role, DEFAULT_MAX_BATCH_TOKENS)
     }
 
-    /// Like [`spawn`](Self::spawn), keeping up to `caches` KV caches (one per
-    /// request, least recently used handed over past that) when the model
-    /// can fork.
-    pub fn spawn_with_caches(name: impl Into<String>, role: Role, caches: usize) -> Result<Self> {
+    /// Like [`spawn`](Self::spawn), feeding at most `max_batch_tokens`
+    /// tokens per batched forward unless one task needs more (1: one task
+    /// per forward, batching off).
+    pub fn spawn_batching(
+        name: impl Into<String>,
+        role: Role,
+        max_batch_tokens: usize,
+    ) -> Result<Self> {
         let name = name.into();
         let (tasks, inbox) = unbounded_channel();
         let footprint = role.cache().footprint();
+        let forwards = role.cache().forward_log();
         let kv_bytes = Arc::new(AtomicUsize::new(0));
         let progress = Arc::new(Progress::new());
         let marks = Marks {
@@ -222,7 +99,7 @@ impl WorkerHandle {
         };
         std::thread::Builder::new()
             .name(format!("dsi-worker {name}"))
-            .spawn(move || serve(Slots::new(role, caches), inbox, &marks))
+            .spawn(move || serve(role, inbox, &marks, max_batch_tokens))
             .map_err(|source| SchedError::Spawn {
                 name: name.clone(),
                 source,
@@ -235,6 +112,7 @@ impl WorkerHandle {
             kv_bytes,
             load: Arc::default(),
             progress: Some(progress),
+            forwards,
         })
     }
 
@@ -249,6 +127,7 @@ impl WorkerHandle {
             kv_bytes: Arc::default(),
             load: Arc::default(),
             progress: None,
+            forwards: None,
         }
     }
 
@@ -271,6 +150,12 @@ impl WorkerHandle {
     /// request: what placement balances.
     pub(crate) fn load(&self) -> &AtomicUsize {
         &self.load
+    }
+
+    /// Its forwards so far: sequences and rows per forward, time per
+    /// forward (`None` when its model does not record them).
+    pub fn forwards(&self) -> Option<ForwardStats> {
+        self.forwards.as_ref().map(ForwardLog::snapshot)
     }
 
     /// The worker's name.
@@ -311,142 +196,97 @@ struct Marks {
 
 /// A worker thread's loop: until every handle is dropped and every queued
 /// task is done.
-fn serve(mut slots: Slots, mut inbox: UnboundedReceiver<Message>, marks: &Marks) {
+fn serve(
+    mut role: Role,
+    mut inbox: UnboundedReceiver<Message>,
+    marks: &Marks,
+    max_batch_tokens: usize,
+) {
     let mut queue = FairQueue::default();
-    // Jobs whose prefill is under way in chunks: already reported started.
-    let mut started = std::collections::HashSet::new();
-    let kv_bytes = &marks.kv_bytes;
+    // Jobs (by request: job ids are per request) reported started and not
+    // finished: those whose prefill is under way in chunks, between batches.
+    let mut started = HashSet::new();
     loop {
-        kv_bytes.store(slots.bytes(), Ordering::Relaxed);
+        marks.kv_bytes.store(role.cache().cache_bytes(), Ordering::Relaxed);
         marks.progress.mark();
         while let Ok(message) = inbox.try_recv() {
             queue.push(message.request(), message);
         }
-        let message = match queue.pop() {
-            Some(message) => message,
-            None => match inbox.blocking_recv() {
-                Some(message) => message,
+        if queue.is_empty() {
+            match inbox.blocking_recv() {
+                Some(message) => queue.push(message.request(), message),
                 None => return,
-            },
-        };
-        // A release queues behind its request's tasks, so it comes last.
-        let task = match message {
-            Message::Run(task) => task,
-            Message::Release(request, reservation) => {
-                slots.release(request);
-                kv_bytes.store(slots.bytes(), Ordering::Relaxed);
-                drop(reservation);
-                continue;
             }
-        };
-        marks.progress.mark();
-        let started_before = started.remove(&task.job);
-        let role = slots.get(task.request);
-        let report = |kind| {
-            // The request may have ended; nobody to tell then.
-            let _ = task.reply.send(Report {
-                job: task.job,
-                at: Instant::now(),
-                kind,
-            });
-        };
-        if task.cancel.is_cancelled() {
-            report(ReportKind::Cancelled {
-                ran: started_before,
-            });
             continue;
         }
-        if !started_before {
-            report(ReportKind::Started);
-        }
-        // A long prefill runs a chunk at a time; other requests' tasks go
-        // between its chunks.
-        match guarded(role, |role| prefill_step(role, &task)) {
-            Ok(true) => {
-                started.insert(task.job);
-                let request = task.request;
-                queue.push_front(request, Message::Run(task));
-                continue;
-            }
-            Ok(false) => {}
-            Err(kind) => {
-                report(kind);
-                continue;
+        let (batch, aside) = take_batch(&mut queue, max_batch_tokens, |task| role.next_feed(task));
+        for aside in aside {
+            match aside {
+                Aside::Cancelled(task) => {
+                    let ran = started.remove(&(task.request, task.job));
+                    report(&task, ReportKind::Cancelled { ran });
+                }
+                // A release queues behind its request's tasks, so it comes
+                // last; the reservation goes once the cache is freed.
+                Aside::Release(request, reservation) => {
+                    role.cache_mut().release(request);
+                    drop(reservation);
+                }
             }
         }
-        let kind = guarded(role, |role| run(role, &task)).unwrap_or_else(|kind| kind);
-        report(kind);
+        if batch.is_empty() {
+            continue;
+        }
+        marks.progress.mark();
+        for task in &batch {
+            if started.insert((task.request, task.job)) {
+                report(task, ReportKind::Started);
+            }
+        }
+        let results = run_guarded(&mut role, &batch);
+        for (task, result) in batch.iter().zip(results) {
+            let kind = match result {
+                // A long prefill runs a chunk at a time; other requests'
+                // tasks go between its chunks.
+                Ok(JobStep::Prefilled) => continue,
+                Ok(JobStep::Done(kind)) => kind,
+                Err(ForwardError::Cancelled) => ReportKind::Cancelled { ran: true },
+                Err(ForwardError::Failed(message)) => ReportKind::Failed(message),
+            };
+            started.remove(&(task.request, task.job));
+            report(task, kind);
+        }
+        for task in batch {
+            if started.contains(&(task.request, task.job)) {
+                queue.push_front(task.request, Message::Run(task));
+            }
+        }
     }
 }
 
-/// Runs `step` on the worker's model, turning a stop, a failure or a panic
-/// into the report that says so (a panic also resets the cache, whose state
-/// is then unknown).
-fn guarded<T>(
-    role: &mut Role,
-    step: impl FnOnce(&mut Role) -> std::result::Result<T, ForwardError>,
-) -> std::result::Result<T, ReportKind> {
-    match catch_unwind(AssertUnwindSafe(|| step(&mut *role))) {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(ForwardError::Cancelled)) => Err(ReportKind::Cancelled { ran: true }),
-        Ok(Err(ForwardError::Failed(message))) => Err(ReportKind::Failed(message)),
+/// Tells the task's driver what happened (the request may have ended:
+/// nobody to tell then).
+fn report(task: &Task, kind: ReportKind) {
+    let _ = task.reply.send(Report {
+        job: task.job,
+        at: Instant::now(),
+        kind,
+    });
+}
+
+/// Runs a batch, turning a panic into a failure of every task in it (and
+/// resetting the caches, whose state is then unknown).
+fn run_guarded(role: &mut Role, batch: &[Task]) -> Vec<crate::batch::TaskResult> {
+    match catch_unwind(AssertUnwindSafe(|| role.run(batch))) {
+        Ok(results) => results,
         Err(panic) => {
             role.cache_mut().reset();
-            Err(ReportKind::Failed(format!(
-                "the worker panicked: {}",
-                panic_message(&panic)
-            )))
+            let message = format!("the worker panicked: {}", panic_message(&panic));
+            batch
+                .iter()
+                .map(|_| Err(ForwardError::Failed(message.clone())))
+                .collect()
         }
-    }
-}
-
-/// Feeds one chunk of the prefix `task` needs when more than a chunk is
-/// missing from the cache; true when it did.
-fn prefill_step(role: &mut Role, task: &Task) -> std::result::Result<bool, ForwardError> {
-    match (role, &task.work) {
-        (Role::Drafter(drafter), Work::Draft { .. }) => {
-            drafter.prefill_step(&task.context, &task.cancel)
-        }
-        (Role::Target(scorer), Work::Verify { drafts, .. }) => {
-            let prefix = task.context.len().saturating_sub(*drafts);
-            scorer.prefill_step(&task.context[..prefix], &task.cancel)
-        }
-        // A mismatched task fails in `run` with its message.
-        _ => Ok(false),
-    }
-}
-
-/// Runs one task on this worker's model.
-pub fn run(role: &mut Role, task: &Task) -> std::result::Result<ReportKind, ForwardError> {
-    match (role, &task.work) {
-        (Role::Drafter(drafter), Work::Draft { count }) => drafter
-            .draft(&task.context, *count, &task.decoding, &task.cancel)
-            .map(ReportKind::Drafted),
-        (
-            Role::Target(scorer),
-            Work::Verify {
-                drafts,
-                draft_probs,
-            },
-        ) => {
-            let scores = scorer.score(&task.context, *drafts, &task.decoding, &task.cancel)?;
-            let start = task.context.len() - drafts;
-            scores
-                .verdict(
-                    &task.decoding.rule,
-                    start,
-                    &task.context[start..],
-                    draft_probs.as_ref(),
-                )
-                .map(ReportKind::Verified)
-                .map_err(|e| ForwardError::Failed(format!("verification failed: {e}")))
-        }
-        (Role::Drafter(_), Work::Verify { .. }) => Err(ForwardError::Failed(
-            "a verification job was sent to the drafter".into(),
-        )),
-        (Role::Target(_), Work::Draft { .. }) => Err(ForwardError::Failed(
-            "a draft job was sent to a target worker".into(),
-        )),
     }
 }
 

@@ -8,11 +8,12 @@
 
 use dsi_core::TokenId;
 use dsi_core::cancel::CancelFlag;
-use dsi_core::model::{ForwardError, KvModel};
+use dsi_core::model::{Feed, ForwardError, KvModel, SeqId};
 use dsi_core::sampling::{Decoding, SamplingParams};
 use dsi_core::schedule::Mode;
-use dsi_sched::roles::{Drafter, Scorer};
+use dsi_sched::roles::{Drafter, Job, JobStep, Scorer, Scores};
 use dsi_sched::{CachedModel, Pool, Request, Role, WorkerHandle};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 const VOCAB: usize = 4;
@@ -22,7 +23,7 @@ const VOCAB: usize = 4;
 #[derive(Debug, Clone)]
 struct TableModel {
     table: [[f32; VOCAB]; VOCAB],
-    cache: Vec<TokenId>,
+    caches: HashMap<SeqId, Vec<TokenId>>,
     calls: Arc<Mutex<Vec<String>>>,
 }
 
@@ -49,7 +50,7 @@ impl TableModel {
     fn new(table: [[f32; VOCAB]; VOCAB]) -> Self {
         Self {
             table,
-            cache: Vec::new(),
+            caches: HashMap::new(),
             calls: Arc::default(),
         }
     }
@@ -71,43 +72,90 @@ impl KvModel for TableModel {
         64
     }
 
-    fn cached(&self) -> usize {
-        self.cache.len()
+    fn cached(&self, seq: SeqId) -> usize {
+        self.caches.get(&seq).map_or(0, Vec::len)
     }
 
-    fn truncate(&mut self, keep: usize) {
-        if keep < self.cache.len() {
+    fn truncate(&mut self, seq: SeqId, keep: usize) {
+        let cache = self.caches.entry(seq).or_default();
+        if keep < cache.len() {
             self.calls.lock().unwrap().push(format!("truncate {keep}"));
         }
-        self.cache.truncate(keep);
+        cache.truncate(keep);
     }
 
-    fn forward(
-        &mut self,
-        tokens: &[TokenId],
-        rows: usize,
-        cancel: &CancelFlag,
-    ) -> Result<Vec<f32>, ForwardError> {
-        if cancel.is_cancelled() {
-            return Err(ForwardError::Cancelled);
-        }
-        if self.cache.len() + tokens.len() > self.capacity() {
-            return Err(ForwardError::Failed("cache full".into()));
-        }
-        let rows = rows.min(tokens.len());
-        self.calls
-            .lock()
-            .unwrap()
-            .push(format!("feed {tokens:?} -> {rows}"));
-        self.cache.extend_from_slice(tokens);
-        Ok(tokens[tokens.len() - rows..]
+    fn release(&mut self, seq: SeqId) {
+        self.caches.remove(&seq);
+    }
+
+    /// Logs one line per forward: its feeds separated by ` | `.
+    fn forward(&mut self, feeds: &[Feed<'_>]) -> Vec<Result<Vec<f32>, ForwardError>> {
+        let mut logged = Vec::new();
+        let results = feeds
             .iter()
-            .flat_map(|&t| self.table[t as usize])
-            .collect())
+            .map(|feed| {
+                if feed.cancel.is_cancelled() {
+                    return Err(ForwardError::Cancelled);
+                }
+                let cache = self.caches.entry(feed.seq).or_default();
+                if cache.len() + feed.tokens.len() > 64 {
+                    return Err(ForwardError::Failed("cache full".into()));
+                }
+                let rows = feed.rows.min(feed.tokens.len());
+                logged.push(format!("feed {:?} -> {rows}", feed.tokens));
+                cache.extend_from_slice(feed.tokens);
+                Ok(feed.tokens[feed.tokens.len() - rows..]
+                    .iter()
+                    .flat_map(|&t| self.table[t as usize])
+                    .collect())
+            })
+            .collect();
+        if !logged.is_empty() {
+            self.calls.lock().unwrap().push(logged.join(" | "));
+        }
+        results
     }
+}
 
-    fn fork(&self) -> Option<Box<dyn KvModel>> {
-        Some(Box::new(Self::new(self.table)))
+/// One job of `request` for a batched call.
+fn job<'a>(
+    request: SeqId,
+    context: &'a [TokenId],
+    count: usize,
+    decoding: &'a Decoding,
+    cancel: &'a CancelFlag,
+) -> Job<'a> {
+    Job {
+        request,
+        context,
+        count,
+        decoding,
+        cancel,
+    }
+}
+
+/// Scores one job of request 1 and unwraps its finished scores.
+fn score(
+    worker: &mut CachedModel<TableModel>,
+    context: &[TokenId],
+    drafts: usize,
+    cancel: &CancelFlag,
+) -> Result<Scores, ForwardError> {
+    let greedy = Decoding::greedy();
+    let job = job(1, context, drafts, &greedy, cancel);
+    match worker.score(&[job]).pop().unwrap()? {
+        JobStep::Done(scores) => Ok(scores),
+        JobStep::Prefilled => panic!("no chunked prefill expected"),
+    }
+}
+
+/// Drafts `count` tokens for request 1.
+fn draft(worker: &mut CachedModel<TableModel>, context: &[TokenId], count: usize) -> Vec<TokenId> {
+    let greedy = Decoding::greedy();
+    let go = CancelFlag::new();
+    match worker.draft(&[job(1, context, count, &greedy, &go)]).pop().unwrap() {
+        Ok(JobStep::Done(drafts)) => drafts.iter().map(|d| d.token).collect(),
+        other => panic!("drafting failed: {other:?}"),
     }
 }
 
@@ -120,10 +168,9 @@ fn a_scorer_feeds_only_what_its_cache_lacks() {
     let model = TableModel::target();
     let log = model.clone();
     let mut worker = CachedModel::new(model);
-    let greedy = Decoding::greedy();
     let go = CancelFlag::new();
 
-    worker.score(&[1, 2, 3], 0, &greedy, &go).unwrap();
+    score(&mut worker, &[1, 2, 3], 0, &go).unwrap();
     assert_eq!(
         calls(&log),
         ["feed [1, 2, 3] -> 1"],
@@ -131,20 +178,57 @@ fn a_scorer_feeds_only_what_its_cache_lacks() {
     );
     // Drafts after the same prefix: only the last prefix token (for its
     // logits) and the drafts are fed.
-    worker.score(&[1, 2, 3, 0, 1], 2, &greedy, &go).unwrap();
+    score(&mut worker, &[1, 2, 3, 0, 1], 2, &go).unwrap();
     assert_eq!(
         calls(&log),
         ["truncate 2", "feed [3, 0, 1] -> 3"],
         "a verification of k drafts reads k + 1 rows"
     );
-    assert_eq!(worker.held(), &[1, 2, 3, 0, 1]);
+    assert_eq!(worker.held(1), &[1, 2, 3, 0, 1]);
     // The second draft was rejected and replaced: roll back in O(1), feed the
     // correction and the new drafts.
-    worker.score(&[1, 2, 3, 0, 2, 2], 2, &greedy, &go).unwrap();
+    score(&mut worker, &[1, 2, 3, 0, 2, 2], 2, &go).unwrap();
     assert_eq!(calls(&log), ["truncate 3", "feed [0, 2, 2] -> 3"]);
-    // A job on another sequence entirely.
-    worker.score(&[3, 3], 0, &greedy, &go).unwrap();
+    // Another context entirely for the same request.
+    score(&mut worker, &[3, 3], 0, &go).unwrap();
     assert_eq!(calls(&log), ["truncate 0", "feed [3, 3] -> 1"]);
+}
+
+#[test]
+fn the_jobs_of_one_call_share_one_forward_each_with_its_own_cache() {
+    let model = TableModel::target();
+    let log = model.clone();
+    let mut worker = CachedModel::new(model);
+    let greedy = Decoding::greedy();
+    let go = CancelFlag::new();
+    let jobs = [
+        job(1, &[1, 2, 3], 0, &greedy, &go),
+        job(2, &[0, 1], 0, &greedy, &go),
+    ];
+    let first = worker.score(&jobs);
+    assert_eq!(calls(&log), ["feed [1, 2, 3] -> 1 | feed [0, 1] -> 1"]);
+    let jobs = [
+        job(2, &[0, 1, 2, 2], 2, &greedy, &go),
+        job(1, &[1, 2, 3, 0], 1, &greedy, &go),
+    ];
+    let second = worker.score(&jobs);
+    assert_eq!(
+        calls(&log),
+        [
+            "truncate 1",
+            "truncate 2",
+            "feed [1, 2, 2] -> 3 | feed [3, 0] -> 2"
+        ],
+        "each request keeps its own cache: each feeds its last prefix token again"
+    );
+    for result in first.iter().chain(&second) {
+        assert!(matches!(result, Ok(JobStep::Done(_))), "{result:?}");
+    }
+    // A result is the one it would have alone.
+    let mut alone = CachedModel::new(TableModel::target());
+    let want = score(&mut alone, &[1, 2, 3, 0], 1, &go).unwrap();
+    let got = worker.score(&[job(1, &[1, 2, 3, 0], 1, &greedy, &go)]);
+    assert_eq!(got, [Ok(JobStep::Done(want))]);
 }
 
 #[test]
@@ -152,10 +236,7 @@ fn a_drafter_feeds_one_token_per_step_and_resumes_where_it_stopped() {
     let model = TableModel::drafter();
     let log = model.clone();
     let mut worker = CachedModel::new(model);
-    let greedy = Decoding::greedy();
-    let go = CancelFlag::new();
-    let drafts = worker.draft(&[1, 2], 3, &greedy, &go).unwrap();
-    let tokens: Vec<TokenId> = drafts.iter().map(|d| d.token).collect();
+    let tokens = draft(&mut worker, &[1, 2], 3);
     assert_eq!(
         calls(&log),
         [
@@ -167,35 +248,67 @@ fn a_drafter_feeds_one_token_per_step_and_resumes_where_it_stopped() {
     // The next batch continues the chain: only the last draft is new.
     let mut context = vec![1, 2];
     context.extend(&tokens);
-    worker.draft(&context, 1, &greedy, &go).unwrap();
+    draft(&mut worker, &context, 1);
     assert_eq!(calls(&log), [format!("feed [{}] -> 1", tokens[2])]);
+}
+
+#[test]
+fn a_drafter_steps_every_request_at_once() {
+    let model = TableModel::drafter();
+    let log = model.clone();
+    let mut worker = CachedModel::new(model);
+    let greedy = Decoding::greedy();
+    let go = CancelFlag::new();
+    let jobs = [
+        job(1, &[1, 2], 3, &greedy, &go),
+        job(2, &[3], 2, &greedy, &go),
+    ];
+    let drafted: Vec<Vec<TokenId>> = worker
+        .draft(&jobs)
+        .into_iter()
+        .map(|r| match r {
+            Ok(JobStep::Done(d)) => d.iter().map(|d| d.token).collect(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let (a, b) = (&drafted[0], &drafted[1]);
+    assert_eq!((a.len(), b.len()), (3, 2));
+    assert_eq!(
+        calls(&log),
+        [
+            "feed [1, 2] -> 1 | feed [3] -> 1".to_string(),
+            format!("feed [{}] -> 1 | feed [{}] -> 1", a[0], b[0]),
+            format!("feed [{}] -> 1", a[1]),
+        ],
+        "one forward per step for every request still drafting"
+    );
+    // The same drafts as each request alone.
+    let mut alone = CachedModel::new(TableModel::drafter());
+    assert_eq!(&draft(&mut alone, &[1, 2], 3), a);
+    let mut alone = CachedModel::new(TableModel::drafter());
+    let mut other = vec![3];
+    other.extend(draft(&mut alone, &[3], 2));
+    assert_eq!(&other[1..], b.as_slice());
 }
 
 #[test]
 fn a_cancelled_job_leaves_the_cache_as_it_was() {
     let model = TableModel::target();
     let mut worker = CachedModel::new(model);
-    let greedy = Decoding::greedy();
-    worker
-        .score(&[1, 2, 3], 0, &greedy, &CancelFlag::new())
-        .unwrap();
+    score(&mut worker, &[1, 2, 3], 0, &CancelFlag::new()).unwrap();
     let stop = CancelFlag::new();
     stop.cancel();
-    let err = worker
-        .score(&[1, 2, 3, 0, 0], 2, &greedy, &stop)
-        .unwrap_err();
+    let err = score(&mut worker, &[1, 2, 3, 0, 0], 2, &stop).unwrap_err();
     assert_eq!(err, ForwardError::Cancelled);
     assert_eq!(
-        worker.held(),
+        worker.held(1),
         &[1, 2],
         "rolled back to the shared prefix, nothing fed"
     );
-    assert_eq!(worker.model().cached(), 2);
+    assert_eq!(worker.model().cached(1), 2);
     // Too long a context is a clear error, not a panic.
     let long = vec![1; 100];
-    let err = worker
-        .score(&long, 0, &greedy, &CancelFlag::new())
-        .unwrap_err();
+    let err = score(&mut worker, &long, 0, &CancelFlag::new()).unwrap_err();
     assert!(matches!(err, ForwardError::Failed(m) if m.contains("cache holds 64")));
 }
 
@@ -224,7 +337,7 @@ fn concurrent_requests_share_the_workers_and_each_gets_its_own_tokens() {
         .enable_time()
         .build()
         .unwrap();
-    let spawn = |name: String, role| WorkerHandle::spawn_with_caches(name, role, 4).unwrap();
+    let spawn = |name: String, role| WorkerHandle::spawn(name, role).unwrap();
     let drafter = spawn(
         "drafter".into(),
         Role::Drafter(Box::new(CachedModel::new(TableModel::drafter()))),
@@ -238,7 +351,6 @@ fn concurrent_requests_share_the_workers_and_each_gets_its_own_tokens() {
         })
         .collect();
     let pool = Arc::new(Pool::new(Some(drafter), targets).unwrap());
-    // More requests than caches: some caches are handed over and recomputed.
     let requests: Vec<Request> = (0..12u64)
         .map(|i| Request {
             prompt: vec![(i % 4) as TokenId, ((i / 4) % 4) as TokenId],
@@ -333,22 +445,20 @@ fn a_long_request_does_not_starve_a_short_one() {
     // workers for a few hundred milliseconds; without turns the short one
     // would wait for all of it.
     let latency = dsi_sched::Latency::from_ms(2.0, 2.0);
-    let drafter = WorkerHandle::spawn_with_caches(
+    let drafter = WorkerHandle::spawn(
         "drafter",
         Role::Drafter(Box::new(CachedModel::new(dsi_sched::Emulated::new(
             TableModel::drafter(),
             latency,
         )))),
-        4,
     )
     .unwrap();
-    let target = WorkerHandle::spawn_with_caches(
+    let target = WorkerHandle::spawn(
         "target",
         Role::Target(Box::new(CachedModel::new(dsi_sched::Emulated::new(
             TableModel::target(),
             latency,
         )))),
-        4,
     )
     .unwrap();
     let pool = Arc::new(Pool::new(Some(drafter), vec![target]).unwrap());

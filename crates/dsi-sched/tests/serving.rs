@@ -7,11 +7,11 @@
 
 use dsi_core::TokenId;
 use dsi_core::cache_layout::{CacheFootprint, SegmentPolicy};
-use dsi_core::cancel::CancelFlag;
-use dsi_core::model::{ForwardError, KvModel};
+use dsi_core::model::{Feed, ForwardError, KvModel, SeqId};
 use dsi_core::sampling::Decoding;
 use dsi_core::schedule::Mode;
 use dsi_sched::{CachedModel, Generation, Pool, Request, Role, WorkerHandle};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -26,18 +26,17 @@ const CAPACITY: usize = 64;
 struct Device {
     held: AtomicUsize,
     peak: AtomicUsize,
-    /// Every target forward: (model instance, tokens fed).
-    feeds: std::sync::Mutex<Vec<(usize, usize)>>,
-    instances: AtomicUsize,
+    /// Every target feed: (sequence, tokens fed), in forward order.
+    feeds: std::sync::Mutex<Vec<(SeqId, usize)>>,
 }
 
 /// A deterministic model whose next token depends on the last token and its
-/// position; the drafter is wrong at every third position. Its cache is a
-/// list of tokens that accounts its bytes as a segmented cache would.
+/// position; the drafter is wrong at every third position. Each sequence's
+/// cache is a list of tokens that accounts its bytes as a segmented cache
+/// would.
 struct Counting {
-    id: usize,
     drafter: bool,
-    cache: Vec<TokenId>,
+    caches: HashMap<SeqId, Vec<TokenId>>,
     device: Arc<Device>,
     prefill_delay: Duration,
 }
@@ -51,14 +50,15 @@ impl Counting {
         }
     }
 
-    fn bytes(&self) -> usize {
-        Self::footprint_of().bytes_for(self.cache.len())
+    fn bytes(cache: &[TokenId]) -> usize {
+        Self::footprint_of().bytes_for(cache.len())
     }
 
-    fn resize(&mut self, f: impl FnOnce(&mut Vec<TokenId>)) {
-        let before = self.bytes();
-        f(&mut self.cache);
-        let after = self.bytes();
+    fn resize(&mut self, seq: SeqId, f: impl FnOnce(&mut Vec<TokenId>)) {
+        let cache = self.caches.entry(seq).or_default();
+        let before = Self::bytes(cache);
+        f(cache);
+        let after = Self::bytes(cache);
         let held = if after >= before {
             self.device.held.fetch_add(after - before, Ordering::SeqCst) + after - before
         } else {
@@ -79,7 +79,10 @@ impl Counting {
 
 impl Drop for Counting {
     fn drop(&mut self) {
-        self.resize(Vec::clear);
+        let seqs: Vec<SeqId> = self.caches.keys().copied().collect();
+        for seq in seqs {
+            self.release(seq);
+        }
     }
 }
 
@@ -92,54 +95,50 @@ impl KvModel for Counting {
         CAPACITY
     }
 
-    fn cached(&self) -> usize {
-        self.cache.len()
+    fn cached(&self, seq: SeqId) -> usize {
+        self.caches.get(&seq).map_or(0, Vec::len)
     }
 
-    fn truncate(&mut self, keep: usize) {
-        self.resize(|c| c.truncate(keep));
+    fn truncate(&mut self, seq: SeqId, keep: usize) {
+        self.resize(seq, |c| c.truncate(keep));
     }
 
-    fn forward(
-        &mut self,
-        tokens: &[TokenId],
-        rows: usize,
-        cancel: &CancelFlag,
-    ) -> Result<Vec<f32>, ForwardError> {
-        if cancel.is_cancelled() {
-            return Err(ForwardError::Cancelled);
-        }
-        if tokens.len() > 1 {
+    fn release(&mut self, seq: SeqId) {
+        self.resize(seq, Vec::clear);
+        self.caches.remove(&seq);
+    }
+
+    fn forward(&mut self, feeds: &[Feed<'_>]) -> Vec<Result<Vec<f32>, ForwardError>> {
+        if feeds.iter().any(|f| f.tokens.len() > 1) {
             std::thread::sleep(self.prefill_delay);
         }
-        if !self.drafter {
-            let mut feeds = self.device.feeds.lock().unwrap();
-            feeds.push((self.id, tokens.len()));
-        }
-        let first = self.cache.len();
-        self.resize(|c| c.extend_from_slice(tokens));
-        let rows = rows.min(tokens.len());
-        let mut logits = Vec::with_capacity(rows * VOCAB);
-        for (i, &token) in tokens.iter().enumerate().skip(tokens.len() - rows) {
-            let mut row = vec![0.0; VOCAB];
-            row[self.next(token, first + i + 1)] = 1.0;
-            logits.extend(row);
-        }
-        Ok(logits)
-    }
-
-    fn fork(&self) -> Option<Box<dyn KvModel>> {
-        Some(Box::new(Counting {
-            id: self.device.instances.fetch_add(1, Ordering::SeqCst),
-            drafter: self.drafter,
-            cache: Vec::new(),
-            device: Arc::clone(&self.device),
-            prefill_delay: self.prefill_delay,
-        }))
+        feeds
+            .iter()
+            .map(|feed| {
+                if feed.cancel.is_cancelled() {
+                    return Err(ForwardError::Cancelled);
+                }
+                if !self.drafter {
+                    let mut log = self.device.feeds.lock().unwrap();
+                    log.push((feed.seq, feed.tokens.len()));
+                }
+                let first = self.cached(feed.seq);
+                self.resize(feed.seq, |c| c.extend_from_slice(feed.tokens));
+                let rows = feed.rows.min(feed.tokens.len());
+                let skip = feed.tokens.len() - rows;
+                let mut logits = Vec::with_capacity(rows * VOCAB);
+                for (i, &token) in feed.tokens.iter().enumerate().skip(skip) {
+                    let mut row = vec![0.0; VOCAB];
+                    row[self.next(token, first + i + 1)] = 1.0;
+                    logits.extend(row);
+                }
+                Ok(logits)
+            })
+            .collect()
     }
 
     fn cache_bytes(&self) -> usize {
-        self.bytes()
+        self.caches.values().map(|c| Self::bytes(c)).sum()
     }
 
     fn footprint(&self) -> Option<CacheFootprint> {
@@ -149,9 +148,8 @@ impl KvModel for Counting {
 
 fn model(drafter: bool, device: &Arc<Device>, prefill_delay: Duration) -> Counting {
     Counting {
-        id: device.instances.fetch_add(1, Ordering::SeqCst),
         drafter,
-        cache: Vec::new(),
+        caches: HashMap::new(),
         device: Arc::clone(device),
         prefill_delay,
     }
@@ -169,7 +167,7 @@ fn pool_with_chunk(
     chunk: usize,
 ) -> Pool {
     let spawn = |name: String, role: Role| {
-        WorkerHandle::spawn_with_caches(name, role, usize::MAX)
+        WorkerHandle::spawn(name, role)
             .unwrap()
             .on_device("cpu")
     };
@@ -361,7 +359,7 @@ async fn a_long_prompt_is_filled_in_chunks_between_other_requests_work() {
         feeds.iter().all(|&(_, n)| n <= 8 + 1),
         "no forward past a chunk: {feeds:?}"
     );
-    // The long prompt's instance is the one fed most.
+    // The long prompt's sequence is the one fed most.
     let long_id = feeds
         .iter()
         .max_by_key(|&&(id, _)| feeds.iter().filter(|f| f.0 == id).count())

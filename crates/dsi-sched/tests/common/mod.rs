@@ -9,7 +9,7 @@ use dsi_core::rng::{keyed_open01, keyed_u64};
 use dsi_core::schedule::Drafted;
 use dsi_core::verify::verify_greedy;
 use dsi_sched::WorkerHandle;
-use dsi_sched::worker::{Message, Report, ReportKind, Work};
+use dsi_sched::task::{Message, Report, ReportKind, Work};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};

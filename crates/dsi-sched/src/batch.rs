@@ -1,0 +1,208 @@
+//! Batches: the tasks a worker runs in one call of its model, how they are
+//! chosen and how they run.
+//!
+//! A worker takes the ready tasks of several requests at once: at most one
+//! per request (a request's tasks stay in order, which the scheduler relies
+//! on), requests in turn (round-robin, so a long request cannot starve the
+//! others), until the tokens they feed would pass the budget
+//! (`--max-batch-tokens`; a prefill chunk counts its chunk). Skipped on the
+//! way: tasks already cancelled, and cache releases of requests that ended.
+
+use crate::fair::FairQueue;
+use crate::memory::Reservation;
+use crate::roles::{Drafter, Job, JobStep, Scorer};
+use crate::task::{Message, ReportKind, Task, Work};
+use dsi_core::model::ForwardError;
+
+/// Tokens one batched forward feeds at most, unless a single task needs
+/// more (`--max-batch-tokens`): a verification's k + 1 rows for each of
+/// dozens of requests, or two prefill chunks.
+pub const DEFAULT_MAX_BATCH_TOKENS: usize = 256;
+
+/// What a worker is.
+pub enum Role {
+    /// The drafter.
+    Drafter(Box<dyn Drafter>),
+    /// A target server.
+    Target(Box<dyn Scorer>),
+}
+
+impl std::fmt::Debug for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Drafter(_) => "Role::Drafter",
+            Role::Target(_) => "Role::Target",
+        })
+    }
+}
+
+/// A task's job as its role sees it.
+fn job(task: &Task) -> Job<'_> {
+    let count = match task.work {
+        Work::Draft { count } => count,
+        Work::Verify { drafts, .. } => drafts,
+    };
+    Job {
+        request: task.request,
+        context: &task.context,
+        count,
+        decoding: &task.decoding,
+        cancel: &task.cancel,
+    }
+}
+
+/// What a batch did for one task.
+pub(crate) type TaskResult = Result<JobStep<ReportKind>, ForwardError>;
+
+impl Role {
+    /// Its KV caches, whichever role it plays.
+    pub(crate) fn cache(&self) -> &dyn crate::roles::CacheState {
+        match self {
+            Role::Drafter(d) => d.as_ref(),
+            Role::Target(t) => t.as_ref(),
+        }
+    }
+
+    /// [`Role::cache`], to change.
+    pub(crate) fn cache_mut(&mut self) -> &mut dyn crate::roles::CacheState {
+        match self {
+            Role::Drafter(d) => d.as_mut(),
+            Role::Target(t) => t.as_mut(),
+        }
+    }
+
+    /// Tokens `task`'s next forward feeds on this worker.
+    pub(crate) fn next_feed(&self, task: &Task) -> usize {
+        let rows = match task.work {
+            Work::Draft { .. } => 1,
+            Work::Verify { drafts, .. } => drafts + 1,
+        };
+        self.cache().next_feed(&job(task), rows)
+    }
+
+    /// Runs `tasks` (one per request) in one call of the model: one result
+    /// per task, in order.
+    pub(crate) fn run(&mut self, tasks: &[Task]) -> Vec<TaskResult> {
+        let mut results: Vec<Option<TaskResult>> = tasks.iter().map(|_| None).collect();
+        let fits = |task: &Task| {
+            matches!(
+                (&*self, &task.work),
+                (Role::Drafter(_), Work::Draft { .. }) | (Role::Target(_), Work::Verify { .. })
+            )
+        };
+        let mine: Vec<usize> = (0..tasks.len()).filter(|&i| fits(&tasks[i])).collect();
+        for (i, task) in tasks.iter().enumerate() {
+            if !mine.contains(&i) {
+                results[i] = Some(Err(ForwardError::Failed(match task.work {
+                    Work::Draft { .. } => "a draft job was sent to a target worker".into(),
+                    Work::Verify { .. } => "a verification job was sent to the drafter".into(),
+                })));
+            }
+        }
+        let jobs: Vec<Job<'_>> = mine.iter().map(|&i| job(&tasks[i])).collect();
+        let done: Vec<TaskResult> = match self {
+            Role::Drafter(drafter) => drafter
+                .draft(&jobs)
+                .into_iter()
+                .map(|r| r.map(|step| map_step(step, ReportKind::Drafted)))
+                .collect(),
+            Role::Target(scorer) => scorer
+                .score(&jobs)
+                .into_iter()
+                .zip(&mine)
+                .map(|(r, &i)| {
+                    let task = &tasks[i];
+                    match r? {
+                        JobStep::Prefilled => Ok(JobStep::Prefilled),
+                        JobStep::Done(scores) => verdict(task, &scores).map(JobStep::Done),
+                    }
+                })
+                .collect(),
+        };
+        for (i, result) in mine.into_iter().zip(done) {
+            results[i] = Some(result);
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(ForwardError::Failed("no result".into()))))
+            .collect()
+    }
+}
+
+fn map_step<T>(step: JobStep<T>, f: impl FnOnce(T) -> ReportKind) -> JobStep<ReportKind> {
+    match step {
+        JobStep::Prefilled => JobStep::Prefilled,
+        JobStep::Done(value) => JobStep::Done(f(value)),
+    }
+}
+
+/// The verifier's verdict on a scored verification task.
+fn verdict(task: &Task, scores: &crate::roles::Scores) -> Result<ReportKind, ForwardError> {
+    let Work::Verify {
+        drafts,
+        draft_probs,
+    } = &task.work
+    else {
+        return Err(ForwardError::Failed("not a verification".into()));
+    };
+    let start = task.context.len() - drafts;
+    scores
+        .verdict(
+            &task.decoding.rule,
+            start,
+            &task.context[start..],
+            draft_probs.as_ref(),
+        )
+        .map(ReportKind::Verified)
+        .map_err(|e| ForwardError::Failed(format!("verification failed: {e}")))
+}
+
+/// What [`take_batch`] met that is not for the batch.
+#[derive(Debug)]
+pub(crate) enum Aside {
+    /// A task whose flag was raised before it ran.
+    Cancelled(Task),
+    /// A request ended: its caches may go, then its share of the memory
+    /// reservation.
+    Release(u64, Option<Reservation>),
+}
+
+/// Takes the next batch from `queue`: at most one task per request,
+/// requests in turn, while the tokens (`feed` of each task) stay within
+/// `budget` (the first task always goes). Returns it with the cancelled
+/// tasks and releases met on the way, in the order met.
+pub(crate) fn take_batch(
+    queue: &mut FairQueue<Message>,
+    budget: usize,
+    feed: impl Fn(&Task) -> usize,
+) -> (Vec<Task>, Vec<Aside>) {
+    let mut batch: Vec<Task> = Vec::new();
+    let mut aside = Vec::new();
+    let mut tokens = 0;
+    while let Some(message) = queue.pop() {
+        let request = message.request();
+        if batch.iter().any(|t| t.request == request) {
+            queue.put_back(request, message);
+            break;
+        }
+        let task = match message {
+            Message::Run(task) => task,
+            Message::Release(request, reservation) => {
+                aside.push(Aside::Release(request, reservation));
+                continue;
+            }
+        };
+        if task.cancel.is_cancelled() {
+            aside.push(Aside::Cancelled(task));
+            continue;
+        }
+        let cost = feed(&task);
+        if !batch.is_empty() && tokens + cost > budget {
+            queue.put_back(request, Message::Run(task));
+            break;
+        }
+        tokens += cost;
+        batch.push(task);
+    }
+    (batch, aside)
+}

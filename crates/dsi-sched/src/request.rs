@@ -1,0 +1,46 @@
+//! What a caller asks of a pool and what it gets back.
+
+use crate::stats::Stats;
+use crate::timeline::TimelineRecord;
+use dsi_core::TokenId;
+use dsi_core::sampling::Decoding;
+use dsi_core::schedule::{Mode, StopReason};
+
+/// One generation request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// Prompt token ids.
+    pub prompt: Vec<TokenId>,
+    /// The algorithm.
+    pub mode: Mode,
+    /// Drafts per verification job.
+    pub k: usize,
+    /// New tokens at most.
+    pub max_new_tokens: usize,
+    /// End-of-sequence tokens.
+    pub eos: Vec<TokenId>,
+    /// Sampling and verification.
+    pub decoding: Decoding,
+    /// Target workers this request may use (the first ones); `None` for all.
+    pub targets: Option<usize>,
+}
+
+/// The result of a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    /// The new tokens (end-of-sequence excluded).
+    pub tokens: Vec<TokenId>,
+    /// Why it stopped.
+    pub stop: StopReason,
+    /// What was measured.
+    pub stats: Stats,
+}
+
+/// What a request reports while it runs.
+#[derive(Debug)]
+pub enum Update<'a> {
+    /// Newly verified tokens, in order.
+    Tokens(&'a [TokenId]),
+    /// A timeline entry.
+    Timeline(&'a TimelineRecord),
+}
