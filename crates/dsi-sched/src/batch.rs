@@ -206,3 +206,95 @@ pub(crate) fn take_batch(
     }
     (batch, aside)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dsi_core::cancel::CancelFlag;
+    use dsi_core::sampling::Decoding;
+    use dsi_core::schedule::JobId;
+    use tokio::sync::mpsc::unbounded_channel;
+
+    /// A verification task of `request` with `drafts` drafts.
+    fn task(request: u64, job: u64, drafts: usize) -> Message {
+        Message::Run(Task {
+            request,
+            job: JobId(job),
+            context: vec![0; drafts + 1],
+            work: Work::Verify {
+                drafts,
+                draft_probs: None,
+            },
+            decoding: Decoding::greedy(),
+            cancel: CancelFlag::new(),
+            reply: unbounded_channel().0,
+        })
+    }
+
+    fn queue(messages: Vec<Message>) -> FairQueue<Message> {
+        let mut queue = FairQueue::default();
+        for message in messages {
+            queue.push(message.request(), message);
+        }
+        queue
+    }
+
+    /// (request, job) of each task.
+    fn ids(batch: &[Task]) -> Vec<(u64, u64)> {
+        batch.iter().map(|t| (t.request, t.job.0)).collect()
+    }
+
+    /// Each task feeds its drafts plus one.
+    fn rows(task: &Task) -> usize {
+        task.context.len()
+    }
+
+    #[test]
+    fn one_task_per_request_in_turn_and_each_request_in_order() {
+        let mut q = queue(vec![task(1, 0, 0), task(1, 1, 0), task(2, 0, 0), task(3, 0, 0)]);
+        let (batch, aside) = take_batch(&mut q, 100, rows);
+        assert_eq!(ids(&batch), [(1, 0), (2, 0), (3, 0)]);
+        assert!(aside.is_empty());
+        let (batch, _) = take_batch(&mut q, 100, rows);
+        assert_eq!(ids(&batch), [(1, 1)]);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn the_token_budget_ends_a_batch_and_the_next_starts_where_it_stopped() {
+        // 4 rows each; a budget of 10 takes two.
+        let mut q = queue((1..=5).map(|r| task(r, 0, 3)).collect());
+        let (batch, _) = take_batch(&mut q, 10, rows);
+        assert_eq!(ids(&batch), [(1, 0), (2, 0)]);
+        let (batch, _) = take_batch(&mut q, 10, rows);
+        assert_eq!(ids(&batch), [(3, 0), (4, 0)], "request 3 was not skipped");
+        // A task over the budget alone still runs, alone.
+        let mut q = queue(vec![task(7, 0, 20), task(8, 0, 0)]);
+        let (batch, _) = take_batch(&mut q, 10, rows);
+        assert_eq!(ids(&batch), [(7, 0)]);
+        let (batch, _) = take_batch(&mut q, 10, rows);
+        assert_eq!(ids(&batch), [(8, 0)]);
+    }
+
+    #[test]
+    fn cancelled_heads_and_releases_are_set_aside() {
+        let cancelled = task(1, 0, 0);
+        if let Message::Run(t) = &cancelled {
+            t.cancel.cancel();
+        }
+        let mut q = queue(vec![
+            cancelled,
+            task(1, 1, 0),
+            Message::Release(2, None),
+            task(3, 0, 0),
+        ]);
+        let (batch, aside) = take_batch(&mut q, 100, rows);
+        assert_eq!(
+            ids(&batch),
+            [(3, 0), (1, 1)],
+            "request 1's next task takes its place"
+        );
+        assert!(matches!(&aside[..], [Aside::Cancelled(t), Aside::Release(2, None)] if t.job == JobId(0)));
+        assert!(q.is_empty());
+    }
+}

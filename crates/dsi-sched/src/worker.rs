@@ -299,3 +299,92 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         "unknown panic".into()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::roles::{CacheState, Job, JobResults, Scorer, Scores};
+    use crate::task::Work;
+    use dsi_core::cancel::CancelFlag;
+    use dsi_core::sampling::Decoding;
+    use dsi_core::schedule::JobId;
+    use std::sync::Mutex;
+    use std::sync::mpsc::{Receiver, channel};
+
+    /// A scorer that records the requests of every call and holds its
+    /// first call until told to go, so tasks pile up behind it.
+    struct Recording {
+        calls: Arc<Mutex<Vec<Vec<u64>>>>,
+        gate: Option<Receiver<()>>,
+    }
+
+    impl CacheState for Recording {}
+
+    impl Scorer for Recording {
+        fn score(&mut self, jobs: &[Job<'_>]) -> JobResults<Scores> {
+            if let Some(gate) = self.gate.take() {
+                gate.recv().expect("the test lets the first call go");
+            }
+            let requests = jobs.iter().map(|j| j.request).collect();
+            self.calls.lock().expect("calls").push(requests);
+            jobs.iter()
+                .map(|j| Ok(JobStep::Done(Scores::Choices(vec![0; j.count + 1]))))
+                .collect()
+        }
+    }
+
+    fn verify(request: u64, job: u64, reply: &UnboundedSender<Report>) -> Task {
+        Task {
+            request,
+            job: JobId(job),
+            context: vec![0],
+            work: Work::Verify {
+                drafts: 0,
+                draft_probs: None,
+            },
+            decoding: Decoding::greedy(),
+            cancel: CancelFlag::new(),
+            reply: reply.clone(),
+        }
+    }
+
+    #[test]
+    fn tasks_waiting_behind_a_forward_run_together_in_the_next() {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let (go, gate) = channel();
+        let role = Role::Target(Box::new(Recording {
+            calls: Arc::clone(&calls),
+            gate: Some(gate),
+        }));
+        let worker = WorkerHandle::spawn("recording", role).expect("worker");
+        let (reply, mut reports) = unbounded_channel();
+        assert!(worker.send(verify(1, 0, &reply)));
+        // The first forward is under way (it reported started) and waits.
+        let first = reports.blocking_recv().expect("a report");
+        assert!(matches!(first.kind, ReportKind::Started));
+        let cancelled = verify(2, 0, &reply);
+        cancelled.cancel.cancel();
+        for task in [verify(1, 1, &reply), cancelled, verify(2, 1, &reply), verify(3, 0, &reply)] {
+            assert!(worker.send(task));
+        }
+        go.send(()).expect("the worker waits");
+        drop(worker);
+        let mut kinds = Vec::new();
+        while let Some(report) = reports.blocking_recv() {
+            kinds.push(report.kind);
+            if kinds.len() == 8 {
+                break;
+            }
+        }
+        assert_eq!(
+            *calls.lock().expect("calls"),
+            [vec![1], vec![3, 1, 2]],
+            "one task per request, in turn from the request after the last served; request 2's cancelled head skipped, its next task taken when its turn came again"
+        );
+        let cancelled = kinds
+            .iter()
+            .filter(|k| matches!(k, ReportKind::Cancelled { ran: false }))
+            .count();
+        assert_eq!(cancelled, 1);
+    }
+}
