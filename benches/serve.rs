@@ -1,12 +1,16 @@
-//! What the HTTP server costs: the same greedy DSI generations on the
-//! bundled pair run the way `dsi generate` runs them (encode, pool, decode
-//! the stream) and streamed through `dsi serve`'s router over loopback,
-//! interleaved, in one run; then 64 concurrent streams through the server.
+//! What the HTTP server costs and what batching buys: the same greedy DSI
+//! generations on the bundled pair run the way `dsi generate` runs them
+//! (encode, pool, decode the stream) and streamed through `dsi serve`'s
+//! router over loopback, with batching on and off, interleaved, in one run;
+//! then 64 concurrent streams through the server with batching off and on.
 //!
-//! Prints per-token time of both paths and their ratio (target: the server
-//! adds under 5%), and for the 64 streams: errors, tokens/s, p50/p99 time to
-//! first token. `cargo bench --bench serve --no-default-features`
-//! (`DSI_BENCH_TOKENS`, `DSI_BENCH_REPEATS`).
+//! Prints per-token time of the three single-client paths and their ratios
+//! (targets: the server adds under 5%; batching changes single-stream
+//! latency by under 5%), and for the 64 streams: errors, tokens/s, p50/p99
+//! time to first token, with batching off and on, and the ratio (target:
+//! batching gives at least 3x the tokens/s, TTFT p50 no worse).
+//! `cargo bench --bench serve --no-default-features` (`DSI_BENCH_TOKENS`,
+//! `DSI_BENCH_REPEATS`).
 
 #![allow(clippy::print_stdout)]
 
@@ -19,6 +23,7 @@ use dsi::core::sampling::Decoding;
 use dsi::core::schedule::Mode;
 use dsi::models::Session;
 use dsi::models::checkpoint::TextTokenizer;
+use dsi::sched::batch::DEFAULT_MAX_BATCH_TOKENS;
 use dsi::sched::{CachedModel, Pool, Request, Role, Update, WorkerHandle};
 use dsi_server::codec::IncrementalText;
 use dsi_server::{ServerConfig, State, TextCodec};
@@ -100,29 +105,46 @@ fn main() {
         .collect();
     let capacity = target_ckpt.config.max_context;
     let eos = target_ckpt.generation.eos_token_ids.clone();
-    let spawn =
-        |name: String, role| WorkerHandle::spawn_with_caches(name, role, 64).expect("worker");
-    let drafter_worker = spawn(
-        "drafter".into(),
-        Role::Drafter(Box::new(CachedModel::new(Session::new(drafter, capacity)))),
-    );
-    let targets = (0..TARGETS)
-        .map(|i| {
-            spawn(
-                format!("target {i}"),
-                Role::Target(Box::new(CachedModel::new(Session::new(
-                    Arc::clone(&target),
-                    capacity,
-                )))),
-            )
-        })
-        .collect();
-    let pool = Arc::new(Pool::new(Some(drafter_worker), targets).expect("pool"));
+    // Two pools over the same weights: batching on (the default budget)
+    // and off (one task per forward).
+    let pool = |max_batch_tokens: usize| {
+        let spawn = |name: String, role| {
+            WorkerHandle::spawn_batching(name, role, max_batch_tokens).expect("worker")
+        };
+        let drafter_worker = spawn(
+            "drafter".into(),
+            Role::Drafter(Box::new(CachedModel::new(Session::new(
+                Arc::clone(&drafter),
+                capacity,
+            )))),
+        );
+        let targets = (0..TARGETS)
+            .map(|i| {
+                spawn(
+                    format!("target {i}"),
+                    Role::Target(Box::new(CachedModel::new(Session::new(
+                        Arc::clone(&target),
+                        capacity,
+                    )))),
+                )
+            })
+            .collect();
+        Arc::new(Pool::new(Some(drafter_worker), targets).expect("pool"))
+    };
+    let batching = pool(DEFAULT_MAX_BATCH_TOKENS);
+    let unbatched = pool(1);
     let mut config = ServerConfig::new("pystd", capacity);
     config.lookahead = K;
     config.eos = eos.clone();
     let codec: Arc<dyn TextCodec> = Arc::new(Codec(target_ckpt.tokenizer));
-    let state = Arc::new(State::new(Arc::clone(&pool), Arc::clone(&codec), config));
+    let state = |pool: &Arc<Pool>| {
+        Arc::new(State::new(
+            Arc::clone(pool),
+            Arc::clone(&codec),
+            config.clone(),
+        ))
+    };
+    let (state_on, state_off) = (state(&batching), state(&unbatched));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -130,22 +152,27 @@ fn main() {
         .expect("runtime");
 
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(dsi_server::serve(listener, Arc::clone(&state), std::future::pending()));
+        let listen = |state: Arc<State>| async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            tokio::spawn(dsi_server::serve(listener, state, std::future::pending()));
+            addr
+        };
+        let (addr_on, addr_off) = (listen(state_on).await, listen(state_off).await);
 
-        // Each round runs every prompt directly and every prompt through
-        // the server, the two halves in alternating order. Consecutive
-        // runs never share a prompt: a worker's freed cache keeps its
-        // tokens, and a repeated prompt would skip its prefill.
+        // Each round runs every prompt directly, through the batching
+        // server and through the unbatched one, in rotating order.
+        // Consecutive runs never share a prompt: a worker's freed cache
+        // keeps its tokens, and a repeated prompt would skip its prefill.
         let mut lengths = vec![0usize; prompts.len()];
-        let (mut direct, mut served) = (Vec::new(), Vec::new());
+        let mut per_path = [Vec::new(), Vec::new(), Vec::new()];
         for round in 0..=repeats {
-            for half in 0..2 {
-                let through_server = (round + half) % 2 == 1;
+            for turn in 0..3 {
+                let path = (round + turn) % 3;
                 for (i, prompt) in prompts.iter().enumerate() {
                     let began = Instant::now();
-                    if through_server {
+                    if path > 0 {
+                        let addr = if path == 1 { addr_on } else { addr_off };
                         let (_, _, ok) = stream(addr, prompt, tokens).await;
                         assert!(ok, "the server answered");
                     } else {
@@ -163,7 +190,7 @@ fn main() {
                             decoding: Decoding::greedy(),
                             targets: None,
                         };
-                        let g = pool
+                        let g = batching
                             .generate(request, |update| {
                                 if let Update::Tokens(new) = update {
                                     printed += text.push(codec.as_ref(), new).expect("text").len();
@@ -176,50 +203,80 @@ fn main() {
                     }
                     let per_token = began.elapsed().as_secs_f64() / lengths[i].max(1) as f64;
                     // Round 0 warms caches and allocators (and learns the lengths).
-                    match (round > 0, through_server) {
-                        (true, true) => served.push(per_token),
-                        (true, false) => direct.push(per_token),
-                        (false, _) => {}
+                    if round > 0 {
+                        per_path[path].push(per_token);
                     }
                 }
             }
         }
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-        let (d, s) = (mean(&direct), mean(&served));
+        let [direct, on, off] = per_path.map(|v| mean(&v));
         println!(
-            "one client, {tokens} tokens, {} runs each: direct {:.3} ms/token, through the server {:.3} ms/token, ratio {:.3} (server overhead {:+.1}%)",
-            direct.len(),
-            d * 1e3,
-            s * 1e3,
-            s / d,
-            (s / d - 1.0) * 100.0
+            "one client, {tokens} tokens, {repeats} rounds: direct {:.3} ms/token, server with batching {:.3} ms/token, server without {:.3} ms/token; server overhead {:+.1}% (with batching, against direct), batching's single-stream cost {:+.1}%",
+            direct * 1e3,
+            on * 1e3,
+            off * 1e3,
+            (on / direct - 1.0) * 100.0,
+            (on / off - 1.0) * 100.0
         );
 
-        // 64 concurrent streams.
-        let began = Instant::now();
-        let runs: Vec<_> = (0..64)
-            .map(|i| {
-                let prompt = prompts[i % prompts.len()].clone();
-                tokio::spawn(async move { stream(addr, &prompt, tokens).await })
-            })
-            .collect();
-        let mut ttft = Vec::new();
-        let mut errors = 0;
-        for run in runs {
-            let (first, _, ok) = run.await.expect("task");
-            if ok {
-                ttft.push(first.as_secs_f64() * 1e3);
-            } else {
-                errors += 1;
+        // 64 concurrent streams, batching off then on, twice.
+        let mut rates = [Vec::new(), Vec::new()];
+        let mut ttft_p50 = [Vec::new(), Vec::new()];
+        for round in 0..2 {
+            for (which, addr) in [(0, addr_off), (1, addr_on)] {
+                let (rate, p50) = concurrent(addr, &prompts, tokens).await;
+                println!(
+                    "round {round}, batching {}: {rate:.1} tokens/s, time to first token p50 {p50:.0} ms",
+                    if which == 1 { "on" } else { "off" }
+                );
+                rates[which].push(rate);
+                ttft_p50[which].push(p50);
             }
         }
-        let wall = began.elapsed().as_secs_f64();
-        ttft.sort_by(f64::total_cmp);
+        let [off_rate, on_rate] = [mean(&rates[0]), mean(&rates[1])];
+        let [off_ttft, on_ttft] = [mean(&ttft_p50[0]), mean(&ttft_p50[1])];
         println!(
-            "64 concurrent streams: {errors} errors, {:.1} tokens/s in all, time to first token p50 {:.0} ms, p99 {:.0} ms ({wall:.1} s)",
-            (ttft.len() * tokens) as f64 / wall,
-            percentile(&ttft, 0.5),
-            percentile(&ttft, 0.99),
+            "64 concurrent streams: batching on {on_rate:.1} tokens/s vs off {off_rate:.1} ({:.2}x); time to first token p50 on {on_ttft:.0} ms vs off {off_ttft:.0} ms ({:.2}x)",
+            on_rate / off_rate,
+            on_ttft / off_ttft
         );
+        for (name, pool) in [("on", &batching), ("off", &unbatched)] {
+            let mut stats = dsi::sched::ForwardStats::default();
+            let (drafter, targets) = pool.workers();
+            for worker in drafter.into_iter().chain(targets) {
+                if let Some(forwards) = worker.forwards() {
+                    stats.merge(&forwards);
+                }
+            }
+            println!(
+                "batching {name}: {} forwards, {:.2} sequences and {:.1} rows per forward, {:.2} ms per forward",
+                stats.members.count(),
+                stats.members.sum() / stats.members.count().max(1) as f64,
+                stats.rows.sum() / stats.rows.count().max(1) as f64,
+                stats.seconds.sum() * 1e3 / stats.seconds.count().max(1) as f64,
+            );
+        }
     });
+}
+
+/// 64 concurrent streams through the server at `addr`: tokens/s in all and
+/// the median time to first token in ms. Every stream must succeed.
+async fn concurrent(addr: std::net::SocketAddr, prompts: &[String], tokens: usize) -> (f64, f64) {
+    let began = Instant::now();
+    let runs: Vec<_> = (0..64)
+        .map(|i| {
+            let prompt = prompts[i % prompts.len()].clone();
+            tokio::spawn(async move { stream(addr, &prompt, tokens).await })
+        })
+        .collect();
+    let mut ttft = Vec::new();
+    for run in runs {
+        let (first, _, ok) = run.await.expect("task");
+        assert!(ok, "every stream is answered in full");
+        ttft.push(first.as_secs_f64() * 1e3);
+    }
+    let wall = began.elapsed().as_secs_f64();
+    ttft.sort_by(f64::total_cmp);
+    ((ttft.len() * tokens) as f64 / wall, percentile(&ttft, 0.5))
 }

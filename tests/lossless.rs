@@ -7,9 +7,7 @@
 //! transformers); the drafter is the same model with its logits perturbed at
 //! a third of the positions, so drafts are often accepted and often rejected.
 
-use dsi::core::TokenId;
-use dsi::core::cancel::CancelFlag;
-use dsi::core::model::{ForwardError, KvModel};
+use dsi::core::model::{Feed, ForwardError, KvModel, SeqId};
 use dsi::core::rng::keyed_open01;
 use dsi::core::sampling::{Decoding, SamplingParams};
 use dsi::core::schedule::Mode;
@@ -36,30 +34,33 @@ impl<M: KvModel> KvModel for Perturbed<M> {
     fn capacity(&self) -> usize {
         self.inner.capacity()
     }
-    fn cached(&self) -> usize {
-        self.inner.cached()
+    fn cached(&self, seq: SeqId) -> usize {
+        self.inner.cached(seq)
     }
-    fn truncate(&mut self, keep: usize) {
-        self.inner.truncate(keep);
+    fn truncate(&mut self, seq: SeqId, keep: usize) {
+        self.inner.truncate(seq, keep);
     }
-    fn forward(
-        &mut self,
-        tokens: &[TokenId],
-        rows: usize,
-        cancel: &CancelFlag,
-    ) -> Result<Vec<f32>, ForwardError> {
-        let rows = rows.min(tokens.len());
-        let first = self.inner.cached() + tokens.len() - rows;
+    fn release(&mut self, seq: SeqId) {
+        self.inner.release(seq);
+    }
+    fn forward(&mut self, feeds: &[Feed<'_>]) -> Vec<Result<Vec<f32>, ForwardError>> {
         let vocab = self.inner.vocab();
-        let mut logits = self.inner.forward(tokens, rows, cancel)?;
-        for (i, row) in logits.chunks_mut(vocab).enumerate() {
-            let next_position = first + i + 1;
-            if keyed_open01(17, next_position as u64, 0) < 1.0 / 3.0 {
-                let best = argmax(row) as usize;
-                row[(best + 1) % vocab] = row[best] + 5.0;
+        // The position after each feed's first logits row.
+        let firsts: Vec<usize> = feeds
+            .iter()
+            .map(|f| self.inner.cached(f.seq) + f.tokens.len() - f.rows.min(f.tokens.len()) + 1)
+            .collect();
+        let mut results = self.inner.forward(feeds);
+        for (logits, first) in results.iter_mut().zip(firsts) {
+            let Ok(logits) = logits else { continue };
+            for (i, row) in logits.chunks_mut(vocab).enumerate() {
+                if keyed_open01(17, (first + i) as u64, 0) < 1.0 / 3.0 {
+                    let best = argmax(row) as usize;
+                    row[(best + 1) % vocab] = row[best] + 5.0;
+                }
             }
         }
-        Ok(logits)
+        results
     }
 }
 

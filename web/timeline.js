@@ -1,6 +1,8 @@
 // The live timeline: one lane for the drafter and one per target server,
 // fed by the scheduler's job events (GET /v1/dashboard/timeline, SSE).
 // Each job is a rectangle from its start to its end, coloured by outcome.
+// Jobs that run at once on one worker (the members of a batched forward)
+// stack in rows within its lane, one bar per member.
 
 const SVG = "http://www.w3.org/2000/svg";
 const LANE_H = 34;
@@ -15,7 +17,8 @@ export class Timeline {
 
   /** Forgets every job: a new generation starts an empty picture. */
   reset() {
-    this.jobs = new Map(); // "request:job" -> {lane, t0, t1, outcome, rect}
+    this.jobs = new Map(); // "request:job" -> {lane, row, t0, t1, outcome}
+    this.depth = this.lanes.map(() => 1); // rows each lane has needed
     this.queued = [];
     this.offsets = new Map(); // request -> page ms at the request's t_ms = 0
     this.origin = null;
@@ -30,6 +33,17 @@ export class Timeline {
 
   laneIndex(device) {
     return this.lanes.findIndex((l) => l.name === device);
+  }
+
+  /** The lowest row of `lane` that no running job holds. */
+  freeRow(lane) {
+    const taken = new Set();
+    for (const job of this.jobs.values()) {
+      if (job.lane === lane && job.t1 === null) taken.add(job.row);
+    }
+    let row = 0;
+    while (taken.has(row)) row += 1;
+    return row;
   }
 
   /** Page time of a record: its request's offset plus its own t_ms. */
@@ -55,7 +69,9 @@ export class Timeline {
         const lane = this.laneIndex(record.device);
         if (lane < 0) return;
         const drafter = this.lanes[lane].role === "drafter";
-        this.jobs.set(key, { lane, t0: t, t1: null, outcome: "running", drafter });
+        const row = this.freeRow(lane);
+        this.depth[lane] = Math.max(this.depth[lane], row + 1);
+        this.jobs.set(key, { lane, row, t0: t, t1: null, outcome: "running", drafter });
         this.running += 1;
         break;
       }
@@ -119,12 +135,13 @@ export class Timeline {
     const queueLane = lane(this.lanes.length, "queue", "queue");
     for (const job of this.jobs.values()) {
       const t1 = job.t1 ?? Math.max(job.t0 + 1, this.now());
+      const rowH = (LANE_H - 12) / this.depth[job.lane];
       const rect = el("rect", {
         class: `job ${job.outcome}`,
         x: x(job.t0),
-        y: job.lane * LANE_H + 6,
+        y: job.lane * LANE_H + 6 + job.row * rowH,
         width: Math.max(2, x(t1) - x(job.t0)),
-        height: LANE_H - 12,
+        height: Math.max(1, rowH - (this.depth[job.lane] > 1 ? 1 : 0)),
         rx: 2,
       });
       lanes[job.lane].append(rect);

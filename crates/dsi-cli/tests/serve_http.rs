@@ -104,6 +104,11 @@ fn endpoints_answer_in_openai_formats() {
         assert!(metric(&metrics, "dsi_time_per_output_token_seconds_count").unwrap() >= 5.0);
         assert_eq!(metric(&metrics, "dsi_queue_depth"), Some(0.0));
         assert!(metric(&metrics, "dsi_preempted_jobs_total").is_some());
+        // Every worker's forwards: batch sizes, rows and time.
+        let forwards = metric(&metrics, "dsi_forward_sequences_count{worker=\"cpu#0\"}").unwrap();
+        assert!(forwards > 0.0);
+        assert!(metric(&metrics, "dsi_forward_rows_sum{worker=\"cpu#0\"}").unwrap() >= forwards);
+        assert!(metric(&metrics, "dsi_forward_seconds_sum{worker=\"cpu#0\"}").unwrap() > 0.0);
 
         // The dashboard and its data.
         let page = client.get(server.url("/")).send().await.unwrap().text().await.unwrap();

@@ -251,7 +251,12 @@ mod tests {
 
     #[test]
     fn one_task_per_request_in_turn_and_each_request_in_order() {
-        let mut q = queue(vec![task(1, 0, 0), task(1, 1, 0), task(2, 0, 0), task(3, 0, 0)]);
+        let mut q = queue(vec![
+            task(1, 0, 0),
+            task(1, 1, 0),
+            task(2, 0, 0),
+            task(3, 0, 0),
+        ]);
         let (batch, aside) = take_batch(&mut q, 100, rows);
         assert_eq!(ids(&batch), [(1, 0), (2, 0), (3, 0)]);
         assert!(aside.is_empty());
@@ -294,7 +299,9 @@ mod tests {
             [(3, 0), (1, 1)],
             "request 1's next task takes its place"
         );
-        assert!(matches!(&aside[..], [Aside::Cancelled(t), Aside::Release(2, None)] if t.job == JobId(0)));
+        assert!(
+            matches!(&aside[..], [Aside::Cancelled(t), Aside::Release(2, None)] if t.job == JobId(0))
+        );
         assert!(q.is_empty());
     }
 }

@@ -8,12 +8,12 @@
 //! difference between real scheduling and the simulator's time model. The
 //! simulator's expectation over many seeded repeats is reported beside it.
 
+use crate::batch::Role;
 use crate::error::{Result, SchedError};
 use crate::pool::Pool;
 use crate::request::Request;
 use crate::stats::median;
 use crate::synthetic::{OTHER, SyntheticDrafter, SyntheticTarget, SyntheticWorld, WorldCounts};
-use crate::batch::Role;
 use crate::worker::WorkerHandle;
 use dsi_core::rng::derive_seed;
 use dsi_core::sampling::Decoding;

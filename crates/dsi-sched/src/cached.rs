@@ -7,13 +7,13 @@
 //! fall off the end), and feeds the missing tokens plus the drafts. The jobs
 //! of one call, one per request, go through the model in one forward.
 
+use crate::forwards::ForwardLog;
 use crate::roles::{CacheState, Drafter, Job, JobResults, JobStep, Scorer, Scores};
 use dsi_core::TokenId;
 use dsi_core::cache_layout::CacheFootprint;
 use dsi_core::model::{Feed, ForwardError, KvModel, SeqId};
 use dsi_core::schedule::Drafted;
 use dsi_core::verify::{ProbTable, argmax};
-use crate::forwards::ForwardLog;
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -120,12 +120,7 @@ impl<M: KvModel> CachedModel<M> {
     /// tokens of `context` (those are always fed; the rest of the shared
     /// prefix is reused). A prefix missing more than a chunk is filled a
     /// chunk at a time first.
-    fn plan(
-        &self,
-        request: SeqId,
-        context: &[TokenId],
-        rows: usize,
-    ) -> Result<Plan, ForwardError> {
+    fn plan(&self, request: SeqId, context: &[TokenId], rows: usize) -> Result<Plan, ForwardError> {
         if context.len() > self.model.capacity() {
             return Err(ForwardError::Failed(format!(
                 "the context is {} tokens but this worker's cache holds {}: lower max_tokens or the prompt length",
@@ -151,10 +146,7 @@ impl<M: KvModel> CachedModel<M> {
 
     /// Runs each job's planned feed in one forward and records what each
     /// cache now holds.
-    fn feed(
-        &mut self,
-        planned: &[(Job<'_>, Plan)],
-    ) -> Vec<Result<Vec<f32>, ForwardError>> {
+    fn feed(&mut self, planned: &[(Job<'_>, Plan)]) -> Vec<Result<Vec<f32>, ForwardError>> {
         for (job, plan) in planned {
             let shared = plan.shared();
             self.model.truncate(job.request, shared);

@@ -47,15 +47,15 @@ pub mod timeline;
 pub mod worker;
 mod workers;
 
+pub use batch::Role;
 pub use cached::CachedModel;
 pub use emulate::{Emulated, Latency};
 pub use error::{Result, SchedError};
+pub use forwards::ForwardStats;
 pub use memory::{DeviceMemory, KvBudget};
 pub use pool::{KvUse, Limits, Pool};
 pub use request::{Generation, Request, Update};
 pub use roles::{CacheState, Drafter, Job, JobStep, Scorer, Scores};
 pub use stats::Stats;
 pub use timeline::TimelineRecord;
-pub use batch::Role;
-pub use forwards::ForwardStats;
 pub use worker::WorkerHandle;

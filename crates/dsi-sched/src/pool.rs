@@ -6,9 +6,9 @@ use crate::error::{Result, SchedError};
 use crate::memory::{DeviceMemory, KvBudget, Need};
 use crate::request::{Generation, Request, Update};
 use crate::run::Run;
-use crate::workers::Workers;
 use crate::timeline::TimelineRecord;
 use crate::worker::WorkerHandle;
+use crate::workers::Workers;
 use dsi_core::cancel::CancelFlag;
 use dsi_core::schedule::{Mode, Plan};
 use std::sync::Arc;
@@ -193,9 +193,17 @@ impl Pool {
             decoding: request.decoding,
             early_bonus: self.early_bonus,
         };
-        Run::new(&self.workers, id, plan, request.prompt, placement, reservation, sink)?
-            .finish(stop)
-            .await
+        Run::new(
+            &self.workers,
+            id,
+            plan,
+            request.prompt,
+            placement,
+            reservation,
+            sink,
+        )?
+        .finish(stop)
+        .await
     }
 
     /// The pool targets a request uses, in the order its machine numbers
@@ -230,7 +238,11 @@ impl Pool {
             Mode::Dsi => placement,
             Mode::Si | Mode::NonSi => &placement[..placement.len().min(1)],
         };
-        let drafter = self.workers.drafter.iter().filter(|_| request.mode.drafts());
+        let drafter = self
+            .workers
+            .drafter
+            .iter()
+            .filter(|_| request.mode.drafts());
         let mut need: Need = Vec::new();
         for worker in drafter.chain(targets.iter().map(|&i| &self.workers.targets[i])) {
             let Some(footprint) = worker.footprint() else {

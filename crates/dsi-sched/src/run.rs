@@ -9,11 +9,11 @@
 use crate::error::Result;
 use crate::memory::Reservation;
 use crate::request::{Generation, Update};
-use crate::workers::Workers;
 use crate::stats::{Stats, WorkerStats, median};
-use crate::timeline::TimelineRecord;
 use crate::task::{Report, ReportKind, Task, Work};
+use crate::timeline::TimelineRecord;
 use crate::worker::WorkerHandle;
+use crate::workers::Workers;
 use dsi_core::TokenId;
 use dsi_core::cancel::CancelFlag;
 use dsi_core::sampling::Decoding;

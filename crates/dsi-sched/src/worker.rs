@@ -207,7 +207,9 @@ fn serve(
     // finished: those whose prefill is under way in chunks, between batches.
     let mut started = HashSet::new();
     loop {
-        marks.kv_bytes.store(role.cache().cache_bytes(), Ordering::Relaxed);
+        marks
+            .kv_bytes
+            .store(role.cache().cache_bytes(), Ordering::Relaxed);
         marks.progress.mark();
         while let Ok(message) = inbox.try_recv() {
             queue.push(message.request(), message);
@@ -364,7 +366,12 @@ mod tests {
         assert!(matches!(first.kind, ReportKind::Started));
         let cancelled = verify(2, 0, &reply);
         cancelled.cancel.cancel();
-        for task in [verify(1, 1, &reply), cancelled, verify(2, 1, &reply), verify(3, 0, &reply)] {
+        for task in [
+            verify(1, 1, &reply),
+            cancelled,
+            verify(2, 1, &reply),
+            verify(3, 0, &reply),
+        ] {
             assert!(worker.send(task));
         }
         go.send(()).expect("the worker waits");

@@ -153,7 +153,11 @@ fn score(
 fn draft(worker: &mut CachedModel<TableModel>, context: &[TokenId], count: usize) -> Vec<TokenId> {
     let greedy = Decoding::greedy();
     let go = CancelFlag::new();
-    match worker.draft(&[job(1, context, count, &greedy, &go)]).pop().unwrap() {
+    match worker
+        .draft(&[job(1, context, count, &greedy, &go)])
+        .pop()
+        .unwrap()
+    {
         Ok(JobStep::Done(drafts)) => drafts.iter().map(|d| d.token).collect(),
         other => panic!("drafting failed: {other:?}"),
     }

@@ -166,11 +166,8 @@ fn pool_with_chunk(
     prefill_delay: Duration,
     chunk: usize,
 ) -> Pool {
-    let spawn = |name: String, role: Role| {
-        WorkerHandle::spawn(name, role)
-            .unwrap()
-            .on_device("cpu")
-    };
+    let spawn =
+        |name: String, role: Role| WorkerHandle::spawn(name, role).unwrap().on_device("cpu");
     let drafter = spawn(
         "drafter".into(),
         Role::Drafter(Box::new(CachedModel::new(model(

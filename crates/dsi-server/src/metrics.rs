@@ -4,6 +4,7 @@
 use crate::openai::Endpoint;
 use dsi_core::schedule::judged_rate;
 use dsi_sched::Stats;
+use dsi_sched::forwards::{ForwardStats, Histogram};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
@@ -17,42 +18,33 @@ const TPOT_BOUNDS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 ];
 
-#[derive(Debug)]
-struct Histogram {
-    bounds: &'static [f64],
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
+/// Writes `histogram` as `name`, with `labels` (`key="value",...`) on every
+/// line when there are any.
+fn render_histogram(out: &mut String, name: &str, labels: &str, histogram: &Histogram) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    for (bound, count) in histogram.buckets() {
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {count}");
+    }
+    let _ = writeln!(
+        out,
+        "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+        histogram.count()
+    );
+    let braces = if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{labels}}}")
+    };
+    let _ = writeln!(
+        out,
+        "{name}_sum{braces} {}\n{name}_count{braces} {}",
+        histogram.sum(),
+        histogram.count()
+    );
 }
 
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Self {
-        Self {
-            bounds,
-            counts: vec![0; bounds.len()],
-            sum: 0.0,
-            count: 0,
-        }
-    }
-
-    fn observe(&mut self, value: f64) {
-        for (bound, count) in self.bounds.iter().zip(&mut self.counts) {
-            if value <= *bound {
-                *count += 1;
-            }
-        }
-        self.sum += value;
-        self.count += 1;
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        for (bound, count) in self.bounds.iter().zip(&self.counts) {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
-        }
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", self.count);
-        let _ = writeln!(out, "{name}_sum {}\n{name}_count {}", self.sum, self.count);
-    }
+fn histogram_header(out: &mut String, name: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
 }
 
 #[derive(Debug)]
@@ -92,6 +84,8 @@ pub struct Gauges {
     pub kv: Vec<dsi_sched::KvUse>,
     /// Requests waiting for KV memory now, and that ever had to wait.
     pub kv_waiting: (usize, u64),
+    /// Each worker's forwards so far, by worker name.
+    pub forwards: Vec<(String, ForwardStats)>,
 }
 
 impl Default for Metrics {
@@ -224,10 +218,44 @@ impl Metrics {
             let _ = writeln!(out, "# HELP dsi_queue_depth Requests waiting for a generation slot.\n# TYPE dsi_queue_depth gauge\ndsi_queue_depth {}", gauges.queued);
             let _ = writeln!(out, "# HELP dsi_active_generations Generations running.\n# TYPE dsi_active_generations gauge\ndsi_active_generations {}", gauges.running);
             render_kv(&mut out, &gauges);
-            m.ttft.render(&mut out, "dsi_time_to_first_token_seconds", "Time from a request's arrival to its first token.");
-            m.tpot.render(&mut out, "dsi_time_per_output_token_seconds", "Mean time per token after the first, per request.");
+            for (name, help, histogram) in [
+                ("dsi_time_to_first_token_seconds", "Time from a request's arrival to its first token.", &m.ttft),
+                ("dsi_time_per_output_token_seconds", "Mean time per token after the first, per request.", &m.tpot),
+            ] {
+                histogram_header(&mut out, name, help);
+                render_histogram(&mut out, name, "", histogram);
+            }
+            render_forwards(&mut out, &gauges);
             out
         })
+    }
+}
+
+/// Each worker's forwards: sequences, rows and seconds per forward.
+fn render_forwards(out: &mut String, gauges: &Gauges) {
+    type Part = fn(&ForwardStats) -> &Histogram;
+    let parts: [(&str, &str, Part); 3] = [
+        (
+            "dsi_forward_sequences",
+            "Sequences (requests) per forward of a worker: the batch size.",
+            |s| &s.members,
+        ),
+        (
+            "dsi_forward_rows",
+            "Rows (tokens fed) per forward of a worker.",
+            |s| &s.rows,
+        ),
+        (
+            "dsi_forward_seconds",
+            "Time per forward of a worker.",
+            |s| &s.seconds,
+        ),
+    ];
+    for (name, help, part) in parts {
+        histogram_header(out, name, help);
+        for (worker, stats) in &gauges.forwards {
+            render_histogram(out, name, &format!("worker=\"{worker}\""), part(stats));
+        }
     }
 }
 

@@ -63,6 +63,14 @@ impl State {
             running: self.admission.running(),
             kv: self.pool.kv_memory(),
             kv_waiting: self.pool.kv_waiting(),
+            forwards: {
+                let (drafter, targets) = self.pool.workers();
+                drafter
+                    .into_iter()
+                    .chain(targets)
+                    .filter_map(|w| Some((w.name().to_string(), w.forwards()?)))
+                    .collect()
+            },
         }
     }
 }
