@@ -51,11 +51,13 @@ pub(crate) struct PoolArgs {
     /// Run dtype: f32, f16 or bf16 (default per device: bf16 on CUDA, f16 on wgpu when supported, else f32).
     #[arg(long, value_parser = parse_dtype)]
     pub(crate) dtype: Option<RunDtype>,
-    /// Pad every target forward to TTFT,TPOT milliseconds (stand in for a larger target).
-    #[arg(long, value_name = "TTFT,TPOT")]
+    /// Pad every target forward to TTFT,TPOT milliseconds (stand in for a
+    /// larger target); a third value adds milliseconds per row a batched
+    /// forward feeds beyond its first (the compute-bound regime).
+    #[arg(long, value_name = "TTFT,TPOT[,PER_ROW]")]
     pub(crate) emulate_target_ms: Option<Latency>,
-    /// Pad every drafter forward to TTFT,TPOT milliseconds.
-    #[arg(long, value_name = "TTFT,TPOT")]
+    /// Pad every drafter forward to TTFT,TPOT[,PER_ROW] milliseconds.
+    #[arg(long, value_name = "TTFT,TPOT[,PER_ROW]")]
     pub(crate) emulate_drafter_ms: Option<Latency>,
     /// A job running longer than this retires its worker as hung.
     #[arg(long, default_value_t = 120_000)]

@@ -1,7 +1,9 @@
 //! A bounded load test on loopback against `dsi serve` with the bundled
-//! pair: 64 concurrent greedy streams, each equal to the same request run
-//! alone; then twice the queue limit at once, refused with 429 exactly past
-//! the slots and the queue; and the process's memory back near its baseline.
+//! pair, batching on (the default): 64 concurrent streams in mixed modes
+//! and lookaheads, greedy and seeded-sampled, each equal token for token to
+//! the same prompt and decoding alone in non-SI; then twice the queue limit
+//! at once, refused with 429 exactly past the slots and the queue; and the
+//! process's memory back near its baseline.
 
 #![allow(clippy::unwrap_used)]
 
@@ -59,22 +61,38 @@ fn sixty_four_streams_then_twice_the_queue_limit() {
         let body = |i: usize, max_tokens: usize| {
             json!({"prompt": prompts[i % prompts.len()], "max_tokens": max_tokens, "stream": true, "stream_options": {"include_usage": true}})
         };
+        // Stream i: prompt i % 8, greedy or (every other group of 8) sampled
+        // with a seed of its prompt, in a mode and lookahead of its own.
+        let sampled = |i: usize| (i / prompts.len()) % 2 == 1;
+        let mixed = |i: usize, mode: &str, lookahead: usize| {
+            let mut b = body(i, 16);
+            b["mode"] = json!(mode);
+            b["lookahead"] = json!(lookahead);
+            if sampled(i) {
+                b["temperature"] = json!(0.8);
+                b["seed"] = json!(1000 + i % prompts.len());
+            }
+            b
+        };
 
-        // Each distinct request alone.
+        // Each distinct prompt and decoding alone, in non-SI.
         let mut alone = Vec::new();
-        for i in 0..prompts.len() {
-            let s = stream(&client, &url, &body(i, 16)).await;
+        for i in 0..2 * prompts.len() {
+            let s = stream(&client, &url, &mixed(i, "nonsi", 1)).await;
             assert_eq!(s.status, 200);
             assert!(s.done);
             alone.push(s.text);
         }
+        let reference = |i: usize| &alone[i % prompts.len() + if sampled(i) { prompts.len() } else { 0 }];
         let baseline_kib = server.rss_kib();
 
         // 64 at once: exactly the slots plus the queue, so none is refused.
         let began = Instant::now();
         let runs: Vec<_> = (0..SLOTS + QUEUE)
             .map(|i| {
-                let (client, url, body) = (client.clone(), url.clone(), body(i, 16));
+                let mode = ["dsi", "si", "nonsi"][i % 3];
+                let lookahead = 1 + i % 5;
+                let (client, url, body) = (client.clone(), url.clone(), mixed(i, mode, lookahead));
                 tokio::spawn(async move { stream(&client, &url, &body).await })
             })
             .collect();
@@ -83,7 +101,7 @@ fn sixty_four_streams_then_twice_the_queue_limit() {
             let s = run.await.unwrap();
             assert_eq!(s.status, 200, "stream {i}: {:?}", s.error);
             assert!(s.done && s.error.is_none(), "stream {i} ended early: {:?}", s.error);
-            assert_eq!(s.text, alone[i % prompts.len()], "stream {i} differs from the same request alone");
+            assert_eq!(&s.text, reference(i), "stream {i} differs from its prompt and decoding alone in non-SI");
             ttft_ms.push(s.chunks.last().unwrap()["usage"]["ttft_ms"].as_f64().unwrap());
         }
         ttft_ms.sort_by(f64::total_cmp);
@@ -124,6 +142,13 @@ fn sixty_four_streams_then_twice_the_queue_limit() {
         assert_eq!(refused, burst - SLOTS - QUEUE, "429 exactly past the slots and the queue");
 
         let metrics = scrape(&client, &server).await;
+        // Under load the workers batched: some forwards carried several
+        // requests.
+        for worker in ["cpu#0", "cpu drafter"] {
+            let forwards = metric(&metrics, &format!("dsi_forward_sequences_count{{worker=\"{worker}\"}}")).unwrap();
+            let alone = metric(&metrics, &format!("dsi_forward_sequences_bucket{{worker=\"{worker}\",le=\"1\"}}")).unwrap();
+            assert!(alone < forwards, "{worker}: {alone} of {forwards} forwards carried one request");
+        }
         let budget = metric(&metrics, "dsi_kv_budget_bytes{device=\"cpu\"}").unwrap();
         assert_eq!(budget, f64::from(64u32 << 20));
         let peak = metric(&metrics, "dsi_kv_peak_reserved_bytes{device=\"cpu\"}").unwrap();

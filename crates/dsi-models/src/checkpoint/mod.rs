@@ -2,12 +2,14 @@
 //! `tokenizer.json` and, when present, `generation_config.json`.
 
 mod generation;
+mod near_ties;
 mod random;
 mod safetensors_files;
 mod tokenizer;
 pub mod write;
 
 pub use generation::GenerationDefaults;
+pub use near_ties::{NEAR_TIE_SCALE, NearTies};
 pub use random::RandomWeights;
 pub use safetensors_files::{HostTensor, SafetensorsFiles};
 pub use tokenizer::{TextTokenizer, padded_tokenizer_json};

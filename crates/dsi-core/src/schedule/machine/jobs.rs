@@ -1,7 +1,7 @@
 //! Starting and dispatching jobs: what each mode asks for after every
 //! event, the LIFO queue of verification jobs, and the choice of worker.
 
-use super::{Command, LiveJob, Machine, QueuedJob, Slot};
+use super::{Command, LiveJob, Machine, QueuedJob, WorkerState};
 use crate::TokenId;
 use crate::schedule::{EventKind, JobId, Mode, WorkerRef};
 use crate::verify::ProbTable;
@@ -36,7 +36,7 @@ impl Machine {
                 }
             }
             Mode::Si => {
-                if !target_pending && self.drafter == Slot::Idle {
+                if !target_pending && self.drafter == WorkerState::Idle {
                     let count = self.plan.k.min(self.draft_room());
                     if count > 0 && self.chain.is_empty() {
                         self.start_draft(count);
@@ -57,7 +57,7 @@ impl Machine {
                 if !revealing {
                     self.submit_verify(self.frontier());
                 }
-                if self.drafter == Slot::Idle {
+                if self.drafter == WorkerState::Idle {
                     let count = self.plan.k.min(self.draft_room());
                     if count > 0 {
                         self.start_draft(count);
@@ -114,7 +114,7 @@ impl Machine {
         let mut context = Vec::with_capacity(start);
         context.extend_from_slice(&self.tokens);
         context.extend_from_slice(&self.chain);
-        self.drafter = Slot::Busy(job);
+        self.drafter = WorkerState::Busy(job);
         let live = LiveJob {
             worker: WorkerRef::Drafter,
             epoch: self.epoch,
@@ -148,7 +148,7 @@ impl Machine {
             context.extend_from_slice(&self.chain[..drafts]);
             let worker = self.best_worker(worker, &context);
             let draft_probs = self.draft_probs(drafts);
-            self.targets[worker] = Slot::Busy(queued.job);
+            self.targets[worker] = WorkerState::Busy(queued.job);
             self.target_contexts[worker].clone_from(&context);
             self.counters.jobs_started += 1;
             let live = LiveJob {
@@ -170,7 +170,7 @@ impl Machine {
     }
 
     pub(super) fn idle_target(&self) -> Option<usize> {
-        self.targets.iter().position(|&s| s == Slot::Idle)
+        self.targets.iter().position(|&s| s == WorkerState::Idle)
     }
 
     /// The idle worker whose cache shares the longest prefix with `context`
@@ -185,7 +185,7 @@ impl Machine {
         };
         let mut best = (first_idle, shared(first_idle));
         for w in first_idle + 1..self.targets.len() {
-            if self.targets[w] == Slot::Idle {
+            if self.targets[w] == WorkerState::Idle {
                 let s = shared(w);
                 if s > best.1 {
                     best = (w, s);

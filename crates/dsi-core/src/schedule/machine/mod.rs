@@ -66,8 +66,9 @@ pub enum StopReason {
     Failed(String),
 }
 
+/// What one of the machine's workers is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Slot {
+enum WorkerState {
     Idle,
     Busy(JobId),
     Retired,
@@ -102,8 +103,8 @@ pub struct Machine {
     chain_probs: Vec<Option<Vec<f32>>>,
     epoch: u64,
     mode: Mode,
-    drafter: Slot,
-    targets: Vec<Slot>,
+    drafter: WorkerState,
+    targets: Vec<WorkerState>,
     /// What each target worker was last given, for cache affinity.
     target_contexts: Vec<Vec<TokenId>>,
     live: BTreeMap<JobId, LiveJob>,
@@ -139,11 +140,11 @@ impl Machine {
             epoch: 0,
             mode: plan.mode,
             drafter: if plan.mode.drafts() {
-                Slot::Idle
+                WorkerState::Idle
             } else {
-                Slot::Retired
+                WorkerState::Retired
             },
-            targets: vec![Slot::Idle; servers],
+            targets: vec![WorkerState::Idle; servers],
             target_contexts: vec![Vec::new(); servers],
             live: BTreeMap::new(),
             queue: Vec::new(),
@@ -328,15 +329,15 @@ impl Machine {
                     .errors
                     .push(format!("drafter: {message}; finishing as non-SI"));
                 self.counters.fell_back_to_nonsi = true;
-                self.drafter = Slot::Retired;
+                self.drafter = WorkerState::Retired;
                 self.mode = Mode::NonSi;
             }
             WorkerRef::Target(w) => {
                 self.counters.errors.push(format!(
                     "target worker {w}: {message}; retired for this request"
                 ));
-                self.targets[w] = Slot::Retired;
-                if self.targets.iter().all(|&s| s == Slot::Retired) {
+                self.targets[w] = WorkerState::Retired;
+                if self.targets.iter().all(|&s| s == WorkerState::Retired) {
                     self.finish(StopReason::Failed(format!(
                         "every target worker failed; the last said: {message}"
                     )));
@@ -388,9 +389,11 @@ impl Machine {
     fn finish_job(&mut self, job: JobId) -> Option<LiveJob> {
         let live = self.live.remove(&job)?;
         match live.worker {
-            WorkerRef::Drafter if self.drafter == Slot::Busy(job) => self.drafter = Slot::Idle,
-            WorkerRef::Target(w) if self.targets[w] == Slot::Busy(job) => {
-                self.targets[w] = Slot::Idle;
+            WorkerRef::Drafter if self.drafter == WorkerState::Busy(job) => {
+                self.drafter = WorkerState::Idle
+            }
+            WorkerRef::Target(w) if self.targets[w] == WorkerState::Busy(job) => {
+                self.targets[w] = WorkerState::Idle;
             }
             _ => {}
         }
@@ -458,14 +461,14 @@ impl Machine {
             let (worker, start, end) = (live.worker, live.start, live.end);
             match worker {
                 WorkerRef::Drafter => {
-                    if self.drafter == Slot::Busy(id) {
-                        self.drafter = Slot::Idle;
+                    if self.drafter == WorkerState::Busy(id) {
+                        self.drafter = WorkerState::Idle;
                     }
                 }
                 WorkerRef::Target(w) => {
                     self.counters.jobs_preempted += 1;
-                    if self.targets[w] == Slot::Busy(id) {
-                        self.targets[w] = Slot::Idle;
+                    if self.targets[w] == WorkerState::Busy(id) {
+                        self.targets[w] = WorkerState::Idle;
                     }
                 }
             }
