@@ -7,13 +7,14 @@
 //! transformers); the drafter is the same model with its logits perturbed at
 //! a third of the positions, so drafts are often accepted and often rejected.
 
+use dsi::core::TokenId;
 use dsi::core::model::{Feed, ForwardError, KvModel, SeqId};
 use dsi::core::rng::keyed_open01;
 use dsi::core::sampling::{Decoding, SamplingParams};
 use dsi::core::schedule::Mode;
 use dsi::core::verify::argmax;
 use dsi::models::Session;
-use dsi::models::checkpoint::Checkpoint;
+use dsi::models::checkpoint::{Checkpoint, write_near_ties};
 use dsi::models::device::{Backend, DeviceSpec, RunDtype};
 use dsi::models::llama::LoadedModel;
 use dsi::models::test_backends::runs_on;
@@ -273,4 +274,86 @@ fn greedy_dsi_si_and_nonsi_agree_on_wgpu() {
         Decoding::greedy(),
     );
     assert_speculation_happened(&totals);
+}
+
+/// On a checkpoint whose every greedy choice is a near-tie (see
+/// `dsi-models/tests/near_ties.rs`: the backend's own kernels change some
+/// of its tokens with the cut of a forward), concurrent requests in every
+/// mode and lookahead, batched together on the workers, each emit the
+/// tokens of their prompt alone in non-SI.
+#[test]
+fn near_ties_keep_their_tokens_in_every_mode_under_load_on_cpu() {
+    if !runs_on(DeviceSpec::Cpu) {
+        return;
+    }
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/dsi-models/tests/fixtures/llama-gqa");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("near-ties-lossless");
+    let checkpoint = write_near_ties(&fixture, &dir).expect("near-tie checkpoint");
+    let pool = Arc::new(pool::<dsi::models::device::CpuBackend>(
+        &checkpoint,
+        &Default::default(),
+        2,
+    ));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let prompts: Vec<Vec<TokenId>> = (0..8u32)
+        .map(|p| (0..3 + p).map(|i| (p * 29 + i * 7 + 5) % 96).collect())
+        .collect();
+    let request = |prompt: &Vec<TokenId>, mode, k| Request {
+        prompt: prompt.clone(),
+        mode,
+        k,
+        max_new_tokens: 20,
+        eos: Vec::new(),
+        decoding: Decoding::greedy(),
+        targets: None,
+    };
+    let alone: Vec<Vec<TokenId>> = prompts
+        .iter()
+        .map(|p| {
+            runtime
+                .block_on(pool.generate(request(p, Mode::NonSi, 1), |_| {}))
+                .expect("alone")
+                .tokens
+        })
+        .collect();
+    let runs: Vec<(usize, Mode, usize)> = (0..24)
+        .map(|i| (i % 8, [Mode::Dsi, Mode::Si, Mode::NonSi][i % 3], 1 + i % 4))
+        .collect();
+    let together = runtime.block_on(async {
+        let tasks: Vec<_> = runs
+            .iter()
+            .map(|&(p, mode, k)| {
+                let (pool, request) = (Arc::clone(&pool), request(&prompts[p], mode, k));
+                tokio::spawn(async move { pool.generate(request, |_| {}).await.expect("run") })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for task in tasks {
+            out.push(task.await.expect("task"));
+        }
+        out
+    });
+    for (&(p, mode, k), g) in runs.iter().zip(&together) {
+        assert_eq!(
+            g.tokens, alone[p],
+            "prompt {p} in {mode} with k={k} under load"
+        );
+    }
+    let (drafter, targets) = pool.workers();
+    let batched = drafter
+        .into_iter()
+        .chain(targets)
+        .filter_map(|w| w.forwards())
+        .any(|f| {
+            f.members
+                .buckets()
+                .next()
+                .is_some_and(|(_, alone)| alone < f.members.count())
+        });
+    assert!(batched, "some forwards carried several requests");
 }

@@ -9,7 +9,7 @@ mod tokenizer;
 pub mod write;
 
 pub use generation::GenerationDefaults;
-pub use near_ties::{NEAR_TIE_SCALE, NearTies};
+pub use near_ties::{NEAR_TIE_SCALE, NearTies, write_near_ties};
 pub use random::RandomWeights;
 pub use safetensors_files::{HostTensor, SafetensorsFiles};
 pub use tokenizer::{TextTokenizer, padded_tokenizer_json};

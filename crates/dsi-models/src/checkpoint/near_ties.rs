@@ -6,8 +6,9 @@
 //! of the logit, the order of the rounding that a different reduction order
 //! introduces. Whichever token wins a position, its twin is that close.
 
-use super::{HostTensor, TensorSource};
-use crate::Result;
+use super::{Checkpoint, HostTensor, StoreDtype, TensorSource, write_random};
+use crate::{ModelError, Result};
+use std::path::Path;
 
 /// How much row `2j + 1` of the LM head exceeds row `2j`.
 pub const NEAR_TIE_SCALE: f32 = 1.0 + 1.0 / (1 << 22) as f32;
@@ -29,7 +30,8 @@ impl<S: TensorSource> TensorSource for NearTies<S> {
             && let [rows, width] = tensor.shape[..]
         {
             for pair in 0..rows / 2 {
-                let (a, b) = tensor.values[2 * pair * width..(2 * pair + 2) * width].split_at_mut(width);
+                let (a, b) =
+                    tensor.values[2 * pair * width..(2 * pair + 2) * width].split_at_mut(width);
                 for (a, b) in a.iter().zip(b) {
                     *b = *a * NEAR_TIE_SCALE;
                 }
@@ -37,4 +39,28 @@ impl<S: TensorSource> TensorSource for NearTies<S> {
         }
         Ok(tensor)
     }
+}
+
+/// Writes the checkpoint in `from` with its LM head paired ([`NearTies`])
+/// into `to`, in f32, with its tokenizer, and opens it.
+pub fn write_near_ties(from: &Path, to: &Path) -> Result<Checkpoint> {
+    let Checkpoint {
+        config, weights, ..
+    } = Checkpoint::open(from)?;
+    let head = if config.tie_word_embeddings {
+        "model.embed_tokens.weight"
+    } else {
+        "lm_head.weight"
+    };
+    let source = NearTies {
+        inner: weights,
+        head: head.into(),
+    };
+    write_random(to, &config, &source, StoreDtype::F32)?;
+    let tokenizer = from.join("tokenizer.json");
+    std::fs::copy(&tokenizer, to.join("tokenizer.json")).map_err(|source| ModelError::Io {
+        path: tokenizer,
+        source,
+    })?;
+    Checkpoint::open(to)
 }
