@@ -7,7 +7,7 @@
 //! in the last bits with the number of rows beside it. The kernels here
 //! reduce every output element in one fixed order whatever the shape:
 //!
-//! - [`matmul`]: `y = x wᵀ` with each dot product accumulated in 16
+//! - [`matmul`]: `y = x wᵀ` with each dot product accumulated in 8
 //!   interleaved partial sums over `k` and added up in a fixed tree.
 //! - [`attention`]: causal grouped-query attention where a query at
 //!   position `p` reduces over exactly keys `0..=p`, in position order, so

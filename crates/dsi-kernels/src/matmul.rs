@@ -15,10 +15,14 @@
 
 use rayon::prelude::*;
 
-/// Partial sums per dot product: two 8-lane AVX registers.
-pub const LANES: usize = 16;
+/// Partial sums per dot product: one 8-lane AVX register.
+pub const LANES: usize = 8;
 /// Output columns one thread takes at least.
 const MIN_COLUMNS_PER_TASK: usize = 64;
+/// Bytes of weight rows a fused pass keeps in cache (about half an L2).
+const BLOCK_BYTES: usize = 256 << 10;
+/// Bytes of input rows a fused pass keeps in cache (about half an L1).
+const ROW_BLOCK_BYTES: usize = 24 << 10;
 
 /// `y = x wᵀ`, `[rows, out]` row-major, over `threads` threads.
 ///
@@ -91,24 +95,45 @@ fn columns_of(fused: bool, x: &[f32], rows: usize, w: &[f32], k: usize, yt: &mut
     columns_portable(x, rows, w, k, yt);
 }
 
-/// [`columns_portable`] with AVX2 fused multiply-adds, four input rows per pass
-/// over a weight row so each weight load feeds four products. Every
-/// element still accumulates its own 16 lanes in `k` order, so grouping
-/// rows by four changes no bits.
+/// [`columns_portable`] with AVX2 fused multiply-adds, in tiles of up to
+/// [`fused::ROWS`] input rows by [`fused::COLUMNS`] weight rows, so each load
+/// feeds several products and a block of weight rows is read from memory
+/// once for every input row. Every element still accumulates its own
+/// [`LANES`] lanes in `k` order and reduces them by the same tree, so the
+/// tiling changes no bits.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn columns_fused(x: &[f32], rows: usize, w: &[f32], k: usize, yt: &mut [f32]) {
-    let groups = rows / 4 * 4;
-    for (weights, column) in w.chunks_exact(k).zip(yt.chunks_exact_mut(rows)) {
-        for (r, y) in (0..groups).step_by(4).zip(column.chunks_exact_mut(4)) {
-            let input = |i: usize| &x[(r + i) * k..(r + i + 1) * k];
-            y.copy_from_slice(&fused::dot4(
-                [input(0), input(1), input(2), input(3)],
-                weights,
-            ));
-        }
-        for r in groups..rows {
-            column[r] = fused::dot(&x[r * k..(r + 1) * k], weights);
+    let out = w.len() / k;
+    // Blocks that stay in cache: a block of weight rows (L2) is read from
+    // memory once and used for every block of input rows (L1).
+    let weight_block = (BLOCK_BYTES / (k * 4)).max(1) * fused::COLUMNS;
+    let row_block = (ROW_BLOCK_BYTES / (k * 4)).clamp(1, rows.max(1)).next_multiple_of(fused::ROWS);
+    for o0 in (0..out).step_by(weight_block) {
+        let o1 = (o0 + weight_block).min(out);
+        for r0 in (0..rows).step_by(row_block) {
+            let r1 = (r0 + row_block).min(rows);
+            let mut o = o0;
+            while o < o1 {
+                let columns = fused::COLUMNS.min(o1 - o);
+                let mut r = r0;
+                while r < r1 {
+                    let tile_rows = fused::ROWS.min(r1 - r);
+                    let tile = fused::Tile {
+                        x: &x[r * k..(r + tile_rows) * k],
+                        w: &w[o * k..(o + columns) * k],
+                        k,
+                    };
+                    let sums = fused::tile(tile, tile_rows, columns);
+                    for (c, sums) in sums.iter().enumerate().take(columns) {
+                        for (i, &sum) in sums.iter().enumerate().take(tile_rows) {
+                            yt[(o + c) * rows + r + i] = sum;
+                        }
+                    }
+                    r += tile_rows;
+                }
+                o += columns;
+            }
         }
     }
 }
@@ -118,70 +143,91 @@ fn columns_fused(x: &[f32], rows: usize, w: &[f32], k: usize, yt: &mut [f32]) {
 mod fused {
     use super::LANES;
     use std::arch::x86_64::{
-        __m256, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_setzero_ps, _mm256_storeu_ps,
+        __m256, _mm_add_ps, _mm_add_ss, _mm_cvtss_f32, _mm_movehl_ps, _mm_shuffle_ps,
+        _mm256_castps256_ps128, _mm256_extractf128_ps, _mm256_fmadd_ps, _mm256_loadu_ps,
+        _mm256_setzero_ps,
     };
 
-    /// Eight lanes from `values[at..at + 8]`.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn load(values: &[f32], at: usize) -> __m256 {
-        let lanes = &values[at..at + 8];
-        // SAFETY: `lanes` holds 8 f32s (the slice above is bounds-checked);
-        // the load is unaligned.
-        #[allow(unsafe_code)]
-        unsafe {
-            _mm256_loadu_ps(lanes.as_ptr())
-        }
+    /// Input rows per tile.
+    pub(super) const ROWS: usize = 4;
+    /// Weight rows per tile: `ROWS * COLUMNS` accumulators and `COLUMNS`
+    /// weight registers fit the sixteen AVX registers.
+    pub(super) const COLUMNS: usize = 3;
+
+    /// Up to [`ROWS`] consecutive input rows and [`COLUMNS`] consecutive
+    /// weight rows, each `k` long.
+    pub(super) struct Tile<'a> {
+        pub(super) x: &'a [f32],
+        pub(super) w: &'a [f32],
+        pub(super) k: usize,
     }
 
-    /// `x · w`.
+    /// The lanes reduced by [`super::finish`]'s tree: lane `l` plus lane
+    /// `l + 4`, then `l + 2`, then `l + 1`.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn dot(x: &[f32], w: &[f32]) -> f32 {
-        let whole = w.len() / LANES * LANES;
-        let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    fn tree(acc: __m256) -> f32 {
+        let quad = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps::<1>(acc));
+        let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
+        let one = _mm_add_ss(pair, _mm_shuffle_ps::<0b01>(pair, pair));
+        _mm_cvtss_f32(one)
+    }
+
+    /// `x[i] · w[c]` for the tile's `rows` input rows and `columns`
+    /// weight rows, as `sums[c][i]`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn tile(tile: Tile<'_>, rows: usize, columns: usize) -> [[f32; ROWS]; COLUMNS] {
+        macro_rules! dispatch {
+            ($(($r:literal, $c:literal)),*) => {
+                match (rows, columns) {
+                    $(($r, $c) => fixed::<$r, $c>(&tile),)*
+                    _ => unreachable!("tiles are at most ROWS by COLUMNS"),
+                }
+            };
+        }
+        dispatch!(
+            (1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3),
+            (3, 1), (3, 2), (3, 3), (4, 1), (4, 2), (4, 3)
+        )
+    }
+
+    /// [`tile`] for a fixed shape, so the accumulators stay in registers.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn fixed<const R: usize, const C: usize>(tile: &Tile<'_>) -> [[f32; ROWS]; COLUMNS] {
+        let k = tile.k;
+        assert!(tile.x.len() >= R * k && tile.w.len() >= C * k, "a tile is R by C rows of k");
+        let whole = k / LANES * LANES;
+        let xs: [*const f32; R] = std::array::from_fn(|i| tile.x[i * k..].as_ptr());
+        let ws: [*const f32; C] = std::array::from_fn(|c| tile.w[c * k..].as_ptr());
+        let mut acc = [[_mm256_setzero_ps(); R]; C];
         let mut at = 0;
         while at < whole {
-            lo = _mm256_fmadd_ps(load(x, at), load(w, at), lo);
-            hi = _mm256_fmadd_ps(load(x, at + 8), load(w, at + 8), hi);
-            at += LANES;
-        }
-        finish(lo, hi, &x[whole..], &w[whole..])
-    }
-
-    /// The lanes of `lo` and `hi` as [`super::dot`]'s sixteen, reduced by
-    /// its tree and tail.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn finish(lo: __m256, hi: __m256, x: &[f32], w: &[f32]) -> f32 {
-        let mut acc = [0f32; LANES];
-        let (low, high) = acc.split_at_mut(8);
-        // SAFETY: each half holds 8 f32s; the stores are unaligned.
-        #[allow(unsafe_code)]
-        unsafe {
-            _mm256_storeu_ps(low.as_mut_ptr(), lo);
-            _mm256_storeu_ps(high.as_mut_ptr(), hi);
-        }
-        super::finish::<true>(acc, x, w)
-    }
-
-    /// `xs[i] · w` for four rows at once.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn dot4(xs: [&[f32]; 4], w: &[f32]) -> [f32; 4] {
-        let whole = w.len() / LANES * LANES;
-        let mut lo = [_mm256_setzero_ps(); 4];
-        let mut hi = [_mm256_setzero_ps(); 4];
-        let mut at = 0;
-        while at < whole {
-            let (w0, w1) = (load(w, at), load(w, at + 8));
-            for i in 0..4 {
-                lo[i] = _mm256_fmadd_ps(load(xs[i], at), w0, lo[i]);
-                hi[i] = _mm256_fmadd_ps(load(xs[i], at + 8), w1, hi[i]);
+            // SAFETY: every row pointer starts a row of `k >= whole >= at +
+            // 8` f32s (asserted above), so each 8-lane load is in bounds;
+            // the loads are unaligned.
+            #[allow(unsafe_code)]
+            unsafe {
+                let w: [__m256; C] = std::array::from_fn(|c| _mm256_loadu_ps(ws[c].add(at)));
+                for i in 0..R {
+                    let x = _mm256_loadu_ps(xs[i].add(at));
+                    for c in 0..C {
+                        acc[c][i] = _mm256_fmadd_ps(x, w[c], acc[c][i]);
+                    }
+                }
             }
             at += LANES;
         }
-        std::array::from_fn(|i| finish(lo[i], hi[i], &xs[i][whole..], &w[whole..]))
+        let mut sums = [[0f32; ROWS]; COLUMNS];
+        for c in 0..C {
+            let w = &tile.w[c * k..(c + 1) * k];
+            for i in 0..R {
+                let x = &tile.x[i * k..(i + 1) * k];
+                sums[c][i] = super::tail::<true>(tree(acc[c][i]), &x[whole..], &w[whole..]);
+            }
+        }
+        sums
     }
 }
 
@@ -226,7 +272,8 @@ fn dot<const FUSED: bool>(a: &[f32], b: &[f32]) -> f32 {
     finish::<FUSED>(acc, &a[whole..], &b[whole..])
 }
 
-/// The fixed tree over the lanes, then the tail in sequence.
+/// The fixed tree over the lanes (lane `l` plus lane `l + 4`, then
+/// `l + 2`, then `l + 1`), then the tail in sequence.
 #[inline(always)]
 fn finish<const FUSED: bool>(mut acc: [f32; LANES], a: &[f32], b: &[f32]) -> f32 {
     let mut width = LANES / 2;
@@ -236,7 +283,12 @@ fn finish<const FUSED: bool>(mut acc: [f32; LANES], a: &[f32], b: &[f32]) -> f32
         }
         width /= 2;
     }
-    let mut sum = acc[0];
+    tail::<FUSED>(acc[0], a, b)
+}
+
+/// `sum` plus the tail's products, in sequence.
+#[inline(always)]
+fn tail<const FUSED: bool>(mut sum: f32, a: &[f32], b: &[f32]) -> f32 {
     for (&x, &y) in a.iter().zip(b) {
         sum = if FUSED {
             x.mul_add(y, sum)
@@ -325,25 +377,27 @@ mod tests {
     }
 
     /// The AVX2 path runs the portable order with fused multiply-adds:
-    /// bitwise equal to the scalar fused dot product, whatever the grouping.
+    /// bitwise equal to the scalar fused dot product, whatever the tile
+    /// shape, block or tail.
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn the_vector_path_keeps_the_lane_order() {
         if !fused_available() {
             return;
         }
-        let k = 300;
-        let w = values(7 * k, 5);
-        let x = values(6 * k, 6);
-        let y = matmul(&x, 6, &w, 7, k, 1);
-        for r in 0..6 {
-            for o in 0..7 {
-                let want = dot::<true>(&x[r * k..(r + 1) * k], &w[o * k..(o + 1) * k]);
-                assert_eq!(
-                    y[r * 7 + o].to_bits(),
-                    want.to_bits(),
-                    "row {r}, column {o}"
-                );
+        for (rows, out, k) in [(6, 7, 300), (9, 5, 16), (1, 4, 7), (13, 11, 64)] {
+            let w = values(out * k, 5);
+            let x = values(rows * k, 6);
+            let y = matmul(&x, rows, &w, out, k, 1);
+            for r in 0..rows {
+                for o in 0..out {
+                    let want = dot::<true>(&x[r * k..(r + 1) * k], &w[o * k..(o + 1) * k]);
+                    assert_eq!(
+                        y[r * out + o].to_bits(),
+                        want.to_bits(),
+                        "{rows}x{out}x{k}: row {r}, column {o}"
+                    );
+                }
             }
         }
     }
