@@ -10,7 +10,10 @@
 //! time to first token, with batching off and on, and the ratio (target:
 //! batching gives at least 3x the tokens/s, TTFT p50 no worse).
 //! `cargo bench --bench serve --no-default-features` (`DSI_BENCH_TOKENS`,
-//! `DSI_BENCH_REPEATS`).
+//! `DSI_BENCH_REPEATS`; `DSI_BENCH_EMULATE_TARGET_MS=TTFT,TPOT` pads every
+//! target forward, batched or not, as `--emulate-target-ms` does: a target
+//! whose forward costs the same for one row or many, the bandwidth-bound
+//! regime of real model sizes).
 
 #![allow(clippy::print_stdout)]
 
@@ -19,12 +22,13 @@ mod common;
 use common::{bundled, env_or, load};
 
 use dsi::core::TokenId;
+use dsi::core::model::KvModel;
 use dsi::core::sampling::Decoding;
 use dsi::core::schedule::Mode;
 use dsi::models::Session;
 use dsi::models::checkpoint::TextTokenizer;
 use dsi::sched::batch::DEFAULT_MAX_BATCH_TOKENS;
-use dsi::sched::{CachedModel, Pool, Request, Role, Update, WorkerHandle};
+use dsi::sched::{CachedModel, Emulated, Latency, Pool, Request, Role, Update, WorkerHandle};
 use dsi_server::codec::IncrementalText;
 use dsi_server::{ServerConfig, State, TextCodec};
 use std::sync::Arc;
@@ -107,6 +111,16 @@ fn main() {
     let eos = target_ckpt.generation.eos_token_ids.clone();
     // Two pools over the same weights: batching on (the default budget)
     // and off (one task per forward).
+    let emulate: Option<Latency> = std::env::var("DSI_BENCH_EMULATE_TARGET_MS")
+        .ok()
+        .map(|v| v.parse().expect("DSI_BENCH_EMULATE_TARGET_MS: TTFT,TPOT"));
+    let target_model = |target: &Arc<_>| -> Box<dyn KvModel> {
+        let session = Session::new(Arc::clone(target), capacity);
+        match emulate {
+            Some(latency) => Box::new(Emulated::new(session, latency)),
+            None => Box::new(session),
+        }
+    };
     let pool = |max_batch_tokens: usize| {
         let spawn = |name: String, role| {
             WorkerHandle::spawn_batching(name, role, max_batch_tokens).expect("worker")
@@ -122,10 +136,7 @@ fn main() {
             .map(|i| {
                 spawn(
                     format!("target {i}"),
-                    Role::Target(Box::new(CachedModel::new(Session::new(
-                        Arc::clone(&target),
-                        capacity,
-                    )))),
+                    Role::Target(Box::new(CachedModel::new(target_model(&target)))),
                 )
             })
             .collect();
@@ -236,6 +247,9 @@ fn main() {
         }
         let [off_rate, on_rate] = [mean(&rates[0]), mean(&rates[1])];
         let [off_ttft, on_ttft] = [mean(&ttft_p50[0]), mean(&ttft_p50[1])];
+        if let Some(latency) = emulate {
+            println!("(targets emulated at {latency} ms)");
+        }
         println!(
             "64 concurrent streams: batching on {on_rate:.1} tokens/s vs off {off_rate:.1} ({:.2}x); time to first token p50 on {on_ttft:.0} ms vs off {off_ttft:.0} ms ({:.2}x)",
             on_rate / off_rate,

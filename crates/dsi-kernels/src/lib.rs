@@ -9,6 +9,7 @@
 //!
 //! - [`matmul`]: `y = x wᵀ` with each dot product accumulated in 8
 //!   interleaved partial sums over `k` and added up in a fixed tree.
+//! - [`norm`]: RMSNorm with each row's mean square in that same order.
 //! - [`attention`]: causal grouped-query attention where a query at
 //!   position `p` reduces over exactly keys `0..=p`, in position order, so
 //!   chunking a sequence differently cannot change it.
@@ -18,3 +19,4 @@
 
 pub mod attention;
 pub mod matmul;
+pub mod norm;

@@ -108,7 +108,9 @@ fn columns_fused(x: &[f32], rows: usize, w: &[f32], k: usize, yt: &mut [f32]) {
     // Blocks that stay in cache: a block of weight rows (L2) is read from
     // memory once and used for every block of input rows (L1).
     let weight_block = (BLOCK_BYTES / (k * 4)).max(1) * fused::COLUMNS;
-    let row_block = (ROW_BLOCK_BYTES / (k * 4)).clamp(1, rows.max(1)).next_multiple_of(fused::ROWS);
+    let row_block = (ROW_BLOCK_BYTES / (k * 4))
+        .clamp(1, rows.max(1))
+        .next_multiple_of(fused::ROWS);
     for o0 in (0..out).step_by(weight_block) {
         let o1 = (o0 + weight_block).min(out);
         for r0 in (0..rows).step_by(row_block) {
@@ -187,8 +189,18 @@ mod fused {
             };
         }
         dispatch!(
-            (1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3),
-            (3, 1), (3, 2), (3, 3), (4, 1), (4, 2), (4, 3)
+            (1, 1),
+            (1, 2),
+            (1, 3),
+            (2, 1),
+            (2, 2),
+            (2, 3),
+            (3, 1),
+            (3, 2),
+            (3, 3),
+            (4, 1),
+            (4, 2),
+            (4, 3)
         )
     }
 
@@ -197,7 +209,10 @@ mod fused {
     #[target_feature(enable = "avx2,fma")]
     fn fixed<const R: usize, const C: usize>(tile: &Tile<'_>) -> [[f32; ROWS]; COLUMNS] {
         let k = tile.k;
-        assert!(tile.x.len() >= R * k && tile.w.len() >= C * k, "a tile is R by C rows of k");
+        assert!(
+            tile.x.len() >= R * k && tile.w.len() >= C * k,
+            "a tile is R by C rows of k"
+        );
         let whole = k / LANES * LANES;
         let xs: [*const f32; R] = std::array::from_fn(|i| tile.x[i * k..].as_ptr());
         let ws: [*const f32; C] = std::array::from_fn(|c| tile.w[c * k..].as_ptr());

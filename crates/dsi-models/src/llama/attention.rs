@@ -12,13 +12,13 @@
 //! stacked for the projections and split again for attention, which each
 //! sequence runs against its own cache.
 
+use super::host::{HostF32, from_host};
 use super::linear::{Kernels, Numerics, Projection};
-use super::{host, stack_rows};
+use super::stack_rows;
 use crate::cache::{KvCache, VisibleKv};
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor, TensorData};
-use burn_flex::FlexTensor;
 use dsi_kernels::attention::{Heads, Queries, Segment};
 
 /// What every layer of one forward shares: how its rows divide among the
@@ -178,27 +178,34 @@ impl<B: Backend> Attention<B> {
         threads: usize,
     ) -> Option<Tensor<B, 2>> {
         let [heads, n, dim] = q.dims();
-        let q = host::flex(q.clone())?.to_contiguous();
-        let key_tensors: Vec<FlexTensor> = visible
+        let q = HostF32::of(q.clone())?.contiguous();
+        let host = |t: &Tensor<B, 3>| {
+            HostF32::of(t.clone()).map(|t| match t {
+                // The `cpu` backend's segments are read in place.
+                HostF32::Flex(_) => t,
+                HostF32::Ndarray(_) => t.contiguous(),
+            })
+        };
+        let key_tensors: Vec<HostF32> = visible
             .segments
             .iter()
-            .map(|(keys, _)| host::flex(keys.clone()))
+            .map(|(keys, _)| host(keys))
             .collect::<Option<_>>()?;
-        let value_tensors: Vec<FlexTensor> = visible
+        let value_tensors: Vec<HostF32> = visible
             .segments
             .iter()
-            .map(|(_, values)| host::flex(values.clone()))
+            .map(|(_, values)| host(values))
             .collect::<Option<_>>()?;
         let keys: Vec<Segment<'_>> = key_tensors
             .iter()
-            .map(|t| segment(t, dim))
+            .map(|t| t.segment(dim))
             .collect::<Option<_>>()?;
         let values: Vec<Segment<'_>> = value_tensors
             .iter()
-            .map(|t| segment(t, dim))
+            .map(|t| t.segment(dim))
             .collect::<Option<_>>()?;
         let queries = Queries {
-            q: q.as_slice::<f32>()?,
+            q: q.slice()?,
             n,
             prefix,
         };
@@ -214,24 +221,8 @@ impl<B: Backend> Attention<B> {
             scale,
             threads,
         );
-        host::from_host(out, [n, heads * dim])
+        from_host(out, [n, heads * dim])
     }
-}
-
-/// A cache segment's keys or values as the kernel reads them: `t` is a
-/// `[kv_heads, used, dim]` view from the start of the segment's
-/// `[kv_heads, size, dim]` buffer; `None` for any other layout.
-fn segment(t: &FlexTensor, dim: usize) -> Option<Segment<'_>> {
-    let layout = t.layout();
-    let strides = layout.strides();
-    if strides[1] != dim as isize || strides[2] != 1 || strides[0] < 0 {
-        return None;
-    }
-    Some(Segment {
-        data: &t.storage::<f32>()[layout.start_offset()..],
-        size: strides[0] as usize / dim.max(1),
-        len: layout.shape()[1],
-    })
 }
 
 /// `x * cos + rotate_half(x) * sin`, with `rotate_half([a, b]) = [-b, a]`.

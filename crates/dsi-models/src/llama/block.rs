@@ -33,12 +33,16 @@ impl<B: Backend> DecoderLayer<B> {
         caches: &mut [&mut KvCache<B>],
     ) -> Tensor<B, 2> {
         let h = x.clone()
-            + self
-                .attention
-                .forward(self.input_norm.forward(x), batch, layer, caches);
+            + self.attention.forward(
+                self.input_norm.forward(x, batch.kernels),
+                batch,
+                layer,
+                caches,
+            );
         h.clone()
-            + self
-                .mlp
-                .forward(self.post_attention_norm.forward(h), batch.kernels)
+            + self.mlp.forward(
+                self.post_attention_norm.forward(h, batch.kernels),
+                batch.kernels,
+            )
     }
 }

@@ -1,28 +1,107 @@
-//! The `cpu` backend's f32 tensors as host slices, for the project's own
-//! kernels (`dsi_kernels`). Every function answers `None` when the backend
-//! is another one or the dtype is not f32; the caller then runs the
-//! backend's own ops.
+//! The CPU backends' f32 tensors as host slices, for the project's own
+//! kernels (`dsi_kernels`): `cpu` (burn-flex) and `ndarray`. Every function
+//! answers `None` when the backend is another one, the dtype is not f32 or
+//! the layout does not fit; the caller then runs the backend's own ops.
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 use burn_flex::FlexTensor;
+use burn_ndarray::NdArrayTensor;
+use dsi_kernels::attention::Segment;
 use std::any::Any;
 
-/// The `cpu` backend's tensor behind `t`.
-pub(crate) fn flex<B: Backend, const D: usize>(t: Tensor<B, D>) -> Option<FlexTensor> {
-    if t.dtype() != DType::F32 {
-        return None;
-    }
-    let primitive: Box<dyn Any> = Box::new(t.into_primitive().tensor());
-    primitive.downcast::<FlexTensor>().ok().map(|t| *t)
+/// A CPU backend's f32 tensor, read in place.
+pub(crate) enum HostF32 {
+    /// The `cpu` backend's.
+    Flex(FlexTensor),
+    /// The `ndarray` backend's (always its `F32` variant).
+    Ndarray(NdArrayTensor),
 }
 
-/// `values` in `shape` as a tensor of `B`, when `B` is the `cpu` backend.
+impl HostF32 {
+    /// The tensor behind `t`, when a CPU backend holds it in f32.
+    pub(crate) fn of<B: Backend, const D: usize>(t: Tensor<B, D>) -> Option<Self> {
+        if t.dtype() != DType::F32 {
+            return None;
+        }
+        let primitive: Box<dyn Any> = Box::new(t.into_primitive().tensor());
+        match primitive.downcast::<FlexTensor>() {
+            Ok(t) => Some(Self::Flex(*t)),
+            Err(other) => match *other.downcast::<NdArrayTensor>().ok()? {
+                t @ NdArrayTensor::F32(_) => Some(Self::Ndarray(t)),
+                _ => None,
+            },
+        }
+    }
+
+    /// The same values row-major and dense, copied only when they are not.
+    pub(crate) fn contiguous(self) -> Self {
+        match self {
+            Self::Flex(t) => Self::Flex(t.to_contiguous()),
+            Self::Ndarray(NdArrayTensor::F32(s)) if !s.view().is_standard_layout() => {
+                let view = s.view();
+                let data = TensorData::new(view.iter().copied().collect(), view.shape());
+                Self::Ndarray(NdArrayTensor::from_data(data))
+            }
+            dense => dense,
+        }
+    }
+
+    /// The values, when row-major and dense.
+    pub(crate) fn slice(&self) -> Option<&[f32]> {
+        match self {
+            Self::Flex(t) => t.as_slice::<f32>(),
+            Self::Ndarray(NdArrayTensor::F32(s)) => s.view().to_slice(),
+            Self::Ndarray(_) => None,
+        }
+    }
+
+    /// A cache segment's keys or values as the attention kernel reads
+    /// them: a `[kv_heads, used, dim]` view from the start of the segment's
+    /// `[kv_heads, size, dim]` buffer (`cpu`), or a dense `[kv_heads, used,
+    /// dim]` copy (`ndarray`, see [`HostF32::contiguous`]).
+    pub(crate) fn segment(&self, dim: usize) -> Option<Segment<'_>> {
+        match self {
+            Self::Flex(t) => {
+                let layout = t.layout();
+                let strides = layout.strides();
+                if strides[1] != dim as isize || strides[2] != 1 || strides[0] < 0 {
+                    return None;
+                }
+                Some(Segment {
+                    data: &t.storage::<f32>()[layout.start_offset()..],
+                    size: strides[0] as usize / dim.max(1),
+                    len: layout.shape()[1],
+                })
+            }
+            Self::Ndarray(t) => {
+                let NdArrayTensor::F32(s) = t else {
+                    return None;
+                };
+                let used = *s.shape().get(1)?;
+                Some(Segment {
+                    data: self.slice()?,
+                    size: used,
+                    len: used,
+                })
+            }
+        }
+    }
+}
+
+/// `values` in `shape` as a tensor of `B`, when `B` is a CPU backend.
 pub(crate) fn from_host<B: Backend, const D: usize>(
     values: Vec<f32>,
     shape: [usize; D],
 ) -> Option<Tensor<B, D>> {
-    let tensor: Box<dyn Any> = Box::new(FlexTensor::from_data(TensorData::new(values, shape)));
+    let data = TensorData::new(values, shape);
+    let tensor: Box<dyn Any> = if std::any::TypeId::of::<B::FloatTensorPrimitive>()
+        == std::any::TypeId::of::<FlexTensor>()
+    {
+        Box::new(FlexTensor::from_data(data))
+    } else {
+        Box::new(NdArrayTensor::from_data(data))
+    };
     tensor
         .downcast::<B::FloatTensorPrimitive>()
         .ok()

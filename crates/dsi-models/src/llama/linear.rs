@@ -25,7 +25,7 @@
 //! sequence was cut into forwards. Other backends and dtypes use their own
 //! kernels in both modes (see `Numerics`).
 
-use super::host;
+use super::host::{HostF32, from_host};
 use burn::module::{Module, Param};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
@@ -148,15 +148,8 @@ fn fixed_order<B: Backend>(
     let [rows, k] = x.dims();
     let out = weight.dims()[1];
     // `[out, in]` again: contiguous when the weight is the loader's view.
-    let stored = host::flex(weight.clone().transpose())?;
-    let input = host::flex(x.clone())?.to_contiguous();
-    let y = dsi_kernels::matmul::matmul(
-        input.as_slice::<f32>()?,
-        rows,
-        stored.as_slice::<f32>()?,
-        out,
-        k,
-        threads,
-    );
-    host::from_host(y, [rows, out])
+    let stored = HostF32::of(weight.clone().transpose())?;
+    let input = HostF32::of(x.clone())?.contiguous();
+    let y = dsi_kernels::matmul::matmul(input.slice()?, rows, stored.slice()?, out, k, threads);
+    from_host(y, [rows, out])
 }

@@ -333,9 +333,10 @@ impl<B: Backend> LoadedModel<B> {
             start += n;
         }
         let logits = (!wanted.is_empty()).then(|| {
-            self.model
-                .lm_head
-                .forward(self.model.norm.forward(stack_rows(wanted)), self.kernels())
+            self.model.lm_head.forward(
+                self.model.norm.forward(stack_rows(wanted), self.kernels()),
+                self.kernels(),
+            )
         });
         let mut at = 0;
         out.into_iter()

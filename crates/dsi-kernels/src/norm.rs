@@ -1,0 +1,56 @@
+//! RMSNorm, `x / sqrt(mean(x²) + eps) * weight` per row, with the mean
+//! square reduced in [`crate::matmul`]'s fixed lane order, so a row's
+//! result does not depend on the rows beside it.
+
+use crate::matmul::dot_portable;
+
+/// Normalizes each `width`-long row of `x` and scales it by `weight`.
+///
+/// # Panics
+/// When `x` is not a whole number of rows or `weight` is not `width` long.
+pub fn rms_norm(x: &[f32], width: usize, weight: &[f32], eps: f32) -> Vec<f32> {
+    assert!(
+        width > 0 && x.len().is_multiple_of(width),
+        "x must be [rows, width]"
+    );
+    assert_eq!(weight.len(), width, "weight must be [width]");
+    let mut y = Vec::with_capacity(x.len());
+    for row in x.chunks_exact(width) {
+        let rms = (dot_portable(row, row) / width as f32 + eps).sqrt();
+        y.extend(row.iter().zip(weight).map(|(v, w)| v / rms * w));
+    }
+    y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agrees_with_the_plain_reference_and_ignores_other_rows() {
+        let width = 37;
+        let x: Vec<f32> = (0..5 * width)
+            .map(|i| ((i * 7919) % 23) as f32 / 7.0 - 1.5)
+            .collect();
+        let weight: Vec<f32> = (0..width).map(|i| 0.5 + i as f32 / 40.0).collect();
+        let y = rms_norm(&x, width, &weight, 1e-6);
+        for (r, row) in x.chunks_exact(width).enumerate() {
+            let mean: f64 = row
+                .iter()
+                .map(|&v| f64::from(v) * f64::from(v))
+                .sum::<f64>()
+                / width as f64;
+            let rms = (mean + 1e-6).sqrt();
+            for (i, &v) in row.iter().enumerate() {
+                let want = f64::from(v) / rms * f64::from(weight[i]);
+                let got = f64::from(y[r * width + i]);
+                assert!(
+                    (got - want).abs() <= 1e-5 * want.abs().max(1.0),
+                    "row {r}, {i}: {got} vs {want}"
+                );
+            }
+            let alone = rms_norm(row, width, &weight, 1e-6);
+            assert_eq!(&y[r * width..(r + 1) * width], &alone[..], "row {r} alone");
+        }
+    }
+}
