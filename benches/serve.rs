@@ -172,9 +172,8 @@ fn main() {
         let (addr_on, addr_off) = (listen(state_on).await, listen(state_off).await);
 
         // Each round runs every prompt directly, through the batching
-        // server and through the unbatched one, in rotating order.
-        // Consecutive runs never share a prompt: a worker's freed cache
-        // keeps its tokens, and a repeated prompt would skip its prefill.
+        // server and through the unbatched one, in rotating order (a
+        // request's caches go when it ends, so each run pays its prefill).
         let mut lengths = vec![0usize; prompts.len()];
         let mut per_path = [Vec::new(), Vec::new(), Vec::new()];
         for round in 0..=repeats {

@@ -5,14 +5,17 @@
 //! - [`llama`]: the decoder (RMSNorm, rotary embeddings, grouped-query
 //!   attention, SwiGLU), generic over burn's `Backend`. The model is immutable;
 //!   the caller owns the [`KvCache`].
-//! - [`cache`]: a preallocated KV cache with O(1) rollback (`truncate`).
+//! - [`cache`]: a KV cache that grows by segments, with O(1) rollback
+//!   (`truncate`).
 //! - [`checkpoint`]: loading a Hugging Face folder (safetensors, memory-mapped
-//!   on native, or from bytes; tokenizer; generation config).
+//!   on native, or from bytes; tokenizer; generation config), and writing
+//!   one (random weights of a known shape, or a near-tie copy for tests).
 //! - [`sampling`]: logits processing (temperature, top-k, top-p) into the
 //!   distributions `dsi-core`'s verification rules consume.
 //! - [`measure`]: the paper's acceptance-rate measurement (teacher forcing).
-//! - [`session`]: shared weights plus a private cache, driven by the
-//!   scheduler through `dsi-core`'s plain-data `KvModel` trait.
+//! - [`session`]: shared weights plus a KV cache per sequence, every
+//!   sequence of a call fed in one batched forward, driven by the scheduler
+//!   through `dsi-core`'s plain-data `KvModel` trait.
 //! - `train` (feature `train`): tokenizer and model training from text
 //!   files into a Hugging Face folder.
 //! - [`device`]: the backends behind cargo features, whether one can start
