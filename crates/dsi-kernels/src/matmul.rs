@@ -107,7 +107,9 @@ fn columns_fused(x: &[f32], rows: usize, w: &[f32], k: usize, yt: &mut [f32]) {
     let out = w.len() / k;
     // Blocks that stay in cache: a block of weight rows (L2) is read from
     // memory once and used for every block of input rows (L1).
-    let weight_block = (BLOCK_BYTES / (k * 4)).max(1).next_multiple_of(fused::COLUMNS);
+    let weight_block = (BLOCK_BYTES / (k * 4))
+        .max(1)
+        .next_multiple_of(fused::COLUMNS);
     let row_block = (ROW_BLOCK_BYTES / (k * 4))
         .clamp(1, rows.max(1))
         .next_multiple_of(fused::ROWS);
