@@ -10,7 +10,7 @@
 
 use crate::fair::FairQueue;
 use crate::memory::Reservation;
-use crate::roles::{Drafter, Job, JobStep, Scorer};
+use crate::roles::{Drafter, Job, JobStep, Scorer, complete};
 use crate::task::{Message, ReportKind, Task, Work};
 use dsi_core::model::ForwardError;
 
@@ -83,49 +83,39 @@ impl Role {
     /// Runs `tasks` (one per request) in one call of the model: one result
     /// per task, in order.
     pub(crate) fn run(&mut self, tasks: &[Task]) -> Vec<TaskResult> {
-        let mut results: Vec<Option<TaskResult>> = tasks.iter().map(|_| None).collect();
-        let fits = |task: &Task| {
-            matches!(
-                (&*self, &task.work),
-                (Role::Drafter(_), Work::Draft { .. }) | (Role::Target(_), Work::Verify { .. })
-            )
-        };
-        let mine: Vec<usize> = (0..tasks.len()).filter(|&i| fits(&tasks[i])).collect();
-        for (i, task) in tasks.iter().enumerate() {
-            if !mine.contains(&i) {
-                results[i] = Some(Err(ForwardError::Failed(match task.work {
-                    Work::Draft { .. } => "a draft job was sent to a target worker".into(),
-                    Work::Verify { .. } => "a verification job was sent to the drafter".into(),
-                })));
-            }
-        }
-        let jobs: Vec<Job<'_>> = mine.iter().map(|&i| job(&tasks[i])).collect();
-        let done: Vec<TaskResult> = match self {
-            Role::Drafter(drafter) => drafter
-                .draft(&jobs)
-                .into_iter()
-                .map(|r| r.map(|step| map_step(step, ReportKind::Drafted)))
-                .collect(),
-            Role::Target(scorer) => scorer
-                .score(&jobs)
-                .into_iter()
-                .zip(&mine)
-                .map(|(r, &i)| {
-                    let task = &tasks[i];
-                    match r? {
+        let refused = tasks
+            .iter()
+            .map(|task| match (&*self, &task.work) {
+                (Role::Drafter(_), Work::Draft { .. }) | (Role::Target(_), Work::Verify { .. }) => {
+                    None
+                }
+                (_, Work::Draft { .. }) => Some(Err(ForwardError::Failed(
+                    "a draft job was sent to a target worker".into(),
+                ))),
+                (_, Work::Verify { .. }) => Some(Err(ForwardError::Failed(
+                    "a verification job was sent to the drafter".into(),
+                ))),
+            })
+            .collect();
+        complete(refused, |mine| {
+            let jobs: Vec<Job<'_>> = mine.iter().map(|&i| job(&tasks[i])).collect();
+            match self {
+                Role::Drafter(drafter) => drafter
+                    .draft(&jobs)
+                    .into_iter()
+                    .map(|r| r.map(|step| map_step(step, ReportKind::Drafted)))
+                    .collect(),
+                Role::Target(scorer) => scorer
+                    .score(&jobs)
+                    .into_iter()
+                    .zip(mine)
+                    .map(|(r, &i)| match r? {
                         JobStep::Prefilled => Ok(JobStep::Prefilled),
-                        JobStep::Done(scores) => verdict(task, &scores).map(JobStep::Done),
-                    }
-                })
-                .collect(),
-        };
-        for (i, result) in mine.into_iter().zip(done) {
-            results[i] = Some(result);
-        }
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(ForwardError::Failed("no result".into()))))
-            .collect()
+                        JobStep::Done(scores) => verdict(&tasks[i], &scores).map(JobStep::Done),
+                    })
+                    .collect(),
+            }
+        })
     }
 }
 

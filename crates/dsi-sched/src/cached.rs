@@ -8,7 +8,7 @@
 //! of one call, one per request, go through the model in one forward.
 
 use crate::forwards::ForwardLog;
-use crate::roles::{CacheState, Drafter, Job, JobResults, JobStep, Scorer, Scores};
+use crate::roles::{CacheState, Drafter, Job, JobResults, JobStep, Scorer, Scores, complete};
 use dsi_core::TokenId;
 use dsi_core::cache_layout::CacheFootprint;
 use dsi_core::model::{Feed, ForwardError, KvModel, SeqId};
@@ -181,31 +181,32 @@ impl<M: KvModel> CachedModel<M> {
         rows: impl Fn(&Job<'_>) -> usize,
         mut done: impl FnMut(usize, Vec<f32>) -> Result<T, ForwardError>,
     ) -> JobResults<T> {
-        let mut results: Vec<Option<Result<JobStep<T>, ForwardError>>> =
-            jobs.iter().map(|_| None).collect();
-        let mut planned = Vec::with_capacity(jobs.len());
-        let mut index = Vec::with_capacity(jobs.len());
-        for (i, job) in jobs.iter().enumerate() {
-            match self.plan(job.request, job.context, rows(job)) {
-                Ok(plan) => {
-                    planned.push((*job, plan));
-                    index.push(i);
-                }
-                Err(e) => results[i] = Some(Err(e)),
-            }
-        }
-        let fed = self.feed(&planned);
-        for ((i, (_, plan)), logits) in index.into_iter().zip(&planned).zip(fed) {
-            results[i] = Some(match (plan, logits) {
-                (_, Err(e)) => Err(e),
-                (Plan::Chunk { .. }, Ok(_)) => Ok(JobStep::Prefilled),
-                (Plan::Rest { .. }, Ok(logits)) => done(i, logits).map(JobStep::Done),
-            });
-        }
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(ForwardError::Failed("no result".into()))))
-            .collect()
+        let plans: Vec<Result<Plan, ForwardError>> = jobs
+            .iter()
+            .map(|job| self.plan(job.request, job.context, rows(job)))
+            .collect();
+        let refused = plans
+            .iter()
+            .map(|p| p.as_ref().err().cloned().map(Err))
+            .collect();
+        complete(refused, |undecided| {
+            // Every undecided job has a plan, so `planned` lines up with it.
+            let planned: Vec<(Job<'_>, Plan)> = undecided
+                .iter()
+                .filter_map(|&i| plans[i].as_ref().ok().map(|&plan| (jobs[i], plan)))
+                .collect();
+            let fed = self.feed(&planned);
+            undecided
+                .iter()
+                .zip(&planned)
+                .zip(fed)
+                .map(|((&i, &(_, plan)), logits)| match (plan, logits) {
+                    (_, Err(e)) => Err(e),
+                    (Plan::Chunk { .. }, Ok(_)) => Ok(JobStep::Prefilled),
+                    (Plan::Rest { .. }, Ok(logits)) => done(i, logits).map(JobStep::Done),
+                })
+                .collect()
+        })
     }
 }
 
@@ -339,7 +340,7 @@ impl<M: KvModel> Drafter for CachedModel<M> {
 impl<M: KvModel> Scorer for CachedModel<M> {
     fn score(&mut self, jobs: &[Job<'_>]) -> JobResults<Scores> {
         let vocab = self.model.vocab();
-        let mut results: Vec<Option<Result<JobStep<Scores>, ForwardError>>> = jobs
+        let refused = jobs
             .iter()
             .map(|job| {
                 (job.count >= job.context.len()).then(|| {
@@ -351,20 +352,14 @@ impl<M: KvModel> Scorer for CachedModel<M> {
                 })
             })
             .collect();
-        let valid: Vec<usize> = (0..jobs.len()).filter(|&i| results[i].is_none()).collect();
-        let batch: Vec<Job<'_>> = valid.iter().map(|&i| jobs[i]).collect();
-        let scored = self.step_all(
-            &batch,
-            |job| job.count + 1,
-            |j, logits| scores(&batch[j], vocab, &logits),
-        );
-        for (i, result) in valid.into_iter().zip(scored) {
-            results[i] = Some(result);
-        }
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(ForwardError::Failed("no result".into()))))
-            .collect()
+        complete(refused, |valid| {
+            let batch: Vec<Job<'_>> = valid.iter().map(|&i| jobs[i]).collect();
+            self.step_all(
+                &batch,
+                |job| job.count + 1,
+                |j, logits| scores(&batch[j], vocab, &logits),
+            )
+        })
     }
 }
 

@@ -43,6 +43,27 @@ pub enum JobStep<T> {
 /// One result per job of a batched call, in order.
 pub type JobResults<T> = Vec<Result<JobStep<T>, ForwardError>>;
 
+/// One result per item of a batched call: those already decided in
+/// `decided` (items refused before any forward), the others from one call
+/// of `run` on their indices, in order. An item `run` leaves without a
+/// result fails.
+pub(crate) fn complete<T>(
+    mut decided: Vec<Option<Result<T, ForwardError>>>,
+    run: impl FnOnce(&[usize]) -> Vec<Result<T, ForwardError>>,
+) -> Vec<Result<T, ForwardError>> {
+    let undecided: Vec<usize> = (0..decided.len())
+        .filter(|&i| decided[i].is_none())
+        .collect();
+    let mut ran = run(&undecided).into_iter();
+    for i in undecided {
+        decided[i] = ran.next();
+    }
+    decided
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(ForwardError::Failed("no result for a job".into()))))
+        .collect()
+}
+
 /// What a worker asks of either role's KV caches (one per request): how
 /// they grow, what they hold, what the next call would feed, and forgetting
 /// them. The defaults suit a role with no budgeted cache.
