@@ -15,8 +15,8 @@ use dsi::core::schedule::Mode;
 use dsi::core::verify::argmax;
 use dsi::models::Session;
 use dsi::models::checkpoint::{Checkpoint, write_near_ties};
-use dsi::models::device::{Backend, DeviceSpec, RunDtype};
-use dsi::models::llama::LoadedModel;
+use dsi::models::device::{Backend, DType, DeviceSpec};
+use dsi::models::llama::{LoadedModel, Precision, WeightFormat};
 use dsi::models::test_backends::runs_on;
 use dsi::sched::{CachedModel, Pool, Request, Role, Stats, WorkerHandle};
 use std::path::Path;
@@ -72,10 +72,14 @@ fn fixture(name: &str) -> Checkpoint {
     Checkpoint::open(&dir).expect("fixture")
 }
 
-fn pool<B: Backend>(checkpoint: &Checkpoint, device: &B::Device, targets: usize) -> Pool {
+fn pool<B: Backend>(
+    checkpoint: &Checkpoint,
+    device: &B::Device,
+    precision: Precision,
+    targets: usize,
+) -> Pool {
     let model = Arc::new(
-        LoadedModel::<B>::from_checkpoint(checkpoint, device, RunDtype::F32.dtype(), |_, _| {})
-            .expect("model"),
+        LoadedModel::<B>::from_checkpoint(checkpoint, device, precision, |_, _| {}).expect("model"),
     );
     let drafter = Perturbed {
         inner: Session::new(Arc::clone(&model), 128),
@@ -119,6 +123,7 @@ impl Totals {
 /// and checks that every run emits non-SI's tokens.
 fn check_lossless<B: Backend>(
     device: B::Device,
+    precision: Precision,
     fixtures: &[&str],
     prompts: &[&str],
     grid: &[(usize, usize)],
@@ -131,7 +136,7 @@ fn check_lossless<B: Backend>(
     let mut totals = Totals::default();
     for name in fixtures {
         let checkpoint = fixture(name);
-        let pool = pool::<B>(&checkpoint, &device, 4);
+        let pool = pool::<B>(&checkpoint, &device, precision, 4);
         for text in prompts {
             let prompt = checkpoint.tokenizer.encode(text).expect("prompt");
             let request = |mode, k| Request {
@@ -208,6 +213,7 @@ fn greedy_dsi_si_and_nonsi_agree_on_ndarray() {
     }
     let totals = check_lossless::<dsi::models::device::NdarrayBackend>(
         Default::default(),
+        DType::F32.into(),
         &["llama-gqa", "qwen2-bias", "llama-tied-llama3"],
         &[
             "Hello world",
@@ -221,7 +227,8 @@ fn greedy_dsi_si_and_nonsi_agree_on_ndarray() {
     assert_speculation_happened(&totals);
 }
 
-/// The default backend of every command: burn-flex on the CPU.
+/// The default backend of every command: burn-flex on the CPU, with the
+/// projections on the project's kernels (as `dsi` loads f32).
 #[test]
 fn greedy_dsi_si_and_nonsi_agree_on_cpu() {
     if !runs_on(DeviceSpec::Cpu) {
@@ -229,12 +236,33 @@ fn greedy_dsi_si_and_nonsi_agree_on_cpu() {
     }
     let totals = check_lossless::<dsi::models::device::CpuBackend>(
         Default::default(),
+        Precision::host(WeightFormat::F32),
         &["llama-gqa", "qwen2-bias"],
         &["Hello world", "def fibonacci(n):", "a"],
         GRID,
         Decoding::greedy(),
     );
     assert_speculation_happened(&totals);
+}
+
+/// `--dtype f16` and `--dtype q8` on the cpu backend: half-precision and
+/// 8-bit projection weights, widened in registers.
+#[test]
+fn greedy_dsi_si_and_nonsi_agree_on_cpu_with_f16_and_q8_weights() {
+    if !runs_on(DeviceSpec::Cpu) {
+        return;
+    }
+    for format in [WeightFormat::F16, WeightFormat::Q8] {
+        let totals = check_lossless::<dsi::models::device::CpuBackend>(
+            Default::default(),
+            Precision::host(format),
+            &["llama-gqa", "llama-tied-llama3"],
+            &["Hello world", "a"],
+            GRID,
+            Decoding::greedy(),
+        );
+        assert_speculation_happened(&totals);
+    }
 }
 
 #[test]
@@ -251,6 +279,7 @@ fn seeded_coupled_sampling_agrees_across_modes_on_ndarray() {
         };
         let totals = check_lossless::<dsi::models::device::NdarrayBackend>(
             Default::default(),
+            DType::F32.into(),
             &["llama-gqa"],
             &["Hello world", "import os"],
             &[(1, 1), (3, 2), (8, 4)],
@@ -268,6 +297,7 @@ fn greedy_dsi_si_and_nonsi_agree_on_wgpu() {
     }
     let totals = check_lossless::<dsi::models::device::WgpuBackend>(
         Default::default(),
+        DType::F32.into(),
         &["llama-gqa"],
         &["Hello world", "def fibonacci(n):"],
         &[(1, 1), (3, 2), (8, 4)],
@@ -293,6 +323,7 @@ fn near_ties_keep_their_tokens_in_every_mode_under_load_on_cpu() {
     let pool = Arc::new(pool::<dsi::models::device::CpuBackend>(
         &checkpoint,
         &Default::default(),
+        Precision::host(WeightFormat::F32),
         2,
     ));
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -4,6 +4,7 @@
 use dsi::models::checkpoint::Checkpoint;
 use dsi::models::device::{CpuBackend, DeviceSpec, RunDtype};
 use dsi::models::llama::LoadedModel;
+use dsi::models::llama::Numerics;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -20,13 +21,16 @@ pub(crate) fn bundled() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("models/pystd")
 }
 
-/// A checkpoint and its weights in f32 on the CPU backend.
+/// A checkpoint and its weights in f32 on the CPU backend, as `dsi` loads
+/// them (the project's kernels, invariant numerics).
 pub(crate) fn load(dir: &Path) -> (Checkpoint, Arc<LoadedModel<CpuBackend>>) {
     let checkpoint = Checkpoint::open(dir).expect("the bundled pair (models/pystd)");
     let model = LoadedModel::<CpuBackend>::from_checkpoint(
         &checkpoint,
         &Default::default(),
-        RunDtype::F32.dtype(),
+        RunDtype::F32
+            .precision(DeviceSpec::Cpu, Numerics::default())
+            .expect("f32 runs on the cpu backend"),
         |_, _| {},
     )
     .expect("weights")

@@ -21,7 +21,7 @@ use dsi_core::acceptance::AcceptanceEstimator;
 use dsi_core::verify::argmax;
 use dsi_models::checkpoint::Checkpoint;
 use dsi_models::device::{Backend, DeviceSpec, OnBackend, RunDtype, dispatch};
-use dsi_models::llama::LoadedModel;
+use dsi_models::llama::{LoadedModel, Numerics};
 use dsi_models::measure::{greedy_continuation, teacher_forced_matches};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -51,7 +51,7 @@ struct Common {
     /// Backend and device: cpu, ndarray, wgpu, wgpu:N, cuda, cuda:N.
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     backend: DeviceSpec,
-    /// Run dtype: f32, f16 or bf16.
+    /// Run dtype: f32, f16, bf16, or q8 (8-bit projection weights, cpu only).
     #[arg(long, value_parser = parse_dtype)]
     dtype: Option<RunDtype>,
     /// Output format.
@@ -142,7 +142,8 @@ fn load<B: Backend>(
 ) -> anyhow::Result<LoadedModel<B>> {
     let dtype = dtype.unwrap_or_else(|| RunDtype::default_for::<B>(spec, device));
     let bar = load_bar(what);
-    let model = LoadedModel::<B>::from_checkpoint(checkpoint, device, dtype.dtype(), advance(&bar))
+    let precision = dtype.precision(spec, Numerics::default())?;
+    let model = LoadedModel::<B>::from_checkpoint(checkpoint, device, precision, advance(&bar))
         .with_context(|| format!("loading {}", checkpoint.dir.display()))?
         .with_host_threads(spec.host_threads());
     bar.finish_and_clear();

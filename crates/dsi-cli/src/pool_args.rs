@@ -48,7 +48,7 @@ pub(crate) struct PoolArgs {
     /// Default device: cpu, ndarray, wgpu, wgpu:N, cuda, cuda:N.
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub(crate) backend: DeviceSpec,
-    /// Run dtype: f32, f16 or bf16 (default per device: bf16 on CUDA, f16 on wgpu when supported, else f32).
+    /// Run dtype: f32, f16, bf16, or q8 (8-bit projection weights, cpu only); default per device: bf16 on CUDA, f16 on wgpu when supported, else f32. On the cpu, f16/bf16/q8 store the projections so and compute in f32.
     #[arg(long, value_parser = parse_dtype)]
     pub(crate) dtype: Option<RunDtype>,
     /// Pad every target forward to TTFT,TPOT milliseconds (stand in for a
@@ -370,16 +370,13 @@ impl OnBackend for LoadSessions<'_> {
         let dtype = self
             .dtype
             .unwrap_or_else(|| RunDtype::default_for::<B>(spec, &device));
+        let precision = dtype.precision(spec, self.numerics)?;
         let bar = load_bar(&format!("{} on {spec}", self.what));
-        let model = LoadedModel::<B>::from_checkpoint(
-            self.checkpoint,
-            &device,
-            dtype.dtype(),
-            advance(&bar),
-        )
-        .with_context(|| format!("loading {}", self.checkpoint.dir.display()))?
-        .with_host_threads(spec.host_threads())
-        .with_numerics(self.numerics);
+        let model =
+            LoadedModel::<B>::from_checkpoint(self.checkpoint, &device, precision, advance(&bar))
+                .with_context(|| format!("loading {}", self.checkpoint.dir.display()))?
+                .with_host_threads(spec.host_threads())
+                .with_numerics(self.numerics);
         bar.finish_and_clear();
         let model = Arc::new(model);
         let sessions = (0..self.count)

@@ -9,8 +9,13 @@
 //! over a chunk reduces over the masked positions too, in an order that
 //! depends on the chunk's length).
 
-use crate::matmul::dot_portable;
+use crate::isa::Isa;
+use crate::matmul::dot;
 use rayon::prelude::*;
+
+/// Multiply-adds below which a thread is not worth waking: a decode step's
+/// attention over a short context runs on the calling thread.
+const MIN_PARALLEL_WORK: usize = 1 << 18;
 
 /// Keys or values of one cache segment, `[kv_heads, size, head_dim]`
 /// row-major in `data`, of which the first `len` positions are valid.
@@ -48,11 +53,26 @@ pub struct Queries<'a> {
 
 /// Attention of `queries` over the keys and values in `keys` / `values`
 /// (segments in position order, holding at least `prefix + n` positions),
-/// scaled by `scale`; returns `[n, heads * dim]`, over `threads` threads.
-///
-/// The products here take the portable path on every machine (no fused
-/// multiply-add): attention is a small share of a forward's arithmetic.
+/// scaled by `scale`; returns `[n, heads * dim]`, over `threads` threads,
+/// on the process's instruction set ([`Isa::active`]).
 pub fn attention(
+    queries: Queries<'_>,
+    keys: &[Segment<'_>],
+    values: &[Segment<'_>],
+    shape: Heads,
+    scale: f32,
+    threads: usize,
+) -> Vec<f32> {
+    attention_on(Isa::active(), queries, keys, values, shape, scale, threads)
+}
+
+/// [`attention`] on a chosen instruction set (one of [`Isa::available`]).
+///
+/// One task per (position, key/value head): the query heads that share a
+/// key/value head read each cached row once, together (grouped-query
+/// attention reads the cache `heads / kv_heads` times less).
+pub fn attention_on(
+    isa: Isa,
     queries: Queries<'_>,
     keys: &[Segment<'_>],
     values: &[Segment<'_>],
@@ -68,54 +88,139 @@ pub fn attention(
     } = shape;
     assert_eq!(q.len(), heads * n * dim, "q must be [heads, n, dim]");
     let group = heads / kv_heads;
+    // `[n, heads, dim]`: a position's heads of one group are contiguous.
     let mut out = vec![0f32; n * heads * dim];
-    // One task per (position, head): each writes its own `dim` outputs.
-    let work = |(index, row): (usize, &mut [f32])| {
-        let (i, h) = (index / heads, index % heads);
-        let kv = h / group;
-        let query = &q[(h * n + i) * dim..(h * n + i + 1) * dim];
-        attend_one(query, prefix + i, (keys, values, kv), scale, row);
+    let task = |(index, block): (usize, &mut [f32])| {
+        let (i, kv) = (index / kv_heads, index % kv_heads);
+        let group = Group {
+            q,
+            n,
+            i,
+            heads: kv * group..(kv + 1) * group,
+            dim,
+        };
+        let cache = (keys, values, kv);
+        attend(isa, group, prefix + i, cache, scale, block);
     };
-    if threads <= 1 || n * heads < 2 {
-        out.chunks_mut(dim).enumerate().for_each(work);
+    // Multiply-adds of the longest task (the last position's).
+    let work = 2 * group * (prefix + n) * dim;
+    if threads <= 1 || n * kv_heads < 2 || work * n * kv_heads < MIN_PARALLEL_WORK {
+        out.chunks_mut(group * dim).enumerate().for_each(task);
     } else {
-        out.par_chunks_mut(dim).enumerate().for_each(work);
+        let per_task = (MIN_PARALLEL_WORK / 8).div_ceil(work).max(1);
+        out.par_chunks_mut(group * dim)
+            .enumerate()
+            .with_min_len(per_task)
+            .for_each(task);
     }
     out
 }
 
-/// One query at `position` against keys `0..=position` of key/value head
-/// `kv`.
-fn attend_one(
-    query: &[f32],
+/// The query heads of one key/value head at one new position.
+struct Group<'a> {
+    /// All queries, `[heads, n, dim]`.
+    q: &'a [f32],
+    n: usize,
+    /// The position among the new ones.
+    i: usize,
+    heads: std::ops::Range<usize>,
+    dim: usize,
+}
+
+impl Group<'_> {
+    fn query(&self, g: usize) -> &[f32] {
+        let h = self.heads.start + g;
+        &self.q[(h * self.n + self.i) * self.dim..][..self.dim]
+    }
+}
+
+/// The cached keys, values and the key/value head a group reads.
+type Cache<'a, 'b> = (&'a [Segment<'b>], &'a [Segment<'b>], usize);
+
+fn attend(
+    isa: Isa,
+    group: Group<'_>,
     position: usize,
-    (keys, values, kv): (&[Segment<'_>], &[Segment<'_>], usize),
+    cache: Cache<'_, '_>,
     scale: f32,
     out: &mut [f32],
 ) {
-    let dim = query.len();
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => {
+            // SAFETY: `Isa::Avx2` is only chosen on a CPU with AVX2 and FMA.
+            #[allow(unsafe_code)]
+            unsafe {
+                attend_fused(group, position, cache, scale, out);
+            }
+        }
+        _ => attend_group::<false>(group, position, cache, scale, out),
+    }
+}
+
+/// [`attend_group`] compiled for AVX2 with fused multiply-adds.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn attend_fused(
+    group: Group<'_>,
+    position: usize,
+    cache: Cache<'_, '_>,
+    scale: f32,
+    out: &mut [f32],
+) {
+    attend_group::<true>(group, position, cache, scale, out);
+}
+
+/// The group's queries at `position` against keys `0..=position` of its
+/// key/value head, into `out` (`[group, dim]`): scores in the matrix
+/// product's fixed lane order, the softmax and the weighted values summed
+/// in position order.
+#[inline(always)]
+fn attend_group<const FUSED: bool>(
+    group: Group<'_>,
+    position: usize,
+    (keys, values, kv): Cache<'_, '_>,
+    scale: f32,
+    out: &mut [f32],
+) {
+    let (dim, width) = (group.dim, group.heads.len());
     let visible = position + 1;
-    let mut scores = Vec::with_capacity(visible);
+    // `[width, visible]`.
+    let mut scores = vec![0f32; width * visible];
+    let mut j = 0;
     for_each_row(keys, kv, dim, visible, |key| {
-        scores.push(dot_portable(query, key) * scale)
+        for g in 0..width {
+            scores[g * visible + j] = dot::<FUSED>(group.query(g), key) * scale;
+        }
+        j += 1;
     });
-    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0f32;
-    for s in &mut scores {
-        *s = (*s - max).exp();
-        sum += *s;
+    let mut sums = vec![0f32; width];
+    for (row, sum) in scores.chunks_exact_mut(visible).zip(sums.iter_mut()) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        for s in row.iter_mut() {
+            *s = (*s - max).exp();
+            *sum += *s;
+        }
     }
     out.fill(0.0);
     let mut j = 0;
     for_each_row(values, kv, dim, visible, |value| {
-        let weight = scores[j];
-        for (o, &v) in out.iter_mut().zip(value) {
-            *o += weight * v;
+        for (g, out) in out.chunks_exact_mut(dim).enumerate() {
+            let weight = scores[g * visible + j];
+            for (o, &v) in out.iter_mut().zip(value) {
+                *o = if FUSED {
+                    weight.mul_add(v, *o)
+                } else {
+                    *o + weight * v
+                };
+            }
         }
         j += 1;
     });
-    for o in out.iter_mut() {
-        *o /= sum;
+    for (out, sum) in out.chunks_exact_mut(dim).zip(sums.iter()) {
+        for o in out {
+            *o /= sum;
+        }
     }
 }
 
@@ -247,6 +352,7 @@ mod tests {
 
     #[allow(clippy::too_many_arguments)]
     fn run(
+        isa: Isa,
         q: &[f32],
         n: usize,
         prefix: usize,
@@ -261,7 +367,8 @@ mod tests {
             segmented(k, shape, total, sizes),
             segmented(v, shape, total, sizes),
         );
-        attention(
+        attention_on(
+            isa,
             Queries { q, n, prefix },
             &view(&ks),
             &view(&vs),
@@ -285,10 +392,37 @@ mod tests {
         let k = values(SHAPE.kv_heads * total * SHAPE.dim, 2);
         let v = values(SHAPE.kv_heads * total * SHAPE.dim, 3);
         let want = reference(&q, n, prefix, &k, &v, total, SHAPE, 0.125);
-        for (sizes, threads) in [(vec![total], 1), (vec![4, 4, 8], 2), (vec![16], 3)] {
-            let got = run(&q, n, prefix, &k, &v, total, SHAPE, &sizes, threads);
-            for (g, e) in got.iter().zip(&want) {
-                assert!((g - e).abs() < 1e-5, "{sizes:?}: {g} vs {e}");
+        for isa in Isa::available() {
+            for (sizes, threads) in [(vec![total], 1), (vec![4, 4, 8], 2), (vec![16], 3)] {
+                let got = run(isa, &q, n, prefix, &k, &v, total, SHAPE, &sizes, threads);
+                for (g, e) in got.iter().zip(&want) {
+                    assert!((g - e).abs() < 1e-5, "{isa}, {sizes:?}: {g} vs {e}");
+                }
+            }
+        }
+    }
+
+    /// Long enough to split over threads: the same bits as one thread, and
+    /// the reference's values.
+    #[test]
+    fn threads_change_no_bits() {
+        let shape = Heads {
+            heads: 8,
+            kv_heads: 2,
+            dim: 64,
+        };
+        let (prefix, n) = (200, 6);
+        let total = prefix + n;
+        let q = values(shape.heads * n * shape.dim, 7);
+        let k = values(shape.kv_heads * total * shape.dim, 8);
+        let v = values(shape.kv_heads * total * shape.dim, 9);
+        let want = reference(&q, n, prefix, &k, &v, total, shape, 0.125);
+        for isa in Isa::available() {
+            let one = run(isa, &q, n, prefix, &k, &v, total, shape, &[64, 256], 1);
+            let two = run(isa, &q, n, prefix, &k, &v, total, shape, &[64, 256], 2);
+            assert_eq!(one, two, "{isa}");
+            for (g, e) in two.iter().zip(&want) {
+                assert!((g - e).abs() < 1e-5, "{isa}: {g} vs {e}");
             }
         }
     }
@@ -307,29 +441,43 @@ mod tests {
                 })
                 .collect()
         };
-        let whole = run(
-            &rows(0, total),
-            total,
-            0,
-            &k,
-            &v,
-            total,
-            SHAPE,
-            &[4, 4, 4],
-            2,
-        );
-        let width = SHAPE.heads * SHAPE.dim;
-        for chunk in [1, 3, 5] {
-            let mut from = 0;
-            while from < total {
-                let n = chunk.min(total - from);
-                let got = run(&rows(from, n), n, from, &k, &v, total, SHAPE, &[4, 4, 4], 1);
-                assert_eq!(
-                    got,
-                    whole[from * width..(from + n) * width],
-                    "chunks of {chunk} at {from}"
-                );
-                from += n;
+        for isa in Isa::available() {
+            let whole = run(
+                isa,
+                &rows(0, total),
+                total,
+                0,
+                &k,
+                &v,
+                total,
+                SHAPE,
+                &[4, 4, 4],
+                2,
+            );
+            let width = SHAPE.heads * SHAPE.dim;
+            for chunk in [1, 3, 5] {
+                let mut from = 0;
+                while from < total {
+                    let n = chunk.min(total - from);
+                    let got = run(
+                        isa,
+                        &rows(from, n),
+                        n,
+                        from,
+                        &k,
+                        &v,
+                        total,
+                        SHAPE,
+                        &[4, 4, 4],
+                        1,
+                    );
+                    assert_eq!(
+                        got,
+                        whole[from * width..(from + n) * width],
+                        "{isa}: chunks of {chunk} at {from}"
+                    );
+                    from += n;
+                }
             }
         }
     }

@@ -8,15 +8,22 @@
 //! reduce every output element in one fixed order whatever the shape:
 //!
 //! - [`matmul`]: `y = x wᵀ` with each dot product accumulated in 8
-//!   interleaved partial sums over `k` and added up in a fixed tree.
+//!   interleaved partial sums over `k` and added up in a fixed tree, over
+//!   weights in f32, f16, bf16 or 8-bit blocks ([`weights`]) widened in
+//!   registers.
 //! - [`norm`]: RMSNorm with each row's mean square in that same order.
 //! - [`attention`]: causal grouped-query attention where a query at
 //!   position `p` reduces over exactly keys `0..=p`, in position order, so
 //!   chunking a sequence differently cannot change it.
 //!
+//! [`isa`] picks the instruction set once per process (AVX2+FMA+F16C or
+//! the portable path; `DSI_KERNELS=portable` forces the latter).
+//!
 //! Each has a plain reference (a sequential loop) in its tests, and a test
 //! that a row's result is bitwise the same at every row count.
 
 pub mod attention;
+pub mod isa;
 pub mod matmul;
 pub mod norm;
+pub mod weights;

@@ -1,5 +1,6 @@
-//! `y = x wᵀ` for `x` `[rows, k]` and `w` `[out, k]` (a Hugging Face
-//! `[out, in]` weight as stored), both row-major: `y[r][o] = x[r] · w[o]`.
+//! `y = x wᵀ` for `x` `[rows, k]` (f32) and `w` `[out, k]` (a Hugging Face
+//! `[out, in]` weight as stored, in any [`Format`]), both row-major:
+//! `y[r][o] = x[r] · w[o]`.
 //!
 //! Every output element is one dot product of two contiguous rows, reduced
 //! in a fixed order ([`LANES`] interleaved partial sums, then a fixed tree,
@@ -9,10 +10,17 @@
 //! is in cache, which is what makes a batch of rows cost little more than
 //! one when the product is bandwidth-bound.
 //!
-//! On x86-64 with AVX2 and FMA (detected once per call) the same order runs
-//! with fused multiply-adds: results differ from the portable path in the
-//! last bits, but one machine always takes one path.
+//! Half-precision and 8-bit weights are widened to f32 in registers as
+//! they are loaded, so a product reads 2 or ~1.1 bytes per weight instead
+//! of 4 and still accumulates in f32: its result is bitwise the f32
+//! product over the widened weights.
+//!
+//! With AVX2, FMA and F16C ([`Isa::Avx2`]) the same order runs with fused
+//! multiply-adds: results differ from the portable path in the last bits,
+//! but one process always takes one path ([`Isa::active`]).
 
+use crate::isa::Isa;
+use crate::weights::{Data, Matrix};
 use rayon::prelude::*;
 
 /// Partial sums per dot product: one 8-lane AVX register.
@@ -24,75 +32,75 @@ const BLOCK_BYTES: usize = 256 << 10;
 /// Bytes of input rows a fused pass keeps in cache (about half an L1).
 const ROW_BLOCK_BYTES: usize = 24 << 10;
 
-/// `y = x wᵀ`, `[rows, out]` row-major, over `threads` threads.
+/// `y = x wᵀ`, `[rows, out]` row-major, over `threads` threads, on the
+/// process's instruction set ([`Isa::active`]).
 ///
 /// # Panics
-/// When `x` is not `rows * k` long or `w` not `out * k` long.
-pub fn matmul(x: &[f32], rows: usize, w: &[f32], out: usize, k: usize, threads: usize) -> Vec<f32> {
+/// When `x` is not `rows * w.k` long or `w`'s storage not `[out, k]`.
+pub fn matmul(x: &[f32], rows: usize, w: Matrix<'_>, threads: usize) -> Vec<f32> {
+    matmul_on(Isa::active(), x, rows, w, threads)
+}
+
+/// [`matmul`] on a chosen instruction set (one of [`Isa::available`]).
+pub fn matmul_on(isa: Isa, x: &[f32], rows: usize, w: Matrix<'_>, threads: usize) -> Vec<f32> {
+    let (out, k) = (w.out, w.k);
     assert_eq!(x.len(), rows * k, "x must be [rows, k]");
-    assert_eq!(w.len(), out * k, "w must be [out, k]");
+    w.check();
     if rows == 0 || out == 0 {
         return Vec::new();
     }
-    let fused = fused_available();
     // Columns per task: at least a few dozen, at most an even share.
     let per_task = out
         .div_ceil(threads.max(1))
         .max(MIN_COLUMNS_PER_TASK)
         .min(out);
-    // Transposed output, `[out, rows]`: each task owns whole columns.
-    let mut yt = vec![0f32; out * rows];
-    let task = |(i, yt): (usize, &mut [f32])| {
-        let first = i * per_task;
-        let columns = yt.len() / rows;
-        let w = &w[first * k..(first + columns) * k];
-        columns_of(fused, x, rows, w, k, yt);
-    };
-    if per_task >= out {
-        task((0, &mut yt));
-    } else {
-        yt.par_chunks_mut(per_task * rows)
-            .enumerate()
-            .for_each(task);
-    }
-    if rows == 1 {
-        return yt;
-    }
     let mut y = vec![0f32; rows * out];
-    for (o, column) in yt.chunks_exact(rows).enumerate() {
-        for (r, &value) in column.iter().enumerate() {
-            y[r * out + o] = value;
+    if per_task >= out {
+        columns_of(isa, x, rows, w, &mut y);
+        return y;
+    }
+    // Each task writes a `[rows, its columns]` block, copied into place.
+    let tasks = out.div_ceil(per_task);
+    let blocks: Vec<Vec<f32>> = (0..tasks)
+        .into_par_iter()
+        .map(|i| {
+            let first = i * per_task;
+            let columns = per_task.min(out - first);
+            let mut block = vec![0f32; rows * columns];
+            columns_of(isa, x, rows, w.rows(first, columns), &mut block);
+            block
+        })
+        .collect();
+    for (i, block) in blocks.iter().enumerate() {
+        let first = i * per_task;
+        let columns = block.len() / rows;
+        for (r, part) in block.chunks_exact(columns).enumerate() {
+            y[r * out + first..r * out + first + columns].copy_from_slice(part);
         }
     }
     y
 }
 
-/// Whether this machine runs the fused path.
-fn fused_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// `yt[o][r] = x[r] · w[o]` for the weight rows in `w`.
-fn columns_of(fused: bool, x: &[f32], rows: usize, w: &[f32], k: usize, yt: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if fused {
-        // SAFETY: the CPU has AVX2 and FMA (checked by `fused_available`),
-        // the only requirement of a `target_feature` function.
-        #[allow(unsafe_code)]
-        unsafe {
-            columns_fused(x, rows, w, k, yt);
+/// `y[r][o] = x[r] · w[o]` for the weight rows in `w`, `y` `[rows, w.out]`.
+fn columns_of(isa: Isa, x: &[f32], rows: usize, w: Matrix<'_>, y: &mut [f32]) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => {
+            // SAFETY: `Isa::Avx2` is only ever chosen (`Isa::best`) on a
+            // CPU with AVX2, FMA and F16C, the only requirement of these
+            // `target_feature` functions.
+            #[allow(unsafe_code)]
+            unsafe {
+                match w.data {
+                    Data::F32(_) => columns_fused::<{ fused::F32 }>(x, rows, w, y),
+                    Data::F16(_) => columns_fused::<{ fused::F16 }>(x, rows, w, y),
+                    Data::Bf16(_) => columns_fused::<{ fused::BF16 }>(x, rows, w, y),
+                    Data::Q8 { .. } => columns_fused::<{ fused::Q8 }>(x, rows, w, y),
+                }
+            }
         }
-        return;
+        _ => columns_portable(x, rows, w, y),
     }
-    let _ = fused;
-    columns_portable(x, rows, w, k, yt);
 }
 
 /// [`columns_portable`] with AVX2 fused multiply-adds, in tiles of up to
@@ -100,17 +108,17 @@ fn columns_of(fused: bool, x: &[f32], rows: usize, w: &[f32], k: usize, yt: &mut
 /// feeds several products and a block of weight rows is read from memory
 /// once for every input row. Every element still accumulates its own
 /// [`LANES`] lanes in `k` order and reduces them by the same tree, so the
-/// tiling changes no bits.
+/// tiling changes no bits. `FORMAT` is `w`'s ([`fused::F32`] ...).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn columns_fused(x: &[f32], rows: usize, w: &[f32], k: usize, yt: &mut [f32]) {
-    let out = w.len() / k;
+#[target_feature(enable = "avx2,fma,f16c")]
+fn columns_fused<const FORMAT: u8>(x: &[f32], rows: usize, w: Matrix<'_>, y: &mut [f32]) {
+    let (out, k) = (w.out, w.k);
     // Blocks that stay in cache: a block of weight rows (L2) is read from
     // memory once and used for every block of input rows (L1).
-    let weight_block = (BLOCK_BYTES / (k * 4))
+    let weight_block = (BLOCK_BYTES / w.format().row_bytes(k).max(1))
         .max(1)
         .next_multiple_of(fused::COLUMNS);
-    let row_block = (ROW_BLOCK_BYTES / (k * 4))
+    let row_block = (ROW_BLOCK_BYTES / (k * 4).max(1))
         .clamp(1, rows.max(1))
         .next_multiple_of(fused::ROWS);
     for o0 in (0..out).step_by(weight_block) {
@@ -123,15 +131,21 @@ fn columns_fused(x: &[f32], rows: usize, w: &[f32], k: usize, yt: &mut [f32]) {
                 let mut r = r0;
                 while r < r1 {
                     let tile_rows = fused::ROWS.min(r1 - r);
-                    let tile = fused::Tile {
-                        x: &x[r * k..(r + tile_rows) * k],
-                        w: &w[o * k..(o + columns) * k],
-                        k,
-                    };
-                    let sums = fused::tile(tile, tile_rows, columns);
-                    for (c, sums) in sums.iter().enumerate().take(columns) {
-                        for (i, &sum) in sums.iter().enumerate().take(tile_rows) {
-                            yt[(o + c) * rows + r + i] = sum;
+                    // Up to two input rows take every column at once; more
+                    // take them two at a time, so the accumulators fit the
+                    // registers.
+                    let width = if tile_rows <= 2 { columns } else { 2 };
+                    for first in (0..columns).step_by(width) {
+                        let width = width.min(columns - first);
+                        let tile = fused::Tile {
+                            x: &x[r * k..(r + tile_rows) * k],
+                            w: w.rows(o + first, width),
+                        };
+                        let sums = fused::tile::<FORMAT>(tile, tile_rows, width);
+                        for (c, sums) in sums.iter().enumerate().take(width) {
+                            for (i, &sum) in sums.iter().enumerate().take(tile_rows) {
+                                y[(r + i) * out + o + first + c] = sum;
+                            }
                         }
                     }
                     r += tile_rows;
@@ -146,30 +160,40 @@ fn columns_fused(x: &[f32], rows: usize, w: &[f32], k: usize, yt: &mut [f32]) {
 #[cfg(target_arch = "x86_64")]
 mod fused {
     use super::LANES;
+    use crate::weights::{Data, Matrix, Q8_BLOCK};
     use std::arch::x86_64::{
-        __m256, _mm_add_ps, _mm_add_ss, _mm_cvtss_f32, _mm_movehl_ps, _mm_shuffle_ps,
-        _mm256_castps256_ps128, _mm256_extractf128_ps, _mm256_fmadd_ps, _mm256_loadu_ps,
-        _mm256_setzero_ps,
+        __m128i, __m256, _MM_HINT_T0, _mm_add_ps, _mm_add_ss, _mm_cvtss_f32, _mm_loadl_epi64,
+        _mm_loadu_si128, _mm_movehl_ps, _mm_prefetch, _mm_shuffle_ps, _mm256_castps256_ps128,
+        _mm256_castsi256_ps, _mm256_cvtepi8_epi32, _mm256_cvtepi32_ps, _mm256_cvtepu16_epi32,
+        _mm256_cvtph_ps, _mm256_extractf128_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_mul_ps,
+        _mm256_set1_ps, _mm256_setzero_ps, _mm256_slli_epi32,
     };
 
     /// Input rows per tile.
     pub(super) const ROWS: usize = 4;
-    /// Weight rows per tile: `ROWS * COLUMNS` accumulators and `COLUMNS`
-    /// weight registers fit the sixteen AVX registers.
-    pub(super) const COLUMNS: usize = 3;
+    /// Weight rows per tile: 1 or 2 input rows by 4 weight rows, or 3 or 4
+    /// by 2, so that the accumulators, the weight registers and one input
+    /// register fit the sixteen AVX registers with room to spare (a spilled
+    /// accumulator turns every step into a store and a reload).
+    pub(super) const COLUMNS: usize = 4;
 
-    /// Up to [`ROWS`] consecutive input rows and [`COLUMNS`] consecutive
-    /// weight rows, each `k` long.
+    /// The weight formats, as the `FORMAT` parameter of the kernels.
+    pub(super) const F32: u8 = 0;
+    pub(super) const F16: u8 = 1;
+    pub(super) const BF16: u8 = 2;
+    pub(super) const Q8: u8 = 3;
+
+    /// Up to [`ROWS`] consecutive input rows (each `w.k` long) and up to
+    /// [`COLUMNS`] weight rows.
     pub(super) struct Tile<'a> {
         pub(super) x: &'a [f32],
-        pub(super) w: &'a [f32],
-        pub(super) k: usize,
+        pub(super) w: Matrix<'a>,
     }
 
     /// The lanes reduced by [`super::finish`]'s tree: lane `l` plus lane
     /// `l + 4`, then `l + 2`, then `l + 1`.
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     fn tree(acc: __m256) -> f32 {
         let quad = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps::<1>(acc));
         let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
@@ -180,13 +204,17 @@ mod fused {
     /// `x[i] · w[c]` for the tile's `rows` input rows and `columns`
     /// weight rows, as `sums[c][i]`.
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn tile(tile: Tile<'_>, rows: usize, columns: usize) -> [[f32; ROWS]; COLUMNS] {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn tile<const FORMAT: u8>(
+        tile: Tile<'_>,
+        rows: usize,
+        columns: usize,
+    ) -> [[f32; ROWS]; COLUMNS] {
         macro_rules! dispatch {
             ($(($r:literal, $c:literal)),*) => {
                 match (rows, columns) {
-                    $(($r, $c) => fixed::<$r, $c>(&tile),)*
-                    _ => unreachable!("tiles are at most ROWS by COLUMNS"),
+                    $(($r, $c) => fixed::<FORMAT, $r, $c>(&tile),)*
+                    _ => unreachable!("tiles are 1-2 rows by 1-4 columns or 3-4 rows by 1-2"),
                 }
             };
         }
@@ -194,39 +222,121 @@ mod fused {
             (1, 1),
             (1, 2),
             (1, 3),
+            (1, 4),
             (2, 1),
             (2, 2),
             (2, 3),
+            (2, 4),
             (3, 1),
             (3, 2),
-            (3, 3),
             (4, 1),
-            (4, 2),
-            (4, 3)
+            (4, 2)
         )
+    }
+
+    /// Where a weight row's storage starts, and its scales (q8 only).
+    #[derive(Clone, Copy)]
+    struct Row {
+        data: *const u8,
+        scales: *const f32,
+    }
+
+    fn row_of(w: &Matrix<'_>, c: usize) -> Row {
+        let at = c * w.k;
+        let none = std::ptr::null();
+        match w.data {
+            Data::F32(v) => Row {
+                data: v[at..].as_ptr().cast(),
+                scales: none,
+            },
+            Data::F16(v) | Data::Bf16(v) => Row {
+                data: v[at..].as_ptr().cast(),
+                scales: none,
+            },
+            Data::Q8 { quants, scales } => Row {
+                data: quants[at..].as_ptr().cast(),
+                scales: scales[c * w.k.div_ceil(Q8_BLOCK)..].as_ptr(),
+            },
+        }
+    }
+
+    /// Bytes of one stored weight (q8: its byte; the scales ride along).
+    const fn weight_bytes<const FORMAT: u8>() -> usize {
+        match FORMAT {
+            F32 => 4,
+            F16 | BF16 => 2,
+            _ => 1,
+        }
+    }
+
+    /// Weights `at..at + 8` of `row`, widened to f32.
+    ///
+    /// # Safety
+    /// `at + 8` is at most the row's length, and `row` points into a live
+    /// matrix of format `FORMAT`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[allow(unsafe_code)]
+    unsafe fn load<const FORMAT: u8>(row: Row, at: usize) -> __m256 {
+        // SAFETY: in bounds by the caller's contract; unaligned loads.
+        unsafe {
+            match FORMAT {
+                F32 => _mm256_loadu_ps(row.data.cast::<f32>().add(at)),
+                F16 => _mm256_cvtph_ps(_mm_loadu_si128(
+                    row.data.cast::<u16>().add(at).cast::<__m128i>(),
+                )),
+                BF16 => {
+                    let bits = _mm256_cvtepu16_epi32(_mm_loadu_si128(
+                        row.data.cast::<u16>().add(at).cast::<__m128i>(),
+                    ));
+                    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(bits))
+                }
+                _ => {
+                    let quants = _mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                        row.data.cast::<i8>().add(at).cast::<__m128i>(),
+                    ));
+                    let scale = _mm256_set1_ps(*row.scales.add(at / Q8_BLOCK));
+                    _mm256_mul_ps(_mm256_cvtepi32_ps(quants), scale)
+                }
+            }
+        }
     }
 
     /// [`tile`] for a fixed shape, so the accumulators stay in registers.
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn fixed<const R: usize, const C: usize>(tile: &Tile<'_>) -> [[f32; ROWS]; COLUMNS] {
-        let k = tile.k;
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn fixed<const FORMAT: u8, const R: usize, const C: usize>(
+        tile: &Tile<'_>,
+    ) -> [[f32; ROWS]; COLUMNS] {
+        let k = tile.w.k;
         assert!(
-            tile.x.len() >= R * k && tile.w.len() >= C * k,
+            tile.x.len() >= R * k && tile.w.out >= C,
             "a tile is R by C rows of k"
         );
         let whole = k / LANES * LANES;
         let xs: [*const f32; R] = std::array::from_fn(|i| tile.x[i * k..].as_ptr());
-        let ws: [*const f32; C] = std::array::from_fn(|c| tile.w[c * k..].as_ptr());
+        let ws: [Row; C] = std::array::from_fn(|c| row_of(&tile.w, c));
+        // The next tile's weight rows at this position: a decode reads each
+        // weight once, and asking for it this early keeps enough memory
+        // requests in flight to run at the bandwidth (the hardware
+        // prefetcher alone does not, for 2- and 1-byte weights).
+        let ahead = COLUMNS * k * weight_bytes::<FORMAT>();
+        let per_line = 64 / weight_bytes::<FORMAT>();
         let mut acc = [[_mm256_setzero_ps(); R]; C];
         let mut at = 0;
         while at < whole {
+            if at % per_line == 0 {
+                for row in &ws {
+                    let next = row.data.wrapping_add(at * weight_bytes::<FORMAT>() + ahead);
+                    _mm_prefetch::<_MM_HINT_T0>(next.cast());
+                }
+            }
             // SAFETY: every row pointer starts a row of `k >= whole >= at +
-            // 8` f32s (asserted above), so each 8-lane load is in bounds;
-            // the loads are unaligned.
+            // 8` elements (asserted above; `Matrix::check` holds for the
+            // weights), so each 8-lane load is in bounds; loads are unaligned.
             #[allow(unsafe_code)]
             unsafe {
-                let w: [__m256; C] = std::array::from_fn(|c| _mm256_loadu_ps(ws[c].add(at)));
+                let w: [__m256; C] = std::array::from_fn(|c| load::<FORMAT>(ws[c], at));
                 for i in 0..R {
                     let x = _mm256_loadu_ps(xs[i].add(at));
                     for c in 0..C {
@@ -237,22 +347,28 @@ mod fused {
             at += LANES;
         }
         let mut sums = [[0f32; ROWS]; COLUMNS];
+        let mut tail = [0f32; LANES];
         for c in 0..C {
-            let w = &tile.w[c * k..(c + 1) * k];
+            let tail = &mut tail[..k - whole];
+            tile.w.widen(c, whole, tail);
             for i in 0..R {
-                let x = &tile.x[i * k..(i + 1) * k];
-                sums[c][i] = super::tail::<true>(tree(acc[c][i]), &x[whole..], &w[whole..]);
+                let x = &tile.x[i * k + whole..(i + 1) * k];
+                sums[c][i] = super::tail::<true>(tree(acc[c][i]), x, tail);
             }
         }
         sums
     }
 }
 
-/// `yt[o][r] = x[r] · w[o]`, portable.
-fn columns_portable(x: &[f32], rows: usize, w: &[f32], k: usize, yt: &mut [f32]) {
-    for (weights, column) in w.chunks_exact(k).zip(yt.chunks_exact_mut(rows)) {
-        for (input, y) in x.chunks_exact(k).zip(column.iter_mut()) {
-            *y = dot_portable(input, weights);
+/// [`columns_of`], portable: each weight row widened once, then dotted
+/// with every input row.
+fn columns_portable(x: &[f32], rows: usize, w: Matrix<'_>, y: &mut [f32]) {
+    let (out, k) = (w.out, w.k);
+    let mut weights = vec![0f32; k];
+    for o in 0..out {
+        w.widen(o, 0, &mut weights);
+        for (r, input) in x.chunks_exact(k.max(1)).take(rows).enumerate() {
+            y[r * out + o] = dot_portable(input, &weights);
         }
     }
 }
@@ -266,7 +382,7 @@ pub(crate) fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
 /// `a · b` in the fixed order: [`LANES`] interleaved partial sums, a fixed
 /// tree over them, then the tail in sequence.
 #[inline(always)]
-fn dot<const FUSED: bool>(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot<const FUSED: bool>(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
     let whole = a.len() / LANES * LANES;
     for (ca, cb) in a[..whole]
@@ -319,6 +435,7 @@ fn tail<const FUSED: bool>(mut sum: f32, a: &[f32], b: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::weights::{Format, Weights};
 
     /// Deterministic values in [-1, 1).
     fn values(n: usize, seed: u64) -> Vec<f32> {
@@ -347,28 +464,74 @@ mod tests {
         y
     }
 
+    const FORMATS: [Format; 4] = [Format::F32, Format::F16, Format::Bf16, Format::Q8];
+    const SHAPES: [(usize, usize, usize); 6] = [
+        (1, 1, 1),
+        (1, 300, 576),
+        (3, 130, 77),
+        (64, 257, 256),
+        (5, 9, 15),
+        (6, 7, 300),
+    ];
+
+    /// Against the f64 reference over the same f32 weights: within 1e-5
+    /// (relative to the row's scale) for f32; f16, bf16 and q8 within
+    /// their rounding of the weights.
     #[test]
-    fn agrees_with_the_plain_reference() {
-        for (rows, out, k) in [
-            (1, 1, 1),
-            (1, 300, 576),
-            (3, 130, 77),
-            (64, 257, 256),
-            (5, 9, 15),
-        ] {
+    fn every_format_and_path_agrees_with_the_plain_reference() {
+        for (rows, out, k) in SHAPES {
             let x = values(rows * k, 1);
             let w = values(out * k, 2);
-            for threads in [1, 2, 7] {
-                let got = matmul(&x, rows, &w, out, k, threads);
-                let want = reference(&x, rows, &w, out, k);
-                for (g, e) in got.iter().zip(&want) {
-                    assert!(
-                        (g - e).abs() <= 1e-5 * (k as f32).sqrt(),
-                        "{rows}x{out}x{k} on {threads} threads: {g} vs {e}"
+            let want = reference(&x, rows, &w, out, k);
+            for format in FORMATS {
+                let weights = Weights::new(w.clone(), out, k, format);
+                // Relative error of one weight in the format.
+                let step = match format {
+                    Format::F32 => 1e-5,
+                    Format::F16 => 1e-3,
+                    Format::Bf16 => 8e-3,
+                    Format::Q8 => 1.0 / 127.0,
+                };
+                for isa in Isa::available() {
+                    for threads in [1, 2, 7] {
+                        let got = matmul_on(isa, &x, rows, weights.matrix(), threads);
+                        for (g, e) in got.iter().zip(&want) {
+                            assert!(
+                                (g - e).abs() <= step * (k as f32).sqrt(),
+                                "{format} on {isa}, {rows}x{out}x{k}, {threads} threads: {g} vs {e}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A product over half or 8-bit weights is the f32 product over the
+    /// weights widened: the widening is exact and nothing else changes.
+    #[test]
+    fn narrow_formats_are_bitwise_the_f32_product_of_their_widened_weights() {
+        for (rows, out, k) in SHAPES {
+            let x = values(rows * k, 3);
+            let w = values(out * k, 4);
+            for format in FORMATS {
+                let weights = Weights::new(w.clone(), out, k, format);
+                let widened = weights.to_f32();
+                for isa in Isa::available() {
+                    let got = matmul_on(isa, &x, rows, weights.matrix(), 2);
+                    let want = matmul_on(isa, &x, rows, Matrix::f32(&widened, out, k), 2);
+                    assert_eq!(
+                        bits(&got),
+                        bits(&want),
+                        "{format} on {isa}, {rows}x{out}x{k}"
                     );
                 }
             }
         }
+    }
+
+    fn bits(values: &[f32]) -> Vec<u32> {
+        values.iter().map(|v| v.to_bits()).collect()
     }
 
     #[test]
@@ -376,36 +539,41 @@ mod tests {
         let (out, k) = (200, 300);
         let w = values(out * k, 3);
         let x = values(64 * k, 4);
-        let alone = matmul(&x[..k], 1, &w, out, k, 1);
-        for rows in [1, 2, 7, 16, 64] {
-            for threads in [1, 2, 3] {
-                let y = matmul(&x[..rows * k], rows, &w, out, k, threads);
-                assert_eq!(
-                    y[..out].iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                    alone.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                    "row 0 among {rows} rows on {threads} threads"
-                );
+        for format in FORMATS {
+            let weights = Weights::new(w.clone(), out, k, format);
+            let w = weights.matrix();
+            for isa in Isa::available() {
+                let alone = matmul_on(isa, &x[..k], 1, w, 1);
+                for rows in [1, 2, 7, 16, 64] {
+                    for threads in [1, 2, 3] {
+                        let y = matmul_on(isa, &x[..rows * k], rows, w, threads);
+                        assert_eq!(
+                            bits(&y[..out]),
+                            bits(&alone),
+                            "{format} on {isa}: row 0 among {rows} rows on {threads} threads"
+                        );
+                    }
+                }
+                // And any row, wherever it sits in the batch.
+                let batch = matmul_on(isa, &x[..16 * k], 16, w, 2);
+                let tenth = matmul_on(isa, &x[10 * k..11 * k], 1, w, 1);
+                assert_eq!(bits(&batch[10 * out..11 * out]), bits(&tenth));
             }
         }
-        // And any row, wherever it sits in the batch.
-        let batch = matmul(&x[..16 * k], 16, &w, out, k, 2);
-        let tenth = matmul(&x[10 * k..11 * k], 1, &w, out, k, 1);
-        assert_eq!(&batch[10 * out..11 * out], &tenth[..]);
     }
 
     /// The AVX2 path runs the portable order with fused multiply-adds:
     /// bitwise equal to the scalar fused dot product, whatever the tile
     /// shape, block or tail.
     #[test]
-    #[cfg(target_arch = "x86_64")]
     fn the_vector_path_keeps_the_lane_order() {
-        if !fused_available() {
+        if !Isa::available().contains(&Isa::Avx2) {
             return;
         }
         for (rows, out, k) in [(6, 7, 300), (9, 5, 16), (1, 4, 7), (13, 11, 64)] {
             let w = values(out * k, 5);
             let x = values(rows * k, 6);
-            let y = matmul(&x, rows, &w, out, k, 1);
+            let y = matmul_on(Isa::Avx2, &x, rows, Matrix::f32(&w, out, k), 1);
             for r in 0..rows {
                 for o in 0..out {
                     let want = dot::<true>(&x[r * k..(r + 1) * k], &w[o * k..(o + 1) * k]);
@@ -421,7 +589,7 @@ mod tests {
 
     #[test]
     fn empty_products_are_empty() {
-        assert!(matmul(&[], 0, &[1.0, 2.0], 1, 2, 2).is_empty());
-        assert!(matmul(&[1.0, 2.0], 1, &[], 0, 2, 2).is_empty());
+        assert!(matmul(&[], 0, Matrix::f32(&[1.0, 2.0], 1, 2), 2).is_empty());
+        assert!(matmul(&[1.0, 2.0], 1, Matrix::f32(&[], 0, 2), 2).is_empty());
     }
 }

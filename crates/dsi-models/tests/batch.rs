@@ -2,7 +2,8 @@
 //! cache, give each sequence the logits of its own forward alone, on every
 //! backend built (`DSI_TEST_BACKENDS`), and a sequence fed in chunks of any
 //! size gets the logits of its token-by-token forward. On `cpu` and
-//! `ndarray` (fixed-order kernels, `Numerics::Invariant`) both hold bitwise;
+//! `ndarray` (fixed-order kernels, `Numerics::Invariant`) both hold bitwise,
+//! also with host weights in every format (f32, f16, bf16, q8);
 //! wgpu is held to a tolerance and prints what it reaches. A member with bad input or
 //! a raised flag gets its error and leaves its cache as it was; the others
 //! proceed.
@@ -14,7 +15,7 @@ use dsi_core::cancel::CancelFlag;
 use dsi_models::KvCache;
 use dsi_models::checkpoint::Checkpoint;
 use dsi_models::device::DeviceSpec;
-use dsi_models::llama::{BatchMember, LoadedModel};
+use dsi_models::llama::{BatchMember, LoadedModel, Precision, WeightFormat};
 use dsi_models::test_backends::runs_on;
 use std::path::Path;
 
@@ -22,10 +23,10 @@ use std::path::Path;
 /// set (see `worst` for what each backend reaches).
 const RELATIVE_TOLERANCE: f32 = 1e-5;
 
-fn load<B: Backend>(device: &B::Device) -> LoadedModel<B> {
+fn load<B: Backend>(device: &B::Device, precision: Precision) -> LoadedModel<B> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama-gqa");
     let checkpoint = Checkpoint::open(&dir).expect("fixture");
-    LoadedModel::<B>::from_checkpoint(&checkpoint, device, DType::F32, |_, _| {}).expect("model")
+    LoadedModel::<B>::from_checkpoint(&checkpoint, device, precision, |_, _| {}).expect("model")
 }
 
 fn host<B: Backend>(t: burn::tensor::Tensor<B, 2>) -> Vec<f32> {
@@ -77,8 +78,8 @@ fn filled<B: Backend>(model: &LoadedModel<B>, case: &Case) -> KvCache<B> {
 
 /// Max |batched - alone| over max |alone| for every prefix of the cases:
 /// 1 to 6 members in one forward.
-fn batched_equals_alone<B: Backend>(device: &B::Device) -> f32 {
-    let model = load::<B>(device);
+fn batched_equals_alone<B: Backend>(device: &B::Device, precision: Precision) -> f32 {
+    let model = load::<B>(device, precision);
     let never = CancelFlag::new();
     let cases = cases();
     let alone: Vec<Vec<f32>> = cases
@@ -135,8 +136,8 @@ fn batched_equals_alone<B: Backend>(device: &B::Device) -> f32 {
 
 /// A member with bad input or a raised flag gets its error and keeps its
 /// cache; the others get their logits; all raised stops the forward.
-fn failures_stay_with_their_member<B: Backend>(device: &B::Device) {
-    let model = load::<B>(device);
+fn failures_stay_with_their_member<B: Backend>(device: &B::Device, precision: Precision) {
+    let model = load::<B>(device, precision);
     let (never, raised) = (CancelFlag::new(), CancelFlag::new());
     raised.cancel();
     let mut caches: Vec<KvCache<B>> = (0..4).map(|_| model.new_cache(8)).collect();
@@ -187,8 +188,12 @@ fn failures_stay_with_their_member<B: Backend>(device: &B::Device) {
 
 /// Max relative difference between a sequence's logits fed token by
 /// token and fed in chunks of `chunk` tokens.
-fn chunked_equals_stepwise<B: Backend>(device: &B::Device, chunk: usize) -> f32 {
-    let model = load::<B>(device);
+fn chunked_equals_stepwise<B: Backend>(
+    device: &B::Device,
+    precision: Precision,
+    chunk: usize,
+) -> f32 {
+    let model = load::<B>(device, precision);
     let never = CancelFlag::new();
     let sequence = tokens(9, 24);
     let mut cache = model.new_cache(64);
@@ -222,7 +227,7 @@ fn chunked_equals_stepwise<B: Backend>(device: &B::Device, chunk: usize) -> f32 
 }
 
 macro_rules! backend_tests {
-    ($module:ident, $backend:ty, $spec:expr, $device:expr, $invariant:expr) => {
+    ($module:ident, $backend:ty, $spec:expr, $device:expr, $precision:expr, $invariant:expr) => {
         mod $module {
             use super::*;
 
@@ -231,7 +236,7 @@ macro_rules! backend_tests {
             #[test]
             fn every_member_gets_its_logits_alone() {
                 if runs_on($spec) {
-                    let worst = batched_equals_alone::<$backend>(&$device);
+                    let worst = batched_equals_alone::<$backend>(&$device, $precision);
                     eprintln!(
                         "{}: batched vs alone, max relative difference {worst:e}{}",
                         $spec,
@@ -247,7 +252,8 @@ macro_rules! backend_tests {
             fn chunked_logits_equal_token_by_token() {
                 if runs_on($spec) {
                     for chunk in [2, 6, 24] {
-                        let worst = chunked_equals_stepwise::<$backend>(&$device, chunk);
+                        let worst =
+                            chunked_equals_stepwise::<$backend>(&$device, $precision, chunk);
                         eprintln!(
                             "{}: chunks of {chunk} vs token by token, max relative difference {worst:e}",
                             $spec
@@ -262,7 +268,7 @@ macro_rules! backend_tests {
             #[test]
             fn failures_stay_with_their_member() {
                 if runs_on($spec) {
-                    super::failures_stay_with_their_member::<$backend>(&$device);
+                    super::failures_stay_with_their_member::<$backend>(&$device, $precision);
                 }
             }
         }
@@ -274,6 +280,7 @@ backend_tests!(
     dsi_models::device::NdarrayBackend,
     DeviceSpec::Ndarray,
     burn::backend::ndarray::NdArrayDevice::Cpu,
+    DType::F32.into(),
     true
 );
 backend_tests!(
@@ -281,6 +288,48 @@ backend_tests!(
     dsi_models::device::CpuBackend,
     DeviceSpec::Cpu,
     burn::backend::flex::FlexDevice,
+    DType::F32.into(),
+    true
+);
+// Host weights, as `dsi` loads `--dtype f32|f16|bf16|q8` on the CPU.
+backend_tests!(
+    flex_host_f32,
+    dsi_models::device::CpuBackend,
+    DeviceSpec::Cpu,
+    burn::backend::flex::FlexDevice,
+    Precision::host(WeightFormat::F32),
+    true
+);
+backend_tests!(
+    flex_host_f16,
+    dsi_models::device::CpuBackend,
+    DeviceSpec::Cpu,
+    burn::backend::flex::FlexDevice,
+    Precision::host(WeightFormat::F16),
+    true
+);
+backend_tests!(
+    flex_host_bf16,
+    dsi_models::device::CpuBackend,
+    DeviceSpec::Cpu,
+    burn::backend::flex::FlexDevice,
+    Precision::host(WeightFormat::Bf16),
+    true
+);
+backend_tests!(
+    flex_host_q8,
+    dsi_models::device::CpuBackend,
+    DeviceSpec::Cpu,
+    burn::backend::flex::FlexDevice,
+    Precision::host(WeightFormat::Q8),
+    true
+);
+backend_tests!(
+    ndarray_host_q8,
+    dsi_models::device::NdarrayBackend,
+    DeviceSpec::Ndarray,
+    burn::backend::ndarray::NdArrayDevice::Cpu,
+    Precision::host(WeightFormat::Q8),
     true
 );
 #[cfg(feature = "wgpu")]
@@ -289,5 +338,6 @@ backend_tests!(
     dsi_models::device::WgpuBackend,
     DeviceSpec::Wgpu(None),
     burn::backend::wgpu::WgpuDevice::DefaultDevice,
+    DType::F32.into(),
     false
 );

@@ -4,7 +4,7 @@
 #![cfg(feature = "train")]
 
 use dsi_models::checkpoint::Checkpoint;
-use dsi_models::device::{CpuBackend, RunDtype};
+use dsi_models::device::CpuBackend;
 use dsi_models::llama::LoadedModel;
 use dsi_models::train::{StoreDtype, write_checkpoint};
 use std::path::Path;
@@ -18,7 +18,7 @@ fn a_written_checkpoint_loads_back_with_the_same_logits() {
         let model = LoadedModel::<CpuBackend>::from_checkpoint(
             &original,
             &device,
-            RunDtype::F32.dtype(),
+            dsi_models::device::DType::F32,
             |_, _| {},
         )
         .expect("model");
@@ -35,7 +35,7 @@ fn a_written_checkpoint_loads_back_with_the_same_logits() {
             let back = LoadedModel::<CpuBackend>::from_checkpoint(
                 &reread,
                 &device,
-                RunDtype::F32.dtype(),
+                dsi_models::device::DType::F32,
                 |_, _| {},
             )
             .expect("loads back");

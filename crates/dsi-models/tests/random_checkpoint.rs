@@ -7,7 +7,7 @@ use dsi_models::checkpoint::{
     padded_tokenizer_json, tensor_layout, write_random,
 };
 use dsi_models::config::LlamaConfig;
-use dsi_models::device::{CpuBackend, RunDtype};
+use dsi_models::device::CpuBackend;
 use dsi_models::llama::LoadedModel;
 use std::cell::RefCell;
 use std::path::Path;
@@ -50,7 +50,7 @@ fn load(config: &LlamaConfig, weights: &dyn TensorSource) -> LoadedModel<CpuBack
         config,
         weights,
         &Default::default(),
-        RunDtype::F32.dtype(),
+        dsi_models::device::DType::F32,
         |_, _| {},
     )
     .expect("model")
@@ -107,7 +107,7 @@ fn a_written_random_checkpoint_loads_back_as_the_same_model() {
         let back = LoadedModel::<CpuBackend>::from_checkpoint(
             &checkpoint,
             &Default::default(),
-            RunDtype::F32.dtype(),
+            dsi_models::device::DType::F32,
             |_, _| {},
         )
         .expect("loads");

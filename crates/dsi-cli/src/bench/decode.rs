@@ -47,7 +47,7 @@ pub(crate) struct DecodeArgs {
     /// Backend and device: cpu, wgpu, wgpu:N, cuda, cuda:N.
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     backend: DeviceSpec,
-    /// Run dtype: f32, f16 or bf16.
+    /// Run dtype: f32, f16, bf16, or q8 (8-bit projection weights, cpu only).
     #[arg(long, value_parser = parse_dtype)]
     dtype: Option<RunDtype>,
     /// Decode steps to time (after a warm-up step).
@@ -170,16 +170,12 @@ impl OnBackend for Job {
             Source::Checkpoint(c) => (c.config.clone(), &c.weights, c.dir.display().to_string()),
             Source::Random(shape) => (shape.config(), &RANDOM_WEIGHTS, shape.name().into()),
         };
+        let precision = dtype.precision(spec, args.numerics)?;
         let bar = load_bar("model");
-        let model = LoadedModel::<B>::from_weights(
-            &config,
-            weights,
-            &device,
-            dtype.dtype(),
-            advance(&bar),
-        )?
-        .with_host_threads(spec.host_threads())
-        .with_numerics(args.numerics);
+        let model =
+            LoadedModel::<B>::from_weights(&config, weights, &device, precision, advance(&bar))?
+                .with_host_threads(spec.host_threads())
+                .with_numerics(args.numerics);
         bar.finish_and_clear();
 
         let vocab = config.vocab_size as TokenId;
@@ -311,7 +307,7 @@ impl OnBackend for Job {
             }
         }
 
-        let weight_bytes = config.weight_bytes_per_token(dtype.dtype().size());
+        let weight_bytes = model.weight_bytes_per_token();
         let bandwidth = bandwidth::measure(BANDWIDTH_BUFFER, 5);
         let decode_tps = args.tokens as f64 / decode_secs;
         let bound = bandwidth.copy / weight_bytes as f64;

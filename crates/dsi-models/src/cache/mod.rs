@@ -9,6 +9,7 @@
 //! request), never to the model, so one set of weights serves many
 //! sequences.
 
+use crate::llama::host::assign_rows;
 use crate::{ModelError, Result};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor};
@@ -223,12 +224,13 @@ impl<B: Backend> KvCache<B> {
                 let local = from - seg_start..to - seg_start;
                 let piece = from - start..to - start;
                 let range = |t: &Tensor<B, 3>| t.clone().narrow(1, piece.start, piece.len());
-                entry.keys = entry
-                    .keys
-                    .slice_assign([0..heads, local.clone(), 0..head_dim], range(&keys));
-                entry.values = entry
-                    .values
-                    .slice_assign([0..heads, local, 0..head_dim], range(&values));
+                let write = |dest: Tensor<B, 3>, rows: Tensor<B, 3>| {
+                    assign_rows(dest, local.start, &rows).unwrap_or_else(|dest| {
+                        dest.slice_assign([0..heads, local.clone(), 0..head_dim], rows)
+                    })
+                };
+                entry.keys = write(entry.keys, range(&keys));
+                entry.values = write(entry.values, range(&values));
             }
             let used = end.min(seg_end) - seg_start;
             visible.push((
@@ -311,5 +313,50 @@ mod tests {
             [4, 2],
             "the last segment stops at capacity"
         );
+    }
+
+    /// On the `cpu` backend a forward writes its keys and values into the
+    /// segment's buffer (burn-flex's `slice_assign` would copy the whole
+    /// segment every time), and they read back as written.
+    #[test]
+    fn the_cpu_backend_appends_in_place() {
+        type F = burn::backend::Flex;
+        let shape = CacheShape {
+            num_layers: 1,
+            num_kv_heads: 3,
+            head_dim: 4,
+        };
+        let policy = SegmentPolicy { first: 64, max: 64 };
+        let mut cache =
+            KvCache::<F>::with_policy(shape, 64, &Default::default(), DType::F32, policy);
+        let buffer = |cache: &KvCache<F>| -> usize {
+            let entry = cache.layers[0][0].as_ref().expect("segment");
+            let keys = entry.keys.clone().into_primitive().tensor();
+            keys.storage::<f32>().as_ptr() as usize
+        };
+        let mut first = None;
+        for step in 0..10 {
+            cache.reserve(2).expect("fits");
+            let rows: Vec<f32> = (0..3 * 2 * 4).map(|i| (step * 100 + i) as f32).collect();
+            let rows = Tensor::<F, 3>::from_data(
+                burn::tensor::TensorData::new(rows, [3, 2, 4]),
+                &Default::default(),
+            );
+            let visible = cache.append(0, rows.clone(), rows.clone());
+            let (keys, _) = &visible.segments[0];
+            let written = keys.clone().narrow(1, 2 * step, 2);
+            assert_eq!(
+                written.into_data().to_vec::<f32>().expect("f32"),
+                rows.into_data().to_vec::<f32>().expect("f32")
+            );
+            drop(visible);
+            cache.commit(2);
+            let now = buffer(&cache);
+            assert_eq!(
+                *first.get_or_insert(now),
+                now,
+                "step {step} moved the segment"
+            );
+        }
     }
 }

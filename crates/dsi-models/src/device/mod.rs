@@ -11,9 +11,11 @@ mod probe;
 
 pub use probe::probe;
 
+use crate::llama::{Numerics, Precision};
 use crate::{ModelError, Result};
-use burn::tensor::DType;
+pub use burn::tensor::DType;
 pub use burn::tensor::backend::Backend;
+use dsi_kernels::weights::Format;
 use std::fmt;
 use std::str::FromStr;
 
@@ -108,13 +110,45 @@ pub enum RunDtype {
     F16,
     /// bfloat16.
     Bf16,
+    /// 8-bit projection weights in blocks of 32 with an f32 scale (the
+    /// project's CPU kernels; embeddings and norms in f32).
+    Q8,
 }
 
 impl RunDtype {
-    /// burn's dtype.
-    pub fn dtype(self) -> DType {
+    /// How a model runs in this dtype on `spec` with `numerics`.
+    ///
+    /// On the CPU backends with invariant numerics the projections keep
+    /// their weights in the project's kernels' format (f16, bf16 and q8
+    /// widened in registers, activations f32): decode reads half or a
+    /// quarter of the bytes. Elsewhere everything runs in burn's dtype; q8
+    /// exists only on the CPU kernels.
+    pub fn precision(self, spec: DeviceSpec, numerics: Numerics) -> Result<Precision> {
+        let cpu = matches!(spec, DeviceSpec::Cpu | DeviceSpec::Ndarray);
+        let format = match self {
+            RunDtype::F32 => Format::F32,
+            RunDtype::F16 => Format::F16,
+            RunDtype::Bf16 => Format::Bf16,
+            RunDtype::Q8 => Format::Q8,
+        };
+        match (self, cpu, numerics) {
+            (_, true, Numerics::Invariant) => Ok(Precision::host(format)),
+            (RunDtype::Q8, true, Numerics::Fast) => Err(ModelError::Device(
+                "q8 weights run on the project's CPU kernels: drop --numerics fast".into(),
+            )),
+            (RunDtype::Q8, false, _) => Err(ModelError::Device(format!(
+                "q8 weights run on the cpu backend only; on {spec} use --dtype f16 or bf16"
+            ))),
+            (RunDtype::F32, ..) => Ok(DType::F32.into()),
+            (RunDtype::F16, ..) => Ok(DType::F16.into()),
+            (RunDtype::Bf16, ..) => Ok(DType::BF16.into()),
+        }
+    }
+
+    /// burn's dtype for this run dtype without host weights (q8: f32).
+    fn burn_dtype(self) -> DType {
         match self {
-            RunDtype::F32 => DType::F32,
+            RunDtype::F32 | RunDtype::Q8 => DType::F32,
             RunDtype::F16 => DType::F16,
             RunDtype::Bf16 => DType::BF16,
         }
@@ -128,7 +162,7 @@ impl RunDtype {
             DeviceSpec::Wgpu(_) => RunDtype::F16,
             DeviceSpec::Cuda(_) => RunDtype::Bf16,
         };
-        if B::supports_dtype(device, preferred.dtype()) {
+        if B::supports_dtype(device, preferred.burn_dtype()) {
             preferred
         } else {
             RunDtype::F32
@@ -144,8 +178,9 @@ impl FromStr for RunDtype {
             "f32" => Ok(RunDtype::F32),
             "f16" => Ok(RunDtype::F16),
             "bf16" => Ok(RunDtype::Bf16),
+            "q8" => Ok(RunDtype::Q8),
             other => Err(ModelError::Device(format!(
-                "unknown dtype {other:?}: expected f32, f16 or bf16"
+                "unknown dtype {other:?}: expected f32, f16, bf16 or q8"
             ))),
         }
     }

@@ -107,3 +107,51 @@ pub(crate) fn from_host<B: Backend, const D: usize>(
         .ok()
         .map(|t| Tensor::from_primitive(TensorPrimitive::Float(*t)))
 }
+
+/// `dest[:, at..at + n, :] = rows` (`dest` `[heads, size, dim]`, `rows`
+/// `[heads, n, dim]`) written in place when `dest` is the `cpu` backend's
+/// f32 tensor, dense and owned by no one else; otherwise `dest` comes back
+/// untouched for the caller to assign by burn's ops.
+///
+/// burn-flex 0.21's `slice_assign` copies its whole destination on every
+/// call (it keeps the input alive beside the `to_contiguous` clone, so the
+/// copy-on-write always fires): for a KV-cache segment that is a copy of
+/// the segment per layer per forward, which grows with the context.
+pub(crate) fn assign_rows<B: Backend>(
+    dest: Tensor<B, 3>,
+    at: usize,
+    rows: &Tensor<B, 3>,
+) -> std::result::Result<Tensor<B, 3>, Tensor<B, 3>> {
+    let [heads, size, dim] = dest.dims();
+    let n = rows.dims()[1];
+    if dest.dtype() != DType::F32 || at + n > size {
+        return Err(dest);
+    }
+    let Some(source) = HostF32::of(rows.clone()).map(HostF32::contiguous) else {
+        return Err(dest);
+    };
+    let primitive: Box<dyn Any> = Box::new(dest.into_primitive().tensor());
+    let back = |primitive: Box<dyn Any>| -> Tensor<B, 3> {
+        match primitive.downcast::<B::FloatTensorPrimitive>() {
+            Ok(t) => Tensor::from_primitive(TensorPrimitive::Float(*t)),
+            Err(_) => unreachable!("the primitive came from a tensor of B"),
+        }
+    };
+    let mut flex = match primitive.downcast::<FlexTensor>() {
+        Ok(flex) => flex,
+        Err(other) => return Err(back(other)),
+    };
+    let whole = flex.is_contiguous() && flex.layout().start_offset() == 0;
+    let written = match (whole, source.slice(), flex.try_storage_mut::<f32>()) {
+        (true, Some(source), Some(storage)) if storage.len() == heads * size * dim => {
+            for (h, head) in source.chunks_exact(n * dim).enumerate() {
+                let start = (h * size + at) * dim;
+                storage[start..start + n * dim].copy_from_slice(head);
+            }
+            true
+        }
+        _ => false,
+    };
+    let dest = back(flex);
+    if written { Ok(dest) } else { Err(dest) }
+}

@@ -16,20 +16,33 @@
 //! `threads = 1`: they parallelize on the device. Prefill-sized inputs are
 //! left to the backend's gemm, which threads large products itself.
 //!
+//! # Host weights
+//!
+//! On the CPU backends a projection may keep its weights outside burn, as
+//! `dsi_kernels` [`Weights`] (f32, f16, bf16 or 8-bit blocks, `[out, in]`):
+//! `dsi_kernels::matmul` reads them as stored and widens them in registers,
+//! so a decode reads 2 or ~1.1 bytes per weight while activations stay f32
+//! (see [`LinearWeights`]).
+//!
 //! # Numerics
 //!
-//! With [`Numerics::Invariant`] (the default) a product on the `cpu`
-//! backend in f32 runs `dsi_kernels::matmul`, which reduces every output
-//! element in one fixed order whatever the number of rows: a row's result
-//! does not depend on which other rows share the forward, or on how its
-//! sequence was cut into forwards. Other backends and dtypes use their own
-//! kernels in both modes (see `Numerics`).
+//! With [`Numerics::Invariant`] (the default) a product on a CPU backend in
+//! f32, and every product over host weights, runs `dsi_kernels::matmul`,
+//! which reduces every output element in one fixed order whatever the
+//! number of rows: a row's result does not depend on which other rows share
+//! the forward, or on how its sequence was cut into forwards. Other
+//! backends and dtypes use their own kernels in both modes (see
+//! `Numerics`).
 
 use super::host::{HostF32, from_host};
+use crate::Result;
+use crate::checkpoint::HostTensor;
 use burn::module::{Module, Param};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
+use dsi_kernels::weights::{Matrix, Weights};
 use rayon::prelude::*;
+use std::sync::Arc;
 
 /// Whether a row's logits may depend on what shares its forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -83,57 +96,120 @@ const MIN_COLUMNS_PER_THREAD: usize = 128;
 /// From this many rows on, the backend's own gemm threads the product.
 const MAX_ROWS_TO_SPLIT: usize = 32;
 
-/// `x W + b` with `W` stored `[in, out]` (usually a transposed view).
+/// `x W + b`, with `W` a burn tensor stored `[in, out]` (usually a
+/// transposed view) or host [`Weights`] stored `[out, in]`.
 #[derive(Module, Debug)]
 pub struct Projection<B: Backend> {
-    /// `[in, out]`.
-    pub weight: Param<Tensor<B, 2>>,
+    /// `[in, out]`, unless the weights are [`Projection::host`].
+    pub weight: Option<Param<Tensor<B, 2>>>,
     /// `[out]`, when the layer has a bias.
     pub bias: Option<Param<Tensor<B, 1>>>,
+    /// `[out, in]` in a `dsi_kernels` format, on the CPU backends.
+    #[module(skip)]
+    pub host: Option<Arc<Weights>>,
 }
 
 impl<B: Backend> Projection<B> {
+    /// A projection over a burn weight stored `[in, out]`.
+    pub fn new(weight: Tensor<B, 2>, bias: Option<Tensor<B, 1>>) -> Self {
+        Self {
+            weight: Some(Param::from_tensor(weight)),
+            bias: bias.map(Param::from_tensor),
+            host: None,
+        }
+    }
+
+    /// A projection over host weights (`[out, in]`): only a CPU backend
+    /// can run it.
+    pub fn on_host(weights: Arc<Weights>, bias: Option<Tensor<B, 1>>) -> Self {
+        Self {
+            weight: None,
+            bias: bias.map(Param::from_tensor),
+            host: Some(weights),
+        }
+    }
+
+    /// The weights as Hugging Face stores them, `[out, in]` in f32 (host
+    /// weights widened or dequantized).
+    pub fn stored(&self) -> Result<HostTensor> {
+        match (&self.host, &self.weight) {
+            (Some(host), _) => Ok(HostTensor {
+                shape: host.shape().to_vec(),
+                values: host.to_f32(),
+            }),
+            (None, Some(weight)) => HostTensor::from_tensor(weight.val().transpose()),
+            (None, None) => unreachable!("a projection has weights"),
+        }
+    }
+
+    /// Bytes of weights one forward reads (the bias aside).
+    pub fn weight_bytes(&self) -> usize {
+        match (&self.host, &self.weight) {
+            (Some(host), _) => host.bytes(),
+            (None, Some(weight)) => {
+                let weight = weight.val();
+                weight.shape().num_elements() * weight.dtype().size()
+            }
+            (None, None) => 0,
+        }
+    }
+
     /// # Shapes
     /// - x: `[n, in]` -> `[n, out]`
+    ///
+    /// # Panics
+    /// With host weights, when `x` is not a CPU backend's f32 tensor (the
+    /// loader refuses host weights elsewhere).
     pub fn forward(&self, x: Tensor<B, 2>, kernels: Kernels) -> Tensor<B, 2> {
-        let y = match kernels.numerics {
-            Numerics::Invariant => match fixed_order(&x, &self.weight.val(), kernels.threads) {
-                Some(y) => y,
-                None => self.backend_product(x, kernels.threads),
-            },
-            Numerics::Fast => self.backend_product(x, kernels.threads),
+        let y = match (&self.host, &self.weight) {
+            (Some(host), _) => host_product(&x, host.matrix(), kernels.threads)
+                .expect("host weights run on a CPU backend in f32"),
+            (None, Some(weight)) => {
+                let weight = weight.val();
+                match kernels.numerics {
+                    Numerics::Invariant => match fixed_order(&x, &weight, kernels.threads) {
+                        Some(y) => y,
+                        None => backend_product(x, weight, kernels.threads),
+                    },
+                    Numerics::Fast => backend_product(x, weight, kernels.threads),
+                }
+            }
+            (None, None) => unreachable!("a projection has weights"),
         };
         match &self.bias {
             Some(bias) => y + bias.val().unsqueeze(),
             None => y,
         }
     }
+}
 
-    /// `x W` by the backend's kernels, split by columns over `threads` for
-    /// few rows.
-    fn backend_product(&self, x: Tensor<B, 2>, threads: usize) -> Tensor<B, 2> {
-        let weight = self.weight.val();
-        let out = weight.dims()[1];
-        let rows = x.dims()[0];
-        let blocks = if rows < MAX_ROWS_TO_SPLIT {
-            threads.min(out / MIN_COLUMNS_PER_THREAD).max(1)
-        } else {
-            1
-        };
-        if blocks == 1 {
-            x.matmul(weight)
-        } else {
-            let width = out.div_ceil(blocks);
-            let parts: Vec<Tensor<B, 2>> = (0..blocks)
-                .into_par_iter()
-                .map(|b| {
-                    let start = b * width;
-                    let len = width.min(out - start);
-                    x.clone().matmul(weight.clone().narrow(1, start, len))
-                })
-                .collect();
-            Tensor::cat(parts, 1)
-        }
+/// `x W` by the backend's kernels, split by columns over `threads` for few
+/// rows.
+fn backend_product<B: Backend>(
+    x: Tensor<B, 2>,
+    weight: Tensor<B, 2>,
+    threads: usize,
+) -> Tensor<B, 2> {
+    let out = weight.dims()[1];
+    let rows = x.dims()[0];
+    let blocks = if rows < MAX_ROWS_TO_SPLIT {
+        threads.min(out / MIN_COLUMNS_PER_THREAD).max(1)
+    } else {
+        1
+    };
+    if blocks == 1 {
+        x.matmul(weight)
+    } else {
+        let width = out.div_ceil(blocks);
+        let parts: Vec<Tensor<B, 2>> = (0..blocks)
+            .into_par_iter()
+            .map(|b| {
+                let start = b * width;
+                let len = width.min(out - start);
+                x.clone().matmul(weight.clone().narrow(1, start, len))
+            })
+            .collect();
+        Tensor::cat(parts, 1)
     }
 }
 
@@ -145,11 +221,22 @@ fn fixed_order<B: Backend>(
     weight: &Tensor<B, 2>,
     threads: usize,
 ) -> Option<Tensor<B, 2>> {
-    let [rows, k] = x.dims();
+    let [_, k] = x.dims();
     let out = weight.dims()[1];
     // `[out, in]` again: contiguous when the weight is the loader's view.
     let stored = HostF32::of(weight.clone().transpose())?;
+    host_product(x, Matrix::f32(stored.slice()?, out, k), threads)
+}
+
+/// `x wᵀ` by `dsi_kernels::matmul` over `[out, in]` weights, when `x` is a
+/// CPU backend's f32 tensor; `None` otherwise.
+fn host_product<B: Backend>(
+    x: &Tensor<B, 2>,
+    w: Matrix<'_>,
+    threads: usize,
+) -> Option<Tensor<B, 2>> {
+    let rows = x.dims()[0];
     let input = HostF32::of(x.clone())?.contiguous();
-    let y = dsi_kernels::matmul::matmul(input.slice()?, rows, stored.slice()?, out, k, threads);
-    from_host(y, [rows, out])
+    let y = dsi_kernels::matmul::matmul(input.slice()?, rows, w, threads);
+    from_host(y, [rows, w.out])
 }

@@ -1,6 +1,8 @@
 //! Building a [`Llama`] from a checkpoint's tensors, checking every shape
 //! against the configuration.
 
+use super::host::HostF32;
+use super::precision::{LinearWeights, Precision};
 use super::{Attention, DecoderLayer, Llama, LoadedModel, Projection, RmsNorm, SwiGlu};
 use crate::checkpoint::{Checkpoint, TensorSource};
 use crate::config::LlamaConfig;
@@ -8,12 +10,16 @@ use crate::{ModelError, Result};
 use burn::module::Param;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
+use dsi_kernels::weights::Weights;
+use std::sync::Arc;
 
-/// Reads tensors by name onto one device in one dtype.
+/// Reads tensors by name onto one device in one dtype, projections as
+/// `linear` says.
 struct Builder<'a, B: Backend> {
     weights: &'a dyn TensorSource,
     device: &'a B::Device,
     dtype: DType,
+    linear: LinearWeights,
 }
 
 impl<B: Backend> Builder<'_, B> {
@@ -46,21 +52,32 @@ impl<B: Backend> Builder<'_, B> {
                 );
             }
         }
-        // Projections multiply by `[in, out]`: a transposed view, no copy.
-        let weight = Tensor::<B, 2>::from_data(
-            TensorData::new(weight, [d_out, d_in]),
-            (self.device, self.dtype),
-        );
         let bias = bias.then(|| {
-            Param::from_tensor(Tensor::from_data(
-                TensorData::new(biases, [d_out]),
-                (self.device, self.dtype),
-            ))
+            Tensor::from_data(TensorData::new(biases, [d_out]), (self.device, self.dtype))
         });
-        Ok(Projection {
-            weight: Param::from_tensor(weight.transpose()),
-            bias,
-        })
+        Ok(self.projection(weight, [d_out, d_in], bias))
+    }
+
+    /// A projection over `weight` (`[out, in]` row-major values).
+    fn projection(
+        &self,
+        weight: Vec<f32>,
+        [d_out, d_in]: [usize; 2],
+        bias: Option<Tensor<B, 1>>,
+    ) -> Projection<B> {
+        match self.linear {
+            LinearWeights::Host(format) => {
+                Projection::on_host(Arc::new(Weights::new(weight, d_out, d_in, format)), bias)
+            }
+            LinearWeights::Backend => {
+                // Projections multiply by `[in, out]`: a transposed view, no copy.
+                let weight = Tensor::<B, 2>::from_data(
+                    TensorData::new(weight, [d_out, d_in]),
+                    (self.device, self.dtype),
+                );
+                Projection::new(weight.transpose(), bias)
+            }
+        }
     }
 
     fn norm(&self, name: &str, config: &LlamaConfig) -> Result<RmsNorm<B>> {
@@ -111,19 +128,20 @@ impl<B: Backend> Builder<'_, B> {
 }
 
 impl<B: Backend> LoadedModel<B> {
-    /// Builds the model of `checkpoint` on `device` in `dtype`, calling
+    /// Builds the model of `checkpoint` on `device` in `precision` (a
+    /// `DType`, or host weights: [`Precision::host`]), calling
     /// `progress(done, total)` after each layer (the binary draws a bar).
     pub fn from_checkpoint(
         checkpoint: &Checkpoint,
         device: &B::Device,
-        dtype: DType,
+        precision: impl Into<Precision>,
         progress: impl FnMut(usize, usize),
     ) -> Result<Self> {
         Self::from_weights(
             &checkpoint.config,
             &checkpoint.weights,
             device,
-            dtype,
+            precision,
             progress,
         )
     }
@@ -133,34 +151,50 @@ impl<B: Backend> LoadedModel<B> {
         config: &LlamaConfig,
         weights: &dyn TensorSource,
         device: &B::Device,
-        dtype: DType,
+        precision: impl Into<Precision>,
         mut progress: impl FnMut(usize, usize),
     ) -> Result<Self> {
+        let Precision { dtype, linear } = precision.into();
         if !B::supports_dtype(device, dtype) {
             return Err(ModelError::Device(format!(
                 "the device {device:?} does not support {dtype:?}; choose another --dtype"
             )));
         }
+        if let LinearWeights::Host(format) = linear {
+            let probe = Tensor::<B, 1>::zeros([1], (device, dtype));
+            if HostF32::of(probe).is_none() {
+                return Err(ModelError::Device(format!(
+                    "{format} weights run on the project's CPU kernels: use --backend cpu, or f16/bf16 on {device:?}"
+                )));
+            }
+        }
         let b = Builder::<B> {
             weights,
             device,
             dtype,
+            linear,
         };
         let (v, d) = (config.vocab_size, config.hidden_size);
-        let embed = b.tensor("model.embed_tokens.weight", [v, d])?;
+        let embedding = weights.read("model.embed_tokens.weight", &[v, d])?.values;
         let total = config.num_layers + 1;
         let mut layers = Vec::with_capacity(config.num_layers);
         for i in 0..config.num_layers {
             layers.push(b.layer(i, config)?);
             progress(i + 1, total);
         }
-        let lm_head = if config.tie_word_embeddings {
-            Projection {
-                weight: Param::from_tensor(embed.clone().transpose()),
-                bias: None,
+        let on_device =
+            |values: Vec<f32>| Tensor::from_data(TensorData::new(values, [v, d]), (device, dtype));
+        let (embed, lm_head) = match (config.tie_word_embeddings, linear) {
+            (true, LinearWeights::Host(_)) => {
+                let head = b.projection(embedding.clone(), [v, d], None);
+                (on_device(embedding), head)
             }
-        } else {
-            b.linear(&[("lm_head", v)], d, false)?
+            // The head shares the embedding's storage: a transposed view.
+            (true, LinearWeights::Backend) => {
+                let embed: Tensor<B, 2> = on_device(embedding);
+                (embed.clone(), Projection::new(embed.transpose(), None))
+            }
+            (false, _) => (on_device(embedding), b.linear(&[("lm_head", v)], d, false)?),
         };
         let model = Llama {
             embed_tokens: Param::from_tensor(embed),
@@ -173,7 +207,7 @@ impl<B: Backend> LoadedModel<B> {
             model,
             config.clone(),
             device.clone(),
-            dtype,
+            Precision { dtype, linear },
         ))
     }
 }

@@ -9,17 +9,20 @@
 
 mod attention;
 mod block;
-mod host;
+pub(crate) mod host;
 mod linear;
 mod load;
 mod mlp;
 mod norm;
+mod precision;
 
 pub use attention::{Attention, BatchRows};
 pub use block::DecoderLayer;
+pub use dsi_kernels::weights::Format as WeightFormat;
 pub use linear::{Kernels, Numerics, Projection};
 pub use mlp::SwiGlu;
 pub use norm::RmsNorm;
+pub use precision::{LinearWeights, Precision};
 
 use crate::cache::{CacheShape, KvCache, SegmentPolicy};
 use crate::checkpoint::HostTensor;
@@ -55,8 +58,11 @@ pub struct LoadedModel<B: Backend> {
     pub config: LlamaConfig,
     /// Device of every weight.
     pub device: B::Device,
-    /// The dtype weights, activations and caches are kept in.
+    /// The dtype activations, caches, embeddings and norms are kept in
+    /// (and the projections' weights, unless they are host weights).
     pub dtype: DType,
+    /// How the projections keep their weights.
+    pub linear: LinearWeights,
     /// Host threads per projection: the core count on CPU backends, 1 on GPUs.
     pub host_threads: usize,
     /// Fixed-order kernels where the project has them, or the backend's.
@@ -114,14 +120,15 @@ impl<B: Backend> LoadedModel<B> {
         model: Llama<B>,
         config: LlamaConfig,
         device: B::Device,
-        dtype: DType,
+        precision: Precision,
     ) -> Self {
         let rope = RopeFrequencies::new(&config);
         Self {
             model,
             config,
             device,
-            dtype,
+            dtype: precision.dtype,
+            linear: precision.linear,
             host_threads: 1,
             numerics: Numerics::default(),
             rope,
@@ -139,6 +146,34 @@ impl<B: Backend> LoadedModel<B> {
     pub fn with_numerics(mut self, numerics: Numerics) -> Self {
         self.numerics = numerics;
         self
+    }
+
+    /// The run dtype and how the projections keep their weights.
+    pub fn precision(&self) -> Precision {
+        Precision {
+            dtype: self.dtype,
+            linear: self.linear,
+        }
+    }
+
+    /// Bytes of weights one decode step reads: every projection's and
+    /// norm's (the embedding lookup reads one row, left out).
+    pub fn weight_bytes_per_token(&self) -> usize {
+        let norm = |n: &RmsNorm<B>| n.weight.val().shape().num_elements() * self.dtype.size();
+        let layers: usize = self
+            .model
+            .layers
+            .iter()
+            .map(|l| {
+                l.attention.qkv_proj.weight_bytes()
+                    + l.attention.o_proj.weight_bytes()
+                    + l.mlp.gate_up.weight_bytes()
+                    + l.mlp.down.weight_bytes()
+                    + norm(&l.input_norm)
+                    + norm(&l.post_attention_norm)
+            })
+            .sum();
+        layers + norm(&self.model.norm) + self.model.lm_head.weight_bytes()
     }
 
     /// How this model's products run.

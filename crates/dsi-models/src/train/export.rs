@@ -22,7 +22,7 @@ fn split<B: Backend>(
     parts: &[(String, usize)],
     out: &mut Vec<Named>,
 ) -> Result<()> {
-    let stacked = HostTensor::from_tensor(proj.weight.val().transpose())?;
+    let stacked = proj.stored()?;
     let d_in = stacked.shape[1];
     let mut row = 0;
     for (name, rows) in parts {

@@ -213,7 +213,7 @@ fn held_out_loss<B: AutodiffBackend>(
         model.model.valid(),
         model.config.clone(),
         model.device.clone(),
-        model.dtype,
+        model.precision(),
     );
     let need = spec.seq_len + 1;
     let windows = spec.eval_windows.max(1);

@@ -1,0 +1,329 @@
+//! Weight matrices in the formats the matrix product reads directly: f32,
+//! f16 and bf16 (widened to f32 in registers), and 8-bit blocks with one
+//! f32 scale per [`Q8_BLOCK`] weights of a row (llama.cpp's q8_0 layout,
+//! with the scale kept in f32).
+//!
+//! A decode step reads every weight once, so its speed is the bytes per
+//! weight: 4, 2, 2 and 1.125. Every format computes in f32: a product over
+//! f16 weights equals, bit for bit, the f32 product over the same weights
+//! widened ([`Weights::to_f32`]), and a q8 product the f32 product over
+//! the dequantized weights.
+
+use half::{bf16, f16};
+
+/// Weights per q8 scale, along a row.
+pub const Q8_BLOCK: usize = 32;
+
+/// How a matrix's weights are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// 32-bit float.
+    F32,
+    /// IEEE half, widened when read.
+    F16,
+    /// bfloat16, widened when read.
+    Bf16,
+    /// Signed 8-bit integers times a per-block f32 scale.
+    Q8,
+}
+
+impl Format {
+    /// Bytes one row of `k` weights occupies (scales included).
+    pub fn row_bytes(self, k: usize) -> usize {
+        match self {
+            Format::F32 => 4 * k,
+            Format::F16 | Format::Bf16 => 2 * k,
+            Format::Q8 => k + 4 * k.div_ceil(Q8_BLOCK),
+        }
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Format::F32 => "f32",
+            Format::F16 => "f16",
+            Format::Bf16 => "bf16",
+            Format::Q8 => "q8",
+        })
+    }
+}
+
+/// A borrowed `[out, k]` row-major weight matrix in one format.
+#[derive(Debug, Clone, Copy)]
+pub struct Matrix<'a> {
+    /// The values.
+    pub data: Data<'a>,
+    /// Rows (output features).
+    pub out: usize,
+    /// Row length (input features).
+    pub k: usize,
+}
+
+/// The storage behind a [`Matrix`].
+#[derive(Debug, Clone, Copy)]
+pub enum Data<'a> {
+    /// `out * k` floats.
+    F32(&'a [f32]),
+    /// `out * k` IEEE half bit patterns.
+    F16(&'a [u16]),
+    /// `out * k` bfloat16 bit patterns.
+    Bf16(&'a [u16]),
+    /// `out * k` quantized weights and `out * ceil(k / Q8_BLOCK)` scales:
+    /// weight `i` of a row is `quants[i] * scales[i / Q8_BLOCK]`.
+    Q8 {
+        /// The 8-bit values.
+        quants: &'a [i8],
+        /// One scale per block of a row.
+        scales: &'a [f32],
+    },
+}
+
+impl<'a> Matrix<'a> {
+    /// An f32 matrix.
+    ///
+    /// # Panics
+    /// When `values` is not `out * k` long.
+    pub fn f32(values: &'a [f32], out: usize, k: usize) -> Self {
+        assert_eq!(values.len(), out * k, "w must be [out, k]");
+        Self {
+            data: Data::F32(values),
+            out,
+            k,
+        }
+    }
+
+    /// The storage format.
+    pub fn format(&self) -> Format {
+        match self.data {
+            Data::F32(_) => Format::F32,
+            Data::F16(_) => Format::F16,
+            Data::Bf16(_) => Format::Bf16,
+            Data::Q8 { .. } => Format::Q8,
+        }
+    }
+
+    /// Rows `first..first + count`.
+    pub fn rows(&self, first: usize, count: usize) -> Matrix<'a> {
+        let (k, range) = (self.k, first * self.k..(first + count) * self.k);
+        let data = match self.data {
+            Data::F32(v) => Data::F32(&v[range]),
+            Data::F16(v) => Data::F16(&v[range]),
+            Data::Bf16(v) => Data::Bf16(&v[range]),
+            Data::Q8 { quants, scales } => {
+                let blocks = k.div_ceil(Q8_BLOCK);
+                Data::Q8 {
+                    quants: &quants[range],
+                    scales: &scales[first * blocks..(first + count) * blocks],
+                }
+            }
+        };
+        Matrix {
+            data,
+            out: count,
+            k,
+        }
+    }
+
+    /// Weights `from..from + into.len()` of row `o` in f32 (widened or
+    /// dequantized), into `into`.
+    pub fn widen(&self, o: usize, from: usize, into: &mut [f32]) {
+        let k = self.k;
+        let range = o * k + from..o * k + from + into.len();
+        match self.data {
+            Data::F32(v) => into.copy_from_slice(&v[range]),
+            Data::F16(v) => {
+                for (y, &bits) in into.iter_mut().zip(&v[range]) {
+                    *y = f16::from_bits(bits).to_f32();
+                }
+            }
+            Data::Bf16(v) => {
+                for (y, &bits) in into.iter_mut().zip(&v[range]) {
+                    *y = bf16::from_bits(bits).to_f32();
+                }
+            }
+            Data::Q8 { quants, scales } => {
+                let scales = &scales[o * k.div_ceil(Q8_BLOCK)..];
+                for (i, (y, &q)) in into.iter_mut().zip(&quants[range]).enumerate() {
+                    *y = dequantize(q, scales[(from + i) / Q8_BLOCK]);
+                }
+            }
+        }
+    }
+
+    /// Panics unless the storage holds `[out, k]` in its format.
+    pub(crate) fn check(&self) {
+        let n = self.out * self.k;
+        let fits = match self.data {
+            Data::F32(v) => v.len() == n,
+            Data::F16(v) | Data::Bf16(v) => v.len() == n,
+            Data::Q8 { quants, scales } => {
+                quants.len() == n && scales.len() == self.out * self.k.div_ceil(Q8_BLOCK)
+            }
+        };
+        assert!(fits, "w must be [out, k] in its format");
+    }
+}
+
+/// One q8 weight in f32: the product rounded once, as every path does it.
+#[inline(always)]
+fn dequantize(q: i8, scale: f32) -> f32 {
+    f32::from(q) * scale
+}
+
+/// An owned weight matrix in one [`Format`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Weights {
+    storage: Storage,
+    out: usize,
+    k: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Storage {
+    F32(Vec<f32>),
+    F16(Vec<u16>),
+    Bf16(Vec<u16>),
+    Q8 { quants: Vec<i8>, scales: Vec<f32> },
+}
+
+impl Weights {
+    /// `values` (`[out, k]` row-major) converted to `format`: rounded to
+    /// the nearest f16 or bf16, or quantized per block of [`Q8_BLOCK`]
+    /// with the scale `max |w| / 127` and each weight rounded to the
+    /// nearest multiple of it.
+    ///
+    /// # Panics
+    /// When `values` is not `out * k` long.
+    pub fn new(values: Vec<f32>, out: usize, k: usize, format: Format) -> Self {
+        assert_eq!(values.len(), out * k, "w must be [out, k]");
+        let storage = match format {
+            Format::F32 => Storage::F32(values),
+            Format::F16 => {
+                Storage::F16(values.iter().map(|&v| f16::from_f32(v).to_bits()).collect())
+            }
+            Format::Bf16 => Storage::Bf16(
+                values
+                    .iter()
+                    .map(|&v| bf16::from_f32(v).to_bits())
+                    .collect(),
+            ),
+            Format::Q8 => {
+                let mut quants = Vec::with_capacity(values.len());
+                let mut scales = Vec::with_capacity(out * k.div_ceil(Q8_BLOCK));
+                for row in values.chunks_exact(k.max(1)).take(out) {
+                    for block in row.chunks(Q8_BLOCK) {
+                        let max = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+                        let scale = max / 127.0;
+                        scales.push(scale);
+                        quants.extend(block.iter().map(|&v| {
+                            if scale == 0.0 {
+                                0
+                            } else {
+                                (v / scale).round().clamp(-127.0, 127.0) as i8
+                            }
+                        }));
+                    }
+                }
+                Storage::Q8 { quants, scales }
+            }
+        };
+        Self { storage, out, k }
+    }
+
+    /// The matrix, borrowed.
+    pub fn matrix(&self) -> Matrix<'_> {
+        let data = match &self.storage {
+            Storage::F32(v) => Data::F32(v),
+            Storage::F16(v) => Data::F16(v),
+            Storage::Bf16(v) => Data::Bf16(v),
+            Storage::Q8 { quants, scales } => Data::Q8 { quants, scales },
+        };
+        Matrix {
+            data,
+            out: self.out,
+            k: self.k,
+        }
+    }
+
+    /// The storage format.
+    pub fn format(&self) -> Format {
+        self.matrix().format()
+    }
+
+    /// `[out, k]`.
+    pub fn shape(&self) -> [usize; 2] {
+        [self.out, self.k]
+    }
+
+    /// Bytes the weights occupy (what a product reads).
+    pub fn bytes(&self) -> usize {
+        self.out * self.format().row_bytes(self.k)
+    }
+
+    /// Every weight in f32, as the products see them.
+    pub fn to_f32(&self) -> Vec<f32> {
+        let matrix = self.matrix();
+        let mut values = vec![0f32; self.out * self.k];
+        for (o, row) in values.chunks_exact_mut(self.k.max(1)).enumerate() {
+            matrix.widen(o, 0, row);
+        }
+        values
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_formats_round_to_nearest_and_widen_exactly() {
+        let values = vec![1.0, -2.5, 1.0 / 3.0, 65504.0, 1e-8, 0.0];
+        let f16s = Weights::new(values.clone(), 2, 3, Format::F16).to_f32();
+        let bf16s = Weights::new(values.clone(), 2, 3, Format::Bf16).to_f32();
+        for ((v, a), b) in values.iter().zip(&f16s).zip(&bf16s) {
+            assert_eq!(*a, f16::from_f32(*v).to_f32());
+            assert_eq!(*b, bf16::from_f32(*v).to_f32());
+        }
+    }
+
+    #[test]
+    fn q8_error_is_at_most_half_a_step_per_block() {
+        // 70 weights per row: two whole blocks and a short one.
+        let (out, k) = (3, 70);
+        let values: Vec<f32> = (0..out * k)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * if i % 33 == 0 { 7.0 } else { 0.01 })
+            .collect();
+        let q8 = Weights::new(values.clone(), out, k, Format::Q8);
+        assert_eq!(q8.bytes(), out * (k + 4 * 3));
+        let back = q8.to_f32();
+        for (o, (row, got)) in values.chunks(k).zip(back.chunks(k)).enumerate() {
+            for (block, (want, got)) in row.chunks(Q8_BLOCK).zip(got.chunks(Q8_BLOCK)).enumerate() {
+                let max = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+                for (w, g) in want.iter().zip(got) {
+                    assert!(
+                        (w - g).abs() <= max / 127.0 * 0.5001,
+                        "row {o} block {block}: {w} -> {g}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_zero_block_stays_zero() {
+        let q8 = Weights::new(vec![0.0; 40], 1, 40, Format::Q8);
+        assert!(q8.to_f32().iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn sub_matrices_keep_their_scales() {
+        let values: Vec<f32> = (0..4 * 40).map(|i| i as f32 * 0.5 - 30.0).collect();
+        let q8 = Weights::new(values, 4, 40, Format::Q8);
+        let all = q8.to_f32();
+        let rows = q8.matrix().rows(2, 2);
+        let mut row = vec![0f32; 40];
+        rows.widen(1, 0, &mut row);
+        assert_eq!(&row[..], &all[3 * 40..4 * 40]);
+    }
+}
