@@ -34,3 +34,10 @@ fi
 
 echo "test: cargo test --workspace $*"
 cargo test --workspace "$@"
+
+# The kernels' portable path, end to end: the same batch-invariance tests with
+# the vector path switched off (the kernels' own tests run both paths).
+if [ "$#" -eq 0 ]; then
+    echo "test: batch invariance on the portable kernels (DSI_KERNELS=portable)"
+    DSI_KERNELS=portable cargo test --workspace --test batch
+fi

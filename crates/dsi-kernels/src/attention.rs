@@ -70,7 +70,8 @@ pub fn attention(
 ///
 /// One task per (position, key/value head): the query heads that share a
 /// key/value head read each cached row once, together (grouped-query
-/// attention reads the cache `heads / kv_heads` times less).
+/// attention reads the cache `heads / kv_heads` times less). Every head's
+/// result is computed the same way however the tasks are cut.
 pub fn attention_on(
     isa: Isa,
     queries: Queries<'_>,
@@ -88,27 +89,42 @@ pub fn attention_on(
     } = shape;
     assert_eq!(q.len(), heads * n * dim, "q must be [heads, n, dim]");
     let group = heads / kv_heads;
+    // A decode step has a task per key/value head, too few to keep every
+    // thread busy over a long context: then each query head is a task (the
+    // heads of a group read the same rows one after the other, from cache).
+    let width = if n * kv_heads >= 2 * threads {
+        group
+    } else {
+        1
+    };
+    let parts = group / width;
     // `[n, heads, dim]`: a position's heads of one group are contiguous.
     let mut out = vec![0f32; n * heads * dim];
     let task = |(index, block): (usize, &mut [f32])| {
-        let (i, kv) = (index / kv_heads, index % kv_heads);
+        let (i, kv, part) = (
+            index / (kv_heads * parts),
+            index / parts % kv_heads,
+            index % parts,
+        );
+        let first = kv * group + part * width;
         let group = Group {
             q,
             n,
             i,
-            heads: kv * group..(kv + 1) * group,
+            heads: first..first + width,
             dim,
         };
         let cache = (keys, values, kv);
         attend(isa, group, prefix + i, cache, scale, block);
     };
     // Multiply-adds of the longest task (the last position's).
-    let work = 2 * group * (prefix + n) * dim;
-    if threads <= 1 || n * kv_heads < 2 || work * n * kv_heads < MIN_PARALLEL_WORK {
-        out.chunks_mut(group * dim).enumerate().for_each(task);
+    let work = 2 * width * (prefix + n) * dim;
+    let tasks = n * kv_heads * parts;
+    if threads <= 1 || tasks < 2 || work * tasks < MIN_PARALLEL_WORK {
+        out.chunks_mut(width * dim).enumerate().for_each(task);
     } else {
         let per_task = (MIN_PARALLEL_WORK / 8).div_ceil(work).max(1);
-        out.par_chunks_mut(group * dim)
+        out.par_chunks_mut(width * dim)
             .enumerate()
             .with_min_len(per_task)
             .for_each(task);
@@ -402,8 +418,9 @@ mod tests {
         }
     }
 
-    /// Long enough to split over threads: the same bits as one thread, and
-    /// the reference's values.
+    /// Long enough to split over threads (a decode step's single position
+    /// splits its groups into single heads): the same bits as one thread,
+    /// and the reference's values.
     #[test]
     fn threads_change_no_bits() {
         let shape = Heads {
@@ -411,18 +428,19 @@ mod tests {
             kv_heads: 2,
             dim: 64,
         };
-        let (prefix, n) = (200, 6);
-        let total = prefix + n;
-        let q = values(shape.heads * n * shape.dim, 7);
-        let k = values(shape.kv_heads * total * shape.dim, 8);
-        let v = values(shape.kv_heads * total * shape.dim, 9);
-        let want = reference(&q, n, prefix, &k, &v, total, shape, 0.125);
-        for isa in Isa::available() {
-            let one = run(isa, &q, n, prefix, &k, &v, total, shape, &[64, 256], 1);
-            let two = run(isa, &q, n, prefix, &k, &v, total, shape, &[64, 256], 2);
-            assert_eq!(one, two, "{isa}");
-            for (g, e) in two.iter().zip(&want) {
-                assert!((g - e).abs() < 1e-5, "{isa}: {g} vs {e}");
+        for (prefix, n) in [(200, 6), (900, 1)] {
+            let total = prefix + n;
+            let q = values(shape.heads * n * shape.dim, 7);
+            let k = values(shape.kv_heads * total * shape.dim, 8);
+            let v = values(shape.kv_heads * total * shape.dim, 9);
+            let want = reference(&q, n, prefix, &k, &v, total, shape, 0.125);
+            for isa in Isa::available() {
+                let one = run(isa, &q, n, prefix, &k, &v, total, shape, &[64, 1024], 1);
+                let two = run(isa, &q, n, prefix, &k, &v, total, shape, &[64, 1024], 2);
+                assert_eq!(one, two, "{isa}, {n} new positions");
+                for (g, e) in two.iter().zip(&want) {
+                    assert!((g - e).abs() < 1e-5, "{isa}: {g} vs {e}");
+                }
             }
         }
     }

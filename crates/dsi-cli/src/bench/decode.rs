@@ -47,9 +47,14 @@ pub(crate) struct DecodeArgs {
     /// Backend and device: cpu, wgpu, wgpu:N, cuda, cuda:N.
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     backend: DeviceSpec,
-    /// Run dtype: f32, f16, bf16, or q8 (8-bit projection weights, cpu only).
-    #[arg(long, value_parser = parse_dtype)]
-    dtype: Option<RunDtype>,
+    /// Run dtype: f32, f16, bf16, or q8 (8-bit projection weights, cpu
+    /// only). Several (`f32,f16,q8`) compare them in one run: decode and
+    /// prefill per dtype, alternating, best of `--rounds`.
+    #[arg(long, value_parser = parse_dtype, value_delimiter = ',')]
+    dtype: Vec<RunDtype>,
+    /// Rounds when comparing dtypes (the best of each is reported).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Decode steps to time (after a warm-up step).
     #[arg(long, default_value_t = 32)]
     tokens: usize,
@@ -144,6 +149,17 @@ pub(crate) fn run(args: DecodeArgs) -> anyhow::Result<()> {
         (None, Some(shape)) => Source::Random(shape),
         (None, None) => return Err(UsageError("give --model DIR or --random SHAPE".into()).into()),
     };
+    if args.dtype.len() > 1
+        && (args.context.is_some() || args.batch > 1 || !args.prefill_chunks.is_empty())
+    {
+        return Err(UsageError(
+            "several --dtype values compare decode and prefill only: drop --context, --batch and --prefill-chunks".into(),
+        )
+        .into());
+    }
+    if args.rounds == 0 {
+        return Err(UsageError("invalid rounds: 0 (expected at least 1)".into()).into());
+    }
     let spec = args.backend;
     dispatch(spec, Job { args, source })?
 }
@@ -163,13 +179,36 @@ impl OnBackend for Job {
 
     fn run<B: Backend>(self, spec: DeviceSpec, device: B::Device) -> anyhow::Result<()> {
         let Job { args, source } = self;
-        let dtype = args
-            .dtype
-            .unwrap_or_else(|| RunDtype::default_for::<B>(spec, &device));
+        let start_context = args.context.unwrap_or(PREFILL_TOKENS).max(PREFILL_TOKENS);
+        let context = start_context + args.tokens + 2;
         let (config, weights, name): (LlamaConfig, &dyn TensorSource, String) = match &source {
             Source::Checkpoint(c) => (c.config.clone(), &c.weights, c.dir.display().to_string()),
-            Source::Random(shape) => (shape.config(), &RANDOM_WEIGHTS, shape.name().into()),
+            Source::Random(shape) => {
+                // Random weights have no trained context: stretch the shape's
+                // to what the run asks.
+                let mut config = shape.config();
+                config.max_context = config.max_context.max(context);
+                (config, &RANDOM_WEIGHTS, shape.name().into())
+            }
         };
+        if args.dtype.len() > 1 {
+            let comparison = super::dtypes::Comparison {
+                name,
+                config,
+                weights,
+                dtypes: args.dtype.clone(),
+                numerics: args.numerics,
+                tokens: args.tokens,
+                rounds: args.rounds,
+                format: args.format,
+            };
+            return super::dtypes::run::<B>(comparison, spec, &device);
+        }
+        let dtype = args
+            .dtype
+            .first()
+            .copied()
+            .unwrap_or_else(|| RunDtype::default_for::<B>(spec, &device));
         let precision = dtype.precision(spec, args.numerics)?;
         let bar = load_bar("model");
         let model =
@@ -182,8 +221,6 @@ impl OnBackend for Job {
         let prompt: Vec<TokenId> = (0..PREFILL_TOKENS as TokenId)
             .map(|i| (i * 7 + 3) % vocab)
             .collect();
-        let start_context = args.context.unwrap_or(PREFILL_TOKENS).max(PREFILL_TOKENS);
-        let context = start_context + args.tokens + 2;
         if context > config.max_context {
             return Err(UsageError(format!(
                 "--context {start_context} and --tokens {} need a context of {context}, the model has {}",

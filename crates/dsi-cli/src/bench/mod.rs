@@ -2,6 +2,7 @@
 
 mod bandwidth;
 mod decode;
+mod dtypes;
 mod sched;
 
 use clap::{Args, Subcommand};

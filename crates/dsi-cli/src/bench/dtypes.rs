@@ -1,0 +1,185 @@
+//! `dsi bench decode --dtype f32,f16,q8`: one model in several dtypes,
+//! timed in the same run, alternating, best of several rounds, so the
+//! ratios between them survive a noisy machine: batch-1 decode and a
+//! 128-token prefill per dtype, each against the read-bandwidth bound of
+//! its own weight bytes.
+
+use super::bandwidth;
+use crate::output::Format;
+use dsi_core::TokenId;
+use dsi_core::cancel::CancelFlag;
+use dsi_models::checkpoint::TensorSource;
+use dsi_models::config::LlamaConfig;
+use dsi_models::device::{Backend, DeviceSpec, RunDtype};
+use dsi_models::llama::{LoadedModel, Numerics};
+use serde::Serialize;
+use std::time::Instant;
+
+const PREFILL_TOKENS: usize = 128;
+const BANDWIDTH_BUFFER: usize = 512 << 20;
+
+/// What to compare.
+pub(super) struct Comparison<'a> {
+    pub(super) name: String,
+    pub(super) config: LlamaConfig,
+    pub(super) weights: &'a dyn TensorSource,
+    pub(super) dtypes: Vec<RunDtype>,
+    pub(super) numerics: Numerics,
+    pub(super) tokens: usize,
+    pub(super) rounds: usize,
+    pub(super) format: Format,
+}
+
+/// One dtype's figures.
+#[derive(Debug, Serialize)]
+struct Row {
+    dtype: String,
+    weight_bytes_per_token: usize,
+    decode_tokens_per_s: f64,
+    prefill_tokens_per_s: f64,
+    read_bound_tokens_per_s: f64,
+    read_bandwidth_fraction: f64,
+    decode_over_first: f64,
+    prefill_over_first: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    model: String,
+    backend: String,
+    numerics: String,
+    rounds: usize,
+    decode_tokens: usize,
+    read_bandwidth_gb_per_s: f64,
+    dtypes: Vec<Row>,
+}
+
+/// Best seconds of each measurement over the rounds.
+struct Best {
+    decode: f64,
+    prefill: f64,
+}
+
+pub(super) fn run<B: Backend>(
+    job: Comparison<'_>,
+    spec: DeviceSpec,
+    device: &B::Device,
+) -> anyhow::Result<()> {
+    let mut models = Vec::with_capacity(job.dtypes.len());
+    for &dtype in &job.dtypes {
+        let precision = dtype.precision(spec, job.numerics)?;
+        let model =
+            LoadedModel::<B>::from_weights(&job.config, job.weights, device, precision, |_, _| {})?
+                .with_host_threads(spec.host_threads())
+                .with_numerics(job.numerics);
+        models.push(model);
+    }
+    let vocab = job.config.vocab_size as TokenId;
+    let prompt: Vec<TokenId> = (0..PREFILL_TOKENS as TokenId)
+        .map(|i| (i * 7 + 3) % vocab)
+        .collect();
+    let never = CancelFlag::new();
+    let mut best: Vec<Best> = models
+        .iter()
+        .map(|_| Best {
+            decode: f64::INFINITY,
+            prefill: f64::INFINITY,
+        })
+        .collect();
+    for _ in 0..job.rounds {
+        for (model, best) in models.iter().zip(&mut best) {
+            let mut cache = model.new_cache(PREFILL_TOKENS + job.tokens + 2);
+            let start = Instant::now();
+            model.forward_host(&prompt, &mut cache, 1, &never)?;
+            best.prefill = best.prefill.min(start.elapsed().as_secs_f64());
+            let mut token = 1;
+            model.forward(&[token], &mut cache)?; // warm-up step
+            let start = Instant::now();
+            for _ in 0..job.tokens {
+                let logits = model.forward(&[token], &mut cache)?;
+                token = dsi_core::verify::argmax(logits.row(0));
+            }
+            best.decode = best.decode.min(start.elapsed().as_secs_f64());
+        }
+    }
+    let read = bandwidth::measure(BANDWIDTH_BUFFER, 5).read;
+    let rates: Vec<(f64, f64)> = best
+        .iter()
+        .map(|b| {
+            (
+                job.tokens as f64 / b.decode,
+                PREFILL_TOKENS as f64 / b.prefill,
+            )
+        })
+        .collect();
+    let (first_decode, first_prefill) = rates[0];
+    let rows = models
+        .iter()
+        .zip(&job.dtypes)
+        .zip(&rates)
+        .map(|((model, dtype), &(decode, prefill))| {
+            let bytes = model.weight_bytes_per_token();
+            let bound = read / bytes as f64;
+            Row {
+                dtype: format!("{dtype:?}").to_lowercase(),
+                weight_bytes_per_token: bytes,
+                decode_tokens_per_s: decode,
+                prefill_tokens_per_s: prefill,
+                read_bound_tokens_per_s: bound,
+                read_bandwidth_fraction: decode / bound,
+                decode_over_first: decode / first_decode,
+                prefill_over_first: prefill / first_prefill,
+            }
+        })
+        .collect();
+    let report = Report {
+        model: job.name,
+        backend: spec.to_string(),
+        numerics: job.numerics.to_string(),
+        rounds: job.rounds,
+        decode_tokens: job.tokens,
+        read_bandwidth_gb_per_s: read / 1e9,
+        dtypes: rows,
+    };
+    match job.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Text => print_text(&report),
+    }
+    Ok(())
+}
+
+fn print_text(report: &Report) {
+    println!(
+        "{} on {} ({} numerics); best of {} alternating rounds; read bandwidth {:.2} GB/s",
+        report.model,
+        report.backend,
+        report.numerics,
+        report.rounds,
+        report.read_bandwidth_gb_per_s
+    );
+    let first = &report.dtypes[0].dtype;
+    println!(
+        "{:<6} {:>10} {:>10} {:>9} {:>10} {:>9} {:>10} {:>9}",
+        "dtype",
+        "MB/token",
+        "decode/s",
+        "bound/s",
+        "of bound",
+        format!("vs {first}"),
+        "prefill/s",
+        format!("vs {first}")
+    );
+    for row in &report.dtypes {
+        println!(
+            "{:<6} {:>10.1} {:>10.2} {:>9.2} {:>9.0}% {:>8.2}x {:>10.1} {:>8.2}x",
+            row.dtype,
+            row.weight_bytes_per_token as f64 / 1e6,
+            row.decode_tokens_per_s,
+            row.read_bound_tokens_per_s,
+            row.read_bandwidth_fraction * 100.0,
+            row.decode_over_first,
+            row.prefill_tokens_per_s,
+            row.prefill_over_first
+        );
+    }
+}
