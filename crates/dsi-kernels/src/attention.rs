@@ -11,7 +11,7 @@
 
 use crate::isa::Isa;
 use crate::matmul::dot;
-use rayon::prelude::*;
+use crate::parallel;
 
 /// Multiply-adds below which a thread is not worth waking: a decode step's
 /// attention over a short context runs on the calling thread.
@@ -100,7 +100,7 @@ pub fn attention_on(
     let parts = group / width;
     // `[n, heads, dim]`: a position's heads of one group are contiguous.
     let mut out = vec![0f32; n * heads * dim];
-    let task = |(index, block): (usize, &mut [f32])| {
+    let task = |index: usize, block: &mut [f32]| {
         let (i, kv, part) = (
             index / (kv_heads * parts),
             index / parts % kv_heads,
@@ -120,15 +120,13 @@ pub fn attention_on(
     // Multiply-adds of the longest task (the last position's).
     let work = 2 * width * (prefix + n) * dim;
     let tasks = n * kv_heads * parts;
-    if threads <= 1 || tasks < 2 || work * tasks < MIN_PARALLEL_WORK {
-        out.chunks_mut(width * dim).enumerate().for_each(task);
+    let threads = if work * tasks < MIN_PARALLEL_WORK {
+        1
     } else {
-        let per_task = (MIN_PARALLEL_WORK / 8).div_ceil(work).max(1);
-        out.par_chunks_mut(width * dim)
-            .enumerate()
-            .with_min_len(per_task)
-            .for_each(task);
-    }
+        threads
+    };
+    let mut blocks: Vec<&mut [f32]> = out.chunks_mut(width * dim).collect();
+    parallel::for_each(&mut blocks, threads, |i, block| task(i, block));
     out
 }
 

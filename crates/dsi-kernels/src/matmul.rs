@@ -20,13 +20,15 @@
 //! but one process always takes one path ([`Isa::active`]).
 
 use crate::isa::Isa;
-use crate::weights::{Data, Matrix};
-use rayon::prelude::*;
+use crate::parallel;
+use crate::weights::{Data, Matrix, Q8_BLOCK};
 
 /// Partial sums per dot product: one 8-lane AVX register.
 pub const LANES: usize = 8;
-/// Output columns one thread takes at least.
+/// Output columns one task takes at least.
 const MIN_COLUMNS_PER_TASK: usize = 64;
+/// Tasks a product is cut into per thread.
+const TASKS_PER_THREAD: usize = 4;
 /// Bytes of weight rows a fused pass keeps in cache (about half an L2).
 const BLOCK_BYTES: usize = 256 << 10;
 /// Bytes of input rows a fused pass keeps in cache (about half an L1).
@@ -49,9 +51,10 @@ pub fn matmul_on(isa: Isa, x: &[f32], rows: usize, w: Matrix<'_>, threads: usize
     if rows == 0 || out == 0 {
         return Vec::new();
     }
-    // Columns per task: at least a few dozen, at most an even share.
+    // Columns per task: a few tasks per thread, so that the caller and
+    // helpers that wake late share the work evenly; at least a few dozen.
     let per_task = out
-        .div_ceil(threads.max(1))
+        .div_ceil(threads.max(1) * TASKS_PER_THREAD)
         .max(MIN_COLUMNS_PER_TASK)
         .min(out);
     let mut y = vec![0f32; rows * out];
@@ -59,18 +62,21 @@ pub fn matmul_on(isa: Isa, x: &[f32], rows: usize, w: Matrix<'_>, threads: usize
         columns_of(isa, x, rows, w, &mut y);
         return y;
     }
-    // Each task writes a `[rows, its columns]` block, copied into place.
     let tasks = out.div_ceil(per_task);
-    let blocks: Vec<Vec<f32>> = (0..tasks)
-        .into_par_iter()
-        .map(|i| {
-            let first = i * per_task;
-            let columns = per_task.min(out - first);
-            let mut block = vec![0f32; rows * columns];
-            columns_of(isa, x, rows, w.rows(first, columns), &mut block);
-            block
-        })
-        .collect();
+    let columns = |i: usize| per_task.min(out - i * per_task);
+    if rows == 1 {
+        // A row's columns in order are the output itself.
+        let mut blocks: Vec<&mut [f32]> = y.chunks_mut(per_task).collect();
+        parallel::for_each(&mut blocks, threads, |i, block| {
+            columns_of(isa, x, 1, w.rows(i * per_task, columns(i)), block);
+        });
+        return y;
+    }
+    // Each task writes a `[rows, its columns]` block, copied into place.
+    let mut blocks: Vec<Vec<f32>> = (0..tasks).map(|i| vec![0f32; rows * columns(i)]).collect();
+    parallel::for_each(&mut blocks, threads, |i, block| {
+        columns_of(isa, x, rows, w.rows(i * per_task, columns(i)), block);
+    });
     for (i, block) in blocks.iter().enumerate() {
         let first = i * per_task;
         let columns = block.len() / rows;
@@ -131,10 +137,14 @@ fn columns_fused<const FORMAT: u8>(x: &[f32], rows: usize, w: Matrix<'_>, y: &mu
                 let mut r = r0;
                 while r < r1 {
                     let tile_rows = fused::ROWS.min(r1 - r);
-                    // Up to two input rows take every column at once; more
-                    // take them two at a time, so the accumulators fit the
-                    // registers.
-                    let width = if tile_rows <= 2 { columns } else { 2 };
+                    // Few input rows take every column at once, more take
+                    // fewer, so the accumulators fit the registers (q8 keeps
+                    // a second set for its block sums).
+                    let width = match (FORMAT == fused::Q8, tile_rows) {
+                        (false, 1 | 2) | (true, 1) => columns,
+                        (false, _) | (true, 2 | 3) => 2,
+                        (true, _) => 1,
+                    };
                     for first in (0..columns).step_by(width) {
                         let width = width.min(columns - first);
                         let tile = fused::Tile {
@@ -165,8 +175,8 @@ mod fused {
         __m128i, __m256, _MM_HINT_T0, _mm_add_ps, _mm_add_ss, _mm_cvtss_f32, _mm_loadl_epi64,
         _mm_loadu_si128, _mm_movehl_ps, _mm_prefetch, _mm_shuffle_ps, _mm256_castps256_ps128,
         _mm256_castsi256_ps, _mm256_cvtepi8_epi32, _mm256_cvtepi32_ps, _mm256_cvtepu16_epi32,
-        _mm256_cvtph_ps, _mm256_extractf128_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_mul_ps,
-        _mm256_set1_ps, _mm256_setzero_ps, _mm256_slli_epi32,
+        _mm256_cvtph_ps, _mm256_extractf128_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps,
+        _mm256_setzero_ps, _mm256_slli_epi32,
     };
 
     /// Input rows per tile.
@@ -269,7 +279,7 @@ mod fused {
         }
     }
 
-    /// Weights `at..at + 8` of `row`, widened to f32.
+    /// Weights `at..at + 8` of `row`, widened to f32 (q8: unscaled).
     ///
     /// # Safety
     /// `at + 8` is at most the row's length, and `row` points into a live
@@ -291,13 +301,10 @@ mod fused {
                     ));
                     _mm256_castsi256_ps(_mm256_slli_epi32::<16>(bits))
                 }
-                _ => {
-                    let quants = _mm256_cvtepi8_epi32(_mm_loadl_epi64(
-                        row.data.cast::<i8>().add(at).cast::<__m128i>(),
-                    ));
-                    let scale = _mm256_set1_ps(*row.scales.add(at / Q8_BLOCK));
-                    _mm256_mul_ps(_mm256_cvtepi32_ps(quants), scale)
-                }
+                // q8: the integers; the scale multiplies the block's sums.
+                _ => _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                    row.data.cast::<i8>().add(at).cast::<__m128i>(),
+                ))),
             }
         }
     }
@@ -323,9 +330,11 @@ mod fused {
         let ahead = COLUMNS * k * weight_bytes::<FORMAT>();
         let per_line = 64 / weight_bytes::<FORMAT>();
         let mut acc = [[_mm256_setzero_ps(); R]; C];
+        // q8: the current block's sums, scaled into `acc` at its end.
+        let mut block = [[_mm256_setzero_ps(); R]; C];
         let mut at = 0;
         while at < whole {
-            if at % per_line == 0 {
+            if at.is_multiple_of(per_line) {
                 for row in &ws {
                     let next = row.data.wrapping_add(at * weight_bytes::<FORMAT>() + ahead);
                     _mm_prefetch::<_MM_HINT_T0>(next.cast());
@@ -337,14 +346,26 @@ mod fused {
             #[allow(unsafe_code)]
             unsafe {
                 let w: [__m256; C] = std::array::from_fn(|c| load::<FORMAT>(ws[c], at));
+                let sums = if FORMAT == Q8 { &mut block } else { &mut acc };
                 for i in 0..R {
                     let x = _mm256_loadu_ps(xs[i].add(at));
                     for c in 0..C {
-                        acc[c][i] = _mm256_fmadd_ps(x, w[c], acc[c][i]);
+                        sums[c][i] = _mm256_fmadd_ps(x, w[c], sums[c][i]);
                     }
                 }
             }
             at += LANES;
+            if FORMAT == Q8 && (at.is_multiple_of(Q8_BLOCK) || at == whole) {
+                for c in 0..C {
+                    // SAFETY: row `c` has a scale for every block up to `k`.
+                    #[allow(unsafe_code)]
+                    let scale = _mm256_set1_ps(unsafe { *ws[c].scales.add((at - 1) / Q8_BLOCK) });
+                    for i in 0..R {
+                        acc[c][i] = _mm256_fmadd_ps(scale, block[c][i], acc[c][i]);
+                        block[c][i] = _mm256_setzero_ps();
+                    }
+                }
+            }
         }
         let mut sums = [[0f32; ROWS]; COLUMNS];
         let mut tail = [0f32; LANES];
@@ -360,17 +381,51 @@ mod fused {
     }
 }
 
-/// [`columns_of`], portable: each weight row widened once, then dotted
-/// with every input row.
+/// [`columns_of`], portable: each weight row widened once (q8: read as
+/// stored), then dotted with every input row.
 fn columns_portable(x: &[f32], rows: usize, w: Matrix<'_>, y: &mut [f32]) {
     let (out, k) = (w.out, w.k);
     let mut weights = vec![0f32; k];
     for o in 0..out {
-        w.widen(o, 0, &mut weights);
+        let q8 = w.q8_row(o);
+        if q8.is_none() {
+            w.widen(o, 0, &mut weights);
+        }
         for (r, input) in x.chunks_exact(k.max(1)).take(rows).enumerate() {
-            y[r * out + o] = dot_portable(input, &weights);
+            y[r * out + o] = match q8 {
+                Some((quants, scales)) => dot_q8::<false>(input, quants, scales),
+                None => dot_portable(input, &weights),
+            };
         }
     }
+}
+
+/// `x · w` over one q8 row in the fixed order: [`LANES`] interleaved sums
+/// per block of [`Q8_BLOCK`] over the integers, each block's sums scaled
+/// into the row's lanes, the lanes reduced by [`finish`]'s tree, then the
+/// tail (under [`LANES`] weights) dequantized, in sequence.
+#[inline(always)]
+pub(crate) fn dot_q8<const FUSED: bool>(x: &[f32], quants: &[i8], scales: &[f32]) -> f32 {
+    let fma = |a: f32, b: f32, c: f32| if FUSED { a.mul_add(b, c) } else { c + a * b };
+    let whole = x.len() / LANES * LANES;
+    let (mut acc, mut block) = ([0f32; LANES], [0f32; LANES]);
+    for (step, (cx, cq)) in x[..whole]
+        .chunks_exact(LANES)
+        .zip(quants[..whole].chunks_exact(LANES))
+        .enumerate()
+    {
+        block = std::array::from_fn(|l| fma(cx[l], f32::from(cq[l]), block[l]));
+        let at = (step + 1) * LANES;
+        if at.is_multiple_of(Q8_BLOCK) || at == whole {
+            let scale = scales[(at - 1) / Q8_BLOCK];
+            acc = std::array::from_fn(|l| fma(scale, block[l], acc[l]));
+            block = [0.0; LANES];
+        }
+    }
+    let tail: Vec<f32> = (whole..x.len())
+        .map(|i| f32::from(quants[i]) * scales[i / Q8_BLOCK])
+        .collect();
+    finish::<FUSED>(acc, &x[whole..], &tail)
 }
 
 /// `a · b` in the fixed order without fused multiply-adds, on every
@@ -507,14 +562,14 @@ mod tests {
         }
     }
 
-    /// A product over half or 8-bit weights is the f32 product over the
+    /// A product over half-precision weights is the f32 product over the
     /// weights widened: the widening is exact and nothing else changes.
     #[test]
-    fn narrow_formats_are_bitwise_the_f32_product_of_their_widened_weights() {
+    fn half_formats_are_bitwise_the_f32_product_of_their_widened_weights() {
         for (rows, out, k) in SHAPES {
             let x = values(rows * k, 3);
             let w = values(out * k, 4);
-            for format in FORMATS {
+            for format in [Format::F16, Format::Bf16] {
                 let weights = Weights::new(w.clone(), out, k, format);
                 let widened = weights.to_f32();
                 for isa in Isa::available() {
@@ -582,6 +637,35 @@ mod tests {
                         want.to_bits(),
                         "{rows}x{out}x{k}: row {r}, column {o}"
                     );
+                }
+            }
+        }
+    }
+
+    /// Both q8 paths keep the block order: the vector path is bitwise the
+    /// scalar fused [`dot_q8`], the portable path the unfused one, over
+    /// whole blocks, short blocks and tails.
+    #[test]
+    fn q8_paths_keep_the_block_order() {
+        for (rows, out, k) in [(6, 7, 300), (9, 5, 16), (1, 4, 7), (5, 11, 64), (2, 3, 40)] {
+            let w = Weights::new(values(out * k, 5), out, k, Format::Q8);
+            let x = values(rows * k, 6);
+            for isa in Isa::available() {
+                let y = matmul_on(isa, &x, rows, w.matrix(), 1);
+                for r in 0..rows {
+                    for o in 0..out {
+                        let (quants, scales) = w.matrix().q8_row(o).expect("q8");
+                        let input = &x[r * k..(r + 1) * k];
+                        let want = match isa {
+                            Isa::Portable => dot_q8::<false>(input, quants, scales),
+                            Isa::Avx2 => dot_q8::<true>(input, quants, scales),
+                        };
+                        assert_eq!(
+                            y[r * out + o].to_bits(),
+                            want.to_bits(),
+                            "{isa}, {rows}x{out}x{k}: row {r}, column {o}"
+                        );
+                    }
                 }
             }
         }
