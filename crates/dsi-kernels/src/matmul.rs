@@ -21,7 +21,7 @@
 
 use crate::isa::Isa;
 use crate::parallel;
-use crate::weights::{Data, Matrix, Q8_BLOCK};
+use crate::weights::{Data, Matrix};
 
 /// Partial sums per dot product: one 8-lane AVX register.
 pub const LANES: usize = 8;
@@ -137,14 +137,10 @@ fn columns_fused<const FORMAT: u8>(x: &[f32], rows: usize, w: Matrix<'_>, y: &mu
                 let mut r = r0;
                 while r < r1 {
                     let tile_rows = fused::ROWS.min(r1 - r);
-                    // Few input rows take every column at once, more take
-                    // fewer, so the accumulators fit the registers (q8 keeps
-                    // a second set for its block sums).
-                    let width = match (FORMAT == fused::Q8, tile_rows) {
-                        (false, 1 | 2) | (true, 1) => columns,
-                        (false, _) | (true, 2 | 3) => 2,
-                        (true, _) => 1,
-                    };
+                    // Up to two input rows take every column at once; more
+                    // take them two at a time, so the accumulators fit the
+                    // registers.
+                    let width = if tile_rows <= 2 { columns } else { 2 };
                     for first in (0..columns).step_by(width) {
                         let width = width.min(columns - first);
                         let tile = fused::Tile {
@@ -175,8 +171,8 @@ mod fused {
         __m128i, __m256, _MM_HINT_T0, _mm_add_ps, _mm_add_ss, _mm_cvtss_f32, _mm_loadl_epi64,
         _mm_loadu_si128, _mm_movehl_ps, _mm_prefetch, _mm_shuffle_ps, _mm256_castps256_ps128,
         _mm256_castsi256_ps, _mm256_cvtepi8_epi32, _mm256_cvtepi32_ps, _mm256_cvtepu16_epi32,
-        _mm256_cvtph_ps, _mm256_extractf128_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps,
-        _mm256_setzero_ps, _mm256_slli_epi32,
+        _mm256_cvtph_ps, _mm256_extractf128_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_mul_ps,
+        _mm256_set1_ps, _mm256_setzero_ps, _mm256_slli_epi32,
     };
 
     /// Input rows per tile.
@@ -279,7 +275,7 @@ mod fused {
         }
     }
 
-    /// Weights `at..at + 8` of `row`, widened to f32 (q8: unscaled).
+    /// Weights `at..at + 8` of `row`, widened to f32.
     ///
     /// # Safety
     /// `at + 8` is at most the row's length, and `row` points into a live
@@ -301,10 +297,13 @@ mod fused {
                     ));
                     _mm256_castsi256_ps(_mm256_slli_epi32::<16>(bits))
                 }
-                // q8: the integers; the scale multiplies the block's sums.
-                _ => _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
-                    row.data.cast::<i8>().add(at).cast::<__m128i>(),
-                ))),
+                _ => {
+                    let quants = _mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                        row.data.cast::<i8>().add(at).cast::<__m128i>(),
+                    ));
+                    let scale = _mm256_set1_ps(*row.scales.add(at / Q8_BLOCK));
+                    _mm256_mul_ps(_mm256_cvtepi32_ps(quants), scale)
+                }
             }
         }
     }
@@ -330,8 +329,6 @@ mod fused {
         let ahead = COLUMNS * k * weight_bytes::<FORMAT>();
         let per_line = 64 / weight_bytes::<FORMAT>();
         let mut acc = [[_mm256_setzero_ps(); R]; C];
-        // q8: the current block's sums, scaled into `acc` at its end.
-        let mut block = [[_mm256_setzero_ps(); R]; C];
         let mut at = 0;
         while at < whole {
             if at.is_multiple_of(per_line) {
@@ -346,26 +343,14 @@ mod fused {
             #[allow(unsafe_code)]
             unsafe {
                 let w: [__m256; C] = std::array::from_fn(|c| load::<FORMAT>(ws[c], at));
-                let sums = if FORMAT == Q8 { &mut block } else { &mut acc };
                 for i in 0..R {
                     let x = _mm256_loadu_ps(xs[i].add(at));
                     for c in 0..C {
-                        sums[c][i] = _mm256_fmadd_ps(x, w[c], sums[c][i]);
+                        acc[c][i] = _mm256_fmadd_ps(x, w[c], acc[c][i]);
                     }
                 }
             }
             at += LANES;
-            if FORMAT == Q8 && (at.is_multiple_of(Q8_BLOCK) || at == whole) {
-                for c in 0..C {
-                    // SAFETY: row `c` has a scale for every block up to `k`.
-                    #[allow(unsafe_code)]
-                    let scale = _mm256_set1_ps(unsafe { *ws[c].scales.add((at - 1) / Q8_BLOCK) });
-                    for i in 0..R {
-                        acc[c][i] = _mm256_fmadd_ps(scale, block[c][i], acc[c][i]);
-                        block[c][i] = _mm256_setzero_ps();
-                    }
-                }
-            }
         }
         let mut sums = [[0f32; ROWS]; COLUMNS];
         let mut tail = [0f32; LANES];
@@ -381,51 +366,17 @@ mod fused {
     }
 }
 
-/// [`columns_of`], portable: each weight row widened once (q8: read as
-/// stored), then dotted with every input row.
+/// [`columns_of`], portable: each weight row widened once, then dotted
+/// with every input row.
 fn columns_portable(x: &[f32], rows: usize, w: Matrix<'_>, y: &mut [f32]) {
     let (out, k) = (w.out, w.k);
     let mut weights = vec![0f32; k];
     for o in 0..out {
-        let q8 = w.q8_row(o);
-        if q8.is_none() {
-            w.widen(o, 0, &mut weights);
-        }
+        w.widen(o, 0, &mut weights);
         for (r, input) in x.chunks_exact(k.max(1)).take(rows).enumerate() {
-            y[r * out + o] = match q8 {
-                Some((quants, scales)) => dot_q8::<false>(input, quants, scales),
-                None => dot_portable(input, &weights),
-            };
+            y[r * out + o] = dot_portable(input, &weights);
         }
     }
-}
-
-/// `x · w` over one q8 row in the fixed order: [`LANES`] interleaved sums
-/// per block of [`Q8_BLOCK`] over the integers, each block's sums scaled
-/// into the row's lanes, the lanes reduced by [`finish`]'s tree, then the
-/// tail (under [`LANES`] weights) dequantized, in sequence.
-#[inline(always)]
-pub(crate) fn dot_q8<const FUSED: bool>(x: &[f32], quants: &[i8], scales: &[f32]) -> f32 {
-    let fma = |a: f32, b: f32, c: f32| if FUSED { a.mul_add(b, c) } else { c + a * b };
-    let whole = x.len() / LANES * LANES;
-    let (mut acc, mut block) = ([0f32; LANES], [0f32; LANES]);
-    for (step, (cx, cq)) in x[..whole]
-        .chunks_exact(LANES)
-        .zip(quants[..whole].chunks_exact(LANES))
-        .enumerate()
-    {
-        block = std::array::from_fn(|l| fma(cx[l], f32::from(cq[l]), block[l]));
-        let at = (step + 1) * LANES;
-        if at.is_multiple_of(Q8_BLOCK) || at == whole {
-            let scale = scales[(at - 1) / Q8_BLOCK];
-            acc = std::array::from_fn(|l| fma(scale, block[l], acc[l]));
-            block = [0.0; LANES];
-        }
-    }
-    let tail: Vec<f32> = (whole..x.len())
-        .map(|i| f32::from(quants[i]) * scales[i / Q8_BLOCK])
-        .collect();
-    finish::<FUSED>(acc, &x[whole..], &tail)
 }
 
 /// `a · b` in the fixed order without fused multiply-adds, on every
@@ -562,14 +513,14 @@ mod tests {
         }
     }
 
-    /// A product over half-precision weights is the f32 product over the
+    /// A product over half or 8-bit weights is the f32 product over the
     /// weights widened: the widening is exact and nothing else changes.
     #[test]
-    fn half_formats_are_bitwise_the_f32_product_of_their_widened_weights() {
+    fn narrow_formats_are_bitwise_the_f32_product_of_their_widened_weights() {
         for (rows, out, k) in SHAPES {
             let x = values(rows * k, 3);
             let w = values(out * k, 4);
-            for format in [Format::F16, Format::Bf16] {
+            for format in FORMATS {
                 let weights = Weights::new(w.clone(), out, k, format);
                 let widened = weights.to_f32();
                 for isa in Isa::available() {
@@ -637,35 +588,6 @@ mod tests {
                         want.to_bits(),
                         "{rows}x{out}x{k}: row {r}, column {o}"
                     );
-                }
-            }
-        }
-    }
-
-    /// Both q8 paths keep the block order: the vector path is bitwise the
-    /// scalar fused [`dot_q8`], the portable path the unfused one, over
-    /// whole blocks, short blocks and tails.
-    #[test]
-    fn q8_paths_keep_the_block_order() {
-        for (rows, out, k) in [(6, 7, 300), (9, 5, 16), (1, 4, 7), (5, 11, 64), (2, 3, 40)] {
-            let w = Weights::new(values(out * k, 5), out, k, Format::Q8);
-            let x = values(rows * k, 6);
-            for isa in Isa::available() {
-                let y = matmul_on(isa, &x, rows, w.matrix(), 1);
-                for r in 0..rows {
-                    for o in 0..out {
-                        let (quants, scales) = w.matrix().q8_row(o).expect("q8");
-                        let input = &x[r * k..(r + 1) * k];
-                        let want = match isa {
-                            Isa::Portable => dot_q8::<false>(input, quants, scales),
-                            Isa::Avx2 => dot_q8::<true>(input, quants, scales),
-                        };
-                        assert_eq!(
-                            y[r * out + o].to_bits(),
-                            want.to_bits(),
-                            "{isa}, {rows}x{out}x{k}: row {r}, column {o}"
-                        );
-                    }
                 }
             }
         }

@@ -5,11 +5,9 @@
 //!
 //! A decode step reads every weight once, so its speed is the bytes per
 //! weight: 4, 2, 2 and 1.125. Every format computes in f32: a product over
-//! f16 or bf16 weights equals, bit for bit, the f32 product over the same
-//! weights widened ([`Weights::to_f32`]); a q8 product sums each block's
-//! integers times the inputs and scales the block's sums once (one
-//! multiplication per block instead of per weight), within rounding of the
-//! f32 product over the dequantized weights.
+//! f16 weights equals, bit for bit, the f32 product over the same weights
+//! widened ([`Weights::to_f32`]), and a q8 product the f32 product over
+//! the dequantized weights.
 
 use half::{bf16, f16};
 
@@ -150,20 +148,6 @@ impl<'a> Matrix<'a> {
                     *y = dequantize(q, scales[(from + i) / Q8_BLOCK]);
                 }
             }
-        }
-    }
-
-    /// Row `o`'s integers and block scales, when the matrix is q8.
-    pub fn q8_row(&self, o: usize) -> Option<(&'a [i8], &'a [f32])> {
-        match self.data {
-            Data::Q8 { quants, scales } => {
-                let blocks = self.k.div_ceil(Q8_BLOCK);
-                Some((
-                    &quants[o * self.k..(o + 1) * self.k],
-                    &scales[o * blocks..(o + 1) * blocks],
-                ))
-            }
-            _ => None,
         }
     }
 
