@@ -24,6 +24,7 @@
 //! that a row's result is bitwise the same at every row count.
 
 pub mod attention;
+pub mod bandwidth;
 pub mod isa;
 pub mod matmul;
 pub mod norm;

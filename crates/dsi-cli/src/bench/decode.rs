@@ -7,7 +7,6 @@
 //! uses the copy bandwidth (bytes copied per second); the read-only ratio is
 //! printed beside it.
 
-use super::bandwidth;
 use crate::exit::UsageError;
 use crate::model_args::{advance, load_bar, parse_device, parse_dtype};
 use crate::output::Format;
@@ -15,6 +14,7 @@ use crate::random_shape::{RANDOM_WEIGHTS, RandomShape};
 use anyhow::Context;
 use clap::Args;
 use dsi_core::TokenId;
+use dsi_kernels::bandwidth;
 use dsi_models::KvCache;
 use dsi_models::cache::SegmentPolicy;
 use dsi_models::checkpoint::{Checkpoint, HostTensor, TensorSource};

@@ -4,10 +4,10 @@
 //! 128-token prefill per dtype, each against the read-bandwidth bound of
 //! its own weight bytes.
 
-use super::bandwidth;
 use crate::output::Format;
 use dsi_core::TokenId;
 use dsi_core::cancel::CancelFlag;
+use dsi_kernels::bandwidth;
 use dsi_models::checkpoint::TensorSource;
 use dsi_models::config::LlamaConfig;
 use dsi_models::device::{Backend, DeviceSpec, RunDtype};

@@ -1,6 +1,5 @@
 //! `dsi bench`: performance reports measured in one run.
 
-mod bandwidth;
 mod decode;
 mod dtypes;
 mod sched;

@@ -1,4 +1,5 @@
-//! The machine's memory bandwidth, measured in the same run as the decode.
+//! The machine's memory bandwidth, measured in the same run as what it
+//! bounds (a decode step reads every weight once).
 //!
 //! - copy: `memcpy` of a buffer far larger than any cache, on every core,
 //!   as bytes copied per second (the `mbw` convention; STREAM would count
@@ -10,13 +11,15 @@ use std::time::Instant;
 
 /// Both bandwidths, bytes per second.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Bandwidth {
-    pub(crate) copy: f64,
-    pub(crate) read: f64,
+pub struct Bandwidth {
+    /// Bytes copied per second.
+    pub copy: f64,
+    /// Bytes read per second.
+    pub read: f64,
 }
 
 /// Best of `rounds` for each measurement over `bytes`-sized buffers.
-pub(crate) fn measure(bytes: usize, rounds: usize) -> Bandwidth {
+pub fn measure(bytes: usize, rounds: usize) -> Bandwidth {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let len = bytes / 4;
     let src: Vec<f32> = (0..len).map(|i| (i % 1024) as f32).collect();
