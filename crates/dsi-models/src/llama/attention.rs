@@ -20,6 +20,7 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor, TensorData};
 use dsi_kernels::attention::{Heads, Queries, Segment};
+use dsi_kernels::rope::{Stacked, split_heads};
 
 /// What every layer of one forward shares: how its rows divide among the
 /// sequences of the batch, their rotary cos/sin rows (`[1, rows, head_dim]`,
@@ -70,16 +71,27 @@ impl<B: Backend> Attention<B> {
         let [rows, _] = x.dims();
         let (heads, kv_heads, head_dim) = (self.num_heads, self.num_kv_heads, self.head_dim);
 
-        // [rows, h * d] -> [h, rows, d]
-        let split = |t: Tensor<B, 2>, h: usize| t.reshape([rows, h, head_dim]).swap_dims(0, 1);
         let qkv = self.qkv_proj.forward(x, batch.kernels);
-        let (q_width, kv_width) = (heads * head_dim, kv_heads * head_dim);
-        let q = rotate(split(qkv.clone().narrow(1, 0, q_width), heads), batch);
-        let k = rotate(
-            split(qkv.clone().narrow(1, q_width, kv_width), kv_heads),
-            batch,
-        );
-        let v = split(qkv.narrow(1, q_width + kv_width, kv_width), kv_heads);
+        let on_host = match batch.kernels.numerics {
+            Numerics::Invariant => self.split_on_host(&qkv, batch),
+            Numerics::Fast => None,
+        };
+        let (q, k, v) = match on_host {
+            Some(split) => split,
+            None => {
+                // [rows, h * d] -> [h, rows, d]
+                let split =
+                    |t: Tensor<B, 2>, h: usize| t.reshape([rows, h, head_dim]).swap_dims(0, 1);
+                let (q_width, kv_width) = (heads * head_dim, kv_heads * head_dim);
+                let q = rotate(split(qkv.clone().narrow(1, 0, q_width), heads), batch);
+                let k = rotate(
+                    split(qkv.clone().narrow(1, q_width, kv_width), kv_heads),
+                    batch,
+                );
+                let v = split(qkv.narrow(1, q_width + kv_width, kv_width), kv_heads);
+                (q, k, v)
+            }
+        };
         let mut start = 0;
         let mut outs = Vec::with_capacity(caches.len());
         for (cache, &n) in caches.iter_mut().zip(&batch.members) {
@@ -96,6 +108,40 @@ impl<B: Backend> Attention<B> {
         }
         let out = stack_rows(outs);
         self.o_proj.forward(out, batch.kernels)
+    }
+
+    /// The queries, keys and values (`[heads or kv_heads, rows, head_dim]`,
+    /// queries and keys rotated) of the stacked projection, on the host in
+    /// one pass (`dsi_kernels::rope`), when a CPU backend holds it in f32:
+    /// the same bits as [`rotate`] over burn's views, without its dozen
+    /// small ops and copies per layer. `None` elsewhere.
+    #[allow(clippy::type_complexity)]
+    fn split_on_host(
+        &self,
+        qkv: &Tensor<B, 2>,
+        batch: &BatchRows<B>,
+    ) -> Option<(Tensor<B, 3>, Tensor<B, 3>, Tensor<B, 3>)> {
+        let [rows, _] = qkv.dims();
+        let (heads, kv_heads, dim) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let stacked = HostF32::of(qkv.clone())?.contiguous();
+        let cos = HostF32::of(batch.cos.clone())?.contiguous();
+        let sin = HostF32::of(batch.sin.clone())?.contiguous();
+        let (stacked, cos, sin) = (stacked.slice()?, cos.slice()?, sin.slice()?);
+        let part = |first_head: usize, count: usize, rotated: bool| {
+            let at = Stacked {
+                rows,
+                dim,
+                first_head,
+                heads: count,
+            };
+            let values = split_heads(stacked, at, rotated.then_some((cos, sin)));
+            from_host(values, [count, rows, dim])
+        };
+        Some((
+            part(0, heads, true)?,
+            part(heads, kv_heads, true)?,
+            part(heads + kv_heads, kv_heads, false)?,
+        ))
     }
 
     /// One sequence's attention: its `n` new queries, keys and values
@@ -250,4 +296,72 @@ fn causal_mask<B: Backend>(
         }
     }
     Tensor::from_data(TensorData::new(mask, [1, group * n, total]), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llama::linear::Kernels;
+    use burn::backend::Flex;
+
+    /// The host split is bitwise the burn ops it replaces.
+    #[test]
+    fn the_host_split_is_the_tensor_split() {
+        type F = Flex;
+        let device = Default::default();
+        let (heads, kv_heads, dim, rows) = (4, 2, 8, 3);
+        let width = (heads + 2 * kv_heads) * dim;
+        let weight = |out: usize| Tensor::<F, 2>::zeros([dim, out], &device);
+        let attention = Attention {
+            qkv_proj: Projection::new(weight(width), None),
+            o_proj: Projection::new(weight(dim), None),
+            num_heads: heads,
+            num_kv_heads: kv_heads,
+            head_dim: dim,
+        };
+        let values = |n: usize, seed: f32| -> Vec<f32> {
+            (0..n).map(|i| ((i as f32 + seed) * 0.37).sin()).collect()
+        };
+        let table = |seed: f32| {
+            Tensor::<F, 3>::from_data(
+                TensorData::new(values(rows * dim, seed), [1, rows, dim]),
+                &device,
+            )
+        };
+        let batch = BatchRows {
+            members: vec![rows],
+            cos: table(1.0),
+            sin: table(2.0),
+            kernels: Kernels {
+                threads: 1,
+                numerics: Numerics::Invariant,
+            },
+        };
+        let qkv = Tensor::<F, 2>::from_data(
+            TensorData::new(values(rows * width, 3.0), [rows, width]),
+            &device,
+        );
+        let (q, k, v) = attention.split_on_host(&qkv, &batch).expect("cpu backend");
+        let split = |t: Tensor<F, 2>, h: usize| t.reshape([rows, h, dim]).swap_dims(0, 1);
+        let want_q = rotate(split(qkv.clone().narrow(1, 0, heads * dim), heads), &batch);
+        let want_k = rotate(
+            split(qkv.clone().narrow(1, heads * dim, kv_heads * dim), kv_heads),
+            &batch,
+        );
+        let want_v = split(
+            qkv.narrow(1, (heads + kv_heads) * dim, kv_heads * dim),
+            kv_heads,
+        );
+        let bits = |t: Tensor<F, 3>| -> Vec<u32> {
+            t.into_data()
+                .to_vec::<f32>()
+                .expect("f32")
+                .iter()
+                .map(|v| v.to_bits())
+                .collect()
+        };
+        assert_eq!(bits(q), bits(want_q));
+        assert_eq!(bits(k), bits(want_k));
+        assert_eq!(bits(v), bits(want_v));
+    }
 }
