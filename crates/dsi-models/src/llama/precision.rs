@@ -46,12 +46,3 @@ impl From<DType> for Precision {
         }
     }
 }
-
-impl std::fmt::Display for Precision {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.linear {
-            LinearWeights::Backend => write!(f, "{}", format!("{:?}", self.dtype).to_lowercase()),
-            LinearWeights::Host(format) => write!(f, "{format} weights, f32 activations"),
-        }
-    }
-}
