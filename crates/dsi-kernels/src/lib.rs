@@ -16,6 +16,7 @@
 //!   position `p` reduces over exactly keys `0..=p`, in position order, so
 //!   chunking a sequence differently cannot change it.
 //!
+//! [`swiglu`] gates the MLP's stacked gate and up outputs in one pass.
 //! [`rope`] splits the stacked q/k/v rows into heads with rotary embeddings.
 //! [`parallel`] shares a call's tasks between the caller and rayon's pool.
 //! [`isa`] picks the instruction set once per process (AVX2+FMA+F16C or
@@ -31,4 +32,5 @@ pub mod matmul;
 pub mod norm;
 pub mod parallel;
 pub mod rope;
+pub mod swiglu;
 pub mod weights;
