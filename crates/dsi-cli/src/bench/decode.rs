@@ -25,10 +25,10 @@ use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
 
-const PREFILL_TOKENS: usize = 128;
+pub(super) const PREFILL_TOKENS: usize = 128;
 /// The prompt `--prefill-chunks` feeds in chunks.
 const CHUNKED_PROMPT_TOKENS: usize = 512;
-const BANDWIDTH_BUFFER: usize = 512 << 20;
+pub(super) const BANDWIDTH_BUFFER: usize = 512 << 20;
 
 /// Arguments of `dsi bench decode`.
 #[derive(Debug, Args)]
@@ -218,9 +218,7 @@ impl OnBackend for Job {
         bar.finish_and_clear();
 
         let vocab = config.vocab_size as TokenId;
-        let prompt: Vec<TokenId> = (0..PREFILL_TOKENS as TokenId)
-            .map(|i| (i * 7 + 3) % vocab)
-            .collect();
+        let prompt = filler(PREFILL_TOKENS, config.vocab_size);
         if context > config.max_context {
             return Err(UsageError(format!(
                 "--context {start_context} and --tokens {} need a context of {context}, the model has {}",
@@ -242,25 +240,15 @@ impl OnBackend for Job {
         // Decode: greedy steps from `start_context` cached positions, each
         // reading its logits back as real decoding does.
         let fill = |cache: &mut KvCache<B>| -> anyhow::Result<()> {
-            let filler: Vec<TokenId> = (0..start_context as TokenId)
-                .map(|i| (i * 7 + 3) % vocab)
-                .collect();
             cache.truncate(0);
-            for chunk in filler.chunks(512) {
+            for chunk in filler(start_context, config.vocab_size).chunks(512) {
                 model.forward_host(chunk, cache, 0, &never)?;
             }
             Ok(())
         };
         let decode = |cache: &mut KvCache<B>| -> anyhow::Result<f64> {
             cache.truncate(start_context);
-            let mut token = 1;
-            model.forward(&[token], cache)?; // warm-up step
-            let start = Instant::now();
-            for _ in 0..args.tokens {
-                let logits = model.forward(&[token], cache)?;
-                token = dsi_core::verify::argmax(logits.row(0));
-            }
-            Ok(start.elapsed().as_secs_f64())
+            time_decode(&model, cache, args.tokens)
         };
         fill(&mut cache)?;
         let mut decode_secs = decode(&mut cache)?;
@@ -432,4 +420,29 @@ impl OnBackend for Job {
         }
         Ok(())
     }
+}
+
+/// `n` token ids of a fixed pattern, valid for any vocabulary: the prompts
+/// and cache fillers the decode benchmarks feed.
+pub(super) fn filler(n: usize, vocab: usize) -> Vec<TokenId> {
+    let vocab = vocab as TokenId;
+    (0..n as TokenId).map(|i| (i * 7 + 3) % vocab).collect()
+}
+
+/// Seconds for `tokens` greedy decode steps after one untimed warm-up step,
+/// from what `cache` holds, each reading its logits back as real decoding
+/// does.
+pub(super) fn time_decode<B: Backend>(
+    model: &LoadedModel<B>,
+    cache: &mut KvCache<B>,
+    tokens: usize,
+) -> anyhow::Result<f64> {
+    let mut token = 1;
+    model.forward(&[token], cache)?;
+    let start = Instant::now();
+    for _ in 0..tokens {
+        let logits = model.forward(&[token], cache)?;
+        token = dsi_core::verify::argmax(logits.row(0));
+    }
+    Ok(start.elapsed().as_secs_f64())
 }

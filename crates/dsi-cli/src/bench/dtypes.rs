@@ -4,8 +4,8 @@
 //! 128-token prefill per dtype, each against the read-bandwidth bound of
 //! its own weight bytes.
 
+use super::decode::{BANDWIDTH_BUFFER, PREFILL_TOKENS, filler, time_decode};
 use crate::output::Format;
-use dsi_core::TokenId;
 use dsi_core::cancel::CancelFlag;
 use dsi_kernels::bandwidth;
 use dsi_models::checkpoint::TensorSource;
@@ -14,9 +14,6 @@ use dsi_models::device::{Backend, DeviceSpec, RunDtype};
 use dsi_models::llama::{LoadedModel, Numerics};
 use serde::Serialize;
 use std::time::Instant;
-
-const PREFILL_TOKENS: usize = 128;
-const BANDWIDTH_BUFFER: usize = 512 << 20;
 
 /// What to compare.
 pub(super) struct Comparison<'a> {
@@ -74,10 +71,7 @@ pub(super) fn run<B: Backend>(
                 .with_numerics(job.numerics);
         models.push(model);
     }
-    let vocab = job.config.vocab_size as TokenId;
-    let prompt: Vec<TokenId> = (0..PREFILL_TOKENS as TokenId)
-        .map(|i| (i * 7 + 3) % vocab)
-        .collect();
+    let prompt = filler(PREFILL_TOKENS, job.config.vocab_size);
     let never = CancelFlag::new();
     let mut best: Vec<Best> = models
         .iter()
@@ -92,14 +86,7 @@ pub(super) fn run<B: Backend>(
             let start = Instant::now();
             model.forward_host(&prompt, &mut cache, 1, &never)?;
             best.prefill = best.prefill.min(start.elapsed().as_secs_f64());
-            let mut token = 1;
-            model.forward(&[token], &mut cache)?; // warm-up step
-            let start = Instant::now();
-            for _ in 0..job.tokens {
-                let logits = model.forward(&[token], &mut cache)?;
-                token = dsi_core::verify::argmax(logits.row(0));
-            }
-            best.decode = best.decode.min(start.elapsed().as_secs_f64());
+            best.decode = best.decode.min(time_decode(model, &mut cache, job.tokens)?);
         }
     }
     let read = bandwidth::measure(BANDWIDTH_BUFFER, 5).read;
