@@ -4,6 +4,10 @@
 //! weight format, alternating formats, best of several rounds. What a
 //! model's decode loses beyond this is outside the products.
 //!
+//! Then a prefill's products: the layers' products over
+//! [`PREFILL_ROWS`] rows at once, in GFLOP/s (compute-bound, so against
+//! the machine's FMA peak rather than its bandwidth).
+//!
 //! `cargo bench --bench kernels` (`DSI_BENCH_ROUNDS`, default 5).
 
 // A benchmark's report is its output.
@@ -24,6 +28,8 @@ const LAYER: [(usize, usize); 4] = [
 ];
 const VOCAB: usize = 49152;
 const LAYERS: usize = 30;
+/// Rows of the prefill products (the prefill of 128 tokens).
+const PREFILL_ROWS: usize = 128;
 
 /// One decode step's weight matrices in `format`.
 fn step(format: Format) -> Vec<Weights> {
@@ -76,6 +82,42 @@ fn main() {
             secs * 1e3,
             bytes as f64 / secs / 1e9,
             bytes as f64 / secs / read * 100.0
+        );
+    }
+    prefill(&formats, &steps, rounds, threads);
+}
+
+/// The layers' products (not the LM head: a prefill needs one row of
+/// logits) over [`PREFILL_ROWS`] rows, best of `rounds`, in GFLOP/s.
+fn prefill(formats: &[Format], steps: &[Vec<Weights>], rounds: usize, threads: usize) {
+    let x: Vec<f32> = (0..PREFILL_ROWS * 1536)
+        .map(|i| (i % 17) as f32 * 0.01)
+        .collect();
+    let mut best = vec![f64::INFINITY; formats.len()];
+    for _ in 0..rounds {
+        for (weights, best) in steps.iter().zip(&mut best) {
+            let layers = &weights[..weights.len() - 1];
+            let start = Instant::now();
+            for w in layers {
+                let [_, k] = w.shape();
+                let x = &x[..PREFILL_ROWS * k];
+                std::hint::black_box(matmul(x, PREFILL_ROWS, w.matrix(), threads));
+            }
+            *best = best.min(start.elapsed().as_secs_f64());
+        }
+    }
+    println!("prefill products, {PREFILL_ROWS} rows, layers only, best of {rounds}");
+    println!("format  ms  GFLOP/s");
+    for ((format, weights), secs) in formats.iter().zip(steps).zip(&best) {
+        let flops: usize = weights[..weights.len() - 1]
+            .iter()
+            .map(|w| 2 * PREFILL_ROWS * w.shape().iter().product::<usize>())
+            .sum();
+        println!(
+            "{:<6} {:>6.1} {:>6.1}",
+            format.to_string(),
+            secs * 1e3,
+            flops as f64 / secs / 1e9
         );
     }
 }

@@ -7,10 +7,10 @@
 //! in the last bits with the number of rows beside it. The kernels here
 //! reduce every output element in one fixed order whatever the shape:
 //!
-//! - [`matmul`]: `y = x wᵀ` with each dot product accumulated in 8
-//!   interleaved partial sums over `k` and added up in a fixed tree, over
-//!   weights in f32, f16, bf16 or 8-bit blocks ([`weights`]) widened in
-//!   registers.
+//! - [`matmul`]: `y = x wᵀ` over weights in f32, f16, bf16 or 8-bit
+//!   blocks ([`weights`]) widened in registers. Packed weights
+//!   ([`panels`]) accumulate each output in one chain over `k`; row-major
+//!   weights in 8 interleaved partial sums added up in a fixed tree.
 //! - [`norm`]: RMSNorm with each row's mean square in that same order.
 //! - [`attention`]: causal grouped-query attention where a query at
 //!   position `p` reduces over exactly keys `0..=p`, in position order, so
@@ -30,6 +30,7 @@ pub mod bandwidth;
 pub mod isa;
 pub mod matmul;
 pub mod norm;
+pub mod panels;
 pub mod parallel;
 pub mod rope;
 pub mod swiglu;

@@ -1,8 +1,15 @@
-//! `y = x wᵀ` for `x` `[rows, k]` (f32) and `w` `[out, k]` (a Hugging Face
-//! `[out, in]` weight as stored, in any [`Format`]), both row-major:
-//! `y[r][o] = x[r] · w[o]`.
+//! `y = x wᵀ` for `x` `[rows, k]` (f32, row-major) and `w` `[out, k]` (a
+//! Hugging Face `[out, in]` weight, in any [`Format`]): `y[r][o] = x[r] ·
+//! w[o]`.
 //!
-//! Every output element is one dot product of two contiguous rows, reduced
+//! Weights packed in panels ([`Layout::Panels`], what
+//! [`Weights`](crate::weights::Weights) holds) run [`crate::panels`]' product:
+//! one chain per output element. Row-major weights (a borrowed tensor,
+//! [`Layout::Rows`]) run the product below. Either way a matrix always
+//! takes the same path, so a row's bits never depend on the batch.
+//!
+//! Over row-major weights every output element is one dot product of two
+//! contiguous rows, reduced
 //! in a fixed order ([`LANES`] interleaved partial sums, then a fixed tree,
 //! then the tail), so a row's result is the same bits whatever the number
 //! of rows and threads. Threads split the output columns; each weight row
@@ -20,8 +27,9 @@
 //! but one process always takes one path ([`Isa::active`]).
 
 use crate::isa::Isa;
+use crate::panels;
 use crate::parallel;
-use crate::weights::{Data, Matrix};
+use crate::weights::{Data, Layout, Matrix, PANEL};
 
 /// Partial sums per dot product: one 8-lane AVX register.
 pub const LANES: usize = 8;
@@ -53,9 +61,11 @@ pub fn matmul_on(isa: Isa, x: &[f32], rows: usize, w: Matrix<'_>, threads: usize
     }
     // Columns per task: a few tasks per thread, so that the caller and
     // helpers that wake late share the work evenly; at least a few dozen.
+    // Whole panels, so that a packed matrix splits into packed matrices.
     let per_task = out
         .div_ceil(threads.max(1) * TASKS_PER_THREAD)
         .max(MIN_COLUMNS_PER_TASK)
+        .next_multiple_of(PANEL)
         .min(out);
     let mut y = vec![0f32; rows * out];
     if per_task >= out {
@@ -89,6 +99,9 @@ pub fn matmul_on(isa: Isa, x: &[f32], rows: usize, w: Matrix<'_>, threads: usize
 
 /// `y[r][o] = x[r] · w[o]` for the weight rows in `w`, `y` `[rows, w.out]`.
 fn columns_of(isa: Isa, x: &[f32], rows: usize, w: Matrix<'_>, y: &mut [f32]) {
+    if w.layout == Layout::Panels {
+        return panels::columns(isa, x, rows, w, y);
+    }
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => {
@@ -331,7 +344,7 @@ mod fused {
         let mut acc = [[_mm256_setzero_ps(); R]; C];
         let mut at = 0;
         while at < whole {
-            if at.is_multiple_of(per_line) {
+            if R == 1 && at.is_multiple_of(per_line) {
                 for row in &ws {
                     let next = row.data.wrapping_add(at * weight_bytes::<FORMAT>() + ahead);
                     _mm_prefetch::<_MM_HINT_T0>(next.cast());
@@ -443,6 +456,12 @@ mod tests {
     use super::*;
     use crate::weights::{Format, Weights};
 
+    /// Both layouts of `values` in `format`.
+    fn both_layouts(values: &[f32], out: usize, k: usize, format: Format) -> [Weights; 2] {
+        [Layout::Rows, Layout::Panels]
+            .map(|layout| Weights::with_layout(values.to_vec(), out, k, format, layout))
+    }
+
     /// Deterministic values in [-1, 1).
     fn values(n: usize, seed: u64) -> Vec<f32> {
         let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -489,8 +508,10 @@ mod tests {
             let x = values(rows * k, 1);
             let w = values(out * k, 2);
             let want = reference(&x, rows, &w, out, k);
-            for format in FORMATS {
-                let weights = Weights::new(w.clone(), out, k, format);
+            for (format, weights) in FORMATS
+                .into_iter()
+                .flat_map(|f| both_layouts(&w, out, k, f).map(|w| (f, w)))
+            {
                 // Relative error of one weight in the format.
                 let step = match format {
                     Format::F32 => 1e-5,
@@ -520,12 +541,15 @@ mod tests {
         for (rows, out, k) in SHAPES {
             let x = values(rows * k, 3);
             let w = values(out * k, 4);
-            for format in FORMATS {
-                let weights = Weights::new(w.clone(), out, k, format);
-                let widened = weights.to_f32();
+            for (format, weights) in FORMATS
+                .into_iter()
+                .flat_map(|f| both_layouts(&w, out, k, f).map(|w| (f, w)))
+            {
+                let layout = weights.matrix().layout;
+                let widened = Weights::with_layout(weights.to_f32(), out, k, Format::F32, layout);
                 for isa in Isa::available() {
                     let got = matmul_on(isa, &x, rows, weights.matrix(), 2);
-                    let want = matmul_on(isa, &x, rows, Matrix::f32(&widened, out, k), 2);
+                    let want = matmul_on(isa, &x, rows, widened.matrix(), 2);
                     assert_eq!(
                         bits(&got),
                         bits(&want),
@@ -545,8 +569,10 @@ mod tests {
         let (out, k) = (200, 300);
         let w = values(out * k, 3);
         let x = values(64 * k, 4);
-        for format in FORMATS {
-            let weights = Weights::new(w.clone(), out, k, format);
+        for (format, weights) in FORMATS
+            .into_iter()
+            .flat_map(|f| both_layouts(&w, out, k, f).map(|w| (f, w)))
+        {
             let w = weights.matrix();
             for isa in Isa::available() {
                 let alone = matmul_on(isa, &x[..k], 1, w, 1);

@@ -8,11 +8,32 @@
 //! f16 weights equals, bit for bit, the f32 product over the same weights
 //! widened ([`Weights::to_f32`]), and a q8 product the f32 product over
 //! the dequantized weights.
+//!
+//! A matrix is laid out in rows as a checkpoint stores it
+//! ([`Layout::Rows`], what a borrowed tensor is) or packed in panels
+//! ([`Layout::Panels`], what [`Weights`] owns): [`PANEL`] rows at a time,
+//! column by column, so that one contiguous stream feeds [`PANEL`] outputs
+//! at once (see [`crate::panels`]).
 
 use half::{bf16, f16};
 
 /// Weights per q8 scale, along a row.
 pub const Q8_BLOCK: usize = 32;
+/// Rows (output features) per panel of [`Layout::Panels`]: two 8-lane
+/// registers.
+pub const PANEL: usize = 16;
+
+/// How a matrix's `[out, k]` elements are ordered in its storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Layout {
+    /// Row-major: element `(o, i)` at `o * k + i` (q8 scales `[out, k / 32]`
+    /// likewise).
+    Rows,
+    /// Panels of [`PANEL`] rows, each column-major: element `(o, i)` at
+    /// `(o / PANEL) * PANEL * k + i * PANEL + o % PANEL` (q8 scales likewise
+    /// with `k / 32` columns). The last panel is padded with zeros.
+    Panels,
+}
 
 /// How a matrix's weights are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -49,7 +70,7 @@ impl std::fmt::Display for Format {
     }
 }
 
-/// A borrowed `[out, k]` row-major weight matrix in one format.
+/// A borrowed `[out, k]` weight matrix in one format and layout.
 #[derive(Debug, Clone, Copy)]
 pub struct Matrix<'a> {
     /// The values.
@@ -58,19 +79,23 @@ pub struct Matrix<'a> {
     pub out: usize,
     /// Row length (input features).
     pub k: usize,
+    /// How `data` orders the elements.
+    pub layout: Layout,
 }
 
 /// The storage behind a [`Matrix`].
 #[derive(Debug, Clone, Copy)]
 pub enum Data<'a> {
-    /// `out * k` floats.
+    /// `out * k` floats (in [`Layout::Panels`], `out` rounded up to whole
+    /// panels, as for every format).
     F32(&'a [f32]),
     /// `out * k` IEEE half bit patterns.
     F16(&'a [u16]),
     /// `out * k` bfloat16 bit patterns.
     Bf16(&'a [u16]),
-    /// `out * k` quantized weights and `out * ceil(k / Q8_BLOCK)` scales:
-    /// weight `i` of a row is `quants[i] * scales[i / Q8_BLOCK]`.
+    /// `out * k` quantized weights and `out * ceil(k / Q8_BLOCK)` scales
+    /// (both padded to whole panels in [`Layout::Panels`]): weight `i` of
+    /// a row is its quant times the scale of block `i / Q8_BLOCK`.
     Q8 {
         /// The 8-bit values.
         quants: &'a [i8],
@@ -80,7 +105,7 @@ pub enum Data<'a> {
 }
 
 impl<'a> Matrix<'a> {
-    /// An f32 matrix.
+    /// A row-major f32 matrix.
     ///
     /// # Panics
     /// When `values` is not `out * k` long.
@@ -90,6 +115,25 @@ impl<'a> Matrix<'a> {
             data: Data::F32(values),
             out,
             k,
+            layout: Layout::Rows,
+        }
+    }
+
+    /// Rows the storage holds: `out`, or whole panels of it.
+    fn stored_rows(&self) -> usize {
+        match self.layout {
+            Layout::Rows => self.out,
+            Layout::Panels => self.out.next_multiple_of(PANEL),
+        }
+    }
+
+    /// Where element `(o, i)` is in the storage (in blocks for q8 scales,
+    /// with `k` the blocks per row).
+    #[inline(always)]
+    fn index(layout: Layout, k: usize, o: usize, i: usize) -> usize {
+        match layout {
+            Layout::Rows => o * k + i,
+            Layout::Panels => (o / PANEL) * PANEL * k + i * PANEL + o % PANEL,
         }
     }
 
@@ -104,8 +148,24 @@ impl<'a> Matrix<'a> {
     }
 
     /// Rows `first..first + count`.
+    ///
+    /// # Panics
+    /// In [`Layout::Panels`], unless `first` starts a panel and the rows
+    /// end one or end the matrix.
     pub fn rows(&self, first: usize, count: usize) -> Matrix<'a> {
-        let (k, range) = (self.k, first * self.k..(first + count) * self.k);
+        let k = self.k;
+        let (start, end) = match self.layout {
+            Layout::Rows => (first, first + count),
+            Layout::Panels => {
+                assert!(
+                    first.is_multiple_of(PANEL)
+                        && (count.is_multiple_of(PANEL) || first + count == self.out),
+                    "rows of a packed matrix are whole panels"
+                );
+                (first, (first + count).next_multiple_of(PANEL))
+            }
+        };
+        let range = start * k..end * k;
         let data = match self.data {
             Data::F32(v) => Data::F32(&v[range]),
             Data::F16(v) => Data::F16(&v[range]),
@@ -114,7 +174,7 @@ impl<'a> Matrix<'a> {
                 let blocks = k.div_ceil(Q8_BLOCK);
                 Data::Q8 {
                     quants: &quants[range],
-                    scales: &scales[first * blocks..(first + count) * blocks],
+                    scales: &scales[start * blocks..end * blocks],
                 }
             }
         };
@@ -122,47 +182,75 @@ impl<'a> Matrix<'a> {
             data,
             out: count,
             k,
+            layout: self.layout,
         }
     }
 
     /// Weights `from..from + into.len()` of row `o` in f32 (widened or
     /// dequantized), into `into`.
     pub fn widen(&self, o: usize, from: usize, into: &mut [f32]) {
-        let k = self.k;
-        let range = o * k + from..o * k + from + into.len();
+        let (k, layout) = (self.k, self.layout);
+        let at = |i: usize| Self::index(layout, k, o, from + i);
         match self.data {
-            Data::F32(v) => into.copy_from_slice(&v[range]),
+            Data::F32(v) => {
+                for (i, y) in into.iter_mut().enumerate() {
+                    *y = v[at(i)];
+                }
+            }
             Data::F16(v) => {
-                for (y, &bits) in into.iter_mut().zip(&v[range]) {
-                    *y = f16::from_bits(bits).to_f32();
+                for (i, y) in into.iter_mut().enumerate() {
+                    *y = f16::from_bits(v[at(i)]).to_f32();
                 }
             }
             Data::Bf16(v) => {
-                for (y, &bits) in into.iter_mut().zip(&v[range]) {
-                    *y = bf16::from_bits(bits).to_f32();
+                for (i, y) in into.iter_mut().enumerate() {
+                    *y = bf16::from_bits(v[at(i)]).to_f32();
                 }
             }
             Data::Q8 { quants, scales } => {
-                let scales = &scales[o * k.div_ceil(Q8_BLOCK)..];
-                for (i, (y, &q)) in into.iter_mut().zip(&quants[range]).enumerate() {
-                    *y = dequantize(q, scales[(from + i) / Q8_BLOCK]);
+                let blocks = k.div_ceil(Q8_BLOCK);
+                for (i, y) in into.iter_mut().enumerate() {
+                    let scale = scales[Self::index(layout, blocks, o, (from + i) / Q8_BLOCK)];
+                    *y = dequantize(quants[at(i)], scale);
                 }
             }
         }
     }
 
-    /// Panics unless the storage holds `[out, k]` in its format.
+    /// Panics unless the storage holds `[out, k]` in its format and layout.
     pub(crate) fn check(&self) {
-        let n = self.out * self.k;
+        let rows = self.stored_rows();
+        let n = rows * self.k;
         let fits = match self.data {
             Data::F32(v) => v.len() == n,
             Data::F16(v) | Data::Bf16(v) => v.len() == n,
             Data::Q8 { quants, scales } => {
-                quants.len() == n && scales.len() == self.out * self.k.div_ceil(Q8_BLOCK)
+                quants.len() == n && scales.len() == rows * self.k.div_ceil(Q8_BLOCK)
             }
         };
-        assert!(fits, "w must be [out, k] in its format");
+        assert!(fits, "w must be [out, k] in its format and layout");
     }
+}
+
+/// `values`, `[out, k]` row-major, in `layout`.
+fn arrange_in<T: Copy + Default>(layout: Layout, values: &[T], out: usize, k: usize) -> Vec<T> {
+    match layout {
+        Layout::Rows => values.to_vec(),
+        Layout::Panels => pack(values, out, k),
+    }
+}
+
+/// `values`, `[out, k]` row-major, packed in panels ([`Layout::Panels`]),
+/// the last one padded with `T::default()`.
+fn pack<T: Copy + Default>(values: &[T], out: usize, k: usize) -> Vec<T> {
+    let rows = out.next_multiple_of(PANEL);
+    let mut packed = vec![T::default(); rows * k];
+    for (o, row) in values.chunks_exact(k.max(1)).take(out).enumerate() {
+        for (i, &v) in row.iter().enumerate() {
+            packed[Matrix::index(Layout::Panels, k, o, i)] = v;
+        }
+    }
+    packed
 }
 
 /// One q8 weight in f32: the product rounded once, as every path does it.
@@ -171,12 +259,36 @@ fn dequantize(q: i8, scale: f32) -> f32 {
     f32::from(q) * scale
 }
 
-/// An owned weight matrix in one [`Format`].
+/// `[out, k]` row-major values as q8: the quants and one scale per block
+/// of a row, both row-major.
+fn quantize(values: &[f32], out: usize, k: usize) -> (Vec<i8>, Vec<f32>) {
+    let mut quants = Vec::with_capacity(values.len());
+    let mut scales = Vec::with_capacity(out * k.div_ceil(Q8_BLOCK));
+    for row in values.chunks_exact(k.max(1)).take(out) {
+        for block in row.chunks(Q8_BLOCK) {
+            let max = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let scale = max / 127.0;
+            scales.push(scale);
+            quants.extend(block.iter().map(|&v| {
+                if scale == 0.0 {
+                    0
+                } else {
+                    (v / scale).round().clamp(-127.0, 127.0) as i8
+                }
+            }));
+        }
+    }
+    (quants, scales)
+}
+
+/// An owned weight matrix in one [`Format`], packed in panels
+/// ([`Layout::Panels`]) unless made [`Weights::with_layout`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Weights {
     storage: Storage,
     out: usize,
     k: usize,
+    layout: Layout,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -191,44 +303,54 @@ impl Weights {
     /// `values` (`[out, k]` row-major) converted to `format`: rounded to
     /// the nearest f16 or bf16, or quantized per block of [`Q8_BLOCK`]
     /// with the scale `max |w| / 127` and each weight rounded to the
-    /// nearest multiple of it.
+    /// nearest multiple of it; then packed in panels.
     ///
     /// # Panics
     /// When `values` is not `out * k` long.
     pub fn new(values: Vec<f32>, out: usize, k: usize, format: Format) -> Self {
+        Self::with_layout(values, out, k, format, Layout::Panels)
+    }
+
+    /// [`Weights::new`] in a chosen layout ([`Layout::Rows`] keeps the
+    /// checkpoint's order, as a borrowed tensor has it).
+    ///
+    /// # Panics
+    /// When `values` is not `out * k` long.
+    pub fn with_layout(
+        values: Vec<f32>,
+        out: usize,
+        k: usize,
+        format: Format,
+        layout: Layout,
+    ) -> Self {
         assert_eq!(values.len(), out * k, "w must be [out, k]");
         let storage = match format {
-            Format::F32 => Storage::F32(values),
+            Format::F32 => Storage::F32(arrange_in(layout, &values, out, k)),
             Format::F16 => {
-                Storage::F16(values.iter().map(|&v| f16::from_f32(v).to_bits()).collect())
+                let bits: Vec<u16> = values.iter().map(|&v| f16::from_f32(v).to_bits()).collect();
+                Storage::F16(arrange_in(layout, &bits, out, k))
             }
-            Format::Bf16 => Storage::Bf16(
-                values
+            Format::Bf16 => {
+                let bits: Vec<u16> = values
                     .iter()
                     .map(|&v| bf16::from_f32(v).to_bits())
-                    .collect(),
-            ),
+                    .collect();
+                Storage::Bf16(arrange_in(layout, &bits, out, k))
+            }
             Format::Q8 => {
-                let mut quants = Vec::with_capacity(values.len());
-                let mut scales = Vec::with_capacity(out * k.div_ceil(Q8_BLOCK));
-                for row in values.chunks_exact(k.max(1)).take(out) {
-                    for block in row.chunks(Q8_BLOCK) {
-                        let max = block.iter().fold(0f32, |m, v| m.max(v.abs()));
-                        let scale = max / 127.0;
-                        scales.push(scale);
-                        quants.extend(block.iter().map(|&v| {
-                            if scale == 0.0 {
-                                0
-                            } else {
-                                (v / scale).round().clamp(-127.0, 127.0) as i8
-                            }
-                        }));
-                    }
+                let (quants, scales) = quantize(&values, out, k);
+                Storage::Q8 {
+                    quants: arrange_in(layout, &quants, out, k),
+                    scales: arrange_in(layout, &scales, out, k.div_ceil(Q8_BLOCK)),
                 }
-                Storage::Q8 { quants, scales }
             }
         };
-        Self { storage, out, k }
+        Self {
+            storage,
+            out,
+            k,
+            layout,
+        }
     }
 
     /// The matrix, borrowed.
@@ -243,6 +365,7 @@ impl Weights {
             data,
             out: self.out,
             k: self.k,
+            layout: self.layout,
         }
     }
 
@@ -256,9 +379,10 @@ impl Weights {
         [self.out, self.k]
     }
 
-    /// Bytes the weights occupy (what a product reads).
+    /// Bytes the weights occupy (what a product reads), the last panel's
+    /// padding included.
     pub fn bytes(&self) -> usize {
-        self.out * self.format().row_bytes(self.k)
+        self.matrix().stored_rows() * self.format().row_bytes(self.k)
     }
 
     /// Every weight in f32, as the products see them.
@@ -295,7 +419,7 @@ mod tests {
             .map(|i| ((i * 37 % 101) as f32 - 50.0) * if i % 33 == 0 { 7.0 } else { 0.01 })
             .collect();
         let q8 = Weights::new(values.clone(), out, k, Format::Q8);
-        assert_eq!(q8.bytes(), out * (k + 4 * 3));
+        assert_eq!(q8.bytes(), PANEL * (k + 4 * 3));
         let back = q8.to_f32();
         for (o, (row, got)) in values.chunks(k).zip(back.chunks(k)).enumerate() {
             for (block, (want, got)) in row.chunks(Q8_BLOCK).zip(got.chunks(Q8_BLOCK)).enumerate() {
@@ -318,12 +442,37 @@ mod tests {
 
     #[test]
     fn sub_matrices_keep_their_scales() {
-        let values: Vec<f32> = (0..4 * 40).map(|i| i as f32 * 0.5 - 30.0).collect();
-        let q8 = Weights::new(values, 4, 40, Format::Q8);
+        let (out, k) = (2 * PANEL + 3, 40);
+        let values: Vec<f32> = (0..out * k).map(|i| i as f32 * 0.5 - 30.0).collect();
+        let q8 = Weights::new(values, out, k, Format::Q8);
         let all = q8.to_f32();
-        let rows = q8.matrix().rows(2, 2);
-        let mut row = vec![0f32; 40];
-        rows.widen(1, 0, &mut row);
-        assert_eq!(&row[..], &all[3 * 40..4 * 40]);
+        let rows = q8.matrix().rows(PANEL, PANEL + 3);
+        let mut row = vec![0f32; k];
+        rows.widen(PANEL + 1, 0, &mut row);
+        assert_eq!(&row[..], &all[(2 * PANEL + 1) * k..(2 * PANEL + 2) * k]);
+    }
+
+    #[test]
+    fn packing_keeps_every_weight_and_pads_with_zeros() {
+        let (out, k) = (PANEL + 5, 7);
+        let values: Vec<f32> = (0..out * k).map(|i| i as f32).collect();
+        for format in [Format::F32, Format::F16, Format::Bf16] {
+            let packed = Weights::new(values.clone(), out, k, format);
+            assert_eq!(packed.to_f32(), values, "{format}");
+        }
+        let Storage::F32(stored) = Weights::new(values, out, k, Format::F32).storage else {
+            unreachable!("f32 weights store f32")
+        };
+        assert_eq!(stored.len(), 2 * PANEL * k);
+        // Column 1 of the first panel holds rows 0..16's second weights.
+        assert_eq!(
+            stored[PANEL..2 * PANEL],
+            (0..PANEL).map(|o| (o * k + 1) as f32).collect::<Vec<_>>()[..]
+        );
+        assert!(
+            stored[PANEL * k..]
+                .chunks(PANEL)
+                .all(|c| c[5..].iter().all(|&v| v == 0.0))
+        );
     }
 }
