@@ -68,10 +68,13 @@ pub fn attention(
 
 /// [`attention`] on a chosen instruction set (one of [`Isa::available`]).
 ///
-/// One task per (position, key/value head): the query heads that share a
-/// key/value head read each cached row once, together (grouped-query
-/// attention reads the cache `heads / kv_heads` times less). Every head's
-/// result is computed the same way however the tasks are cut.
+/// The query heads that share a key/value head read each cached row once,
+/// together (grouped-query attention reads the cache `heads / kv_heads`
+/// times less). Keys are taken in blocks of [`KEY_BLOCK`] absolute
+/// positions: each block's softmax is summed on its own and the blocks are
+/// then combined in order (the rescaling of flash attention), so a
+/// decode step over a long context splits its blocks over the threads and
+/// a prefill runs them one after another, with the same bits.
 pub fn attention_on(
     isa: Isa,
     queries: Queries<'_>,
@@ -89,45 +92,74 @@ pub fn attention_on(
     } = shape;
     assert_eq!(q.len(), heads * n * dim, "q must be [heads, n, dim]");
     let group = heads / kv_heads;
-    // A decode step has a task per key/value head, too few to keep every
-    // thread busy over a long context: then each query head is a task (the
-    // heads of a group read the same rows one after the other, from cache).
-    let width = if n * kv_heads >= 2 * threads {
-        group
-    } else {
-        1
+    let cache = (keys, values);
+    let at = |index: usize| Group {
+        q,
+        n,
+        i: index / kv_heads,
+        kv: index % kv_heads,
+        heads: (index % kv_heads) * group..(index % kv_heads + 1) * group,
+        dim,
     };
-    let parts = group / width;
     // `[n, heads, dim]`: a position's heads of one group are contiguous.
     let mut out = vec![0f32; n * heads * dim];
-    let task = |index: usize, block: &mut [f32]| {
-        let (i, kv, part) = (
-            index / (kv_heads * parts),
-            index / parts % kv_heads,
-            index % parts,
-        );
-        let first = kv * group + part * width;
-        let group = Group {
-            q,
-            n,
-            i,
-            heads: first..first + width,
-            dim,
-        };
-        let cache = (keys, values, kv);
-        attend(isa, group, prefix + i, cache, scale, block);
-    };
+    let tasks = n * kv_heads;
     // Multiply-adds of the longest task (the last position's).
-    let work = 2 * width * (prefix + n) * dim;
-    let tasks = n * kv_heads * parts;
+    let work = 2 * group * (prefix + n) * dim;
     let threads = if work * tasks < MIN_PARALLEL_WORK {
         1
     } else {
         threads
     };
-    let mut blocks: Vec<&mut [f32]> = out.chunks_mut(width * dim).collect();
-    parallel::for_each(&mut blocks, threads, |i, block| task(i, block));
+    if tasks >= 2 * threads {
+        // Enough (position, key/value head) tasks: each takes its blocks
+        // in turn.
+        let mut blocks: Vec<&mut [f32]> = out.chunks_mut(group * dim).collect();
+        parallel::for_each(&mut blocks, threads, |index, block| {
+            let group = at(index);
+            let visible = prefix + group.i + 1;
+            let parts: Vec<Partial> = (0..visible.div_ceil(KEY_BLOCK))
+                .map(|b| partial(isa, &group, block_range(b, visible), cache, scale))
+                .collect();
+            combine(isa, &parts, dim, block);
+        });
+        return out;
+    }
+    // A decode step: too few tasks for the threads, so the key blocks are
+    // the tasks, combined afterwards in the same order.
+    let jobs: Vec<(usize, usize)> = (0..tasks)
+        .flat_map(|index| {
+            let visible = prefix + index / kv_heads + 1;
+            (0..visible.div_ceil(KEY_BLOCK)).map(move |b| (index, b))
+        })
+        .collect();
+    let mut parts: Vec<Partial> = jobs.iter().map(|_| Partial::default()).collect();
+    parallel::for_each(&mut parts, threads, |j, part| {
+        let (index, b) = jobs[j];
+        let group = at(index);
+        let visible = prefix + group.i + 1;
+        *part = partial(isa, &group, block_range(b, visible), cache, scale);
+    });
+    let mut parts = parts.as_slice();
+    for (index, block) in out.chunks_mut(group * dim).enumerate() {
+        let visible = prefix + index / kv_heads + 1;
+        let (mine, rest) = parts.split_at(visible.div_ceil(KEY_BLOCK));
+        combine(isa, mine, dim, block);
+        parts = rest;
+    }
     out
+}
+
+/// Key positions per block of the softmax: blocks start at multiples of
+/// it, whatever the chunking, so every query sums the same blocks.
+const KEY_BLOCK: usize = 256;
+
+/// Cached rows a group's heads take in turn (8 KiB at 64 dimensions).
+const ROWS_IN_L1: usize = 32;
+
+/// Block `b`'s positions among `visible` keys.
+fn block_range(b: usize, visible: usize) -> std::ops::Range<usize> {
+    b * KEY_BLOCK..((b + 1) * KEY_BLOCK).min(visible)
 }
 
 /// The query heads of one key/value head at one new position.
@@ -137,6 +169,8 @@ struct Group<'a> {
     n: usize,
     /// The position among the new ones.
     i: usize,
+    /// The key/value head.
+    kv: usize,
     heads: std::ops::Range<usize>,
     dim: usize,
 }
@@ -148,120 +182,324 @@ impl Group<'_> {
     }
 }
 
-/// The cached keys, values and the key/value head a group reads.
-type Cache<'a, 'b> = (&'a [Segment<'b>], &'a [Segment<'b>], usize);
+/// The cached keys and values.
+type Cache<'a, 'b> = (&'a [Segment<'b>], &'a [Segment<'b>]);
 
-fn attend(
+/// A group's softmax over one key block, before normalization: per head
+/// the block's largest score, the sum of `exp(score - max)` and the values
+/// weighted by those (`[heads, dim]`).
+#[derive(Debug, Default)]
+struct Partial {
+    max: Vec<f32>,
+    sum: Vec<f32>,
+    out: Vec<f32>,
+}
+
+/// [`partial_of`] on `isa`.
+fn partial(
     isa: Isa,
-    group: Group<'_>,
-    position: usize,
+    group: &Group<'_>,
+    keys: std::ops::Range<usize>,
     cache: Cache<'_, '_>,
     scale: f32,
-    out: &mut [f32],
-) {
+) -> Partial {
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => {
             // SAFETY: `Isa::Avx2` is only chosen on a CPU with AVX2 and FMA.
             #[allow(unsafe_code)]
             unsafe {
-                attend_fused(group, position, cache, scale, out);
+                fused::partial(group, keys, cache, scale)
             }
         }
-        _ => attend_group::<false>(group, position, cache, scale, out),
+        _ => {
+            let scores = |q: &[f32], rows: &[f32], into: &mut [f32]| {
+                for (s, row) in into.iter_mut().zip(rows.chunks_exact(q.len())) {
+                    *s = dot::<false>(q, row);
+                }
+            };
+            let exp = |row: &mut [f32], max: f32| {
+                for s in row {
+                    *s = (*s - max).exp();
+                }
+            };
+            let weigh = |weights: &[f32], rows: &[f32], out: &mut [f32]| {
+                for (&w, row) in weights.iter().zip(rows.chunks_exact(out.len())) {
+                    for (o, &v) in out.iter_mut().zip(row) {
+                        *o += w * v;
+                    }
+                }
+            };
+            partial_of::<false>(group, keys, cache, scale, (scores, exp, weigh))
+        }
     }
 }
 
-/// [`attend_group`] compiled for AVX2 with fused multiply-adds.
+/// [`combine_into`] on `isa`.
+fn combine(isa: Isa, parts: &[Partial], dim: usize, out: &mut [f32]) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => {
+            // SAFETY: as in `partial`.
+            #[allow(unsafe_code)]
+            unsafe {
+                fused::combine(parts, dim, out)
+            }
+        }
+        _ => combine_into::<false>(parts, dim, out),
+    }
+}
+
+/// The generic functions compiled for AVX2 with fused multiply-adds, and
+/// their inner loops in registers.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn attend_fused(
-    group: Group<'_>,
-    position: usize,
-    cache: Cache<'_, '_>,
-    scale: f32,
-    out: &mut [f32],
-) {
-    attend_group::<true>(group, position, cache, scale, out);
-}
+mod fused {
+    use super::{Cache, Group, Partial, combine_into, partial_of};
+    use crate::matmul::LANES;
+    use crate::matmul::fused::{dot, tree};
+    use std::arch::x86_64::{
+        __m256, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps,
+        _mm256_storeu_ps,
+    };
 
-/// The group's queries at `position` against keys `0..=position` of its
-/// key/value head, into `out` (`[group, dim]`): scores in the matrix
-/// product's fixed lane order, the softmax and the weighted values summed
-/// in position order.
-#[inline(always)]
-fn attend_group<const FUSED: bool>(
-    group: Group<'_>,
-    position: usize,
-    (keys, values, kv): Cache<'_, '_>,
-    scale: f32,
-    out: &mut [f32],
-) {
-    let (dim, width) = (group.dim, group.heads.len());
-    let visible = position + 1;
-    // `[width, visible]`.
-    let mut scores = vec![0f32; width * visible];
-    let mut j = 0;
-    for_each_row(keys, kv, dim, visible, |key| {
-        for g in 0..width {
-            scores[g * visible + j] = dot::<FUSED>(group.query(g), key) * scale;
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn partial(
+        group: &Group<'_>,
+        keys: std::ops::Range<usize>,
+        cache: Cache<'_, '_>,
+        scale: f32,
+    ) -> Partial {
+        // The closures inherit this function's target features, what the
+        // callees need.
+        let exp = |row: &mut [f32], max: f32| crate::exp::exp_shifted(row, max);
+        let scores = |q: &[f32], rows: &[f32], into: &mut [f32]| dots(q, rows, into);
+        let weigh = |weights: &[f32], rows: &[f32], out: &mut [f32]| accumulate(weights, rows, out);
+        partial_of::<true>(group, keys, cache, scale, (scores, exp, weigh))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn combine(parts: &[Partial], dim: usize, out: &mut [f32]) {
+        combine_into::<true>(parts, dim, out);
+    }
+
+    /// Rows dotted with `q` at once, each in its own chain (so several
+    /// are in flight), each bitwise [`dot`].
+    const ROWS: usize = 8;
+
+    /// `into[i] = q · rows[i]` (rows `q.len()` long), each bitwise
+    /// [`dot`]: lanes, tree, tail.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn dots(q: &[f32], rows: &[f32], into: &mut [f32]) {
+        let dim = q.len();
+        let whole = dim / LANES * LANES;
+        let mut chunks = into.chunks_exact_mut(ROWS);
+        let mut first = 0;
+        for into in &mut chunks {
+            let rows = &rows[first * dim..(first + ROWS) * dim];
+            let mut acc = [_mm256_setzero_ps(); ROWS];
+            for c in (0..whole).step_by(LANES) {
+                // SAFETY: `c + LANES <= whole <= dim`, within `q` and each
+                // of the `ROWS` rows of `dim`; unaligned loads.
+                #[allow(unsafe_code)]
+                unsafe {
+                    let q = _mm256_loadu_ps(q[c..].as_ptr());
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        *acc =
+                            _mm256_fmadd_ps(q, _mm256_loadu_ps(rows[r * dim + c..].as_ptr()), *acc);
+                    }
+                }
+            }
+            for (r, (into, acc)) in into.iter_mut().zip(acc).enumerate() {
+                let row = &rows[r * dim..(r + 1) * dim];
+                *into = crate::matmul::tail::<true>(tree(acc), &q[whole..], &row[whole..]);
+            }
+            first += ROWS;
         }
-        j += 1;
-    });
-    let mut sums = vec![0f32; width];
-    for (row, sum) in scores.chunks_exact_mut(visible).zip(sums.iter_mut()) {
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        for s in row.iter_mut() {
-            *s = (*s - max).exp();
-            *sum += *s;
+        for (r, into) in chunks.into_remainder().iter_mut().enumerate() {
+            let row = &rows[(first + r) * dim..(first + r + 1) * dim];
+            *into = dot(q, row);
         }
     }
-    out.fill(0.0);
-    let mut j = 0;
-    for_each_row(values, kv, dim, visible, |value| {
-        for (g, out) in out.chunks_exact_mut(dim).enumerate() {
-            let weight = scores[g * visible + j];
-            for (o, &v) in out.iter_mut().zip(value) {
-                *o = if FUSED {
-                    weight.mul_add(v, *o)
-                } else {
-                    *o + weight * v
-                };
+
+    /// `out += weights[i] * rows[i]` for `i` in order (rows `out.len()`
+    /// long), with up to eight registers of `out` held across the rows:
+    /// each element is bitwise the scalar `weight.mul_add(v, out)` chain.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn accumulate(weights: &[f32], rows: &[f32], out: &mut [f32]) {
+        let dim = out.len();
+        let whole = dim / LANES * LANES;
+        let mut c = 0;
+        while c < whole {
+            let width = (whole - c).min(8 * LANES);
+            match width / LANES {
+                8 => held::<8>(weights, rows, dim, c, out),
+                4..=7 => held::<4>(weights, rows, dim, c, out),
+                2 | 3 => held::<2>(weights, rows, dim, c, out),
+                _ => held::<1>(weights, rows, dim, c, out),
+            }
+            c += match width / LANES {
+                8 => 8,
+                4..=7 => 4,
+                2 | 3 => 2,
+                _ => 1,
+            } * LANES;
+        }
+        for c in whole..dim {
+            for (i, &w) in weights.iter().enumerate() {
+                out[c] = w.mul_add(rows[i * dim + c], out[c]);
             }
         }
-        j += 1;
+    }
+
+    /// [`accumulate`] for `V` registers of `out` from column `c`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn held<const V: usize>(weights: &[f32], rows: &[f32], dim: usize, c: usize, out: &mut [f32]) {
+        assert!(c + V * LANES <= dim && rows.len() >= weights.len() * dim);
+        // SAFETY: columns `c..c + V * LANES` are within `out` and every
+        // row (asserted); unaligned loads and stores.
+        #[allow(unsafe_code)]
+        unsafe {
+            let mut acc: [__m256; V] =
+                std::array::from_fn(|v| _mm256_loadu_ps(out[c + v * LANES..].as_ptr()));
+            for (i, &w) in weights.iter().enumerate() {
+                let w = _mm256_set1_ps(w);
+                let row = rows[i * dim + c..].as_ptr();
+                for (v, acc) in acc.iter_mut().enumerate() {
+                    *acc = _mm256_fmadd_ps(w, _mm256_loadu_ps(row.add(v * LANES)), *acc);
+                }
+            }
+            for (v, acc) in acc.iter().enumerate() {
+                _mm256_storeu_ps(out[c + v * LANES..].as_mut_ptr(), *acc);
+            }
+        }
+    }
+}
+
+/// `y + a * b`, fused or not.
+#[inline(always)]
+fn mul_add<const FUSED: bool>(a: f32, b: f32, y: f32) -> f32 {
+    if FUSED { a.mul_add(b, y) } else { y + a * b }
+}
+
+/// The group's queries against the keys at positions `keys` of its
+/// key/value head, with a path's inner loops `(scores, exp, weigh)`:
+/// `scores(q, rows, into)` dots `q` with each row in the matrix product's
+/// fixed lane order, `exp(row, max)` exponentiates a row of scores less
+/// their maximum, `weigh(weights, rows, out)` adds the weighted rows into
+/// `out` in position order. The softmax sums in position order.
+#[inline(always)]
+fn partial_of<const FUSED: bool>(
+    group: &Group<'_>,
+    keys: std::ops::Range<usize>,
+    (key_rows, value_rows): Cache<'_, '_>,
+    scale: f32,
+    (scores_of, exp, weigh): (
+        impl Fn(&[f32], &[f32], &mut [f32]),
+        impl Fn(&mut [f32], f32),
+        impl Fn(&[f32], &[f32], &mut [f32]),
+    ),
+) -> Partial {
+    let (dim, width, count) = (group.dim, group.heads.len(), keys.len());
+    // `[width, count]`.
+    let mut scores = vec![0f32; width * count];
+    let mut j = 0;
+    for_each_run(key_rows, group.kv, dim, keys.clone(), |run| {
+        // A few rows at a time, so every head of the group reads them
+        // from L1.
+        for run in run.chunks(ROWS_IN_L1 * dim) {
+            let len = run.len() / dim;
+            for g in 0..width {
+                let into = &mut scores[g * count + j..g * count + j + len];
+                scores_of(group.query(g), run, into);
+                for s in into {
+                    *s *= scale;
+                }
+            }
+            j += len;
+        }
     });
-    for (out, sum) in out.chunks_exact_mut(dim).zip(sums.iter()) {
+    let mut max = vec![f32::NEG_INFINITY; width];
+    let mut sum = vec![0f32; width];
+    for ((row, max), sum) in scores.chunks_exact_mut(count).zip(&mut max).zip(&mut sum) {
+        *max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        exp(row, *max);
+        *sum = row.iter().sum();
+    }
+    let mut out = vec![0f32; width * dim];
+    let mut j = 0;
+    for_each_run(value_rows, group.kv, dim, keys, |run| {
+        for run in run.chunks(ROWS_IN_L1 * dim) {
+            let len = run.len() / dim;
+            for (g, out) in out.chunks_exact_mut(dim).enumerate() {
+                weigh(&scores[g * count + j..g * count + j + len], run, out);
+            }
+            j += len;
+        }
+    });
+    Partial { max, sum, out }
+}
+
+/// The blocks' partial softmaxes, in order, rescaled to their common
+/// maximum and normalized, into `out` (`[heads, dim]`).
+#[inline(always)]
+fn combine_into<const FUSED: bool>(parts: &[Partial], dim: usize, out: &mut [f32]) {
+    for (g, out) in out.chunks_exact_mut(dim).enumerate() {
+        let max = parts
+            .iter()
+            .map(|p| p.max[g])
+            .fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0f32;
+        out.fill(0.0);
+        for part in parts {
+            let shift = part.max[g] - max;
+            let factor = if FUSED {
+                crate::exp::exp1(shift)
+            } else {
+                shift.exp()
+            };
+            sum = mul_add::<FUSED>(part.sum[g], factor, sum);
+            for (o, &v) in out.iter_mut().zip(&part.out[g * dim..(g + 1) * dim]) {
+                *o = mul_add::<FUSED>(v, factor, *o);
+            }
+        }
         for o in out {
             *o /= sum;
         }
     }
 }
 
-/// Calls `f` on the rows of head `kv` at positions `0..count`, in order.
-fn for_each_row(
+/// Calls `f` on the rows of head `kv` at `positions`, in order, as runs
+/// of contiguous rows (one per segment). Always inlined: `f` must be
+/// compiled with its caller's fused multiply-adds (outside them `mul_add`
+/// is a slow library call).
+#[inline(always)]
+fn for_each_run(
     segments: &[Segment<'_>],
     kv: usize,
     dim: usize,
-    count: usize,
+    positions: std::ops::Range<usize>,
     mut f: impl FnMut(&[f32]),
 ) {
-    let mut left = count;
+    // Positions before the segment being read.
+    let mut before = 0;
     for segment in segments {
-        if left == 0 {
-            break;
+        let (from, to) = (
+            positions.start.max(before),
+            positions.end.min(before + segment.len),
+        );
+        if from < to {
+            let head = &segment.data[kv * segment.size * dim..];
+            f(&head[(from - before) * dim..(to - before) * dim]);
         }
-        let rows = segment.len.min(left);
-        let head = &segment.data[kv * segment.size * dim..];
-        for row in head[..rows * dim].chunks_exact(dim) {
-            f(row);
+        before += segment.len;
+        if before >= positions.end {
+            return;
         }
-        left -= rows;
     }
-    assert_eq!(
-        left, 0,
-        "the segments hold fewer positions than the queries see"
-    );
+    panic!("the segments hold fewer positions than the queries see");
 }
 
 #[cfg(test)]
@@ -445,7 +683,8 @@ mod tests {
 
     #[test]
     fn a_position_is_the_same_bits_however_its_sequence_was_chunked() {
-        let total = 12;
+        // Over several key blocks and segments.
+        let total = 2 * KEY_BLOCK + 88;
         let k = values(SHAPE.kv_heads * total * SHAPE.dim, 4);
         let v = values(SHAPE.kv_heads * total * SHAPE.dim, 5);
         // Queries of all 12 positions, [heads, 12, dim].
@@ -467,11 +706,11 @@ mod tests {
                 &v,
                 total,
                 SHAPE,
-                &[4, 4, 4],
+                &[KEY_BLOCK, 100, 300],
                 2,
             );
             let width = SHAPE.heads * SHAPE.dim;
-            for chunk in [1, 3, 5] {
+            for chunk in [1, 7, KEY_BLOCK + 1] {
                 let mut from = 0;
                 while from < total {
                     let n = chunk.min(total - from);
@@ -484,7 +723,7 @@ mod tests {
                         &v,
                         total,
                         SHAPE,
-                        &[4, 4, 4],
+                        &[KEY_BLOCK, 100, 300],
                         1,
                     );
                     assert_eq!(

@@ -27,6 +27,7 @@
 
 pub mod attention;
 pub mod bandwidth;
+mod exp;
 pub mod isa;
 pub mod matmul;
 pub mod norm;

@@ -177,7 +177,7 @@ fn columns_fused<const FORMAT: u8>(x: &[f32], rows: usize, w: Matrix<'_>, y: &mu
 
 /// The fused dot products, in the lane order of [`dot`].
 #[cfg(target_arch = "x86_64")]
-mod fused {
+pub(crate) mod fused {
     use super::LANES;
     use crate::weights::{Data, Matrix, Q8_BLOCK};
     use std::arch::x86_64::{
@@ -212,12 +212,36 @@ mod fused {
     /// The lanes reduced by [`super::finish`]'s tree: lane `l` plus lane
     /// `l + 4`, then `l + 2`, then `l + 1`.
     #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn tree(acc: __m256) -> f32 {
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) fn tree(acc: __m256) -> f32 {
         let quad = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps::<1>(acc));
         let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
         let one = _mm_add_ss(pair, _mm_shuffle_ps::<0b01>(pair, pair));
         _mm_cvtss_f32(one)
+    }
+
+    /// [`super::dot`]`::<true>` in registers: the same bits (lanes, tree,
+    /// then the tail in sequence).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let whole = a.len().min(b.len()) / LANES * LANES;
+        let mut acc = _mm256_setzero_ps();
+        for (a, b) in a[..whole]
+            .chunks_exact(LANES)
+            .zip(b[..whole].chunks_exact(LANES))
+        {
+            // SAFETY: both chunks are LANES floats; unaligned loads.
+            #[allow(unsafe_code)]
+            unsafe {
+                acc = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(a.as_ptr()),
+                    _mm256_loadu_ps(b.as_ptr()),
+                    acc,
+                );
+            }
+        }
+        super::tail::<true>(tree(acc), &a[whole..], &b[whole..])
     }
 
     /// `x[i] · w[c]` for the tile's `rows` input rows and `columns`
@@ -440,7 +464,7 @@ fn finish<const FUSED: bool>(mut acc: [f32; LANES], a: &[f32], b: &[f32]) -> f32
 
 /// `sum` plus the tail's products, in sequence.
 #[inline(always)]
-fn tail<const FUSED: bool>(mut sum: f32, a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn tail<const FUSED: bool>(mut sum: f32, a: &[f32], b: &[f32]) -> f32 {
     for (&x, &y) in a.iter().zip(b) {
         sum = if FUSED {
             x.mul_add(y, sum)
@@ -616,6 +640,21 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_register_dot_is_the_fused_dot() {
+        if !Isa::available().contains(&Isa::Avx2) {
+            return;
+        }
+        for n in [0, 1, 7, 8, 20, 64, 300] {
+            let (a, b) = (values(n, 9), values(n, 10));
+            // SAFETY: the CPU has AVX2 and FMA (checked above).
+            #[allow(unsafe_code)]
+            let got = unsafe { fused::dot(&a, &b) };
+            assert_eq!(got.to_bits(), dot::<true>(&a, &b).to_bits(), "length {n}");
         }
     }
 

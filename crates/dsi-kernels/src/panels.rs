@@ -302,7 +302,7 @@ mod fused {
         let step_bytes = PANEL * weight_bytes::<FORMAT>();
         let per_line = (64 / step_bytes).max(1);
         for i in steps {
-            if i.is_multiple_of(per_line) {
+            if R <= 2 && i.is_multiple_of(per_line) {
                 for v in (0..V).step_by(2) {
                     let ahead = panels[v].data.wrapping_add(i * step_bytes + AHEAD_BYTES);
                     _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
