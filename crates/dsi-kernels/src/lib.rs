@@ -13,8 +13,9 @@
 //!   weights in 8 interleaved partial sums added up in a fixed tree.
 //! - [`norm`]: RMSNorm with each row's mean square in that same order.
 //! - [`attention`]: causal grouped-query attention where a query at
-//!   position `p` reduces over exactly keys `0..=p`, in position order, so
-//!   chunking a sequence differently cannot change it.
+//!   position `p` reduces over exactly keys `0..=p`, in blocks at fixed
+//!   positions combined in order, so chunking a sequence differently
+//!   cannot change it.
 //!
 //! [`swiglu`] gates the MLP's stacked gate and up outputs in one pass.
 //! [`rope`] splits the stacked q/k/v rows into heads with rotary embeddings.
