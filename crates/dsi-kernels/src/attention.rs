@@ -505,15 +505,7 @@ fn for_each_run(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn values(n: usize, seed: u32) -> Vec<f32> {
-        (0..n as u32)
-            .map(|i| {
-                ((i.wrapping_mul(2_654_435_761) ^ seed.wrapping_mul(40_503)) % 2001) as f32 / 1000.0
-                    - 1.0
-            })
-            .collect()
-    }
+    use crate::testing::values;
 
     /// The plain reference: the textbook formula over one contiguous
     /// `[kv_heads, total, dim]` cache, in f64.

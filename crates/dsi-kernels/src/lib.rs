@@ -37,3 +37,17 @@ pub mod parallel;
 pub mod rope;
 pub mod swiglu;
 pub mod weights;
+
+/// Test inputs shared by the kernels' tests.
+#[cfg(test)]
+mod testing {
+    /// `n` deterministic values in `[-1, 1]`, different per `seed`.
+    pub(crate) fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n as u32)
+            .map(|i| {
+                ((i.wrapping_mul(2_654_435_761) ^ seed.wrapping_mul(40_503)) % 2001) as f32 / 1000.0
+                    - 1.0
+            })
+            .collect()
+    }
+}

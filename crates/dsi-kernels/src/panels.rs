@@ -334,16 +334,8 @@ mod fused {
 mod tests {
     use super::*;
     use crate::matmul::matmul_on;
+    use crate::testing::values;
     use crate::weights::{Format, Weights};
-
-    fn values(n: usize, seed: u32) -> Vec<f32> {
-        (0..n as u32)
-            .map(|i| {
-                ((i.wrapping_mul(2_654_435_761) ^ seed.wrapping_mul(40_503)) % 2001) as f32 / 1000.0
-                    - 1.0
-            })
-            .collect()
-    }
 
     /// Each output is one chain over `k` in order: `sum + x * w` on the
     /// portable path, `x.mul_add(w, sum)` on AVX2, whatever the shape,
