@@ -28,9 +28,15 @@ const K_BLOCK: usize = 256;
 fn max_rows(w: &Matrix<'_>) -> usize {
     match w.data {
         Data::Q8 { .. } => 4,
-        _ => 6,
+        _ => TILE_ROWS,
     }
 }
+
+/// The most input rows of a tile (f32, f16, bf16).
+const TILE_ROWS: usize = 6;
+
+/// A tile's partial sums: up to [`TILE_ROWS`] rows of two panels.
+type Sums = [[f32; 2 * PANEL]; TILE_ROWS];
 
 /// `y[r][o] = x[r] · w[o]` for `w` in [`Layout::Panels`], `y` `[rows,
 /// w.out]`, on the calling thread.
@@ -42,14 +48,14 @@ pub(crate) fn columns(isa: Isa, x: &[f32], rows: usize, w: Matrix<'_>, y: &mut [
     // decode streams whole panels; more rows reuse a block of each.
     let k_block = if rows <= tile_rows { k } else { K_BLOCK };
     let panels = out.div_ceil(PANEL);
-    let mut sums = [[0f32; 2 * PANEL]; 6];
+    let mut sums: Sums = [[0f32; 2 * PANEL]; TILE_ROWS];
     for k0 in (0..k).step_by(k_block.max(1)) {
         let k1 = (k0 + k_block).min(k);
         let mut p = 0;
         while p < panels {
-            // One input row takes two panels at once, for more chains in
-            // flight; several rows take one (their accumulators fill the
-            // registers).
+            // One or two input rows take two panels at once, for more
+            // chains in flight; more rows take one (their accumulators fill
+            // the registers).
             let wide = rows <= 2 && p + 1 < panels;
             let columns = if wide { 2 * PANEL } else { PANEL };
             let first = p * PANEL;
@@ -93,7 +99,7 @@ struct Tile<'a> {
 
 /// `sums[r][c] += x[r][i] * w[c][i]` over the tile's steps, for its `rows`
 /// rows and one panel (or two when `wide`).
-fn run(isa: Isa, tile: &Tile<'_>, rows: usize, wide: bool, sums: &mut [[f32; 2 * PANEL]; 6]) {
+fn run(isa: Isa, tile: &Tile<'_>, rows: usize, wide: bool, sums: &mut Sums) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => {
@@ -109,7 +115,7 @@ fn run(isa: Isa, tile: &Tile<'_>, rows: usize, wide: bool, sums: &mut [[f32; 2 *
 }
 
 /// [`run`] without fused multiply-adds, each panel column widened once.
-fn portable(tile: &Tile<'_>, rows: usize, wide: bool, sums: &mut [[f32; 2 * PANEL]; 6]) {
+fn portable(tile: &Tile<'_>, rows: usize, wide: bool, sums: &mut Sums) {
     let panels = if wide { 2 } else { 1 };
     let mut column = [0f32; PANEL];
     for i in tile.steps.clone() {
@@ -153,7 +159,7 @@ fn widen_column(w: &Matrix<'_>, panel: usize, i: usize, into: &mut [f32; PANEL])
 /// The tiles with AVX2 fused multiply-adds.
 #[cfg(target_arch = "x86_64")]
 mod fused {
-    use super::{PANEL, Tile};
+    use super::{PANEL, Sums, Tile};
     use crate::weights::{Data, Q8_BLOCK};
     use std::arch::x86_64::{
         __m128i, __m256, _MM_HINT_T0, _mm_loadl_epi64, _mm_loadu_si128, _mm_prefetch,
@@ -188,12 +194,7 @@ mod fused {
     /// The CPU has AVX2, FMA and F16C.
     #[target_feature(enable = "avx2,fma,f16c")]
     #[allow(unsafe_code)]
-    pub(super) unsafe fn dispatch(
-        tile: &Tile<'_>,
-        rows: usize,
-        wide: bool,
-        sums: &mut [[f32; 2 * PANEL]; 6],
-    ) {
+    pub(super) unsafe fn dispatch(tile: &Tile<'_>, rows: usize, wide: bool, sums: &mut Sums) {
         macro_rules! shapes {
             ($format:expr) => {
                 match (rows, wide) {
@@ -282,10 +283,7 @@ mod fused {
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     #[allow(unsafe_code)]
-    fn fixed<const FORMAT: u8, const R: usize, const V: usize>(
-        tile: &Tile<'_>,
-        sums: &mut [[f32; 2 * PANEL]; 6],
-    ) {
+    fn fixed<const FORMAT: u8, const R: usize, const V: usize>(tile: &Tile<'_>, sums: &mut Sums) {
         let (k, steps) = (tile.k, tile.steps.clone());
         assert!(
             tile.x.len() >= R * k
