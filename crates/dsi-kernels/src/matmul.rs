@@ -196,11 +196,12 @@ pub(crate) mod fused {
     /// accumulator turns every step into a store and a reload).
     pub(super) const COLUMNS: usize = 4;
 
-    /// The weight formats, as the `FORMAT` parameter of the kernels.
-    pub(super) const F32: u8 = 0;
-    pub(super) const F16: u8 = 1;
-    pub(super) const BF16: u8 = 2;
-    pub(super) const Q8: u8 = 3;
+    /// The weight formats, as the `FORMAT` parameter of the kernels (here
+    /// and in `panels.rs`).
+    pub(crate) const F32: u8 = 0;
+    pub(crate) const F16: u8 = 1;
+    pub(crate) const BF16: u8 = 2;
+    pub(crate) const Q8: u8 = 3;
 
     /// Up to [`ROWS`] consecutive input rows (each `w.k` long) and up to
     /// [`COLUMNS`] weight rows.
@@ -304,7 +305,7 @@ pub(crate) mod fused {
     }
 
     /// Bytes of one stored weight (q8: its byte; the scales ride along).
-    const fn weight_bytes<const FORMAT: u8>() -> usize {
+    pub(crate) const fn weight_bytes<const FORMAT: u8>() -> usize {
         match FORMAT {
             F32 => 4,
             F16 | BF16 => 2,
@@ -321,26 +322,44 @@ pub(crate) mod fused {
     #[target_feature(enable = "avx2,fma,f16c")]
     #[allow(unsafe_code)]
     unsafe fn load<const FORMAT: u8>(row: Row, at: usize) -> __m256 {
+        // SAFETY: in bounds by the caller's contract.
+        unsafe {
+            let w = widen::<FORMAT>(row.data, at);
+            if FORMAT == Q8 {
+                _mm256_mul_ps(w, _mm256_set1_ps(*row.scales.add(at / Q8_BLOCK)))
+            } else {
+                w
+            }
+        }
+    }
+
+    /// The 8 stored weights `at..at + 8` from `data` (elements of `FORMAT`)
+    /// in f32: f16 and bf16 widened, q8 as its integers (the caller applies
+    /// the scales, which the two layouts keep differently).
+    ///
+    /// # Safety
+    /// `data` points into live storage of format `FORMAT` holding at least
+    /// `at + 8` elements.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[allow(unsafe_code)]
+    pub(crate) unsafe fn widen<const FORMAT: u8>(data: *const u8, at: usize) -> __m256 {
         // SAFETY: in bounds by the caller's contract; unaligned loads.
         unsafe {
             match FORMAT {
-                F32 => _mm256_loadu_ps(row.data.cast::<f32>().add(at)),
+                F32 => _mm256_loadu_ps(data.cast::<f32>().add(at)),
                 F16 => _mm256_cvtph_ps(_mm_loadu_si128(
-                    row.data.cast::<u16>().add(at).cast::<__m128i>(),
+                    data.cast::<u16>().add(at).cast::<__m128i>(),
                 )),
                 BF16 => {
                     let bits = _mm256_cvtepu16_epi32(_mm_loadu_si128(
-                        row.data.cast::<u16>().add(at).cast::<__m128i>(),
+                        data.cast::<u16>().add(at).cast::<__m128i>(),
                     ));
                     _mm256_castsi256_ps(_mm256_slli_epi32::<16>(bits))
                 }
-                _ => {
-                    let quants = _mm256_cvtepi8_epi32(_mm_loadl_epi64(
-                        row.data.cast::<i8>().add(at).cast::<__m128i>(),
-                    ));
-                    let scale = _mm256_set1_ps(*row.scales.add(at / Q8_BLOCK));
-                    _mm256_mul_ps(_mm256_cvtepi32_ps(quants), scale)
-                }
+                _ => _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                    data.cast::<i8>().add(at).cast::<__m128i>(),
+                ))),
             }
         }
     }

@@ -160,28 +160,12 @@ fn widen_column(w: &Matrix<'_>, panel: usize, i: usize, into: &mut [f32; PANEL])
 #[cfg(target_arch = "x86_64")]
 mod fused {
     use super::{PANEL, Sums, Tile};
+    use crate::matmul::fused::{BF16, F16, F32, Q8, weight_bytes, widen};
     use crate::weights::{Data, Q8_BLOCK};
     use std::arch::x86_64::{
-        __m128i, __m256, _MM_HINT_T0, _mm_loadl_epi64, _mm_loadu_si128, _mm_prefetch,
-        _mm256_broadcast_ss, _mm256_castsi256_ps, _mm256_cvtepi8_epi32, _mm256_cvtepi32_ps,
-        _mm256_cvtepu16_epi32, _mm256_cvtph_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_mul_ps,
-        _mm256_slli_epi32, _mm256_storeu_ps,
+        __m256, _MM_HINT_T0, _mm_prefetch, _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps,
+        _mm256_mul_ps, _mm256_storeu_ps,
     };
-
-    /// The weight formats, as the `FORMAT` parameter of the tiles.
-    const F32: u8 = 0;
-    const F16: u8 = 1;
-    const BF16: u8 = 2;
-    const Q8: u8 = 3;
-
-    /// Bytes of one stored weight.
-    const fn weight_bytes<const FORMAT: u8>() -> usize {
-        match FORMAT {
-            F32 => 4,
-            F16 | BF16 => 2,
-            _ => 1,
-        }
-    }
 
     /// How far ahead of its reads a panel stream asks for memory: a decode
     /// reads each weight once, and the hardware prefetcher alone keeps too
@@ -256,24 +240,12 @@ mod fused {
         let at = i * PANEL + 8 * half;
         // SAFETY: in bounds by the caller's contract; unaligned loads.
         unsafe {
-            match FORMAT {
-                F32 => _mm256_loadu_ps(panel.data.cast::<f32>().add(at)),
-                F16 => _mm256_cvtph_ps(_mm_loadu_si128(
-                    panel.data.cast::<u16>().add(at).cast::<__m128i>(),
-                )),
-                BF16 => {
-                    let bits = _mm256_cvtepu16_epi32(_mm_loadu_si128(
-                        panel.data.cast::<u16>().add(at).cast::<__m128i>(),
-                    ));
-                    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(bits))
-                }
-                _ => {
-                    let quants = _mm256_cvtepi8_epi32(_mm_loadl_epi64(
-                        panel.data.cast::<i8>().add(at).cast::<__m128i>(),
-                    ));
-                    let scales = panel.scales.add(i / Q8_BLOCK * PANEL + 8 * half);
-                    _mm256_mul_ps(_mm256_cvtepi32_ps(quants), _mm256_loadu_ps(scales))
-                }
+            let w = widen::<FORMAT>(panel.data, at);
+            if FORMAT == Q8 {
+                let scales = panel.scales.add(i / Q8_BLOCK * PANEL + 8 * half);
+                _mm256_mul_ps(w, _mm256_loadu_ps(scales))
+            } else {
+                w
             }
         }
     }
