@@ -17,6 +17,8 @@
 //! - [`sampling`]: logits processing (temperature, top-k, top-p) into the
 //!   distributions the verification rules compare;
 //! - [`acceptance`]: the paper's acceptance-rate estimator from match windows.
+//! - [`tune`]: `--mode auto`, the choice of algorithm, lookahead and servers
+//!   from measured costs and an online acceptance estimate.
 //!
 //! It knows neither burn nor tokio and does no IO; time is always an input.
 //! It compiles for `wasm32-unknown-unknown` as is.
@@ -31,6 +33,7 @@ pub mod sampling;
 pub mod schedule;
 pub mod sim;
 pub mod token;
+pub mod tune;
 pub mod verify;
 
 pub use error::{Error, Result};

@@ -165,7 +165,7 @@ impl SchedBench {
             for (i, mode) in [Mode::NonSi, Mode::Si, Mode::Dsi].into_iter().enumerate() {
                 let request = Request {
                     prompt: vec![OTHER],
-                    mode,
+                    mode: mode.into(),
                     k: self.k,
                     max_new_tokens: self.tokens,
                     eos: Vec::new(),

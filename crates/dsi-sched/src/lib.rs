@@ -44,6 +44,7 @@ pub mod stats;
 pub mod synthetic;
 pub mod task;
 pub mod timeline;
+pub mod tune;
 pub mod worker;
 mod workers;
 

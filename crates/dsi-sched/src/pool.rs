@@ -7,10 +7,12 @@ use crate::memory::{DeviceMemory, KvBudget, Need};
 use crate::request::{Generation, Request, Update};
 use crate::run::Run;
 use crate::timeline::TimelineRecord;
+use crate::tune::{self, ProfileSpec, Tuning};
 use crate::worker::WorkerHandle;
 use crate::workers::Workers;
 use dsi_core::cancel::CancelFlag;
-use dsi_core::schedule::{Mode, Plan};
+use dsi_core::schedule::{Mode, ModeSetting, Plan};
+use dsi_core::tune::{CostProfile, Space};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -45,6 +47,7 @@ pub struct Pool {
     limits: Option<Limits>,
     requests: AtomicU64,
     memory: Option<Arc<KvBudget>>,
+    tuning: Option<Arc<Tuning>>,
 }
 
 impl Pool {
@@ -66,6 +69,7 @@ impl Pool {
             limits: None,
             requests: AtomicU64::new(0),
             memory: None,
+            tuning: None,
         })
     }
 
@@ -105,6 +109,41 @@ impl Pool {
         self.memory
             .as_ref()
             .map_or((0, 0), |m| (m.waiting(), m.waited()))
+    }
+
+    /// Lets requests run `auto`: the pool chooses mode, lookahead and
+    /// servers from `profile` (measured on these workers by
+    /// [`Pool::measure_profile`], or a saved copy of one).
+    pub fn with_profile(mut self, profile: CostProfile) -> Result<Self> {
+        profile.validate(self.workers.targets.len())?;
+        self.tuning = Some(Arc::new(Tuning::new(
+            profile,
+            self.workers.targets.len(),
+            self.workers.drafter.is_some(),
+        )));
+        Ok(self)
+    }
+
+    /// Measures what this pool's jobs cost (see [`CostProfile`]) by running
+    /// jobs on its workers; call it before serving, as it times jobs alone
+    /// and side by side. Takes about `rows * repeats` target jobs plus as
+    /// many again per target server.
+    pub async fn measure_profile(&self, spec: &ProfileSpec) -> Result<CostProfile> {
+        if let Some(limits) = self.limits
+            && let Some(&token) = spec.context.iter().find(|&&t| t as usize >= limits.vocab)
+        {
+            return Err(SchedError::Unfit(format!(
+                "profile context token id {token} is outside the vocabulary (size {})",
+                limits.vocab
+            )));
+        }
+        let id = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        tune::measure(&self.workers, id, spec).await
+    }
+
+    /// The pool's tuning, when it has a profile.
+    pub fn tuning(&self) -> Option<&Arc<Tuning>> {
+        self.tuning.as_ref()
     }
 
     /// Checks requests against the models' vocabulary and context.
@@ -184,9 +223,18 @@ impl Pool {
             }
             None => None,
         };
+        let (mode, k) = match request.mode {
+            ModeSetting::Fixed(mode) => (mode, request.k),
+            // The driver retunes before the first job; these only size it.
+            ModeSetting::Auto => (Mode::Dsi, Space::DEFAULT_MAX_K),
+        };
+        let auto = match request.mode {
+            ModeSetting::Auto => self.tuning.clone(),
+            ModeSetting::Fixed(_) => None,
+        };
         let plan = Plan {
-            mode: request.mode,
-            k: request.k,
+            mode,
+            k,
             servers,
             max_new_tokens: request.max_new_tokens,
             eos: request.eos,
@@ -202,6 +250,7 @@ impl Pool {
             reservation,
             sink,
         )?
+        .with_auto(auto)
         .finish(stop)
         .await
     }
@@ -233,10 +282,14 @@ impl Pool {
     /// Bytes the request's caches can reach on each device: for every
     /// worker it may use, its prompt, its new tokens and one lookahead.
     fn need(&self, request: &Request, placement: &[usize]) -> Need {
-        let positions = request.prompt.len() + request.max_new_tokens + request.k + 1;
+        let k = match request.mode {
+            ModeSetting::Auto => Space::DEFAULT_MAX_K,
+            ModeSetting::Fixed(_) => request.k,
+        };
+        let positions = request.prompt.len() + request.max_new_tokens + k + 1;
         let targets = match request.mode {
-            Mode::Dsi => placement,
-            Mode::Si | Mode::NonSi => &placement[..placement.len().min(1)],
+            ModeSetting::Auto | ModeSetting::Fixed(Mode::Dsi) => placement,
+            ModeSetting::Fixed(Mode::Si | Mode::NonSi) => &placement[..placement.len().min(1)],
         };
         let drafter = self
             .workers
@@ -258,10 +311,19 @@ impl Pool {
     }
 
     fn check(&self, request: &Request) -> Result<()> {
-        if request.mode.drafts() && self.workers.drafter.is_none() {
+        if request.mode == ModeSetting::Auto && self.tuning.is_none() {
+            return Err(SchedError::Unfit(
+                "mode auto needs the pool's cost profile (Pool::measure_profile, then \
+                 Pool::with_profile); or ask for dsi, si or nonsi"
+                    .into(),
+            ));
+        }
+        if let ModeSetting::Fixed(mode) = request.mode
+            && mode.drafts()
+            && self.workers.drafter.is_none()
+        {
             return Err(SchedError::Unfit(format!(
-                "{} needs a drafter, but this pool has none: add one or use nonsi",
-                request.mode
+                "{mode} needs a drafter, but this pool has none: add one or use nonsi",
             )));
         }
         if let Some(n) = request.targets

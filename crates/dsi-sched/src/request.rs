@@ -4,16 +4,17 @@ use crate::stats::Stats;
 use crate::timeline::TimelineRecord;
 use dsi_core::TokenId;
 use dsi_core::sampling::Decoding;
-use dsi_core::schedule::{Mode, StopReason};
+use dsi_core::schedule::{ModeSetting, StopReason};
 
 /// One generation request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
     /// Prompt token ids.
     pub prompt: Vec<TokenId>,
-    /// The algorithm.
-    pub mode: Mode,
-    /// Drafts per verification job.
+    /// The algorithm, or `auto`: the pool chooses (it needs a profile,
+    /// `Pool::with_tuning`).
+    pub mode: ModeSetting,
+    /// Drafts per verification job (`auto` chooses its own).
     pub k: usize,
     /// New tokens at most.
     pub max_new_tokens: usize,

@@ -9,16 +9,19 @@
 use crate::error::Result;
 use crate::memory::Reservation;
 use crate::request::{Generation, Update};
-use crate::stats::{Stats, WorkerStats, median};
+use crate::stats::{AutoStats, Stats, WorkerStats, median};
 use crate::task::{Report, ReportKind, Task, Work};
 use crate::timeline::TimelineRecord;
+use crate::tune::{self, PriorSource, Tuning};
 use crate::worker::WorkerHandle;
 use crate::workers::Workers;
 use dsi_core::TokenId;
 use dsi_core::cancel::CancelFlag;
 use dsi_core::sampling::Decoding;
 use dsi_core::schedule::{Command, Event, EventKind, JobId, Machine, Plan, StopReason, WorkerRef};
+use dsi_core::tune::Chooser;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
@@ -37,6 +40,19 @@ struct LiveTask {
     epoch: u64,
     start: usize,
     end: usize,
+}
+
+/// Tokens between non-SI probes under `auto` (see `Machine::probe_every`).
+const PROBE_EVERY: usize = 32;
+
+/// `auto` while a request runs: its chooser and what it has fed it.
+struct Auto {
+    tuning: Arc<Tuning>,
+    chooser: Option<Chooser>,
+    prior: f64,
+    prior_from: PriorSource,
+    /// Accepted and rejected drafts already fed to the chooser.
+    seen: (u64, u64),
 }
 
 /// Jobs per worker and busy time; index 0 is the drafter.
@@ -68,6 +84,7 @@ pub(crate) struct Run<'p, S> {
     placement: Vec<usize>,
     /// This request's KV memory, returned once every worker freed its cache.
     reservation: Option<Reservation>,
+    auto: Option<Auto>,
     sink: S,
 }
 
@@ -105,13 +122,90 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
             first_token: None,
             placement,
             reservation,
+            auto: None,
             sink,
         })
+    }
+
+    /// Lets `tuning` choose the policy (mode auto).
+    pub(crate) fn with_auto(mut self, tuning: Option<Arc<Tuning>>) -> Self {
+        self.auto = tuning.map(|tuning| Auto {
+            tuning,
+            chooser: None,
+            prior: 0.5,
+            prior_from: PriorSource::Default,
+            seen: (0, 0),
+        });
+        self
+    }
+
+    /// Under `auto`: the starting estimate (the pool's history, else a
+    /// probe on the prompt), the first choice, and non-SI probing.
+    async fn choose_first(&mut self) -> Result<()> {
+        let Some(auto) = &mut self.auto else {
+            return Ok(());
+        };
+        let (prior, from) = match auto.tuning.history() {
+            Some(a) => (a, PriorSource::History),
+            None => {
+                let target = self.placement.first().copied().unwrap_or(0);
+                let prompt = self.machine.prompt().to_vec();
+                match tune::probe(self.pool, self.request, target, &prompt).await? {
+                    Some((accepted, rejected)) if accepted + rejected > 0 => {
+                        auto.tuning.record(accepted, rejected);
+                        let a = accepted as f64 / (accepted + rejected) as f64;
+                        (a, PriorSource::Probe)
+                    }
+                    _ => (0.5, PriorSource::Default),
+                }
+            }
+        };
+        auto.prior = prior;
+        auto.prior_from = from;
+        let chooser = Chooser::new(Arc::clone(auto.tuning.table()), prior);
+        let policy = chooser.policy();
+        auto.chooser = Some(chooser);
+        self.retune(policy)?;
+        if self.pool.drafter.is_some() {
+            self.machine.probe_every(PROBE_EVERY);
+        }
+        Ok(())
+    }
+
+    /// Under `auto`: feeds the drafts decided since the last call to the
+    /// chooser and the pool's history, and retunes when it switches.
+    fn tune(&mut self) {
+        let Some(auto) = &mut self.auto else {
+            return;
+        };
+        let Some(chooser) = &mut auto.chooser else {
+            return;
+        };
+        let counters = self.machine.counters();
+        let now = (counters.accepted_tokens, counters.rejected_drafts);
+        let (accepted, rejected) = (now.0 - auto.seen.0, now.1 - auto.seen.1);
+        if accepted + rejected == 0 {
+            return;
+        }
+        auto.seen = now;
+        auto.tuning.record(accepted, rejected);
+        if let Some(policy) = chooser.observe(accepted, rejected) {
+            // A policy the machine refuses (the drafter failed) keeps the
+            // current one; the machine already finishes as non-SI.
+            let _ = self.retune(policy);
+        }
+    }
+
+    fn retune(&mut self, mut policy: dsi_core::schedule::Policy) -> Result<()> {
+        policy.servers = policy.servers.min(self.servers);
+        self.machine.retune(policy)?;
+        Ok(())
     }
 
     /// Runs to the end; `stop` raised (by the sink, say) ends the request
     /// as cancelled at once, with its stats.
     pub(crate) async fn finish(mut self, stop: &CancelFlag) -> Result<Generation> {
+        self.choose_first().await?;
         self.machine.start();
         loop {
             self.apply();
@@ -277,6 +371,7 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
             ReportKind::Cancelled { ran } => self.machine.on_cancelled(job, ran),
             ReportKind::Failed(message) => self.machine.on_failed(job, message),
         }
+        self.tune();
     }
 
     /// Retires the workers whose jobs passed their deadline.
@@ -326,9 +421,27 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
         let total = self.began.elapsed();
         let tokens = self.machine.output().to_vec();
         let mut stats = Stats::from_counters(self.machine.counters());
-        stats.mode = self.machine.mode();
-        stats.k = self.k;
-        stats.targets = self.servers;
+        let policy = self.machine.policy();
+        stats.mode = policy.mode;
+        stats.k = if self.auto.is_some() {
+            policy.k
+        } else {
+            self.k
+        };
+        stats.targets = if self.auto.is_some() {
+            policy.servers
+        } else {
+            self.servers
+        };
+        stats.auto = self.auto.as_ref().and_then(|auto| {
+            let chooser = auto.chooser.as_ref()?;
+            Some(AutoStats {
+                prior: auto.prior,
+                prior_from: auto.prior_from,
+                acceptance: chooser.acceptance(),
+                decisions: chooser.decisions().to_vec(),
+            })
+        });
         stats.new_tokens = tokens.len();
         stats.max_concurrent_jobs = self.max_running;
         stats.total_ms = total.as_secs_f64() * 1e3;

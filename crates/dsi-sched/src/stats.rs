@@ -1,8 +1,24 @@
 //! Metrics of one request: the state machine's counters plus what only the
 //! driver can measure (times, busy workers, scheduling overhead).
 
+use crate::tune::PriorSource;
 use dsi_core::schedule::{Counters, Mode};
+use dsi_core::tune::Decision;
 use serde::Serialize;
+
+/// What `auto` chose for a request and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AutoStats {
+    /// The starting acceptance estimate.
+    pub prior: f64,
+    /// Where it came from.
+    pub prior_from: PriorSource,
+    /// The acceptance estimate at the end.
+    pub acceptance: f64,
+    /// The first choice, then every switch, each with the predicted time
+    /// per token of the best policy of every mode at that estimate.
+    pub decisions: Vec<Decision>,
+}
 
 /// Busy time of one worker during a request.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -49,6 +65,9 @@ pub struct Stats {
     pub overhead_us_median: f64,
     /// Per worker: jobs and busy time.
     pub workers: Vec<WorkerStats>,
+    /// What `auto` chose and why (absent for a fixed mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto: Option<AutoStats>,
 }
 
 impl Stats {
@@ -66,6 +85,7 @@ impl Stats {
             total_ms: 0.0,
             overhead_us_median: 0.0,
             workers: Vec::new(),
+            auto: None,
         }
     }
 }

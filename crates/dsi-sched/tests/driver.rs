@@ -15,7 +15,7 @@ const PROMPT: [u32; 3] = [0, 1, 0];
 fn request(mode: Mode, k: usize, max_new_tokens: usize) -> Request {
     Request {
         prompt: PROMPT.to_vec(),
-        mode,
+        mode: mode.into(),
         k,
         max_new_tokens,
         eos: Vec::new(),

@@ -365,7 +365,7 @@ fn concurrent_requests_share_the_workers_and_each_gets_its_own_tokens() {
         .iter()
         .map(|r| {
             let nonsi = Request {
-                mode: Mode::NonSi,
+                mode: Mode::NonSi.into(),
                 ..r.clone()
             };
             runtime
@@ -501,7 +501,7 @@ fn sampled(seed: u64, speculative: bool) -> Decoding {
 fn request(mode: Mode, k: usize, max_new_tokens: usize, decoding: Decoding) -> Request {
     Request {
         prompt: vec![0],
-        mode,
+        mode: mode.into(),
         k,
         max_new_tokens,
         eos: Vec::new(),

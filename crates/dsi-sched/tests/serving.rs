@@ -192,7 +192,7 @@ fn pool_with_chunk(
 fn request(i: usize, mode: Mode) -> Request {
     Request {
         prompt: vec![(i % VOCAB) as TokenId, 3, 1],
-        mode,
+        mode: mode.into(),
         k: 3,
         max_new_tokens: 20,
         eos: Vec::new(),

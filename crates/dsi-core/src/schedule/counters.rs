@@ -14,6 +14,11 @@ pub struct Counters {
     /// Output tokens that came from the target alone (corrections, bonus
     /// tokens, non-SI steps).
     pub target_tokens: u64,
+    /// Drafts the target rejected: each ended an epoch. With
+    /// `accepted_tokens` they are every draft position the target decided,
+    /// each once, so `accepted / (accepted + rejected)` estimates the
+    /// acceptance rate without counting overlapping jobs twice.
+    pub rejected_drafts: u64,
     /// Per draft index within a verification job: jobs that reached it.
     pub reached_by_position: Vec<u64>,
     /// Per draft index within a verification job: jobs that accepted it.

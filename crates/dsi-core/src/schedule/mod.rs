@@ -53,6 +53,13 @@
 //! when none is left the request fails. A failing drafter makes the request
 //! finish as non-SI. Every fault is recorded in [`Counters::errors`].
 //!
+//! **Retuning.** [`Machine::retune`] asks for another mode, lookahead or
+//! number of servers. It applies at the next clean point: a new epoch (every
+//! job of the old one is preempted anyway), or a moment when no job of the
+//! epoch is running or queued and the chain is empty (between non-SI steps,
+//! between SI iterations). The output cannot change: every position is
+//! still decided by the target, keyed by position.
+//!
 //! **Shutdown.** The request ends at an end-of-sequence token, at the token
 //! budget, on [`Machine::cancel`], or when no target worker is left. Every
 //! live job is then cancelled, so the workers are free for the next request.
@@ -65,7 +72,7 @@ mod plan;
 pub use counters::{Counters, judged_rate};
 pub use event::{Event, EventKind, WorkerRef};
 pub use machine::{Command, Drafted, Machine, StopReason};
-pub use plan::{Mode, Plan};
+pub use plan::{Mode, ModeSetting, Plan, Policy};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 /// The decoding algorithm. All three run through the same state machine,
 /// each with its restrictions, so their comparison is fair.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Plain autoregressive decoding: one target forward per token.
@@ -56,6 +56,101 @@ impl fmt::Display for Mode {
     }
 }
 
+/// How a generation uses its workers: the algorithm, its lookahead and how
+/// many target servers it spreads jobs over. A [`crate::schedule::Machine`]
+/// starts with its plan's and may be retuned between epochs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Policy {
+    /// The algorithm.
+    pub mode: Mode,
+    /// Drafts per verification job (ignored by non-SI).
+    pub k: usize,
+    /// Target servers in use (SI and non-SI use one).
+    pub servers: usize,
+}
+
+impl Policy {
+    /// The policy with what its mode ignores normalized away: non-SI has no
+    /// lookahead, SI and non-SI one server.
+    pub fn normalized(self) -> Self {
+        match self.mode {
+            Mode::NonSi => Self {
+                k: 0,
+                servers: 1,
+                ..self
+            },
+            Mode::Si => Self { servers: 1, ..self },
+            Mode::Dsi => self,
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.mode {
+            Mode::NonSi => f.write_str("nonsi"),
+            Mode::Si => write!(f, "si k={}", self.k),
+            Mode::Dsi => write!(f, "dsi k={} N={}", self.k, self.servers),
+        }
+    }
+}
+
+/// What a request asks for: one algorithm, or `auto`, which lets the pool
+/// choose the algorithm, lookahead and servers from its measured costs and
+/// the acceptance it observes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModeSetting {
+    /// The pool chooses, and may change its choice between epochs.
+    Auto,
+    /// This algorithm throughout.
+    #[serde(untagged)]
+    Fixed(Mode),
+}
+
+impl From<Mode> for ModeSetting {
+    fn from(mode: Mode) -> Self {
+        ModeSetting::Fixed(mode)
+    }
+}
+
+impl ModeSetting {
+    /// True when the setting may draft (a fixed drafting mode, or auto).
+    pub fn drafts(self) -> bool {
+        match self {
+            ModeSetting::Auto => true,
+            ModeSetting::Fixed(mode) => mode.drafts(),
+        }
+    }
+}
+
+impl FromStr for ModeSetting {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(ModeSetting::Auto),
+            other => other
+                .parse()
+                .map(ModeSetting::Fixed)
+                .map_err(|_| Error::InvalidParameter {
+                    name: "mode",
+                    value: other.to_string(),
+                    expected: "auto, dsi, si or nonsi",
+                }),
+        }
+    }
+}
+
+impl fmt::Display for ModeSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModeSetting::Auto => f.write_str("auto"),
+            ModeSetting::Fixed(mode) => mode.fmt(f),
+        }
+    }
+}
+
 /// The settings of one generation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
@@ -63,7 +158,8 @@ pub struct Plan {
     pub mode: Mode,
     /// Drafts per verification job (the lookahead).
     pub k: usize,
-    /// Target workers available. SI uses only the first; non-SI and DSI use all.
+    /// Target workers available. SI and non-SI use one at a time; DSI all,
+    /// unless retuned to fewer.
     pub servers: usize,
     /// New tokens to generate at most.
     pub max_new_tokens: usize,

@@ -26,6 +26,9 @@ impl Machine {
             return;
         }
         self.prune_queue();
+        if self.pending.is_some() && self.at_idle_point() {
+            self.apply_retune();
+        }
         let target_pending = self.live.values().any(|j| {
             !j.preempted && j.epoch == self.epoch && matches!(j.worker, WorkerRef::Target(_))
         }) || !self.queue.is_empty();
@@ -34,10 +37,11 @@ impl Machine {
                 if !target_pending {
                     self.submit_verify(self.verified_len());
                 }
+                self.maybe_probe();
             }
             Mode::Si => {
                 if !target_pending && self.drafter == WorkerState::Idle {
-                    let count = self.plan.k.min(self.draft_room());
+                    let count = self.k.min(self.draft_room());
                     if count > 0 && self.chain.is_empty() {
                         self.start_draft(count);
                     } else {
@@ -58,7 +62,7 @@ impl Machine {
                     self.submit_verify(self.frontier());
                 }
                 if self.drafter == WorkerState::Idle {
-                    let count = self.plan.k.min(self.draft_room());
+                    let count = self.k.min(self.draft_room());
                     if count > 0 {
                         self.start_draft(count);
                     }
@@ -66,6 +70,34 @@ impl Machine {
             }
         }
         self.dispatch();
+    }
+
+    /// Starts a non-SI probe when one is due (see `Machine::probe_every`).
+    fn maybe_probe(&mut self) {
+        let v = self.verified_len();
+        if self.probe_every == 0
+            || self.drafter != WorkerState::Idle
+            || !self.chain.is_empty()
+            || v < self.probed_at + self.probe_every
+        {
+            return;
+        }
+        let count = Self::PROBE_DRAFTS.min(self.draft_room());
+        if count > 0 {
+            self.probed_at = v;
+            self.start_draft(count);
+        }
+    }
+
+    /// True when no job of the epoch runs or waits and no draft is pending
+    /// verification: a retune cannot strand anything here.
+    fn at_idle_point(&self) -> bool {
+        self.chain.is_empty()
+            && self.queue.is_empty()
+            && self
+                .live
+                .values()
+                .all(|j| j.preempted || j.epoch != self.epoch)
     }
 
     /// Drops queued jobs that can no longer reveal a new position; they
@@ -169,8 +201,18 @@ impl Machine {
         }
     }
 
+    /// The first idle worker among those in use.
     pub(super) fn idle_target(&self) -> Option<usize> {
-        self.targets.iter().position(|&s| s == WorkerState::Idle)
+        self.in_use()
+            .find(|&w| self.targets[w] == WorkerState::Idle)
+    }
+
+    /// The workers in use: the first `servers` not retired (a retired
+    /// worker's place goes to the next one).
+    pub(super) fn in_use(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.targets.len())
+            .filter(|&w| self.targets[w] != WorkerState::Retired)
+            .take(self.servers)
     }
 
     /// The idle worker whose cache shares the longest prefix with `context`
@@ -184,7 +226,7 @@ impl Machine {
                 .count()
         };
         let mut best = (first_idle, shared(first_idle));
-        for w in first_idle + 1..self.targets.len() {
+        for w in self.in_use().filter(|&w| w > first_idle) {
             if self.targets[w] == WorkerState::Idle {
                 let s = shared(w);
                 if s > best.1 {

@@ -2,7 +2,7 @@
 
 mod jobs;
 
-use super::{Counters, Event, EventKind, JobId, Mode, Plan, WorkerRef};
+use super::{Counters, Event, EventKind, JobId, Mode, Plan, Policy, WorkerRef};
 use crate::verify::ProbTable;
 use crate::{Error, Result, TokenId, Verdict};
 use serde::Serialize;
@@ -103,6 +103,17 @@ pub struct Machine {
     chain_probs: Vec<Option<Vec<f32>>>,
     epoch: u64,
     mode: Mode,
+    /// Drafts per verification job now.
+    k: usize,
+    /// Target workers in use now: the first `servers` not retired.
+    servers: usize,
+    /// A retune waiting for the next clean point.
+    pending: Option<Policy>,
+    /// Under non-SI, draft a few tokens every this many tokens (0: never),
+    /// so the acceptance rate stays known while nothing drafts.
+    probe_every: usize,
+    /// The verified length at the last probe.
+    probed_at: usize,
     drafter: WorkerState,
     targets: Vec<WorkerState>,
     /// What each target worker was last given, for cache affinity.
@@ -129,8 +140,8 @@ impl Machine {
             });
         }
         let servers = match plan.mode {
-            Mode::Si => 1,
-            Mode::NonSi | Mode::Dsi => plan.servers,
+            Mode::Si | Mode::NonSi => 1,
+            Mode::Dsi => plan.servers,
         };
         Ok(Self {
             prompt_len: prompt.len(),
@@ -139,13 +150,18 @@ impl Machine {
             chain_probs: Vec::new(),
             epoch: 0,
             mode: plan.mode,
+            k: plan.k,
+            servers,
+            pending: None,
+            probe_every: 0,
+            probed_at: 0,
             drafter: if plan.mode.drafts() {
                 WorkerState::Idle
             } else {
                 WorkerState::Retired
             },
-            targets: vec![WorkerState::Idle; servers],
-            target_contexts: vec![Vec::new(); servers],
+            targets: vec![WorkerState::Idle; plan.servers],
+            target_contexts: vec![Vec::new(); plan.servers],
             live: BTreeMap::new(),
             queue: Vec::new(),
             next_job: 0,
@@ -157,8 +173,9 @@ impl Machine {
         })
     }
 
-    /// Issues the first jobs.
+    /// Issues the first jobs (under a retune asked for before, if any).
     pub fn start(&mut self) {
+        self.apply_retune();
         self.counters.epochs = 1;
         self.event(
             EventKind::Epoch,
@@ -172,6 +189,11 @@ impl Machine {
             self.submit_verify(self.verified_len());
         }
         self.keep_busy();
+    }
+
+    /// The prompt.
+    pub fn prompt(&self) -> &[TokenId] {
+        &self.tokens[..self.prompt_len]
     }
 
     /// The generated tokens so far (prompt excluded).
@@ -198,6 +220,65 @@ impl Machine {
     pub fn mode(&self) -> Mode {
         self.mode
     }
+
+    /// The mode, lookahead and servers in effect.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            mode: self.mode,
+            k: self.k,
+            servers: self.servers,
+        }
+        .normalized()
+    }
+
+    /// Asks for `policy` from the next clean point (see the protocol's
+    /// "Retuning"), checked at the next event (or at [`Machine::start`]);
+    /// a later call replaces a retune not yet applied. Refused
+    /// when it needs the drafter after it failed, more servers than the
+    /// plan's, or no lookahead. (A drafting policy on a pool without a
+    /// drafter fails its first draft and finishes as non-SI.)
+    pub fn retune(&mut self, policy: Policy) -> Result<()> {
+        let policy = policy.normalized();
+        if policy.mode.drafts() && self.counters.fell_back_to_nonsi {
+            return Err(Error::InvalidParameter {
+                name: "mode",
+                value: policy.mode.to_string(),
+                expected: "nonsi: the drafter failed",
+            });
+        }
+        if policy.mode.drafts() && policy.k == 0 {
+            return Err(Error::InvalidParameter {
+                name: "k",
+                value: "0".into(),
+                expected: "k >= 1 drafts per verification",
+            });
+        }
+        if policy.servers == 0 || policy.servers > self.plan.servers {
+            return Err(Error::InvalidParameter {
+                name: "servers",
+                value: policy.servers.to_string(),
+                expected: "between 1 and the plan's servers",
+            });
+        }
+        self.pending = (policy != self.policy()).then_some(policy);
+        Ok(())
+    }
+
+    /// Under non-SI, drafts [`Machine::PROBE_DRAFTS`] tokens every `tokens`
+    /// tokens (0 turns it off) beside the target's steps. The target still
+    /// decides every token; each probe draft is only compared with it, as
+    /// `accepted_tokens` or `rejected_drafts`, so a tuner keeps an
+    /// acceptance estimate while non-SI runs.
+    pub fn probe_every(&mut self, tokens: usize) {
+        self.probe_every = tokens;
+        self.probed_at = self.verified_len();
+        if tokens > 0 && self.drafter == WorkerState::Retired && !self.counters.fell_back_to_nonsi {
+            self.drafter = WorkerState::Idle;
+        }
+    }
+
+    /// Drafts per non-SI probe.
+    pub const PROBE_DRAFTS: usize = 4;
 
     /// Commands issued since the last call, in order.
     pub fn take_commands(&mut self) -> Vec<Command> {
@@ -237,6 +318,7 @@ impl Machine {
         for (i, draft) in drafts[..known].iter().enumerate() {
             if draft.token != self.tokens[live.start + i] {
                 self.counters.wasted_drafts += 1;
+                self.counters.rejected_drafts += 1;
                 self.new_epoch();
                 self.keep_busy();
                 return;
@@ -415,6 +497,7 @@ impl Machine {
             Some(_) => {
                 self.tokens.push(token);
                 self.counters.target_tokens += 1;
+                self.counters.rejected_drafts += 1;
                 self.new_epoch();
             }
             None => {
@@ -433,10 +516,26 @@ impl Machine {
         self.chain_probs.clear();
         self.drop_queue();
         self.preempt_live();
+        self.apply_retune();
         let v = self.verified_len();
         self.event(EventKind::Epoch, None, None, v, v, None);
         if self.mode == Mode::Dsi && self.stop.is_none() {
             self.submit_verify(v);
+        }
+    }
+
+    /// Puts a pending retune in effect. Called where no job of the epoch
+    /// runs or waits: at a new epoch, after the old one's were preempted, or
+    /// from `keep_busy` at an idle point.
+    fn apply_retune(&mut self) {
+        let Some(policy) = self.pending.take() else {
+            return;
+        };
+        self.mode = policy.mode;
+        self.k = policy.k;
+        self.servers = policy.servers;
+        if policy.mode.drafts() && self.drafter == WorkerState::Retired {
+            self.drafter = WorkerState::Idle;
         }
     }
 

@@ -1,0 +1,68 @@
+//! One job on one worker outside any state machine, timed as a driver sees
+//! it: from handing it over to its report.
+
+use crate::error::{Result, SchedError};
+use crate::task::{ReportKind, Task, Work};
+use crate::worker::WorkerHandle;
+use dsi_core::TokenId;
+use dsi_core::cancel::CancelFlag;
+use dsi_core::sampling::Decoding;
+use dsi_core::schedule::JobId;
+use std::time::Instant;
+use tokio::sync::mpsc::unbounded_channel;
+
+/// What a finished call returned and how long it took, in milliseconds.
+pub(crate) struct Called {
+    pub(crate) ms: f64,
+    pub(crate) report: ReportKind,
+}
+
+/// Runs `work` after `context` on `worker` for `request` (greedy) and waits
+/// for its end. A failed or cancelled job is an error naming the worker.
+pub(crate) async fn call(
+    worker: &WorkerHandle,
+    request: u64,
+    job: u64,
+    context: Vec<TokenId>,
+    work: Work,
+) -> Result<Called> {
+    let (reply, mut reports) = unbounded_channel();
+    let began = Instant::now();
+    let task = Task {
+        request,
+        job: JobId(job),
+        context,
+        work,
+        decoding: Decoding::greedy(),
+        cancel: CancelFlag::new(),
+        reply,
+    };
+    let gone = || SchedError::Unfit(format!("worker {} stopped while measured", worker.name()));
+    if !worker.send(task) {
+        return Err(gone());
+    }
+    loop {
+        let report = reports.recv().await.ok_or_else(gone)?;
+        match report.kind {
+            ReportKind::Started => continue,
+            ReportKind::Failed(message) => {
+                return Err(SchedError::Unfit(format!(
+                    "worker {} failed while measured: {message}",
+                    worker.name()
+                )));
+            }
+            ReportKind::Cancelled { .. } => return Err(gone()),
+            kind => {
+                return Ok(Called {
+                    ms: began.elapsed().as_secs_f64() * 1e3,
+                    report: kind,
+                });
+            }
+        }
+    }
+}
+
+/// The median of `samples` (0 when empty).
+pub(crate) fn median(mut samples: Vec<f64>) -> f64 {
+    crate::stats::median(&mut samples)
+}

@@ -1,0 +1,69 @@
+//! A short teacher-forced probe of the acceptance rate on a request's own
+//! prompt, for a pool that has no history yet.
+//!
+//! At a few cut points of the prompt the drafter drafts a few tokens after
+//! the prefix and a target verifies them: each cut gives one window of the
+//! paper's estimator (matches until the first mismatch). Both calls run
+//! under the request's own id, so they leave its caches holding the prompt
+//! the generation then starts from.
+
+use super::call::call;
+use crate::error::Result;
+use crate::task::{ReportKind, Work};
+use crate::workers::Workers;
+use dsi_core::TokenId;
+use dsi_core::schedule::Drafted;
+
+/// Cut points of the prompt probed at most.
+const CUTS: usize = 3;
+/// Drafts per cut.
+const DRAFTS: usize = 8;
+
+/// Accepted and rejected drafts over the probe's cuts (`None` when the
+/// pool has no drafter or the prompt is too short to cut).
+pub(crate) async fn probe(
+    workers: &Workers,
+    request: u64,
+    target: usize,
+    prompt: &[TokenId],
+) -> Result<Option<(u64, u64)>> {
+    let Some(drafter) = &workers.drafter else {
+        return Ok(None);
+    };
+    if prompt.len() < 4 {
+        return Ok(None);
+    }
+    // Cuts spread over the second half of the prompt, the last one at its
+    // end (which the generation's first epoch then starts from).
+    let cuts: Vec<usize> = (1..=CUTS)
+        .map(|i| prompt.len() / 2 + (prompt.len() / 2) * i / CUTS)
+        .collect();
+    let (mut accepted, mut rejected) = (0, 0);
+    for (job, &cut) in cuts.iter().enumerate() {
+        let context = prompt[..cut].to_vec();
+        let job = 2 * job as u64 + 1;
+        let drafted = call(
+            drafter,
+            request,
+            job,
+            context.clone(),
+            Work::Draft { count: DRAFTS },
+        )
+        .await?;
+        let ReportKind::Drafted(drafts) = drafted.report else {
+            continue;
+        };
+        let mut verify = context;
+        verify.extend(drafts.iter().map(|d: &Drafted| d.token));
+        let work = Work::Verify {
+            drafts: drafts.len(),
+            draft_probs: None,
+        };
+        let verified = call(&workers.targets[target], request, job + 1, verify, work).await?;
+        if let ReportKind::Verified(verdict) = verified.report {
+            accepted += verdict.accepted as u64;
+            rejected += u64::from(verdict.accepted < verdict.drafted);
+        }
+    }
+    Ok(Some((accepted, rejected)))
+}
