@@ -87,7 +87,7 @@ fn main() {
         for (i, mode) in [Mode::NonSi, Mode::Si, Mode::Dsi].into_iter().enumerate() {
             let request = Request {
                 prompt: prompt.clone(),
-                mode,
+                mode: mode.into(),
                 k: K,
                 max_new_tokens: tokens,
                 eos: Vec::new(),

@@ -193,7 +193,7 @@ fn main() {
                         let mut printed = 0;
                         let request = Request {
                             prompt: ids,
-                            mode: Mode::Dsi,
+                            mode: Mode::Dsi.into(),
                             k: K,
                             max_new_tokens: tokens,
                             eos: eos.clone(),

@@ -11,7 +11,7 @@ use dsi::core::TokenId;
 use dsi::core::model::{Feed, ForwardError, KvModel, SeqId};
 use dsi::core::rng::keyed_open01;
 use dsi::core::sampling::{Decoding, SamplingParams};
-use dsi::core::schedule::Mode;
+use dsi::core::schedule::{Mode, ModeSetting};
 use dsi::core::verify::argmax;
 use dsi::models::Session;
 use dsi::models::checkpoint::{Checkpoint, write_near_ties};
@@ -139,9 +139,9 @@ fn check_lossless<B: Backend>(
         let pool = pool::<B>(&checkpoint, &device, precision, 4);
         for text in prompts {
             let prompt = checkpoint.tokenizer.encode(text).expect("prompt");
-            let request = |mode, k| Request {
+            let request = |mode: Mode, k| Request {
                 prompt: prompt.clone(),
-                mode,
+                mode: mode.into(),
                 k,
                 max_new_tokens: 24,
                 eos: Vec::new(),
@@ -334,9 +334,9 @@ fn near_ties_keep_their_tokens_in_every_mode_under_load_on_cpu() {
     let prompts: Vec<Vec<TokenId>> = (0..8u32)
         .map(|p| (0..3 + p).map(|i| (p * 29 + i * 7 + 5) % 96).collect())
         .collect();
-    let request = |prompt: &Vec<TokenId>, mode, k| Request {
+    let request = |prompt: &Vec<TokenId>, mode: Mode, k| Request {
         prompt: prompt.clone(),
-        mode,
+        mode: ModeSetting::from(mode),
         k,
         max_new_tokens: 20,
         eos: Vec::new(),

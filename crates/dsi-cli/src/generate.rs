@@ -15,8 +15,9 @@ use anyhow::Context;
 use clap::Args;
 use dsi_core::TokenId;
 use dsi_core::sampling::{Decoding, SamplingParams};
-use dsi_core::schedule::StopReason;
+use dsi_core::schedule::{Mode, Policy, StopReason};
 use dsi_models::checkpoint::TextTokenizer;
+use dsi_sched::tune::PriorSource;
 use dsi_sched::{Request, Stats, Update};
 use dsi_server::codec::IncrementalText;
 use serde::Serialize;
@@ -71,6 +72,9 @@ struct Report<'a> {
     total_ms: f64,
     stop_reason: &'static str,
     placement: &'a str,
+    /// Where `auto`'s cost profile came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile: Option<&'a str>,
     stats: &'a Stats,
 }
 
@@ -162,7 +166,7 @@ pub(crate) fn run(args: GenerateArgs) -> anyhow::Result<()> {
                 stats.total_ms,
                 stats.tokens_per_s,
                 stats.ttft_ms,
-                stats.mode,
+                policy_summary(stats),
                 stats.counters.drafts,
                 stats.counters.epochs,
                 stats.counters.jobs_started,
@@ -185,12 +189,55 @@ pub(crate) fn run(args: GenerateArgs) -> anyhow::Result<()> {
                 total_ms: stats.total_ms,
                 stop_reason,
                 placement: &loaded.placement,
+                profile: loaded.profile.as_deref(),
                 stats,
             };
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
     }
     Ok(())
+}
+
+/// The policy that ran; under auto, what it chose and why: the acceptance
+/// estimate it started from, and the predicted speed of the best policy of
+/// each mode, as speedups over non-SI.
+fn policy_summary(stats: &Stats) -> String {
+    let policy = Policy {
+        mode: stats.mode,
+        k: stats.k,
+        servers: stats.targets,
+    }
+    .normalized();
+    let Some(auto) = &stats.auto else {
+        return policy.to_string();
+    };
+    let Some(first) = auto.decisions.first() else {
+        return format!("auto: {policy}");
+    };
+    let nonsi = first
+        .alternatives
+        .iter()
+        .find(|r| r.policy.mode == Mode::NonSi)
+        .map_or(f64::NAN, |r| r.ms_per_token);
+    let predicted: Vec<String> = first
+        .alternatives
+        .iter()
+        .map(|r| format!("{} {:.2}x", r.policy, nonsi / r.ms_per_token))
+        .collect();
+    let switches = auto.decisions.len() - 1;
+    format!(
+        "auto: {policy} (chose {} at a = {:.2} from the {}; predicted {}; {switches} switch{}, a = {:.2} at the end)",
+        first.policy,
+        auto.prior,
+        match auto.prior_from {
+            PriorSource::History => "pool's history",
+            PriorSource::Probe => "prompt probe",
+            PriorSource::Default => "default",
+        },
+        predicted.join(", "),
+        if switches == 1 { "" } else { "es" },
+        auto.acceptance,
+    )
 }
 
 /// Prints the text as it grows (text format only), decoding only the new

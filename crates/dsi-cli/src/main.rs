@@ -19,6 +19,7 @@ mod model_args;
 mod output;
 mod plot;
 mod pool_args;
+mod profile_cache;
 mod random_checkpoint;
 mod random_shape;
 mod serve;

@@ -18,6 +18,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use dsi_core::TokenId;
 use dsi_core::acceptance::AcceptanceEstimator;
+use dsi_core::tune::CostProfile;
 use dsi_core::verify::argmax;
 use dsi_models::checkpoint::Checkpoint;
 use dsi_models::device::{Backend, DeviceSpec, OnBackend, RunDtype, dispatch};
@@ -85,6 +86,13 @@ struct LatencyArgs {
     /// Prompts to time (the first N of the file).
     #[arg(long, default_value_t = 8)]
     max_prompts: usize,
+    /// Target servers of the pool whose cost profile (what `--mode auto`
+    /// chooses from) is printed after the model's latencies.
+    #[arg(long, default_value_t = 2)]
+    targets: usize,
+    /// Measure the pool's profile again instead of printing the saved one.
+    #[arg(long)]
+    reprofile: bool,
     #[command(flatten)]
     common: Common,
 }
@@ -98,7 +106,7 @@ pub(crate) fn run(args: MeasureArgs) -> anyhow::Result<()> {
 }
 
 /// Reads a prompts file: one JSON object with a "prompt" string per line.
-fn read_prompts(path: &Path) -> anyhow::Result<Vec<String>> {
+pub(crate) fn read_prompts(path: &Path) -> anyhow::Result<Vec<String>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the prompts file {}", path.display()))?;
     let mut prompts = Vec::new();
@@ -288,6 +296,9 @@ struct LatencyReport {
     drafter: Option<Latency>,
     #[serde(skip_serializing_if = "Option::is_none")]
     drafter_over_target_tpot: Option<f64>,
+    /// The bundled pool's cost profile (what `--mode auto` chooses from).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pool_profile: Option<CostProfile>,
 }
 
 fn latency(args: LatencyArgs) -> anyhow::Result<()> {
@@ -327,6 +338,11 @@ fn latency(args: LatencyArgs) -> anyhow::Result<()> {
         backend: args.common.backend.to_string(),
         drafter_over_target_tpot: drafter.map(|d| d.tpot_ms / model.tpot_ms),
         drafter,
+        pool_profile: if bundled_pair && args.common.format == Format::Json {
+            Some(pool_profile(&args)?.0)
+        } else {
+            None
+        },
     };
     match args.common.format {
         Format::Text => {
@@ -347,7 +363,92 @@ fn latency(args: LatencyArgs) -> anyhow::Result<()> {
         }
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
     }
+    if bundled_pair && args.common.format == Format::Text {
+        let (profile, about) = pool_profile(&args)?;
+        print_profile(&profile, &about);
+    }
     Ok(())
+}
+
+/// The cost profile `--mode auto` uses for a pool of the bundled pair with
+/// `--targets` servers on `--backend` (the saved one, or measured now), and
+/// where it runs and came from.
+fn pool_profile(args: &LatencyArgs) -> anyhow::Result<(CostProfile, String)> {
+    #[derive(clap::Parser)]
+    struct Pool {
+        #[command(flatten)]
+        pool: crate::pool_args::PoolArgs,
+    }
+    let mut flags = vec![
+        "dsi".to_string(),
+        "--backend".into(),
+        args.common.backend.to_string(),
+        "--targets".into(),
+        args.targets.to_string(),
+    ];
+    if let Some(dtype) = args.common.dtype {
+        flags.extend(["--dtype".into(), format!("{dtype:?}").to_lowercase()]);
+    }
+    if args.reprofile {
+        flags.push("--reprofile".into());
+    }
+    let pool = <Pool as clap::Parser>::try_parse_from(flags)?.pool;
+    let target = pool.open_target()?;
+    let context = target.config.max_context;
+    let loaded = pool.load_with(target, context, true)?;
+    let tuning = loaded.pool.tuning().context("the pool has no profile")?;
+    let about = format!(
+        "{}; {}",
+        loaded.placement,
+        loaded.profile.as_deref().unwrap_or("")
+    );
+    Ok((tuning.profile().clone(), about))
+}
+
+fn print_profile(profile: &CostProfile, about: &str) {
+    {
+        {
+            println!("pool cost profile ({about}):");
+            let rows: Vec<String> = profile
+                .target_ms_by_rows
+                .iter()
+                .map(|ms| format!("{ms:.2}"))
+                .collect();
+            println!(
+                "  target job by rows 1..{}: {} ms",
+                rows.len(),
+                rows.join(" ")
+            );
+            println!(
+                "  target prefill of {} tokens: {:.2} ms",
+                profile.prefill_tokens, profile.target_prefill_ms
+            );
+            println!(
+                "  drafter: {:.3} ms per step + {:.3} ms per job (c = {:.3})",
+                profile.drafter_step_ms,
+                profile.drafter_job_ms,
+                profile.c()
+            );
+            let fmt = |v: &[f64]| {
+                v.iter()
+                    .map(|x| format!("{x:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            println!(
+                "  target slowdown with 1..N targets at once: {}",
+                fmt(&profile.target_slowdown)
+            );
+            println!(
+                "  ... with the drafter beside them: {}",
+                fmt(&profile.target_slowdown_with_drafter)
+            );
+            println!(
+                "  drafter slowdown beside 0..N targets: {}",
+                fmt(&profile.drafter_slowdown)
+            );
+        }
+    }
 }
 
 struct LatencyJob<'a> {

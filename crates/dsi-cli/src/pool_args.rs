@@ -10,11 +10,13 @@ use crate::model_args::{advance, load_bar, parse_device, parse_dtype};
 use anyhow::Context;
 use clap::Args;
 use dsi_core::model::KvModel;
-use dsi_core::schedule::Mode;
+use dsi_core::schedule::{Mode, ModeSetting};
+use dsi_core::tune::Table;
 use dsi_models::Session;
 use dsi_models::checkpoint::{Checkpoint, GenerationDefaults, TextTokenizer};
 use dsi_models::device::{Backend, DeviceSpec, OnBackend, RunDtype, dispatch};
 use dsi_models::llama::{LoadedModel, Numerics};
+use dsi_sched::tune::{ProfileSpec, Tuning};
 use dsi_sched::{CachedModel, Emulated, Latency, Limits, Pool, Role, WorkerHandle};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,12 +32,20 @@ pub(crate) struct PoolArgs {
     /// (default: the bundled drafter, when --model is not given either).
     #[arg(long, value_name = "DIR")]
     pub(crate) drafter: Option<PathBuf>,
-    /// Algorithm: dsi, si or nonsi (default: dsi with a drafter, else nonsi).
+    /// Algorithm: auto, dsi, si or nonsi (default: auto with a drafter, else
+    /// nonsi). `auto` chooses the algorithm, lookahead and target servers
+    /// from the pool's measured costs and the acceptance it observes, and
+    /// revises its choice between epochs.
     #[arg(long, value_parser = parse_mode)]
-    pub(crate) mode: Option<Mode>,
-    /// Drafts per verification job (the lookahead).
+    pub(crate) mode: Option<ModeSetting>,
+    /// Drafts per verification job (the lookahead) of dsi and si; auto
+    /// chooses its own.
     #[arg(long, default_value_t = 5)]
     pub(crate) k: usize,
+    /// Measure the pool's costs again (for auto) instead of reusing the
+    /// profile saved for these models, devices and settings.
+    #[arg(long)]
+    pub(crate) reprofile: bool,
     /// Target servers (the speculation-parallelism degree), all on --backend.
     #[arg(long, default_value_t = 2, conflicts_with = "target_devices")]
     pub(crate) targets: usize,
@@ -90,7 +100,7 @@ pub(crate) struct PoolArgs {
 }
 
 /// clap parser for `--mode`.
-pub(crate) fn parse_mode(s: &str) -> Result<Mode, String> {
+pub(crate) fn parse_mode(s: &str) -> Result<ModeSetting, String> {
     s.parse().map_err(|e: dsi_core::Error| e.to_string())
 }
 
@@ -101,7 +111,9 @@ pub(crate) struct LoadedPool {
     pub(crate) pool: Pool,
     pub(crate) tokenizer: TextTokenizer,
     pub(crate) generation: GenerationDefaults,
-    pub(crate) mode: Mode,
+    pub(crate) mode: ModeSetting,
+    /// Where the cost profile came from, for reports (None without one).
+    pub(crate) profile: Option<String>,
     /// Devices and dtypes, for reports: `cpu f32 x2; drafter cpu f32`.
     pub(crate) placement: String,
     /// KV budget per device, for reports: `cpu 11.2 GiB (half the available memory)`.
@@ -125,26 +137,30 @@ impl PoolArgs {
     }
 
     /// The mode asked for, or the default for the models given.
-    pub(crate) fn mode(&self) -> anyhow::Result<Mode> {
+    pub(crate) fn mode(&self) -> anyhow::Result<ModeSetting> {
         let drafter = self.drafter_dir();
         let mode = self.mode.unwrap_or(if drafter.is_some() {
-            Mode::Dsi
+            ModeSetting::Auto
         } else {
-            Mode::NonSi
+            ModeSetting::Fixed(Mode::NonSi)
         });
+        if mode == ModeSetting::Auto && drafter.is_none() {
+            // Nothing to choose between: auto without a drafter is non-SI.
+            return Ok(ModeSetting::Fixed(Mode::NonSi));
+        }
         if mode.drafts() && drafter.is_none() {
             return Err(UsageError(format!(
                 "--mode {mode} needs a drafter: pass --drafter DIR, or use --mode nonsi"
             ))
             .into());
         }
-        if mode.drafts() && self.k == 0 {
+        if matches!(mode, ModeSetting::Fixed(m) if m.drafts()) && self.k == 0 {
             return Err(UsageError("invalid k: 0 (expected at least 1)".into()).into());
         }
         Ok(mode)
     }
 
-    fn target_devices(&self, mode: Mode) -> anyhow::Result<Vec<DeviceSpec>> {
+    fn target_devices(&self, mode: ModeSetting) -> anyhow::Result<Vec<DeviceSpec>> {
         let devices = if self.target_devices.is_empty() {
             if self.targets == 0 {
                 return Err(UsageError("invalid targets: 0 (expected at least 1)".into()).into());
@@ -155,8 +171,8 @@ impl PoolArgs {
         };
         // SI and non-SI use one server at a time; more would only hold memory.
         Ok(match mode {
-            Mode::Dsi => devices,
-            Mode::Si | Mode::NonSi => devices[..1].to_vec(),
+            ModeSetting::Auto | ModeSetting::Fixed(Mode::Dsi) => devices,
+            ModeSetting::Fixed(Mode::Si | Mode::NonSi) => devices[..1].to_vec(),
         })
     }
 
@@ -184,7 +200,7 @@ impl PoolArgs {
     ) -> anyhow::Result<LoadedPool> {
         let mode = self.mode()?;
         let capacity = capacity.min(target.config.max_context);
-        let devices = self.target_devices(if serving { Mode::Dsi } else { mode })?;
+        let devices = self.target_devices(if serving { ModeSetting::Auto } else { mode })?;
         let mut placement = Vec::new();
         let mut targets = Vec::with_capacity(devices.len());
         let mut distinct: Vec<DeviceSpec> = Vec::new();
@@ -278,13 +294,20 @@ impl PoolArgs {
             devices.push(device);
         }
         let (budgets, kv_budget) = self.kv_budgets(&devices)?;
-        let pool = Pool::new(drafter, targets)?
+        let mut pool = Pool::new(drafter, targets)?
             .with_limits(Limits {
                 vocab: target.config.vocab_size,
                 context: capacity,
             })
             .with_job_timeout(Duration::from_millis(self.job_timeout_ms.max(1)))
             .with_kv_budget(budgets);
+        let mut profile = None;
+        if mode == ModeSetting::Auto || serving {
+            let context = calibration_tokens(&target)?;
+            let (table, source) = self.profile(&pool, context, &placement)?;
+            pool = pool.with_table(table)?;
+            profile = Some(source);
+        }
         let Checkpoint {
             tokenizer,
             generation,
@@ -295,9 +318,62 @@ impl PoolArgs {
             tokenizer,
             generation,
             mode,
+            profile,
             placement: placement.join("; "),
             kv_budget,
         })
+    }
+
+    /// The pool's cost profile and `auto`'s predictions from it: the ones
+    /// saved for this pool (see `profile_cache`), or measured on its
+    /// workers and simulated now, and saved. Returns them and a few words
+    /// on where they came from.
+    fn profile(
+        &self,
+        pool: &Pool,
+        context: Vec<dsi_core::TokenId>,
+        placement: &[String],
+    ) -> anyhow::Result<(Table, String)> {
+        let space = Tuning::space(pool.targets(), pool.has_drafter());
+        let mut models = vec![self.target_dir()];
+        models.extend(self.drafter_dir());
+        let models: Vec<&std::path::Path> = models.iter().map(PathBuf::as_path).collect();
+        let parts = vec![
+            placement.join(", "),
+            format!("numerics {:?}", self.numerics),
+            format!(
+                "emulate {:?} {:?}",
+                self.emulate_target_ms, self.emulate_drafter_ms
+            ),
+            format!("batch {}", self.max_batch_tokens),
+        ];
+        let key = crate::profile_cache::key(&models, &parts)?;
+        let dir = crate::profile_cache::dir();
+        if !self.reprofile
+            && let Some(dir) = &dir
+            && let Some(saved) = crate::profile_cache::load(dir, &key)
+            && saved.profile.validate(pool.targets()).is_ok()
+            && let Some(table) = Table::from_columns(saved.profile, space, saved.columns)
+        {
+            return Ok((table, "saved profile".into()));
+        }
+        eprintln!("measuring this pool's costs for --mode auto (once; saved for later starts)");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()?;
+        let profile = runtime
+            .block_on(pool.measure_profile(&ProfileSpec::new(context)))
+            .context("measuring the pool's costs")?;
+        profile.validate(pool.targets())?;
+        let table = Table::build(&profile, space);
+        let source = match &dir {
+            Some(dir) => match crate::profile_cache::save(dir, &key, &profile, table.columns()) {
+                Ok(path) => format!("profile measured now, saved to {}", path.display()),
+                Err(e) => format!("profile measured now, not saved: {e:#}"),
+            },
+            None => "profile measured now (no cache folder: set XDG_CACHE_HOME)".into(),
+        };
+        Ok((table, source))
     }
 
     /// All targets of a pool must compute one function, or greedy DSI would
@@ -345,6 +421,22 @@ impl PoolArgs {
         }
         Ok((budgets, described.join(", ")))
     }
+}
+
+/// The tokens every profile measurement runs after: a short piece of code
+/// in the target's tokenizer, repeated to at least 32 tokens.
+fn calibration_tokens(target: &Checkpoint) -> anyhow::Result<Vec<dsi_core::TokenId>> {
+    const TEXT: &str = "def fibonacci(n):\n    if n < 2:\n        return n\n    \
+                        return fibonacci(n - 1) + fibonacci(n - 2)\n\n\nclass Stack:\n    \
+                        def __init__(self):\n        self.items = []\n";
+    let mut tokens = target.tokenizer.encode(TEXT)?;
+    if tokens.is_empty() {
+        anyhow::bail!("the tokenizer encodes the calibration text as no tokens");
+    }
+    while tokens.len() < 32 {
+        tokens.extend_from_within(..tokens.len().min(32 - tokens.len()));
+    }
+    Ok(tokens)
 }
 
 /// Sessions over one device's copy of the weights.

@@ -113,7 +113,10 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.chat = chat;
     config.emulated_target_ms = millis(args.pool.emulate_target_ms);
     config.emulated_drafter_ms = millis(args.pool.emulate_drafter_ms);
-    let placement = loaded.placement;
+    let placement = match &loaded.profile {
+        Some(profile) => format!("{}; auto from the {profile}", loaded.placement),
+        None => loaded.placement,
+    };
     let kv_budget = loaded.kv_budget;
     let codec = Arc::new(Codec(loaded.tokenizer));
     let state = Arc::new(State::new(Arc::new(loaded.pool), codec, config));

@@ -6,7 +6,9 @@ use dsi_core::TokenId;
 use dsi_core::Verdict;
 use dsi_core::rng::SplitMix64;
 use dsi_core::sampling::Decoding;
-use dsi_core::schedule::{Command, Drafted, JobId, Machine, Mode, Plan, StopReason, WorkerRef};
+use dsi_core::schedule::{
+    Command, Drafted, JobId, Machine, Mode, Plan, Policy, StopReason, WorkerRef,
+};
 use dsi_core::verify::verify_greedy;
 use std::collections::BTreeMap;
 
@@ -352,8 +354,14 @@ enum Pending {
 }
 
 /// Drives the machine with a random completion order, random late and
-/// cancelled reports, and checks that the output is the target's.
+/// cancelled reports, and checks that the output is the target's. With
+/// `retune`, it also switches mode, lookahead, servers and non-SI probing
+/// at random between events, as `auto` may.
 fn run_random(mode: Mode, k: usize, servers: usize, seed: u64) {
+    run_random_with(mode, k, servers, seed, false);
+}
+
+fn run_random_with(mode: Mode, k: usize, servers: usize, seed: u64, retune: bool) {
     let world = World { seed, hit: 0.75 };
     let prompt = vec![0, 1, 0];
     let max_new = 40;
@@ -362,8 +370,13 @@ fn run_random(mode: Mode, k: usize, servers: usize, seed: u64) {
     let mut pending: BTreeMap<JobId, (Pending, bool)> = BTreeMap::new();
     let mut busy: BTreeMap<usize, JobId> = BTreeMap::new();
     let mut failed_targets = std::collections::BTreeSet::new();
-    // SI keeps to one server.
-    let in_use = if mode == Mode::Si { 1 } else { servers };
+    // SI keeps to one server; retunes may use any of the plan's.
+    let in_use = if mode == Mode::Si && !retune {
+        1
+    } else {
+        servers
+    };
+    let max_k = if retune { 8 } else { k };
     let mut drafter_failed = false;
     m.start();
     for _step in 0..10_000 {
@@ -374,7 +387,7 @@ fn run_random(mode: Mode, k: usize, servers: usize, seed: u64) {
                     context,
                     count,
                 } => {
-                    assert!(count >= 1 && count <= k);
+                    assert!(count >= 1 && count <= max_k.max(Machine::PROBE_DRAFTS));
                     pending.insert(
                         job,
                         (
@@ -428,6 +441,18 @@ fn run_random(mode: Mode, k: usize, servers: usize, seed: u64) {
         }
         if m.stop_reason().is_some() {
             break;
+        }
+        if retune && rng.next_open01() < 0.15 {
+            let mode = [Mode::NonSi, Mode::Si, Mode::Dsi][rng.next_u64() as usize % 3];
+            let policy = Policy {
+                mode,
+                k: 1 + rng.next_u64() as usize % 8,
+                servers: 1 + rng.next_u64() as usize % servers,
+            };
+            // Refused only once the drafter failed; then it stays non-SI.
+            let refused = m.retune(policy).is_err();
+            assert_eq!(refused, drafter_failed && mode.drafts());
+            m.probe_every(rng.next_u64() as usize % 6);
         }
         assert!(
             !pending.is_empty(),
@@ -494,7 +519,7 @@ fn run_random(mode: Mode, k: usize, servers: usize, seed: u64) {
         expected.as_slice(),
         "{mode} k={k} N={servers} seed={seed}"
     );
-    if mode != Mode::NonSi && !drafter_failed {
+    if mode != Mode::NonSi && !drafter_failed && !retune {
         assert!(m.counters().accepted_tokens > 0, "drafts were accepted");
     }
     assert_eq!(
@@ -516,6 +541,15 @@ fn every_interleaving_emits_the_targets_tokens() {
             (Mode::Dsi, 8, 4),
         ] {
             run_random(mode, k, servers, seed);
+        }
+    }
+}
+
+#[test]
+fn retunes_mid_request_emit_the_targets_tokens() {
+    for seed in 0..300 {
+        for (mode, k, servers) in [(Mode::NonSi, 0, 1), (Mode::Si, 3, 3), (Mode::Dsi, 4, 4)] {
+            run_random_with(mode, k.max(1), servers, seed, true);
         }
     }
 }

@@ -124,6 +124,14 @@ impl Pool {
         Ok(self)
     }
 
+    /// Like [`Pool::with_profile`], with the policies' predictions already
+    /// simulated (`Table::from_columns` over a saved copy).
+    pub fn with_table(mut self, table: dsi_core::tune::Table) -> Result<Self> {
+        table.profile().validate(self.workers.targets.len())?;
+        self.tuning = Some(Arc::new(Tuning::from_table(table)));
+        Ok(self)
+    }
+
     /// Measures what this pool's jobs cost (see [`CostProfile`]) by running
     /// jobs on its workers; call it before serving, as it times jobs alone
     /// and side by side. Takes about `rows * repeats` target jobs plus as

@@ -43,7 +43,7 @@ struct LiveTask {
 }
 
 /// Tokens between non-SI probes under `auto` (see `Machine::probe_every`).
-const PROBE_EVERY: usize = 32;
+const PROBE_EVERY: usize = 16;
 
 /// `auto` while a request runs: its chooser and what it has fed it.
 struct Auto {
@@ -153,7 +153,8 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
                 match tune::probe(self.pool, self.request, target, &prompt).await? {
                     Some((accepted, rejected)) if accepted + rejected > 0 => {
                         auto.tuning.record(accepted, rejected);
-                        let a = accepted as f64 / (accepted + rejected) as f64;
+                        // Laplace's rule: a few windows are weak evidence.
+                        let a = (accepted as f64 + 1.0) / ((accepted + rejected) as f64 + 2.0);
                         (a, PriorSource::Probe)
                     }
                     _ => (0.5, PriorSource::Default),

@@ -10,8 +10,9 @@ use dsi_core::TokenId;
 use dsi_core::cancel::CancelFlag;
 use dsi_core::model::{Feed, ForwardError, KvModel, SeqId};
 use dsi_core::sampling::{Decoding, SamplingParams};
-use dsi_core::schedule::Mode;
+use dsi_core::schedule::{Mode, ModeSetting};
 use dsi_sched::roles::{Drafter, Job, JobStep, Scorer, Scores};
+use dsi_sched::tune::{PriorSource, ProfileSpec};
 use dsi_sched::{CachedModel, Pool, Request, Role, WorkerHandle};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -533,6 +534,54 @@ fn seeded_coupled_sampling_gives_nonsi_tokens_in_every_mode() {
         }
     }
     assert!(accepted > 0, "drafts were accepted");
+}
+
+#[test]
+fn auto_measures_the_pool_chooses_and_gives_nonsi_tokens() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let pool = table_pool(3);
+    let auto = |decoding| Request {
+        mode: ModeSetting::Auto,
+        ..request(Mode::NonSi, 1, 24, decoding)
+    };
+    // Without a profile, auto is refused with what to do.
+    let refused = runtime
+        .block_on(pool.generate(auto(Decoding::greedy()), |_| {}))
+        .unwrap_err();
+    assert!(refused.to_string().contains("measure_profile"), "{refused}");
+    let spec = ProfileSpec {
+        rows: 4,
+        repeats: 2,
+        context: vec![0, 1, 2, 3, 0, 1, 2, 3],
+    };
+    let profile = runtime.block_on(pool.measure_profile(&spec)).unwrap();
+    assert_eq!(profile.target_ms_by_rows.len(), 4);
+    assert_eq!(profile.target_slowdown.len(), 3);
+    assert_eq!(profile.drafter_slowdown.len(), 4);
+    let pool = pool.with_profile(profile).unwrap();
+    for seed in 0..10 {
+        for decoding in [Decoding::greedy(), sampled(seed, false)] {
+            let reference = runtime
+                .block_on(pool.generate(request(Mode::NonSi, 1, 24, decoding), |_| {}))
+                .unwrap()
+                .tokens;
+            let g = runtime
+                .block_on(pool.generate(auto(decoding), |_| {}))
+                .unwrap();
+            assert_eq!(g.tokens, reference, "seed {seed}");
+            let chosen = g.stats.auto.expect("auto reports its choice");
+            assert!(!chosen.decisions.is_empty());
+            assert!((0.0..=1.0).contains(&chosen.acceptance));
+        }
+    }
+    // Later requests start from the pool's history instead of a probe.
+    let g = runtime
+        .block_on(pool.generate(auto(Decoding::greedy()), |_| {}))
+        .unwrap();
+    assert_eq!(g.stats.auto.unwrap().prior_from, PriorSource::History);
 }
 
 /// The exact joint law of the first two new tokens under a model.

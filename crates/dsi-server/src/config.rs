@@ -2,7 +2,7 @@
 
 use crate::chat::ChatTemplate;
 use dsi_core::TokenId;
-use dsi_core::schedule::Mode;
+use dsi_core::schedule::ModeSetting;
 use std::time::Duration;
 
 /// Settings of one server.
@@ -11,7 +11,7 @@ pub struct ServerConfig {
     /// The name `/v1/models` lists and requests must name (or omit).
     pub model_name: String,
     /// The algorithm when a request names none.
-    pub mode: Mode,
+    pub mode: ModeSetting,
     /// Drafts per verification job when a request names none.
     pub lookahead: usize,
     /// End-of-sequence tokens.
@@ -49,7 +49,7 @@ impl ServerConfig {
     pub fn new(model_name: impl Into<String>, context: usize) -> Self {
         Self {
             model_name: model_name.into(),
-            mode: Mode::Dsi,
+            mode: ModeSetting::Fixed(dsi_core::schedule::Mode::Dsi),
             lookahead: 5,
             eos: Vec::new(),
             context,

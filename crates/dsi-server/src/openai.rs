@@ -69,7 +69,7 @@ pub struct CommonFields {
     pub stream_options: Option<StreamOptions>,
     /// Choices wanted: only 1.
     pub n: Option<u32>,
-    /// dsi: `dsi`, `si` or `nonsi`.
+    /// dsi: `auto`, `dsi`, `si` or `nonsi`.
     pub mode: Option<String>,
     /// dsi: drafts per verification job.
     pub lookahead: Option<u32>,
@@ -150,8 +150,10 @@ pub struct Usage {
     pub completion_tokens: usize,
     /// Their sum.
     pub total_tokens: usize,
-    /// The algorithm that ran.
+    /// The algorithm that ran (at the end, under `auto`).
     pub mode: String,
+    /// The policy that ran at the end: `nonsi`, `si k=4`, `dsi k=5 N=2`.
+    pub policy: String,
     /// Tokens the drafter proposed.
     pub draft_tokens: u64,
     /// Drafts the target accepted.
@@ -163,6 +165,11 @@ pub struct Usage {
     pub preempted_jobs: u64,
     /// Milliseconds from arrival to the first token.
     pub ttft_ms: f64,
+    /// What `auto` chose and why: the starting acceptance estimate and its
+    /// source, the final estimate, and each decision with the predicted
+    /// time per token of the best policy of every mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto: Option<dsi_sched::stats::AutoStats>,
 }
 
 /// `finish_reason`.

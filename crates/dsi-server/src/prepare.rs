@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use dsi_core::sampling::{Decoding, SamplingParams};
-use dsi_core::schedule::Mode;
+use dsi_core::schedule::ModeSetting;
 use dsi_sched::Request;
 use serde::de::DeserializeOwned;
 
@@ -91,11 +91,17 @@ pub fn prepare(state: &State, fields: CommonFields, prompt: &str) -> Result<Prep
     }
     let mode = match &fields.mode {
         Some(m) => m
-            .parse::<Mode>()
+            .parse::<ModeSetting>()
             .map_err(|e| ApiError::invalid_param("mode", e.to_string()))?,
         None => config.mode,
     };
-    if mode.drafts() && !state.pool.has_drafter() {
+    if mode == ModeSetting::Auto && state.pool.tuning().is_none() {
+        return Err(ApiError::invalid_param(
+            "mode",
+            "this server has no cost profile for mode auto: use dsi, si or nonsi".to_string(),
+        ));
+    }
+    if matches!(mode, ModeSetting::Fixed(m) if m.drafts()) && !state.pool.has_drafter() {
         return Err(ApiError::invalid_param(
             "mode",
             format!("mode {mode} needs a drafter and this server has none: use nonsi"),

@@ -2,6 +2,7 @@
 
 mod decode;
 mod dtypes;
+mod modes;
 mod sched;
 
 use clap::{Args, Subcommand};
@@ -20,6 +21,9 @@ enum BenchCommand {
     Decode(decode::DecodeArgs),
     /// The real scheduler on synthetic workers against the offline simulator.
     Sched(sched::SchedArgs),
+    /// `--mode auto` against every fixed mode on real models, alternating
+    /// (`--grid`: against every fixed policy auto chooses from).
+    Modes(modes::ModesArgs),
 }
 
 /// Runs `dsi bench`.
@@ -27,5 +31,6 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Decode(decode) => decode::run(decode),
         BenchCommand::Sched(sched) => sched::run(sched),
+        BenchCommand::Modes(modes) => modes::run(modes),
     }
 }

@@ -14,7 +14,7 @@ const MODE_MARGIN: f64 = 0.08;
 /// predictions differ by little more than the simulation's noise.
 const TUNE_MARGIN: f64 = 0.15;
 /// Draft decisions between two switches, at least.
-const SETTLE: u64 = 12;
+const SETTLE: u64 = 8;
 
 /// What was chosen, at which acceptance estimate, and why: the predicted
 /// time per token of the best policy of every mode.

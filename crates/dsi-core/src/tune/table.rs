@@ -111,6 +111,32 @@ impl Table {
         table
     }
 
+    /// A table whose rates were simulated before (see [`Table::columns`]),
+    /// so a later start pays nothing; `None` when the columns do not fit
+    /// the space (another pool's, or another version's).
+    pub fn from_columns(
+        profile: CostProfile,
+        space: Space,
+        columns: Vec<Vec<f64>>,
+    ) -> Option<Self> {
+        let table = Self::new(profile, space);
+        if columns.len() != table.ms.len()
+            || columns.iter().any(|c| c.len() != table.policies.len())
+        {
+            return None;
+        }
+        for (cell, column) in table.ms.iter().zip(columns) {
+            let _ = cell.set(column);
+        }
+        Some(table)
+    }
+
+    /// Every rate's predictions, simulating those not simulated yet: what
+    /// [`Table::from_columns`] takes back.
+    pub fn columns(&self) -> Vec<Vec<f64>> {
+        (0..=STEPS).map(|step| self.column(step).to_vec()).collect()
+    }
+
     /// Simulates every rate not simulated yet.
     pub fn fill(&self) {
         for step in 0..=STEPS {

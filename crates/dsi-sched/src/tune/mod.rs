@@ -28,7 +28,7 @@ pub enum PriorSource {
     History,
     /// A teacher-forced probe on the request's prompt.
     Probe,
-    /// Neither was available (no drafter, a very short prompt): 0.5.
+    /// Neither was available (no drafter, a prompt too short to probe): 0.5.
     Default,
 }
 
@@ -44,14 +44,23 @@ impl Tuning {
     /// Tuning over `profile` for a pool with `servers` targets, with or
     /// without a drafter; lookaheads up to 10.
     pub fn new(profile: CostProfile, servers: usize, drafter: bool) -> Self {
-        let space = Space {
+        Self::from_table(Table::new(profile, Self::space(servers, drafter)))
+    }
+
+    /// Tuning over a table built before (its profile included).
+    pub fn from_table(table: Table) -> Self {
+        Self {
+            table: Arc::new(table),
+            history: Mutex::new(None),
+        }
+    }
+
+    /// The space of policies a pool of `servers` targets chooses from.
+    pub fn space(servers: usize, drafter: bool) -> Space {
+        Space {
             max_k: Space::DEFAULT_MAX_K,
             servers,
             drafter,
-        };
-        Self {
-            table: Arc::new(Table::new(profile, space)),
-            history: Mutex::new(None),
         }
     }
 

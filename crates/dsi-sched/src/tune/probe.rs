@@ -14,6 +14,9 @@ use crate::workers::Workers;
 use dsi_core::TokenId;
 use dsi_core::schedule::Drafted;
 
+/// Prompts shorter than this are not probed: the models' agreement on a few
+/// tokens of context says little about their agreement later.
+const MIN_PROMPT: usize = 16;
 /// Cut points of the prompt probed at most.
 const CUTS: usize = 3;
 /// Drafts per cut.
@@ -30,7 +33,7 @@ pub(crate) async fn probe(
     let Some(drafter) = &workers.drafter else {
         return Ok(None);
     };
-    if prompt.len() < 4 {
+    if prompt.len() < MIN_PROMPT {
         return Ok(None);
     }
     // Cuts spread over the second half of the prompt, the last one at its

@@ -14,7 +14,7 @@ use axum::http::header;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use dsi_core::TokenId;
-use dsi_core::schedule::Mode;
+use dsi_core::schedule::{Mode, ModeSetting, Policy};
 use dsi_core::sim::heatmap::HeatmapSpec;
 use dsi_sched::{Request, Update};
 use serde::Deserialize;
@@ -153,9 +153,12 @@ fn race_default_tokens() -> usize {
     32
 }
 
-/// Runs the prompt greedily in non-SI, SI and DSI, one after the other on
-/// the same workers, and returns when each token arrived, so the page can
-/// replay the three side by side on one clock.
+/// Runs the prompt greedily in non-SI, SI, DSI and auto (when the server
+/// has a profile), one after the other on the same workers, and returns
+/// when each token arrived, so the page can replay them side by side on one
+/// clock. Each run is its own request, so it starts from empty KV caches;
+/// the order rotates from race to race, so no mode always runs first (on a
+/// cold machine) or always after another warmed it.
 pub async fn race(
     Shared(state): Shared<Arc<State>>,
     body: Result<Bytes, BytesRejection>,
@@ -191,9 +194,20 @@ async fn run_race(
         .enter()
         .ok_or_else(|| ApiError::busy(state.config.retry_after_s))?;
     ticket.run().await;
+    let mut modes = vec![
+        ModeSetting::Fixed(Mode::NonSi),
+        ModeSetting::Fixed(Mode::Si),
+        ModeSetting::Fixed(Mode::Dsi),
+    ];
+    if state.pool.tuning().is_some() {
+        modes.push(ModeSetting::Auto);
+    }
+    let turn = state.next_serial() as usize % modes.len();
+    modes.rotate_left(turn);
+    let order: Vec<String> = modes.iter().map(ToString::to_string).collect();
     let mut runs = Vec::new();
     let mut outputs: Vec<Vec<TokenId>> = Vec::new();
-    for mode in [Mode::NonSi, Mode::Si, Mode::Dsi] {
+    for mode in modes {
         let request = Request {
             mode,
             ..request.clone()
@@ -211,8 +225,16 @@ async fn run_race(
             .await?;
         let text = state.codec.decode(&generation.tokens).unwrap_or_default();
         let s = &generation.stats;
+        let policy = Policy {
+            mode: s.mode,
+            k: s.k,
+            servers: s.targets,
+        }
+        .normalized();
         runs.push(serde_json::json!({
             "mode": mode.to_string(),
+            "policy": policy.to_string(),
+            "auto": s.auto,
             "times_ms": times_ms,
             "text": text,
             "total_ms": s.total_ms,
@@ -224,5 +246,18 @@ async fn run_race(
         outputs.push(generation.tokens);
     }
     let identical = outputs.windows(2).all(|w| w[0] == w[1]);
-    Ok(serde_json::json!({ "lookahead": request.k, "runs": runs, "identical": identical }))
+    // The page shows the runs in a fixed order; `order` says how they ran.
+    let rank = |mode: &str| {
+        ["nonsi", "si", "dsi", "auto"]
+            .iter()
+            .position(|m| *m == mode)
+    };
+    runs.sort_by_key(|run| rank(run["mode"].as_str().unwrap_or_default()));
+    Ok(serde_json::json!({
+        "lookahead": request.k,
+        "runs": runs,
+        "identical": identical,
+        "order": order,
+        "fairness": "each run starts from empty KV caches; the order rotates from race to race",
+    }))
 }
