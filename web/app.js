@@ -72,7 +72,7 @@ async function main() {
       ended = performance.now();
       const seconds = (performance.now() - started) / 1000;
       $("status").textContent = usage
-        ? `${usage.completion_tokens} tokens in ${seconds.toFixed(2)} s · ${usage.mode} · ` +
+        ? `${usage.completion_tokens} tokens in ${seconds.toFixed(2)} s · ${describeAuto(usage)} · ` +
           `${usage.accepted_tokens}/${usage.draft_tokens} drafts accepted · ${usage.preempted_jobs} preempted`
         : "done";
     } catch (error) {
@@ -160,3 +160,21 @@ main().catch((error) => {
   document.body.dataset.error = error.message;
   $("status").textContent = `dashboard error: ${error.message}`;
 });
+
+// What ran; under auto, what it chose first, at which acceptance estimate
+// and why (the predicted speedup over non-SI of the best policy of each
+// mode), and how often it switched.
+export function describeAuto(usage) {
+  if (!usage.auto) return usage.policy || usage.mode;
+  const first = usage.auto.decisions[0];
+  const nonsi = first.alternatives.find((r) => r.policy.mode === "nonsi");
+  const name = (p) => (p.mode === "nonsi" ? "nonsi" : p.mode === "si" ? `si k=${p.k}` : `dsi k=${p.k} N=${p.servers}`);
+  const predicted = first.alternatives
+    .map((r) => `${name(r.policy)} ×${(nonsi.ms_per_token / r.ms_per_token).toFixed(2)}`)
+    .join(", ");
+  const switches = usage.auto.decisions.length - 1;
+  return (
+    `auto: ${usage.policy} (chose ${name(first.policy)} at a = ${usage.auto.prior.toFixed(2)} ` +
+    `from the ${usage.auto.prior_from.replace("_", " ")}; predicted ${predicted}; ${switches} switches)`
+  );
+}

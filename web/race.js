@@ -1,9 +1,10 @@
-// The race: POST /v1/dashboard/race runs the prompt in non-SI, SI and DSI
-// one after the other and returns when each token arrived; the page replays
-// the three on one clock, so the speedup is seen, not just read.
+// The race: POST /v1/dashboard/race runs the prompt in non-SI, SI, DSI and
+// auto one after the other (each from empty caches, in an order that
+// rotates from race to race) and returns when each token arrived; the page
+// replays them on one clock, so the speedup is seen, not just read.
 
 export async function runRace(rows, prompt, lookahead) {
-  rows.textContent = "running non-SI, SI and DSI…";
+  rows.textContent = "running non-SI, SI, DSI and auto…";
   const response = await fetch("/v1/dashboard/race", {
     method: "POST",
     headers: { "content-type": "application/json" },
@@ -22,7 +23,7 @@ export async function runRace(rows, prompt, lookahead) {
     row.className = "race-row";
     row.dataset.mode = run.mode;
     const name = document.createElement("strong");
-    name.textContent = run.mode;
+    name.textContent = run.mode === "auto" ? `auto (${run.policy})` : run.mode;
     const bar = document.createElement("div");
     bar.className = "race-bar";
     const fill = document.createElement("div");
@@ -36,14 +37,16 @@ export async function runRace(rows, prompt, lookahead) {
     return { run, fill, label, text };
   });
   const note = document.createElement("p");
-  note.textContent = body.identical ? "All three produced identical tokens (lossless)." : "Outputs differ!";
+  note.textContent =
+    (body.identical ? "All runs produced identical tokens (lossless). " : "Outputs differ! ") +
+    `Ran in the order ${body.order.join(", ")}; ${body.fairness}.`;
   rows.append(note);
   const began = performance.now();
   await new Promise((done) => {
     const frame = () => {
       const t = performance.now() - began;
       for (const v of views) {
-        // One time axis for all three: a bar grows until its run finished,
+        // One time axis for all runs: a bar grows until its run finished,
         // so the bars end where each mode ended.
         const n = v.run.times_ms.filter((x) => x <= t).length;
         v.fill.style.width = `${(100 * Math.min(t, v.run.total_ms)) / longest}%`;

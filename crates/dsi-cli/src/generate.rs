@@ -146,6 +146,7 @@ pub(crate) fn run(args: GenerateArgs) -> anyhow::Result<()> {
         StopReason::Failed(message) => anyhow::bail!("generation failed: {message}"),
     };
     let stats = &generation.stats;
+    forget_a_stale_profile(stats, loaded.profile_file.as_deref());
     match args.format {
         Format::Text => {
             println!();
@@ -196,6 +197,32 @@ pub(crate) fn run(args: GenerateArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Measured over predicted time per token beyond which the saved profile no
+/// longer describes the machine (other load, another power state, a
+/// changed driver): it is dropped, and the next start measures again.
+const STALE_PROFILE: f64 = 2.0;
+
+/// Drops the saved profile when the run drifted far from its predictions
+/// (over enough tokens to tell), and says so.
+fn forget_a_stale_profile(stats: &Stats, file: Option<&std::path::Path>) {
+    let (Some(auto), Some(file)) = (&stats.auto, file) else {
+        return;
+    };
+    let Some(drift) = auto.drift() else {
+        return;
+    };
+    if stats.new_tokens < 32 || (1.0 / STALE_PROFILE..=STALE_PROFILE).contains(&drift) {
+        return;
+    }
+    if std::fs::remove_file(file).is_ok() {
+        eprintln!(
+            "note: this run took {:.2} ms per token where the pool's profile predicted {:.2}; \
+             the saved profile is dropped and the next start measures again",
+            auto.measured_ms_per_token, auto.predicted_ms_per_token
+        );
+    }
 }
 
 /// The policy that ran; under auto, what it chose and why: the acceptance

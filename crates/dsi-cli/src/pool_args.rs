@@ -114,6 +114,8 @@ pub(crate) struct LoadedPool {
     pub(crate) mode: ModeSetting,
     /// Where the cost profile came from, for reports (None without one).
     pub(crate) profile: Option<String>,
+    /// The file the profile is saved in, if any.
+    pub(crate) profile_file: Option<PathBuf>,
     /// Devices and dtypes, for reports: `cpu f32 x2; drafter cpu f32`.
     pub(crate) placement: String,
     /// KV budget per device, for reports: `cpu 11.2 GiB (half the available memory)`.
@@ -199,6 +201,13 @@ impl PoolArgs {
         serving: bool,
     ) -> anyhow::Result<LoadedPool> {
         let mode = self.mode()?;
+        // Room for the profile's measurements (a ceiling: caches grow as
+        // positions arrive, and requests reserve only what they need).
+        let capacity = if mode == ModeSetting::Auto || serving {
+            capacity.max(CALIBRATION_ROOM)
+        } else {
+            capacity
+        };
         let capacity = capacity.min(target.config.max_context);
         let devices = self.target_devices(if serving { ModeSetting::Auto } else { mode })?;
         let mut placement = Vec::new();
@@ -301,12 +310,13 @@ impl PoolArgs {
             })
             .with_job_timeout(Duration::from_millis(self.job_timeout_ms.max(1)))
             .with_kv_budget(budgets);
-        let mut profile = None;
+        let (mut profile, mut profile_file) = (None, None);
         if mode == ModeSetting::Auto || serving {
-            let context = calibration_tokens(&target)?;
-            let (table, source) = self.profile(&pool, context, &placement)?;
+            let context = calibration_tokens(&target, capacity)?;
+            let (table, source, file) = self.profile(&pool, context, &placement)?;
             pool = pool.with_table(table)?;
             profile = Some(source);
+            profile_file = file;
         }
         let Checkpoint {
             tokenizer,
@@ -319,6 +329,7 @@ impl PoolArgs {
             generation,
             mode,
             profile,
+            profile_file,
             placement: placement.join("; "),
             kv_budget,
         })
@@ -333,7 +344,7 @@ impl PoolArgs {
         pool: &Pool,
         context: Vec<dsi_core::TokenId>,
         placement: &[String],
-    ) -> anyhow::Result<(Table, String)> {
+    ) -> anyhow::Result<(Table, String, Option<PathBuf>)> {
         let space = Tuning::space(pool.targets(), pool.has_drafter());
         let mut models = vec![self.target_dir()];
         models.extend(self.drafter_dir());
@@ -355,7 +366,8 @@ impl PoolArgs {
             && saved.profile.validate(pool.targets()).is_ok()
             && let Some(table) = Table::from_columns(saved.profile, space, saved.columns)
         {
-            return Ok((table, "saved profile".into()));
+            let file = crate::profile_cache::file(dir, &key);
+            return Ok((table, "saved profile".into(), Some(file)));
         }
         eprintln!("measuring this pool's costs for --mode auto (once; saved for later starts)");
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -373,7 +385,8 @@ impl PoolArgs {
             },
             None => "profile measured now (no cache folder: set XDG_CACHE_HOME)".into(),
         };
-        Ok((table, source))
+        let file = dir.map(|dir| crate::profile_cache::file(&dir, &key));
+        Ok((table, source, file))
     }
 
     /// All targets of a pool must compute one function, or greedy DSI would
@@ -423,9 +436,18 @@ impl PoolArgs {
     }
 }
 
+/// Positions a cache needs for the profile: the calibration tokens (at most
+/// about 64 with the bundled tokenizer; cut to fit) plus the widest
+/// verification.
+const CALIBRATION_ROOM: usize = 96;
+
 /// The tokens every profile measurement runs after: a short piece of code
-/// in the target's tokenizer, repeated to at least 32 tokens.
-fn calibration_tokens(target: &Checkpoint) -> anyhow::Result<Vec<dsi_core::TokenId>> {
+/// in the target's tokenizer, repeated to at least 32 tokens, at most
+/// `CALIBRATION_ROOM - 16`.
+fn calibration_tokens(
+    target: &Checkpoint,
+    capacity: usize,
+) -> anyhow::Result<Vec<dsi_core::TokenId>> {
     const TEXT: &str = "def fibonacci(n):\n    if n < 2:\n        return n\n    \
                         return fibonacci(n - 1) + fibonacci(n - 2)\n\n\nclass Stack:\n    \
                         def __init__(self):\n        self.items = []\n";
@@ -436,6 +458,8 @@ fn calibration_tokens(target: &Checkpoint) -> anyhow::Result<Vec<dsi_core::Token
     while tokens.len() < 32 {
         tokens.extend_from_within(..tokens.len().min(32 - tokens.len()));
     }
+    let room = capacity.saturating_sub(dsi_core::tune::Space::DEFAULT_MAX_K + 2);
+    tokens.truncate((CALIBRATION_ROOM - 16).min(room).max(2));
     Ok(tokens)
 }
 

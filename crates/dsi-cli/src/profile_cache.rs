@@ -13,8 +13,9 @@ use dsi_core::tune::CostProfile;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// Bumped when `CostProfile` or the measurement changes meaning.
-const FORMAT: u32 = 1;
+/// Bumped when `CostProfile`, the measurement or the simulation behind the
+/// saved predictions changes.
+const FORMAT: u32 = 2;
 
 /// What a profile file holds: the pool's key, its profile, and the
 /// predictions `auto` simulated from it (so a later start simulates
@@ -80,7 +81,7 @@ pub(crate) fn key(models: &[&Path], parts: &[String]) -> anyhow::Result<String> 
 }
 
 /// The file a key's profile lives in.
-fn file(dir: &Path, key: &str) -> PathBuf {
+pub(crate) fn file(dir: &Path, key: &str) -> PathBuf {
     // FNV-1a: stable across builds, unlike std's hasher.
     let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)

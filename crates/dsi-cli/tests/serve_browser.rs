@@ -171,7 +171,13 @@ fn the_dashboard_streams_tokens_and_draws_the_timeline() {
         };
         session.call(reqwest::Method::POST, "/url", json!({"url": server.url("/")})).await;
         session.wait_for("window.__ready", Duration::from_secs(20)).await;
-        session.script("document.getElementById('max-tokens').value = '48'; return true;").await;
+        // The page starts on the server's mode (auto); DSI draws every kind
+        // of job on the timeline.
+        let mode = session.script("return document.getElementById('mode').value").await;
+        assert_eq!(mode, "auto");
+        session
+            .script("document.getElementById('max-tokens').value = '48'; document.getElementById('mode').value = 'dsi'; return true;")
+            .await;
         session.click("#run").await;
         let result = session.wait_for("window.__result", Duration::from_secs(90)).await;
 
@@ -198,7 +204,7 @@ fn the_dashboard_streams_tokens_and_draws_the_timeline() {
         let race = session.wait_for("window.__race", Duration::from_secs(90)).await;
         assert_eq!(race["identical"], true, "{race}");
         let rows = session.script("return document.querySelectorAll('#race-rows .race-row').length").await;
-        assert_eq!(rows, 3);
+        assert_eq!(rows, 4, "non-SI, SI, DSI and auto");
         let heatmap = session.script("return document.getElementById('heatmap-caption').textContent").await;
         assert!(heatmap.as_str().unwrap().contains("this server: a = "), "{heatmap}");
 

@@ -23,7 +23,7 @@ fn endpoints_answer_in_openai_formats() {
         assert_eq!(models["data"][0]["id"], "pystd");
 
         // Whole and streamed completions of one greedy request agree.
-        let request = json!({"model": "pystd", "prompt": "def add(a, b):", "max_tokens": 24});
+        let request = json!({"model": "pystd", "prompt": "def add(a, b):", "max_tokens": 24, "mode": "dsi"});
         let whole = client.post(server.url("/v1/completions")).json(&request).send().await.unwrap();
         assert_eq!(whole.status(), 200);
         let whole: Value = whole.json().await.unwrap();
@@ -62,6 +62,18 @@ fn endpoints_answer_in_openai_formats() {
         let nonsi: Value = client.post(server.url("/v1/completions")).json(&nonsi).send().await.unwrap().json().await.unwrap();
         assert_eq!(nonsi["choices"][0]["text"], choice["text"]);
         assert_eq!(nonsi["usage"]["draft_tokens"], 0);
+
+        // The default is auto: the same text, and usage says what it chose
+        // and why.
+        let mut auto = request.clone();
+        auto.as_object_mut().unwrap().remove("mode");
+        let auto: Value = client.post(server.url("/v1/completions")).json(&auto).send().await.unwrap().json().await.unwrap();
+        assert_eq!(auto["choices"][0]["text"], choice["text"]);
+        let chosen = &auto["usage"]["auto"];
+        assert!(!chosen["decisions"].as_array().unwrap().is_empty(), "{auto}");
+        assert!(chosen["decisions"][0]["alternatives"][0]["ms_per_token"].as_f64().unwrap() > 0.0);
+        assert!(["nonsi", "si", "dsi"].contains(&auto["usage"]["mode"].as_str().unwrap()));
+        assert!(auto["usage"]["policy"].as_str().unwrap().starts_with(auto["usage"]["mode"].as_str().unwrap()));
 
         // Stop strings cut the text before them.
         let text = choice["text"].as_str().unwrap();
@@ -124,7 +136,10 @@ fn endpoints_answer_in_openai_formats() {
             .json(&json!({"prompt": "def add(a, b):", "max_tokens": 8}))
             .send().await.unwrap().json().await.unwrap();
         assert_eq!(race["identical"], true, "{race}");
-        assert_eq!(race["runs"].as_array().unwrap().len(), 3);
+        // Non-SI, SI, DSI and auto, in a rotating order.
+        assert_eq!(race["runs"].as_array().unwrap().len(), 4);
+        assert_eq!(race["order"].as_array().unwrap().len(), 4);
+        assert!(race["runs"][3]["auto"]["decisions"].is_array(), "{race}");
     });
 }
 

@@ -22,6 +22,9 @@
 //!   caches can reach before they start, and wait their turn.
 //! - [`emulate`] pads forwards to a TTFT/TPOT; [`synthetic`] workers follow
 //!   the simulator's acceptance law; [`bench`] compares the two.
+//! - [`tune`]: `auto`: the pool's cost profile measured through its
+//!   workers, a prompt probe of the acceptance rate, and the pool's history;
+//!   the driver applies `dsi_core::tune`'s choice between epochs.
 //! - [`stats`] and [`timeline`]: metrics per request and a stream of job
 //!   events.
 //!

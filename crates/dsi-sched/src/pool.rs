@@ -236,10 +236,6 @@ impl Pool {
             // The driver retunes before the first job; these only size it.
             ModeSetting::Auto => (Mode::Dsi, Space::DEFAULT_MAX_K),
         };
-        let auto = match request.mode {
-            ModeSetting::Auto => self.tuning.clone(),
-            ModeSetting::Fixed(_) => None,
-        };
         let plan = Plan {
             mode,
             k,
@@ -258,7 +254,7 @@ impl Pool {
             reservation,
             sink,
         )?
-        .with_auto(auto)
+        .with_tuning(self.tuning.clone(), request.mode == ModeSetting::Auto)
         .finish(stop)
         .await
     }

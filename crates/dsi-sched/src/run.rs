@@ -18,7 +18,9 @@ use crate::workers::Workers;
 use dsi_core::TokenId;
 use dsi_core::cancel::CancelFlag;
 use dsi_core::sampling::Decoding;
-use dsi_core::schedule::{Command, Event, EventKind, JobId, Machine, Plan, StopReason, WorkerRef};
+use dsi_core::schedule::{
+    Command, Event, EventKind, JobId, Machine, Mode, Plan, StopReason, WorkerRef,
+};
 use dsi_core::tune::Chooser;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -42,17 +44,21 @@ struct LiveTask {
     end: usize,
 }
 
-/// Tokens between non-SI probes under `auto` (see `Machine::probe_every`).
+/// Tokens between non-SI probes under `auto` (see `Machine::probe_every`):
+/// the first interval, doubled after every probe whose drafts all failed
+/// (a useless drafter costs ever less), back to the first after one that
+/// was accepted, never more than the last.
 const PROBE_EVERY: usize = 16;
+const PROBE_EVERY_MAX: usize = 256;
 
-/// `auto` while a request runs: its chooser and what it has fed it.
+/// `auto` while a request runs: its chooser and where its prior came from.
 struct Auto {
     tuning: Arc<Tuning>,
     chooser: Option<Chooser>,
+    /// Tokens between non-SI probes now.
+    probe_every: usize,
     prior: f64,
     prior_from: PriorSource,
-    /// Accepted and rejected drafts already fed to the chooser.
-    seen: (u64, u64),
 }
 
 /// Jobs per worker and busy time; index 0 is the drafter.
@@ -85,6 +91,10 @@ pub(crate) struct Run<'p, S> {
     /// This request's KV memory, returned once every worker freed its cache.
     reservation: Option<Reservation>,
     auto: Option<Auto>,
+    /// The pool's tuning, whose history this request's decisions feed.
+    tuning: Option<Arc<Tuning>>,
+    /// Accepted and rejected drafts already fed to it.
+    decided: (u64, u64),
     sink: S,
 }
 
@@ -123,19 +133,24 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
             placement,
             reservation,
             auto: None,
+            tuning: None,
+            decided: (0, 0),
             sink,
         })
     }
 
-    /// Lets `tuning` choose the policy (mode auto).
-    pub(crate) fn with_auto(mut self, tuning: Option<Arc<Tuning>>) -> Self {
-        self.auto = tuning.map(|tuning| Auto {
+    /// Records the request's decided drafts in the pool's `tuning` history
+    /// (what `auto` requests start from), whatever its mode; with `auto`,
+    /// lets it choose the policy too.
+    pub(crate) fn with_tuning(mut self, tuning: Option<Arc<Tuning>>, auto: bool) -> Self {
+        self.auto = tuning.clone().filter(|_| auto).map(|tuning| Auto {
             tuning,
             chooser: None,
+            probe_every: PROBE_EVERY,
             prior: 0.5,
             prior_from: PriorSource::Default,
-            seen: (0, 0),
         });
+        self.tuning = tuning;
         self
     }
 
@@ -147,6 +162,8 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
         };
         let (prior, from) = match auto.tuning.history() {
             Some(a) => (a, PriorSource::History),
+            // The choice hardly depends on it: start at once.
+            None if !auto.tuning.table().acceptance_matters() => (0.5, PriorSource::Default),
             None => {
                 let target = self.placement.first().copied().unwrap_or(0);
                 let prompt = self.machine.prompt().to_vec();
@@ -173,23 +190,34 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
         Ok(())
     }
 
-    /// Under `auto`: feeds the drafts decided since the last call to the
-    /// chooser and the pool's history, and retunes when it switches.
+    /// Feeds the drafts decided since the last call to the pool's history
+    /// (any mode's are evidence) and, under `auto`, to the chooser, and
+    /// retunes when it switches.
     fn tune(&mut self) {
-        let Some(auto) = &mut self.auto else {
-            return;
-        };
-        let Some(chooser) = &mut auto.chooser else {
-            return;
-        };
         let counters = self.machine.counters();
         let now = (counters.accepted_tokens, counters.rejected_drafts);
-        let (accepted, rejected) = (now.0 - auto.seen.0, now.1 - auto.seen.1);
+        let (accepted, rejected) = (now.0 - self.decided.0, now.1 - self.decided.1);
         if accepted + rejected == 0 {
             return;
         }
-        auto.seen = now;
-        auto.tuning.record(accepted, rejected);
+        self.decided = now;
+        if let Some(tuning) = &self.tuning {
+            tuning.record(accepted, rejected);
+        }
+        let Some(auto) = self.auto.as_mut() else {
+            return;
+        };
+        if self.machine.policy().mode == Mode::NonSi {
+            auto.probe_every = if accepted == 0 {
+                (auto.probe_every * 2).min(PROBE_EVERY_MAX)
+            } else {
+                PROBE_EVERY
+            };
+            self.machine.probe_every(auto.probe_every);
+        }
+        let Some(chooser) = auto.chooser.as_mut() else {
+            return;
+        };
         if let Some(policy) = chooser.observe(accepted, rejected) {
             // A policy the machine refuses (the drafter failed) keeps the
             // current one; the machine already finishes as non-SI.
@@ -434,6 +462,19 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
         } else {
             self.servers
         };
+        let after_first = match self.first_token {
+            Some(first) if tokens.len() > 1 => {
+                first.elapsed().as_secs_f64() * 1e3 / (tokens.len() - 1) as f64
+            }
+            _ => 0.0,
+        };
+        let counters = self.machine.counters();
+        let decided = counters.accepted_tokens + counters.rejected_drafts;
+        let overall = if decided > 0 {
+            counters.accepted_tokens as f64 / decided as f64
+        } else {
+            self.auto.as_ref().map_or(0.5, |a| a.prior)
+        };
         stats.auto = self.auto.as_ref().and_then(|auto| {
             let chooser = auto.chooser.as_ref()?;
             Some(AutoStats {
@@ -441,6 +482,14 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
                 prior_from: auto.prior_from,
                 acceptance: chooser.acceptance(),
                 decisions: chooser.decisions().to_vec(),
+                // At the request's own rate over all its drafts, not the
+                // windowed estimate (which weighs its last dozen only).
+                predicted_ms_per_token: auto
+                    .tuning
+                    .table()
+                    .ms_per_token(chooser.policy(), overall)
+                    .unwrap_or(0.0),
+                measured_ms_per_token: after_first,
             })
         });
         stats.new_tokens = tokens.len();

@@ -18,6 +18,20 @@ pub struct AutoStats {
     /// The first choice, then every switch, each with the predicted time
     /// per token of the best policy of every mode at that estimate.
     pub decisions: Vec<Decision>,
+    /// What the policy that ran at the end predicts per token at the final
+    /// estimate, and what the request measured after its first token: far
+    /// apart, the profile no longer describes the machine.
+    pub predicted_ms_per_token: f64,
+    /// Milliseconds per token after the first (0 with fewer than 2).
+    pub measured_ms_per_token: f64,
+}
+
+impl AutoStats {
+    /// Measured over predicted time per token, when both are known.
+    pub fn drift(&self) -> Option<f64> {
+        (self.predicted_ms_per_token > 0.0 && self.measured_ms_per_token > 0.0)
+            .then(|| self.measured_ms_per_token / self.predicted_ms_per_token)
+    }
 }
 
 /// Busy time of one worker during a request.

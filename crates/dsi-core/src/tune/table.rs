@@ -11,11 +11,16 @@ use std::sync::OnceLock;
 const STEPS: usize = 20;
 /// Tokens per simulated generation, and the runs averaged (the same seeds
 /// for every policy, so they are compared on the same draws).
-const SIM_TOKENS: usize = 96;
-const SIM_SEEDS: [u64; 3] = [11, 23, 37];
+/// (Shorter runs ranked DSI's lookaheads and server counts by noise: their
+/// predictions differ by less than 96 tokens' spread.)
+const SIM_TOKENS: usize = 192;
+const SIM_SEEDS: [u64; 4] = [11, 23, 37, 41];
 /// Policies within this fraction of the fastest count as ties, and the
-/// simplest of them wins: fewer jobs at once, fewer servers held, and no
-/// drafting for a gain within the simulation's noise.
+/// simplest of them wins: no drafting, or no speculation parallelism, for a
+/// gain within the simulation's noise; then fewer servers where servers
+/// compete for compute, more where they do not (an idle server costs
+/// nothing, and spare ones absorb the runs the simulation's i.i.d. drafts
+/// underrate).
 const TIE: f64 = 0.03;
 
 /// Which policies a pool can run.
@@ -61,14 +66,16 @@ impl Space {
     }
 }
 
-/// Orders policies from the fewest jobs at once and resources held.
-fn simplicity(policy: Policy) -> (u8, usize, usize) {
+/// Orders policies from the simplest: by mode, then servers (fewer when
+/// they contend, more when they do not), then lookahead.
+fn simplicity(policy: Policy, contended: bool) -> (u8, isize, usize) {
     let mode = match policy.mode {
         Mode::NonSi => 0,
         Mode::Si => 1,
         Mode::Dsi => 2,
     };
-    (mode, policy.servers, policy.k)
+    let servers = policy.servers as isize;
+    (mode, if contended { servers } else { -servers }, policy.k)
 }
 
 /// A policy and its predicted milliseconds per token.
@@ -83,7 +90,7 @@ pub struct Ranked {
 /// Predicted time per token of every policy at acceptance rates `0, 0.05,
 /// .., 1`; between them, linear interpolation. A rate's column is
 /// simulated the first time it is needed (about 80 policies for a pool of 7
-/// servers, some 40 ms in a release build), so a request pays only for the
+/// servers, some 100 ms in a release build), so a request pays only for the
 /// rates it meets; [`Table::fill`] computes them all (a server does so on a
 /// background thread at start).
 #[derive(Debug)]
@@ -144,6 +151,11 @@ impl Table {
         }
     }
 
+    /// The most servers any of its policies uses.
+    fn servers(&self) -> usize {
+        self.policies.iter().map(|p| p.servers).max().unwrap_or(1)
+    }
+
     /// The profile it predicts from.
     pub fn profile(&self) -> &CostProfile {
         &self.profile
@@ -193,15 +205,30 @@ impl Table {
     }
 
     /// The fastest policy at acceptance `a`; among those within 3% of it,
-    /// the simplest (non-SI, then SI, then DSI; fewer servers; smaller `k`).
+    /// the simplest (see `TIE`).
     pub fn best(&self, a: f64) -> Ranked {
         let ranked = self.ranked(a);
         let fastest = ranked[0].ms_per_token;
+        let contended = self.profile.target_factor(self.servers(), false) > 1.05;
         ranked
             .into_iter()
             .filter(|r| r.ms_per_token <= fastest * (1.0 + TIE))
-            .min_by_key(|r| simplicity(r.policy))
+            .min_by_key(|r| simplicity(r.policy, contended))
             .expect("the fastest is within the tie")
+    }
+
+    /// Whether knowing the acceptance rate matters: false when the policy
+    /// best at 0.5 is within 15% of the best everywhere from 0.1 to 0.9
+    /// (servers that share nothing, say, where DSI wins at every rate), so
+    /// a request need not spend time measuring it before it starts.
+    pub fn acceptance_matters(&self) -> bool {
+        let guess = self.best(0.5).policy;
+        (1..=9).any(|tenth| {
+            let a = f64::from(tenth) / 10.0;
+            let best = self.best(a).ms_per_token;
+            self.ms_per_token(guess, a)
+                .is_none_or(|ms| ms > best * 1.15)
+        })
     }
 
     /// The fastest policy of each mode at `a` (non-SI, then SI and DSI when

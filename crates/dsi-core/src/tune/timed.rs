@@ -13,7 +13,7 @@
 use super::CostProfile;
 use crate::TokenId;
 use crate::Verdict;
-use crate::rng::SplitMix64;
+use crate::rng::keyed_open01;
 use crate::sampling::Decoding;
 use crate::schedule::{Command, Drafted, JobId, Machine, Plan, Policy, WorkerRef};
 
@@ -67,7 +67,10 @@ fn run(profile: &CostProfile, policy: Policy, a: f64, tokens: usize, seed: u64) 
     let Ok(mut machine) = Machine::new(plan, vec![RIGHT]) else {
         return f64::INFINITY;
     };
-    let mut draws = SplitMix64::new(seed);
+    // Whether the n-th draft at a position is right is drawn keyed by
+    // (position, n): every policy meets the same drafts, so policies are
+    // compared on the same luck, not each on its own.
+    let mut drafted_at: Vec<u64> = vec![0; tokens + 2];
     let mut running: Vec<Running> = Vec::new();
     let mut drafter_busy = false;
     let mut now = 0.0;
@@ -75,15 +78,20 @@ fn run(profile: &CostProfile, policy: Policy, a: f64, tokens: usize, seed: u64) 
     loop {
         for command in machine.take_commands() {
             match command {
-                Command::Draft { job, count, .. } => {
-                    let drafts = (0..count)
-                        .map(|_| Drafted {
-                            token: if draws.next_open01() < a {
-                                RIGHT
-                            } else {
-                                WRONG
-                            },
-                            probs: None,
+                Command::Draft {
+                    job,
+                    context,
+                    count,
+                } => {
+                    let drafts = (context.len()..context.len() + count)
+                        .map(|position| {
+                            let n = &mut drafted_at[position.min(tokens + 1)];
+                            *n += 1;
+                            let right = keyed_open01(seed, position as u64, *n) < a;
+                            Drafted {
+                                token: if right { RIGHT } else { WRONG },
+                                probs: None,
+                            }
                         })
                         .collect();
                     drafter_busy = true;

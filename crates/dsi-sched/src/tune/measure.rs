@@ -2,7 +2,7 @@
 //! costs as the driver sees it, by rows, and how much jobs running at once
 //! slow each other down.
 
-use super::call::{Called, call, median};
+use super::call::{Called, call, join_all, median};
 use crate::error::{Result, SchedError};
 use crate::task::Work;
 use crate::workers::Workers;
@@ -194,7 +194,7 @@ impl Measurement<'_> {
             done.set(done.get() + 1);
             Ok::<_, SchedError>(samples)
         });
-        let targets = futures_join_all(loops);
+        let targets = join_all(loops);
         let drafting = async {
             let mut steps = Vec::new();
             let mut rep = 0;
@@ -217,34 +217,4 @@ impl Measurement<'_> {
         let step = (!steps.is_empty()).then(|| median(steps));
         Ok((median(samples), step))
     }
-}
-
-/// Runs futures concurrently on this task and collects their outputs in
-/// order (no spawning: they borrow the measurement).
-async fn futures_join_all<F: std::future::Future>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<F::Output> {
-    let mut futures: Vec<_> = futures.map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(value) => *output = Some(value),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    outputs
-        .into_iter()
-        .map(|o| o.expect("every future finished"))
-        .collect()
 }

@@ -3,11 +3,12 @@
 //!
 //! At a few cut points of the prompt the drafter drafts a few tokens after
 //! the prefix and a target verifies them: each cut gives one window of the
-//! paper's estimator (matches until the first mismatch). Both calls run
-//! under the request's own id, so they leave its caches holding the prompt
-//! the generation then starts from.
+//! paper's estimator (matches until the first mismatch). The cuts' target
+//! jobs run on different targets at once. Every call runs under the
+//! request's own id, so it leaves the request's caches holding the prompt
+//! the generation then starts from (its first jobs pay no prefill).
 
-use super::call::call;
+use super::call::{call, join_all};
 use crate::error::Result;
 use crate::task::{ReportKind, Work};
 use crate::workers::Workers;
@@ -41,18 +42,15 @@ pub(crate) async fn probe(
     let cuts: Vec<usize> = (1..=CUTS)
         .map(|i| prompt.len() / 2 + (prompt.len() / 2) * i / CUTS)
         .collect();
-    let (mut accepted, mut rejected) = (0, 0);
-    for (job, &cut) in cuts.iter().enumerate() {
+    // The last cut's verification goes to the request's first target,
+    // whose cache the generation starts from; the others to the next ones.
+    let targets = workers.targets.len();
+    let mut verifications = Vec::with_capacity(cuts.len());
+    for (i, &cut) in cuts.iter().enumerate() {
         let context = prompt[..cut].to_vec();
-        let job = 2 * job as u64 + 1;
-        let drafted = call(
-            drafter,
-            request,
-            job,
-            context.clone(),
-            Work::Draft { count: DRAFTS },
-        )
-        .await?;
+        let job = 2 * i as u64 + 1;
+        let work = Work::Draft { count: DRAFTS };
+        let drafted = call(drafter, request, job, context.clone(), work).await?;
         let ReportKind::Drafted(drafts) = drafted.report else {
             continue;
         };
@@ -62,8 +60,12 @@ pub(crate) async fn probe(
             drafts: drafts.len(),
             draft_probs: None,
         };
-        let verified = call(&workers.targets[target], request, job + 1, verify, work).await?;
-        if let ReportKind::Verified(verdict) = verified.report {
+        let worker = &workers.targets[(target + cuts.len() - 1 - i) % targets];
+        verifications.push(call(worker, request, job + 1, verify, work));
+    }
+    let (mut accepted, mut rejected) = (0, 0);
+    for verified in join_all(verifications).await {
+        if let ReportKind::Verified(verdict) = verified?.report {
             accepted += verdict.accepted as u64;
             rejected += u64::from(verdict.accepted < verdict.drafted);
         }
