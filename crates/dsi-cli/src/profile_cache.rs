@@ -127,20 +127,20 @@ mod tests {
         CostProfile::independent(vec![2.0, 2.5], 0.3, 2)
     }
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("dsi-profile-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    /// A fresh folder with a model folder (one weights file) and the
+    /// cache folder's path inside.
+    fn scratch(name: &str) -> (PathBuf, PathBuf) {
+        let root = std::env::temp_dir().join(format!("dsi-profile-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let model = root.join("model");
+        std::fs::create_dir_all(&model).unwrap();
+        std::fs::write(model.join("model.safetensors"), b"weights").unwrap();
+        (model, root.join("cache"))
     }
 
     #[test]
     fn written_once_then_reused() {
-        let root = scratch("reuse");
-        let model = root.join("model");
-        std::fs::create_dir_all(&model).unwrap();
-        std::fs::write(model.join("model.safetensors"), b"weights").unwrap();
-        let cache = root.join("cache");
+        let (model, cache) = scratch("reuse");
         let key = key(&[&model], &["cpu f32 x2".into()]).unwrap();
         assert_eq!(load(&cache, &key), None);
         let path = save(&cache, &key, &profile(), vec![vec![1.0]]).unwrap();
@@ -153,11 +153,7 @@ mod tests {
 
     #[test]
     fn changed_model_files_or_devices_invalidate_it() {
-        let root = scratch("invalidate");
-        let model = root.join("model");
-        std::fs::create_dir_all(&model).unwrap();
-        std::fs::write(model.join("model.safetensors"), b"weights").unwrap();
-        let cache = root.join("cache");
+        let (model, cache) = scratch("invalidate");
         let before = key(&[&model], &["cpu f32 x2".into()]).unwrap();
         save(&cache, &before, &profile(), Vec::new()).unwrap();
         // Another device or dtype: another key, no profile.
