@@ -9,10 +9,10 @@ use std::sync::OnceLock;
 
 /// Acceptance rates the table is built at: `0, 1/STEPS, .., 1`.
 const STEPS: usize = 20;
-/// Tokens per simulated generation, and the runs averaged (the same seeds
-/// for every policy, so they are compared on the same draws).
-/// (Shorter runs ranked DSI's lookaheads and server counts by noise: their
-/// predictions differ by less than 96 tokens' spread.)
+/// Tokens per simulated generation, and the runs averaged, each seed shared
+/// by every policy so they meet the same drafts. (With 96 tokens, DSI's
+/// lookaheads and server counts were ranked by noise: their predictions
+/// differ by less than such short runs spread.)
 const SIM_TOKENS: usize = 192;
 const SIM_SEEDS: [u64; 4] = [11, 23, 37, 41];
 /// Policies within this fraction of the fastest count as ties, and the
