@@ -167,8 +167,11 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
             None => {
                 let target = self.placement.first().copied().unwrap_or(0);
                 let prompt = self.machine.prompt().to_vec();
-                match tune::probe(self.pool, self.request, target, &prompt).await? {
-                    Some((accepted, rejected)) if accepted + rejected > 0 => {
+                // A worker failing the probe fails its jobs of the request
+                // the same way later; the machine handles that (a failed
+                // drafter: non-SI), so the probe just gives no evidence.
+                match tune::probe(self.pool, self.request, target, &prompt).await {
+                    Ok(Some((accepted, rejected))) if accepted + rejected > 0 => {
                         auto.tuning.record(accepted, rejected);
                         // Laplace's rule: a few windows are weak evidence.
                         let a = (accepted as f64 + 1.0) / ((accepted + rejected) as f64 + 2.0);

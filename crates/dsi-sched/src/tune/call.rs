@@ -8,7 +8,7 @@ use dsi_core::TokenId;
 use dsi_core::cancel::CancelFlag;
 use dsi_core::sampling::Decoding;
 use dsi_core::schedule::JobId;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc::unbounded_channel;
 
 /// What a finished call returned and how long it took, in milliseconds.
@@ -18,13 +18,39 @@ pub(crate) struct Called {
 }
 
 /// Runs `work` after `context` on `worker` for `request` (greedy) and waits
-/// for its end. A failed or cancelled job is an error naming the worker.
+/// for its end, at most `timeout` (then the job is cancelled). A failed,
+/// cancelled or late job is an error naming the worker.
 pub(crate) async fn call(
+    worker: &WorkerHandle,
+    timeout: Duration,
+    request: u64,
+    job: u64,
+    context: Vec<TokenId>,
+    work: Work,
+) -> Result<Called> {
+    let cancel = CancelFlag::new();
+    let called = tokio::time::timeout(
+        timeout,
+        run(worker, request, job, context, work, cancel.clone()),
+    )
+    .await;
+    called.unwrap_or_else(|_| {
+        cancel.cancel();
+        Err(SchedError::Unfit(format!(
+            "worker {} gave no result within {} ms while measured",
+            worker.name(),
+            timeout.as_millis()
+        )))
+    })
+}
+
+async fn run(
     worker: &WorkerHandle,
     request: u64,
     job: u64,
     context: Vec<TokenId>,
     work: Work,
+    cancel: CancelFlag,
 ) -> Result<Called> {
     let (reply, mut reports) = unbounded_channel();
     let began = Instant::now();
@@ -34,7 +60,7 @@ pub(crate) async fn call(
         context,
         work,
         decoding: Decoding::greedy(),
-        cancel: CancelFlag::new(),
+        cancel,
         reply,
     };
     let gone = || SchedError::Unfit(format!("worker {} stopped while measured", worker.name()));

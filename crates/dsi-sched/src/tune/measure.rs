@@ -149,7 +149,15 @@ impl Measurement<'_> {
             drafts,
             draft_probs: None,
         };
-        let Called { ms, .. } = call(worker, self.request, self.jobs.next(), context, work).await?;
+        let Called { ms, .. } = call(
+            worker,
+            self.workers.job_timeout,
+            self.request,
+            self.jobs.next(),
+            context,
+            work,
+        )
+        .await?;
         Ok(ms)
     }
 
@@ -162,7 +170,15 @@ impl Measurement<'_> {
         let mut context = self.spec.context.clone();
         context.push(context[rep % context.len()]);
         let work = Work::Draft { count };
-        let Called { ms, .. } = call(worker, self.request, self.jobs.next(), context, work).await?;
+        let Called { ms, .. } = call(
+            worker,
+            self.workers.job_timeout,
+            self.request,
+            self.jobs.next(),
+            context,
+            work,
+        )
+        .await?;
         Ok(ms)
     }
 

@@ -50,7 +50,8 @@ pub(crate) async fn probe(
         let context = prompt[..cut].to_vec();
         let job = 2 * i as u64 + 1;
         let work = Work::Draft { count: DRAFTS };
-        let drafted = call(drafter, request, job, context.clone(), work).await?;
+        let timeout = workers.job_timeout;
+        let drafted = call(drafter, timeout, request, job, context.clone(), work).await?;
         let ReportKind::Drafted(drafts) = drafted.report else {
             continue;
         };
@@ -61,7 +62,7 @@ pub(crate) async fn probe(
             draft_probs: None,
         };
         let worker = &workers.targets[(target + cuts.len() - 1 - i) % targets];
-        verifications.push(call(worker, request, job + 1, verify, work));
+        verifications.push(call(worker, timeout, request, job + 1, verify, work));
     }
     let (mut accepted, mut rejected) = (0, 0);
     for verified in join_all(verifications).await {
