@@ -553,3 +553,33 @@ fn retunes_mid_request_emit_the_targets_tokens() {
         }
     }
 }
+
+#[test]
+fn retunes_are_checked_and_wait_for_a_clean_point() {
+    let mut m = Machine::new(plan(Mode::Dsi, 3, 2, 20), vec![5]).unwrap();
+    let policy = |mode, k, servers| Policy { mode, k, servers };
+    assert!(
+        m.retune(policy(Mode::Dsi, 3, 3)).is_err(),
+        "more servers than the plan's"
+    );
+    assert!(m.retune(policy(Mode::Si, 0, 1)).is_err(), "no lookahead");
+    m.start();
+    // DSI runs its epoch job and a draft: the switch to non-SI waits.
+    let c = issued(&mut m);
+    assert_eq!((c.verify.len(), c.draft.len()), (1, 1));
+    m.retune(policy(Mode::NonSi, 0, 1)).unwrap();
+    assert_eq!(m.policy().mode, Mode::Dsi);
+    // The drafts come back and the epoch job rejects the first: a new
+    // epoch, and from there non-SI.
+    let (job, _, _, drafts) = c.verify[0].clone();
+    assert_eq!(drafts, 0);
+    m.on_drafted(c.draft[0].0, drafted(&[1, 1, 1]));
+    assert_eq!(m.policy().mode, Mode::Dsi, "the epoch's jobs still run");
+    let c = issued(&mut m);
+    assert_eq!((c.verify.len(), c.draft.len()), (1, 1), "DSI goes on");
+    m.on_verified(job, verdict(0, 9, 0));
+    assert_eq!(m.policy(), policy(Mode::NonSi, 0, 1));
+    let c = issued(&mut m);
+    assert!(c.draft.is_empty(), "non-SI drafts nothing");
+    assert_eq!(c.verify.len(), 1);
+}

@@ -123,3 +123,26 @@ fn drift_switches_within_a_bounded_number_of_epochs_and_back() {
         chooser.decisions()
     );
 }
+
+#[test]
+fn the_rate_matters_on_shared_cores_not_on_free_servers() {
+    // Free servers: DSI wins at every rate, so no probe is worth its time.
+    assert!(!Table::build(&independent(), space(7)).acceptance_matters());
+    // Shared cores: non-SI at low rates, SI at high ones.
+    assert!(Table::build(&shared_cores(2), space(2)).acceptance_matters());
+}
+
+#[test]
+fn a_saved_table_comes_back_only_into_its_own_space() {
+    let built = Table::build(&shared_cores(2), space(2));
+    let columns = built.columns();
+    let back = Table::from_columns(shared_cores(2), space(2), columns.clone()).unwrap();
+    for a in [0.0, 0.37, 0.8, 1.0] {
+        assert_eq!(back.ranked(a), built.ranked(a));
+    }
+    // Another pool's space (more servers): other policies, refused.
+    assert!(Table::from_columns(shared_cores(3), space(3), columns.clone()).is_none());
+    let mut short = columns;
+    short.pop();
+    assert!(Table::from_columns(shared_cores(2), space(2), short).is_none());
+}

@@ -217,17 +217,22 @@ impl Table {
             .expect("the fastest is within the tie")
     }
 
-    /// Whether knowing the acceptance rate matters: false when the policy
-    /// best at 0.5 is within 15% of the best everywhere from 0.1 to 0.9
-    /// (servers that share nothing, say, where DSI wins at every rate), so
-    /// a request need not spend time measuring it before it starts.
+    /// Whether knowing the acceptance rate before starting matters: true
+    /// when the mode best at 0.5 falls more than 15% behind the best
+    /// policy at some rate from 0.1 to 0.9 even with its own best lookahead
+    /// and servers (those follow the estimate online anyway). On servers
+    /// that share nothing DSI wins at every rate, so a request need not
+    /// spend time measuring it first.
     pub fn acceptance_matters(&self) -> bool {
-        let guess = self.best(0.5).policy;
+        let mode = self.best(0.5).policy.mode;
         (1..=9).any(|tenth| {
             let a = f64::from(tenth) / 10.0;
-            let best = self.best(a).ms_per_token;
-            self.ms_per_token(guess, a)
-                .is_none_or(|ms| ms > best * 1.15)
+            let ranked = self.ranked(a);
+            let best = ranked[0].ms_per_token;
+            ranked
+                .iter()
+                .find(|r| r.policy.mode == mode)
+                .is_none_or(|r| r.ms_per_token > best * 1.15)
         })
     }
 
