@@ -90,7 +90,7 @@ pub struct Ranked {
 /// Predicted time per token of every policy at acceptance rates `0, 0.05,
 /// .., 1`; between them, linear interpolation. A rate's column is
 /// simulated the first time it is needed (about 80 policies for a pool of 7
-/// servers, some 100 ms in a release build), so a request pays only for the
+/// servers, some 200 ms in a release build), so a request pays only for the
 /// rates it meets; [`Table::fill`] computes them all (a server does so on a
 /// background thread at start).
 #[derive(Debug)]
