@@ -105,6 +105,22 @@ fn endpoints_answer_in_openai_formats() {
             "seeded sampling repeats"
         );
 
+        // An omitted seed is a fresh one per request, returned in usage:
+        // two unseeded sampled requests differ, and the returned seed
+        // replays a response exactly.
+        let unseeded = json!({"prompt": "def f(x):", "max_tokens": 24, "temperature": 1.0, "mode": "nonsi"});
+        let first: Value = client.post(server.url("/v1/completions")).json(&unseeded).send().await.unwrap().json().await.unwrap();
+        let second: Value = client.post(server.url("/v1/completions")).json(&unseeded).send().await.unwrap().json().await.unwrap();
+        let seed = first["usage"]["seed"].as_u64().expect("usage.seed");
+        assert_ne!(seed, second["usage"]["seed"].as_u64().unwrap());
+        assert_ne!(first["choices"][0]["text"], second["choices"][0]["text"], "unseeded requests differ");
+        let mut replay = unseeded.clone();
+        replay["seed"] = json!(seed);
+        replay["mode"] = json!("dsi");
+        let replayed: Value = client.post(server.url("/v1/completions")).json(&replay).send().await.unwrap().json().await.unwrap();
+        assert_eq!(replayed["choices"][0]["text"], first["choices"][0]["text"], "the seed replays it, in any mode");
+        assert_eq!(replayed["usage"]["seed"], seed);
+
         // Metrics counted all of it.
         let metrics = scrape(&client, &server).await;
         assert!(metric(&metrics, "dsi_requests_total{endpoint=\"completions\",status=\"200\"}").unwrap() >= 3.0);

@@ -57,6 +57,7 @@ pub async fn run(
     let deadline = tokio::time::Instant::from_std(arrived + state.config.request_timeout);
     let prompt_tokens = prepared.request.prompt.len();
     let mode = prepared.request.mode;
+    let seed = prepared.request.decoding.params.seed;
     tokio::select! {
         () = ticket.run() => {}
         () = tx.closed() => return state.metrics.request(endpoint, 499),
@@ -110,6 +111,7 @@ pub async fn run(
         total_tokens: prompt_tokens + tokens,
         mode: mode.to_string(),
         ttft_ms: ttft_s.unwrap_or(0.0) * 1e3,
+        seed,
         ..Usage::default()
     };
     let (finish, stats) = match outcome {

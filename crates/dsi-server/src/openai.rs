@@ -165,6 +165,9 @@ pub struct Usage {
     pub preempted_jobs: u64,
     /// Milliseconds from arrival to the first token.
     pub ttft_ms: f64,
+    /// The sampling seed used: the request's, or a fresh one drawn for it
+    /// when it named none; send it back as `seed` to replay the response.
+    pub seed: u64,
     /// What `auto` chose and why: the starting acceptance estimate and its
     /// source, the final estimate, and each decision with the predicted
     /// time per token of the best policy of every mode.

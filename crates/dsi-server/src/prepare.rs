@@ -30,6 +30,24 @@ pub struct Prepared {
     pub include_usage: bool,
 }
 
+/// A seed for a request that names none: different for every request (so
+/// two unseeded sampled requests differ), and returned in `usage.seed` so
+/// the response can be replayed. `RandomState` is seeded from the OS once
+/// per process and stepped per instance; the clock and a counter make each
+/// draw distinct even where it is not. Below 2^53, so it survives a
+/// JavaScript client's numbers.
+fn fresh_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static DRAWN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(DRAWN.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    hasher.write_u128(now);
+    hasher.finish() & ((1 << 53) - 1)
+}
+
 /// Checks `fields` and the prompt text against the server's limits.
 pub fn prepare(state: &State, fields: CommonFields, prompt: &str) -> Result<Prepared, ApiError> {
     let config = &state.config;
@@ -130,7 +148,7 @@ pub fn prepare(state: &State, fields: CommonFields, prompt: &str) -> Result<Prep
         temperature,
         top_k: fields.top_k.map(|k| k as usize),
         top_p: fields.top_p,
-        seed: fields.seed.unwrap_or(0),
+        seed: fields.seed.unwrap_or_else(fresh_seed),
     };
     let decoding = Decoding::new(params, fields.speculative)
         .map_err(|e| ApiError::invalid(format!("invalid sampling parameters: {e}")))?;
