@@ -1,10 +1,21 @@
 //! Metrics of one request: the state machine's counters plus what only the
 //! driver can measure (times, busy workers, scheduling overhead).
 
-use crate::tune::PriorSource;
 use dsi_core::schedule::{Counters, Mode};
 use dsi_core::tune::Decision;
 use serde::Serialize;
+
+/// Where a request's starting acceptance estimate came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PriorSource {
+    /// The pool's recent requests.
+    History,
+    /// A teacher-forced probe on the request's prompt.
+    Probe,
+    /// Neither was available (no drafter, a prompt too short to probe): 0.5.
+    Default,
+}
 
 /// What `auto` chose for a request and why.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -12,25 +12,14 @@ pub use measure::ProfileSpec;
 pub(crate) use measure::measure;
 pub(crate) use probe::probe;
 
+pub use crate::stats::PriorSource;
+
 use dsi_core::tune::{CostProfile, OnlineAcceptance, Space, Table};
-use serde::Serialize;
 use std::sync::{Arc, Mutex};
 
 /// Draft decisions the pool's history needs before it seeds a request
 /// instead of a probe.
 const HISTORY_ENOUGH: f64 = 8.0;
-
-/// Where a request's starting acceptance estimate came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PriorSource {
-    /// The pool's recent requests.
-    History,
-    /// A teacher-forced probe on the request's prompt.
-    Probe,
-    /// Neither was available (no drafter, a prompt too short to probe): 0.5.
-    Default,
-}
 
 /// A pool's tuning state: the table of predicted costs and the acceptance
 /// history of its recent requests.
