@@ -15,7 +15,7 @@ use anyhow::Context;
 use clap::Args;
 use dsi_core::TokenId;
 use dsi_core::sampling::{Decoding, SamplingParams};
-use dsi_core::schedule::{Mode, Policy, StopReason};
+use dsi_core::schedule::{Mode, StopReason};
 use dsi_models::checkpoint::TextTokenizer;
 use dsi_sched::tune::PriorSource;
 use dsi_sched::{Request, Stats, Update};
@@ -229,12 +229,7 @@ fn forget_a_stale_profile(stats: &Stats, file: Option<&std::path::Path>) {
 /// estimate it started from, and the predicted speed of the best policy of
 /// each mode, as speedups over non-SI.
 fn policy_summary(stats: &Stats) -> String {
-    let policy = Policy {
-        mode: stats.mode,
-        k: stats.k,
-        servers: stats.targets,
-    }
-    .normalized();
+    let policy = stats.policy();
     let Some(auto) = &stats.auto else {
         return policy.to_string();
     };

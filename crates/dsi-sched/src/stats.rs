@@ -1,7 +1,7 @@
 //! Metrics of one request: the state machine's counters plus what only the
 //! driver can measure (times, busy workers, scheduling overhead).
 
-use dsi_core::schedule::{Counters, Mode};
+use dsi_core::schedule::{Counters, Mode, Policy};
 use dsi_core::tune::Decision;
 use serde::Serialize;
 
@@ -96,6 +96,17 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// The policy the request ran at its end (`nonsi`, `si k=4`, `dsi k=5
+    /// N=2`): its mode, lookahead and servers, normalized.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            mode: self.mode,
+            k: self.k,
+            servers: self.targets,
+        }
+        .normalized()
+    }
+
     pub(crate) fn from_counters(counters: &Counters) -> Self {
         Self {
             mode: Mode::NonSi,

@@ -16,7 +16,7 @@ use crate::prepare::Prepared;
 use crate::state::State;
 use crate::stop::StopScan;
 use dsi_core::cancel::CancelFlag;
-use dsi_core::schedule::{Policy, StopReason};
+use dsi_core::schedule::StopReason;
 use dsi_sched::{Generation, Update};
 use std::sync::Arc;
 use std::time::Instant;
@@ -185,13 +185,7 @@ pub async fn run(
     usage.acceptance_rate = c.acceptance_rate().unwrap_or(0.0);
     usage.preempted_jobs = c.jobs_preempted;
     usage.mode = stats.mode.to_string();
-    usage.policy = Policy {
-        mode: stats.mode,
-        k: stats.k,
-        servers: stats.targets,
-    }
-    .normalized()
-    .to_string();
+    usage.policy = stats.policy().to_string();
     usage.auto = stats.auto.clone();
     state
         .metrics

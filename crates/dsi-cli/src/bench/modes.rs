@@ -16,7 +16,7 @@ use crate::pool_args::PoolArgs;
 use crate::{bundled, exit::UsageError};
 use clap::Args;
 use dsi_core::sampling::Decoding;
-use dsi_core::schedule::{Mode, ModeSetting, Policy};
+use dsi_core::schedule::{Mode, ModeSetting};
 use dsi_core::tune::Space;
 use dsi_sched::Request;
 use serde::Serialize;
@@ -174,9 +174,7 @@ pub(crate) fn run(args: ModesArgs) -> anyhow::Result<()> {
                 row.tokens += g.tokens.len();
                 row.seconds += g.stats.total_ms / 1e3;
                 if *mode == ModeSetting::Auto {
-                    let s = &g.stats;
-                    row.chosen
-                        .push(policy_of(s.mode, s.k, s.targets).to_string());
+                    row.chosen.push(g.stats.policy().to_string());
                 }
             }
             turn += 1;
@@ -251,8 +249,4 @@ pub(crate) fn run(args: ModesArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn policy_of(mode: Mode, k: usize, servers: usize) -> Policy {
-    Policy { mode, k, servers }.normalized()
 }

@@ -5,6 +5,7 @@
 use super::call::{Called, call, join_all, median};
 use crate::error::{Result, SchedError};
 use crate::task::Work;
+use crate::worker::WorkerHandle;
 use crate::workers::Workers;
 use dsi_core::TokenId;
 use dsi_core::tune::CostProfile;
@@ -144,21 +145,12 @@ impl Measurement<'_> {
     }
 
     async fn verify(&self, target: usize, context: Vec<TokenId>, drafts: usize) -> Result<f64> {
-        let worker = &self.workers.targets[target];
         let work = Work::Verify {
             drafts,
             draft_probs: None,
         };
-        let Called { ms, .. } = call(
-            worker,
-            self.workers.job_timeout,
-            self.request,
-            self.jobs.next(),
-            context,
-            work,
-        )
-        .await?;
-        Ok(ms)
+        self.time(&self.workers.targets[target], context, work)
+            .await
     }
 
     async fn draft(&self, count: usize, rep: usize) -> Result<f64> {
@@ -169,16 +161,14 @@ impl Measurement<'_> {
             .expect("checked by the caller");
         let mut context = self.spec.context.clone();
         context.push(context[rep % context.len()]);
-        let work = Work::Draft { count };
-        let Called { ms, .. } = call(
-            worker,
-            self.workers.job_timeout,
-            self.request,
-            self.jobs.next(),
-            context,
-            work,
-        )
-        .await?;
+        self.time(worker, context, Work::Draft { count }).await
+    }
+
+    /// Milliseconds of one job of the measurement on `worker`.
+    async fn time(&self, worker: &WorkerHandle, context: Vec<TokenId>, work: Work) -> Result<f64> {
+        let timeout = self.workers.job_timeout;
+        let job = self.jobs.next();
+        let Called { ms, .. } = call(worker, timeout, self.request, job, context, work).await?;
         Ok(ms)
     }
 

@@ -14,7 +14,7 @@ use axum::http::header;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use dsi_core::TokenId;
-use dsi_core::schedule::{Mode, ModeSetting, Policy};
+use dsi_core::schedule::{Mode, ModeSetting};
 use dsi_core::sim::heatmap::HeatmapSpec;
 use dsi_sched::{Request, Update};
 use serde::Deserialize;
@@ -225,12 +225,7 @@ async fn run_race(
             .await?;
         let text = state.codec.decode(&generation.tokens).unwrap_or_default();
         let s = &generation.stats;
-        let policy = Policy {
-            mode: s.mode,
-            k: s.k,
-            servers: s.targets,
-        }
-        .normalized();
+        let policy = s.policy();
         runs.push(serde_json::json!({
             "mode": mode.to_string(),
             "policy": policy.to_string(),
