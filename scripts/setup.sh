@@ -48,3 +48,12 @@ fi
 for component in rustfmt clippy; do
     rustup component list --installed | grep -q "^$component" || rustup component add "$component"
 done
+
+# The OpenAI Python client, the reference client of the server's tests
+# (crates/dsi-cli/tests/serve_openai.rs), in a venv of its own under target/.
+venv="${DSI_OPENAI_VENV:-$PWD/target/openai-venv}"
+if ! "$venv/bin/python" -c 'import openai' >/dev/null 2>&1; then
+    echo "setup: installing the openai Python client into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q 'openai==2.54.0'
+fi

@@ -10,7 +10,7 @@
 use dsi::core::TokenId;
 use dsi::core::model::{Feed, ForwardError, KvModel, SeqId};
 use dsi::core::rng::keyed_open01;
-use dsi::core::sampling::{Decoding, SamplingParams};
+use dsi::core::sampling::{Decoding, LogitsProcessors, SamplingParams};
 use dsi::core::schedule::{Mode, ModeSetting};
 use dsi::core::verify::argmax;
 use dsi::models::Session;
@@ -145,13 +145,26 @@ fn check_lossless<B: Backend>(
                 k,
                 max_new_tokens: 24,
                 eos: Vec::new(),
-                decoding,
+                decoding: decoding.clone(),
                 targets: None,
             };
             let reference = runtime
                 .block_on(pool.generate(request(Mode::NonSi, 1), |_| {}))
                 .expect("non-SI");
             assert_eq!(reference.tokens.len(), 24);
+            if decoding.logprobs.is_some() {
+                let logprobs = reference
+                    .logprobs
+                    .as_ref()
+                    .expect("logprobs were asked for");
+                assert_eq!(logprobs.len(), 24);
+                assert!(
+                    logprobs
+                        .iter()
+                        .zip(&reference.tokens)
+                        .all(|(l, &t)| l.token == t)
+                );
+            }
             for &(k, servers) in grid {
                 for mode in [Mode::Si, Mode::Dsi] {
                     let req = request(mode, k);
@@ -163,6 +176,10 @@ fn check_lossless<B: Backend>(
                             g.tokens, reference.tokens,
                             "{name} {text:?} DSI k={k} N={servers}"
                         );
+                        assert_eq!(
+                            g.logprobs, reference.logprobs,
+                            "{name} {text:?} DSI k={k} N={servers}: log probabilities"
+                        );
                         assert!(
                             g.stats.counters.errors.is_empty(),
                             "{:?}",
@@ -172,6 +189,7 @@ fn check_lossless<B: Backend>(
                     } else if servers == grid[0].1 {
                         let g = runtime.block_on(pool.generate(req, |_| {})).expect("SI");
                         assert_eq!(g.tokens, reference.tokens, "{name} {text:?} SI k={k}");
+                        assert_eq!(g.logprobs, reference.logprobs, "{name} {text:?} SI k={k}");
                         totals.add(&g.stats);
                     }
                 }
@@ -287,6 +305,115 @@ fn seeded_coupled_sampling_agrees_across_modes_on_ndarray() {
         );
         assert!(totals.runs > 0);
     }
+}
+
+/// Penalties, biases and `min_tokens` (applied by drafter and target to
+/// each row against its own prefix) and log probabilities: DSI and SI emit
+/// non-SI's tokens and report its log probabilities, bit for bit, greedy
+/// and seeded.
+#[test]
+fn processors_and_logprobs_agree_across_modes_on_cpu() {
+    if !runs_on(DeviceSpec::Cpu) {
+        return;
+    }
+    let processors = LogitsProcessors {
+        presence_penalty: 0.4,
+        frequency_penalty: 0.3,
+        repetition_penalty: 1.3,
+        logit_bias: vec![(5, 4.0), (7, -100.0)],
+        min_tokens: 6,
+        eos: vec![0, 1, 2],
+        ..LogitsProcessors::none()
+    };
+    let sampled = SamplingParams {
+        temperature: 0.9,
+        top_k: None,
+        top_p: Some(0.95),
+        seed: 7,
+    };
+    for params in [SamplingParams::greedy(), sampled] {
+        let decoding = Decoding::new(params, false)
+            .and_then(|d| d.with_processors(processors.clone(), 320))
+            .and_then(|d| d.with_logprobs(5))
+            .expect("decoding");
+        let totals = check_lossless::<dsi::models::device::CpuBackend>(
+            Default::default(),
+            Precision::host(WeightFormat::F32),
+            &["llama-gqa"],
+            &["Hello world", "a"],
+            &[(1, 1), (3, 2), (8, 4)],
+            decoding,
+        );
+        assert!(
+            totals.accepted > 0 && totals.preempted > 0,
+            "speculation ran"
+        );
+    }
+}
+
+/// The processors change what is generated (the test above is not vacuous).
+#[test]
+fn processors_change_the_output_on_cpu() {
+    if !runs_on(DeviceSpec::Cpu) {
+        return;
+    }
+    let checkpoint = fixture("llama-gqa");
+    let pool = pool::<dsi::models::device::CpuBackend>(
+        &checkpoint,
+        &Default::default(),
+        Precision::host(WeightFormat::F32),
+        1,
+    );
+    let prompt = checkpoint.tokenizer.encode("Hello world").expect("prompt");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let run = |decoding: Decoding| {
+        let request = Request {
+            prompt: prompt.clone(),
+            mode: Mode::NonSi.into(),
+            k: 1,
+            max_new_tokens: 24,
+            eos: Vec::new(),
+            decoding,
+            targets: None,
+        };
+        runtime
+            .block_on(pool.generate(request, |_| {}))
+            .expect("generation")
+            .tokens
+    };
+    let plain = run(Decoding::greedy());
+    let banned = plain[0];
+    let biased = run(Decoding::greedy()
+        .with_processors(
+            LogitsProcessors {
+                logit_bias: vec![(banned, -100.0)],
+                ..LogitsProcessors::none()
+            },
+            320,
+        )
+        .expect("bias"));
+    assert!(!biased.contains(&banned), "a -100 bias bans the token");
+    let penalized = run(Decoding::greedy()
+        .with_processors(
+            LogitsProcessors {
+                frequency_penalty: 2.0,
+                ..LogitsProcessors::none()
+            },
+            320,
+        )
+        .expect("penalty"));
+    assert_ne!(
+        penalized, plain,
+        "a frequency penalty of 2 changes greedy output"
+    );
+    let distinct = |t: &[TokenId]| t.iter().collect::<std::collections::HashSet<_>>().len();
+    assert!(
+        distinct(&penalized) >= distinct(&plain),
+        "{penalized:?} vs {plain:?}"
+    );
 }
 
 #[cfg(feature = "wgpu")]

@@ -8,11 +8,12 @@
 import { Timeline } from "./timeline.js";
 import { drawHeatmap } from "./heatmap.js";
 import { runRace } from "./race.js";
+import { api, streamUrl } from "./auth.js";
 
 const $ = (id) => document.getElementById(id);
 
 async function main() {
-  const info = await (await fetch("/v1/dashboard/info")).json();
+  const info = await (await api("/v1/dashboard/info")).json();
   $("server-info").textContent =
     `${info.model} · ${info.targets.length} target servers (${info.targets.join(", ")})` +
     (info.drafter ? ` · drafter ${info.drafter}` : " · no drafter") +
@@ -24,7 +25,7 @@ async function main() {
   for (const t of info.targets) lanes.push({ name: t, role: "target" });
   const timeline = new Timeline($("timeline"), lanes);
 
-  const events = new EventSource("/v1/dashboard/timeline");
+  const events = new EventSource(streamUrl("/v1/dashboard/timeline"));
   events.addEventListener("job", (e) => timeline.add(JSON.parse(e.data)));
   await new Promise((ready) => {
     events.addEventListener("open", ready, { once: true });
@@ -83,7 +84,7 @@ async function main() {
     await new Promise((r) => setTimeout(r, 400));
     timeline.draw();
     updateCounters(timeline, started, ended, tokens);
-    const fresh = await (await fetch("/v1/dashboard/info")).json();
+    const fresh = await (await api("/v1/dashboard/info")).json();
     drawHeatmap($("heatmap"), $("heatmap-caption"), fresh.operating_point);
     window.__result = {
       tokens,
@@ -114,7 +115,7 @@ async function main() {
 
 /** POSTs a streaming completion and yields each parsed SSE chunk. */
 async function* streamCompletion(request) {
-  const response = await fetch("/v1/completions", {
+  const response = await api("/v1/completions", {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify(request),

@@ -2,8 +2,10 @@
 // non-SI for every drafter latency c (x) and acceptance rate a (y), with
 // this server's measured operating point marked.
 
+import { api } from "./auth.js";
+
 export async function drawHeatmap(canvas, caption, point) {
-  const response = await fetch("/v1/dashboard/heatmap");
+  const response = await api("/v1/dashboard/heatmap");
   if (!response.ok) {
     caption.textContent = `the simulator failed: ${response.status}`;
     return 0;

@@ -3,9 +3,11 @@
 // rotates from race to race) and returns when each token arrived; the page
 // replays them on one clock, so the speedup is seen, not just read.
 
+import { api } from "./auth.js";
+
 export async function runRace(rows, prompt, lookahead) {
   rows.textContent = "running non-SI, SI, DSI and auto…";
-  const response = await fetch("/v1/dashboard/race", {
+  const response = await api("/v1/dashboard/race", {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify({ prompt, max_tokens: 32, lookahead }),

@@ -127,6 +127,8 @@ pub(crate) fn run(args: GenerateArgs) -> anyhow::Result<()> {
                     .and_then(|()| file.write_all(b"\n").map_err(Into::into)),
                 None => Ok(()),
             },
+            // `dsi generate` does not ask for them.
+            Update::Logprobs(_) => Ok(()),
         };
         if let Err(e) = result {
             sink_error.get_or_insert(e);

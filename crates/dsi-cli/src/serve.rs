@@ -13,6 +13,7 @@ use crate::pool_args::PoolArgs;
 use anyhow::Context;
 use clap::Args;
 use dsi_sched::Latency;
+use dsi_server::auth::ApiKeys;
 use dsi_server::{ChatTemplate, ServerConfig, State};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -51,6 +52,54 @@ pub(crate) struct ServeArgs {
     /// Seconds in-flight generations may still run after SIGTERM.
     #[arg(long, default_value_t = 30.0)]
     drain_grace_s: f64,
+    /// An API key clients must send as `Authorization: Bearer KEY` on
+    /// /v1/*, /tokenize and /detokenize (repeatable; also $DSI_API_KEY).
+    #[arg(long = "api-key", value_name = "KEY")]
+    api_keys: Vec<String>,
+    /// A file of API keys, one per line (blank lines and # comments
+    /// skipped), so keys stay out of the process list.
+    #[arg(long, value_name = "FILE")]
+    api_key_file: Option<std::path::PathBuf>,
+    /// Require the key on /metrics and /healthz too.
+    #[arg(long)]
+    protect_metrics: bool,
+}
+
+/// The keys from `--api-key`, `--api-key-file` and `$DSI_API_KEY`.
+fn api_keys(args: &ServeArgs) -> anyhow::Result<ApiKeys> {
+    let mut keys = args.api_keys.clone();
+    if let Some(path) = &args.api_key_file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            UsageError(format!(
+                "cannot read --api-key-file {}: {e}",
+                path.display()
+            ))
+        })?;
+        let from_file: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(String::from)
+            .collect();
+        if from_file.is_empty() {
+            return Err(UsageError(format!(
+                "--api-key-file {} holds no key: write one key per line",
+                path.display()
+            ))
+            .into());
+        }
+        keys.extend(from_file);
+    }
+    if let Ok(key) = std::env::var("DSI_API_KEY") {
+        keys.push(key.trim().to_string());
+    }
+    if args.protect_metrics && keys.iter().all(String::is_empty) {
+        return Err(UsageError(
+            "--protect-metrics needs a key: give --api-key, --api-key-file or DSI_API_KEY".into(),
+        )
+        .into());
+    }
+    Ok(ApiKeys::new(keys))
 }
 
 fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
@@ -71,6 +120,7 @@ fn millis(latency: Option<Latency>) -> Option<(f64, f64)> {
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let request_timeout = seconds(args.request_timeout_s, "--request-timeout-s")?;
+    let keys = api_keys(&args)?;
     let drain_grace = seconds(args.drain_grace_s, "--drain-grace-s")?;
     if args.max_running == 0 {
         return Err(UsageError("invalid max-running: 0 (expected at least 1)".into()).into());
@@ -79,6 +129,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mode = args.pool.mode()?;
     let target = args.pool.open_target()?;
     let context = target.config.max_context;
+    let vocab = target.config.vocab_size;
     let dir = args.pool.target_dir();
     let chat = match std::fs::read_to_string(dir.join("tokenizer_config.json")) {
         Ok(json) => ChatTemplate::from_tokenizer_config(&json)
@@ -98,6 +149,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.mode = mode;
     config.lookahead = args.pool.k.max(1);
     config.eos = loaded.generation.eos_token_ids.clone();
+    config.vocab = Some(vocab);
+    config.api_keys = keys;
+    config.protect_metrics = args.protect_metrics;
     if let Some(m) = args.max_tokens {
         config.max_tokens = m.min(context - 1).max(1);
         config.default_max_tokens = config.default_max_tokens.min(config.max_tokens);
@@ -129,6 +183,11 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.addr))?;
         let addr = listener.local_addr()?;
+        if state.config.api_keys.is_empty() && !addr.ip().is_loopback() {
+            eprintln!(
+                "warning: serving on {addr}, reachable from other machines, without an API key: anyone who can reach it can use it; start with --api-key, --api-key-file or DSI_API_KEY"
+            );
+        }
         println!(
             "listening on http://{addr} ({}; {}; KV cache budget {kv_budget})",
             state.config.model_name, placement

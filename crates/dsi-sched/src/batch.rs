@@ -10,9 +10,10 @@
 
 use crate::fair::FairQueue;
 use crate::memory::Reservation;
-use crate::roles::{Drafter, Job, JobStep, Scorer, complete};
+use crate::roles::{Drafter, Job, JobStep, Scored, Scorer, complete};
 use crate::task::{Message, ReportKind, Task, Work};
 use dsi_core::model::ForwardError;
+use dsi_core::sampling::TokenLogprobs;
 
 /// Tokens one batched forward feeds at most, unless a single task needs
 /// more (`--max-batch-tokens`): a verification's k + 1 rows for each of
@@ -111,7 +112,7 @@ impl Role {
                     .zip(mine)
                     .map(|(r, &i)| match r? {
                         JobStep::Prefilled => Ok(JobStep::Prefilled),
-                        JobStep::Done(scores) => verdict(&tasks[i], &scores).map(JobStep::Done),
+                        JobStep::Done(scored) => verdict(&tasks[i], &scored).map(JobStep::Done),
                     })
                     .collect(),
             }
@@ -126,8 +127,9 @@ fn map_step<T>(step: JobStep<T>, f: impl FnOnce(T) -> ReportKind) -> JobStep<Rep
     }
 }
 
-/// The verifier's verdict on a scored verification task.
-fn verdict(task: &Task, scores: &crate::roles::Scores) -> Result<ReportKind, ForwardError> {
+/// The verifier's verdict on a scored verification task, with the log
+/// probabilities of the tokens it emits when the request asks.
+fn verdict(task: &Task, scored: &Scored) -> Result<ReportKind, ForwardError> {
     let Work::Verify {
         drafts,
         draft_probs,
@@ -136,15 +138,32 @@ fn verdict(task: &Task, scores: &crate::roles::Scores) -> Result<ReportKind, For
         return Err(ForwardError::Failed("not a verification".into()));
     };
     let start = task.context.len() - drafts;
-    scores
+    let verdict = scored
+        .scores
         .verdict(
             &task.decoding.rule,
             start,
             &task.context[start..],
             draft_probs.as_ref(),
         )
-        .map(ReportKind::Verified)
-        .map_err(|e| ForwardError::Failed(format!("verification failed: {e}")))
+        .map_err(|e| ForwardError::Failed(format!("verification failed: {e}")))?;
+    let logprobs = match (task.decoding.logprobs, &scored.logits) {
+        (Some(top), Some(logits)) => {
+            let vocab = logits.len() / (drafts + 1);
+            let emitted = task.context[start..start + verdict.accepted]
+                .iter()
+                .chain([&verdict.next_token]);
+            Some(
+                logits
+                    .chunks(vocab)
+                    .zip(emitted)
+                    .map(|(row, &token)| TokenLogprobs::from_logits(row, token, top))
+                    .collect(),
+            )
+        }
+        _ => None,
+    };
+    Ok(ReportKind::Verified { verdict, logprobs })
 }
 
 /// What [`take_batch`] met that is not for the batch.

@@ -8,12 +8,15 @@
 //! of one call, one per request, go through the model in one forward.
 
 use crate::forwards::ForwardLog;
-use crate::roles::{CacheState, Drafter, Job, JobResults, JobStep, Scorer, Scores, complete};
+use crate::roles::{
+    CacheState, Drafter, Job, JobResults, JobStep, Scored, Scorer, Scores, complete,
+};
 use dsi_core::TokenId;
 use dsi_core::cache_layout::CacheFootprint;
 use dsi_core::model::{Feed, ForwardError, KvModel, SeqId};
 use dsi_core::schedule::Drafted;
 use dsi_core::verify::{ProbTable, argmax};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -257,6 +260,7 @@ impl<M: KvModel> Drafter for CachedModel<M> {
             |_| 1,
             |j, logits| {
                 let job = &first[j];
+                let logits = job.decoding.process(job.context, &[], logits);
                 Ok(job.decoding.draft_token(job.context.len(), &logits))
             },
         );
@@ -317,8 +321,17 @@ impl<M: KvModel> Drafter for CachedModel<M> {
                 match logits {
                     Ok(logits) => {
                         self.held.entry(jobs[i].request).or_default().push(token[0]);
-                        let position = jobs[i].context.len() + drafted[i].len();
-                        let (token, probs) = jobs[i].decoding.draft_token(position, &logits);
+                        let job = &jobs[i];
+                        let position = job.context.len() + drafted[i].len();
+                        let logits = match &job.decoding.processors {
+                            None => logits,
+                            Some(_) => {
+                                let drafts: Vec<TokenId> =
+                                    drafted[i].iter().map(|d| d.token).collect();
+                                job.decoding.process(job.context, &drafts, logits)
+                            }
+                        };
+                        let (token, probs) = job.decoding.draft_token(position, &logits);
                         drafted[i].push(Drafted { token, probs });
                     }
                     Err(e) => {
@@ -338,7 +351,7 @@ impl<M: KvModel> Drafter for CachedModel<M> {
 }
 
 impl<M: KvModel> Scorer for CachedModel<M> {
-    fn score(&mut self, jobs: &[Job<'_>]) -> JobResults<Scores> {
+    fn score(&mut self, jobs: &[Job<'_>]) -> JobResults<Scored> {
         let vocab = self.model.vocab();
         let refused = jobs
             .iter()
@@ -357,23 +370,42 @@ impl<M: KvModel> Scorer for CachedModel<M> {
             self.step_all(
                 &batch,
                 |job| job.count + 1,
-                |j, logits| scores(&batch[j], vocab, &logits),
+                |j, logits| scores(&batch[j], vocab, logits),
             )
         })
     }
 }
 
-/// What the verifier needs from a job's logits rows.
-fn scores(job: &Job<'_>, vocab: usize, logits: &[f32]) -> Result<Scores, ForwardError> {
-    let rows = logits.chunks(vocab);
-    if job.decoding.params.is_greedy() {
-        return Ok(Scores::Choices(rows.map(argmax).collect()));
-    }
-    let mut probs = Vec::with_capacity(logits.len());
-    for row in rows {
-        probs.extend(job.decoding.params.probabilities(row));
-    }
-    ProbTable::new(vocab, probs)
-        .map(Scores::Probs)
-        .map_err(|e| ForwardError::Failed(format!("the target's logits are unusable: {e}")))
+/// What the verifier needs from a job's logits rows, each processed
+/// against its own prefix (the context up to its position), and the raw
+/// rows when the request asks for log probabilities.
+fn scores(job: &Job<'_>, vocab: usize, logits: Vec<f32>) -> Result<Scored, ForwardError> {
+    let start = job.context.len() - job.count;
+    let decoding = job.decoding;
+    let processed: Cow<'_, [f32]> = match &decoding.processors {
+        None => Cow::Borrowed(&logits),
+        Some(_) => Cow::Owned(
+            logits
+                .chunks(vocab)
+                .enumerate()
+                .flat_map(|(j, row)| decoding.process(&job.context[..start + j], &[], row.to_vec()))
+                .collect(),
+        ),
+    };
+    let scores = if decoding.params.is_greedy() {
+        Scores::Choices(processed.chunks(vocab).map(argmax).collect())
+    } else {
+        let mut probs = Vec::with_capacity(processed.len());
+        for row in processed.chunks(vocab) {
+            probs.extend(decoding.params.probabilities(row));
+        }
+        ProbTable::new(vocab, probs)
+            .map(Scores::Probs)
+            .map_err(|e| ForwardError::Failed(format!("the target's logits are unusable: {e}")))?
+    };
+    drop(processed);
+    Ok(Scored {
+        scores,
+        logits: decoding.logprobs.map(|_| logits),
+    })
 }

@@ -3,7 +3,7 @@
 use crate::stats::Stats;
 use crate::timeline::TimelineRecord;
 use dsi_core::TokenId;
-use dsi_core::sampling::Decoding;
+use dsi_core::sampling::{Decoding, TokenLogprobs};
 use dsi_core::schedule::{ModeSetting, StopReason};
 
 /// One generation request.
@@ -31,6 +31,9 @@ pub struct Request {
 pub struct Generation {
     /// The new tokens (end-of-sequence excluded).
     pub tokens: Vec<TokenId>,
+    /// Each new token's log probability and alternatives, when the
+    /// request's decoding asks for them.
+    pub logprobs: Option<Vec<TokenLogprobs>>,
     /// Why it stopped.
     pub stop: StopReason,
     /// What was measured.
@@ -42,6 +45,9 @@ pub struct Generation {
 pub enum Update<'a> {
     /// Newly verified tokens, in order.
     Tokens(&'a [TokenId]),
+    /// The log probabilities of the tokens of the `Tokens` update that
+    /// follows, when the request asks for them.
+    Logprobs(&'a [TokenLogprobs]),
     /// A timeline entry.
     Timeline(&'a TimelineRecord),
 }

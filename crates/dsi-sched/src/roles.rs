@@ -142,10 +142,34 @@ impl Scores {
     }
 }
 
+/// A scored job: what the verifier needs, and the target's raw logits when
+/// the request asks for log probabilities (they stay on the worker, which
+/// turns the emitted tokens' rows into [`TokenLogprobs`]).
+///
+/// [`TokenLogprobs`]: dsi_core::sampling::TokenLogprobs
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored {
+    /// What the verifier needs.
+    pub scores: Scores,
+    /// `count + 1` rows of raw logits, one per scored position.
+    pub logits: Option<Vec<f32>>,
+}
+
+impl From<Scores> for Scored {
+    fn from(scores: Scores) -> Self {
+        Self {
+            scores,
+            logits: None,
+        }
+    }
+}
+
 /// Scores a prefix plus drafts with the target model.
 pub trait Scorer: CacheState + Send {
     /// Scores each job's context, whose last `job.count` tokens are drafts:
     /// what the verifier needs at the `count + 1` positions from
     /// `context.len() - count` on, every job in one forward where it can.
-    fn score(&mut self, jobs: &[Job<'_>]) -> JobResults<Scores>;
+    /// Every row is processed by the request's logits processors against
+    /// its own prefix, exactly as the drafter processed its rows.
+    fn score(&mut self, jobs: &[Job<'_>]) -> JobResults<Scored>;
 }

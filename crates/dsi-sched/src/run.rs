@@ -17,7 +17,7 @@ use crate::worker::WorkerHandle;
 use crate::workers::Workers;
 use dsi_core::TokenId;
 use dsi_core::cancel::CancelFlag;
-use dsi_core::sampling::Decoding;
+use dsi_core::sampling::{Decoding, TokenLogprobs};
 use dsi_core::schedule::{
     Command, Event, EventKind, JobId, Machine, Mode, Plan, StopReason, WorkerRef,
 };
@@ -95,6 +95,8 @@ pub(crate) struct Run<'p, S> {
     tuning: Option<Arc<Tuning>>,
     /// Accepted and rejected drafts already fed to it.
     decided: (u64, u64),
+    /// Log probabilities of the output's tokens, when asked for.
+    logprobs: Vec<TokenLogprobs>,
     sink: S,
 }
 
@@ -108,7 +110,9 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
         reservation: Option<Reservation>,
         sink: S,
     ) -> Result<Self> {
-        let (decoding, k, servers) = (plan.decoding, plan.k, plan.servers);
+        let mut plan = plan;
+        plan.decoding = plan.decoding.for_prompt(prompt.len());
+        let (decoding, k, servers) = (plan.decoding.clone(), plan.k, plan.servers);
         let machine = Machine::new(plan, prompt)?;
         let (reply, reports) = unbounded_channel();
         let began = Instant::now();
@@ -135,6 +139,7 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
             auto: None,
             tuning: None,
             decided: (0, 0),
+            logprobs: Vec::new(),
             sink,
         })
     }
@@ -282,6 +287,11 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
         if output.len() > self.streamed {
             self.first_token.get_or_insert_with(Instant::now);
             let new = output[self.streamed..].to_vec();
+            if self.decoding.logprobs.is_some() && self.logprobs.len() >= output.len() {
+                (self.sink)(Update::Logprobs(
+                    &self.logprobs[self.streamed..output.len()],
+                ));
+            }
             self.streamed = output.len();
             (self.sink)(Update::Tokens(&new));
         }
@@ -333,7 +343,7 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
             job,
             context,
             work,
-            decoding: self.decoding,
+            decoding: self.decoding.clone(),
             cancel: cancel.clone(),
             reply: self.reply.clone(),
         };
@@ -399,11 +409,39 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
         match report.kind {
             ReportKind::Started => {}
             ReportKind::Drafted(drafts) => self.machine.on_drafted(job, drafts),
-            ReportKind::Verified(verdict) => self.machine.on_verified(job, verdict),
+            ReportKind::Verified { verdict, logprobs } => {
+                let before = self.machine.output().len();
+                self.machine.on_verified(job, verdict);
+                if let Some(rows) = logprobs {
+                    self.keep_logprobs(task.start, before, rows);
+                }
+            }
             ReportKind::Cancelled { ran } => self.machine.on_cancelled(job, ran),
             ReportKind::Failed(message) => self.machine.on_failed(job, message),
         }
         self.tune();
+    }
+
+    /// Keeps the log probabilities of the tokens a verification just
+    /// committed: every token committed while the machine takes one report
+    /// was revealed by that report, whose rows start at absolute position
+    /// `start`; `before` is the output's length before it.
+    fn keep_logprobs(&mut self, start: usize, before: usize, rows: Vec<TokenLogprobs>) {
+        let prompt = self.machine.prompt().len();
+        let output = self.machine.output();
+        self.logprobs.truncate(before);
+        for (i, &token) in output.iter().enumerate().skip(before) {
+            match rows.get(prompt + i - start) {
+                Some(row) if row.token == token => self.logprobs.push(row.clone()),
+                // The invariant above broke: report nothing rather than
+                // another position's numbers.
+                _ => {
+                    self.logprobs.clear();
+                    self.decoding.logprobs = None;
+                    return;
+                }
+            }
+        }
     }
 
     /// Retires the workers whose jobs passed their deadline.
@@ -530,8 +568,14 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
             .stop_reason()
             .cloned()
             .unwrap_or(StopReason::Cancelled);
+        let logprobs = self.decoding.logprobs.map(|_| {
+            let mut logprobs = std::mem::take(&mut self.logprobs);
+            logprobs.truncate(tokens.len());
+            logprobs
+        });
         Generation {
             tokens,
+            logprobs,
             stop,
             stats,
         }

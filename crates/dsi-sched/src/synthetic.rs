@@ -8,7 +8,7 @@
 //! by the lookahead, exactly the simulator's law. Forwards are sleeps.
 
 use crate::pause::sleep_until;
-use crate::roles::{CacheState, Drafter, Job, JobResults, JobStep, Scorer, Scores};
+use crate::roles::{CacheState, Drafter, Job, JobResults, JobStep, Scored, Scorer, Scores};
 use dsi_core::TokenId;
 use dsi_core::model::ForwardError;
 use dsi_core::rng::keyed_open01;
@@ -107,7 +107,7 @@ impl CacheState for SyntheticTarget {}
 
 impl Scorer for SyntheticTarget {
     /// The jobs one after the other, a forward each.
-    fn score(&mut self, jobs: &[Job<'_>]) -> JobResults<Scores> {
+    fn score(&mut self, jobs: &[Job<'_>]) -> JobResults<Scored> {
         let score = |job: &Job<'_>| {
             if !job.decoding.params.is_greedy() {
                 return Err(ForwardError::Failed(
@@ -118,11 +118,14 @@ impl Scorer for SyntheticTarget {
                 return Err(ForwardError::Cancelled);
             }
             let start = job.context.len() - job.count;
-            Ok(JobStep::Done(Scores::Choices(
-                (start..=job.context.len())
-                    .map(|p| self.world.truth(p))
-                    .collect(),
-            )))
+            Ok(JobStep::Done(
+                Scores::Choices(
+                    (start..=job.context.len())
+                        .map(|p| self.world.truth(p))
+                        .collect(),
+                )
+                .into(),
+            ))
         };
         jobs.iter().map(score).collect()
     }

@@ -4,7 +4,7 @@
 
 use crate::memory::Reservation;
 use dsi_core::cancel::CancelFlag;
-use dsi_core::sampling::Decoding;
+use dsi_core::sampling::{Decoding, TokenLogprobs};
 use dsi_core::schedule::{Drafted, JobId};
 use dsi_core::verify::ProbTable;
 use dsi_core::{TokenId, Verdict};
@@ -88,7 +88,13 @@ pub enum ReportKind {
     /// Drafts are ready.
     Drafted(Vec<Drafted>),
     /// The verdict on the drafts.
-    Verified(Verdict),
+    Verified {
+        /// Accepted drafts and the target's token.
+        verdict: Verdict,
+        /// Log probabilities of the emitted tokens (accepted drafts, then
+        /// the target's), when the request asks for them.
+        logprobs: Option<Vec<TokenLogprobs>>,
+    },
     /// The task stopped at its flag; `ran` tells whether it had begun.
     Cancelled {
         /// True when some computation had been done.

@@ -305,7 +305,7 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::roles::{CacheState, Job, JobResults, Scorer, Scores};
+    use crate::roles::{CacheState, Job, JobResults, Scored, Scorer, Scores};
     use crate::task::Work;
     use dsi_core::cancel::CancelFlag;
     use dsi_core::sampling::Decoding;
@@ -323,14 +323,14 @@ mod tests {
     impl CacheState for Recording {}
 
     impl Scorer for Recording {
-        fn score(&mut self, jobs: &[Job<'_>]) -> JobResults<Scores> {
+        fn score(&mut self, jobs: &[Job<'_>]) -> JobResults<Scored> {
             if let Some(gate) = self.gate.take() {
                 gate.recv().expect("the test lets the first call go");
             }
             let requests = jobs.iter().map(|j| j.request).collect();
             self.calls.lock().expect("calls").push(requests);
             jobs.iter()
-                .map(|j| Ok(JobStep::Done(Scores::Choices(vec![0; j.count + 1]))))
+                .map(|j| Ok(JobStep::Done(Scores::Choices(vec![0; j.count + 1]).into())))
                 .collect()
         }
     }

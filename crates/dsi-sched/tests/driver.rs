@@ -46,6 +46,7 @@ async fn dsi_overlaps_preempts_and_matches_nonsi() {
             .generate(request(mode, 3, 60), |update| match update {
                 Update::Tokens(t) => streamed.extend_from_slice(t),
                 Update::Timeline(r) => timeline.push(r.clone()),
+                Update::Logprobs(_) => panic!("log probabilities were not asked for"),
             })
             .await
             .expect("generation");

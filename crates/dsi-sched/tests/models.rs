@@ -145,7 +145,7 @@ fn score(
     let greedy = Decoding::greedy();
     let job = job(1, context, drafts, &greedy, cancel);
     match worker.score(&[job]).pop().unwrap()? {
-        JobStep::Done(scores) => Ok(scores),
+        JobStep::Done(scored) => Ok(scored.scores),
         JobStep::Prefilled => panic!("no chunked prefill expected"),
     }
 }
@@ -233,7 +233,7 @@ fn the_jobs_of_one_call_share_one_forward_each_with_its_own_cache() {
     let mut alone = CachedModel::new(TableModel::target());
     let want = score(&mut alone, &[1, 2, 3, 0], 1, &go).unwrap();
     let got = worker.score(&[job(1, &[1, 2, 3, 0], 1, &greedy, &go)]);
-    assert_eq!(got, [Ok(JobStep::Done(want))]);
+    assert_eq!(got, [Ok(JobStep::Done(want.into()))]);
 }
 
 #[test]
@@ -522,12 +522,12 @@ fn seeded_coupled_sampling_gives_nonsi_tokens_in_every_mode() {
     for seed in 0..20 {
         let decoding = sampled(seed, false);
         let reference = runtime
-            .block_on(pool.generate(request(Mode::NonSi, 3, 24, decoding), |_| {}))
+            .block_on(pool.generate(request(Mode::NonSi, 3, 24, decoding.clone()), |_| {}))
             .unwrap()
             .tokens;
         for (mode, k) in [(Mode::Si, 2), (Mode::Dsi, 1), (Mode::Dsi, 3)] {
             let g = runtime
-                .block_on(pool.generate(request(mode, k, 24, decoding), |_| {}))
+                .block_on(pool.generate(request(mode, k, 24, decoding.clone()), |_| {}))
                 .unwrap();
             assert_eq!(g.tokens, reference, "{mode} k={k} seed={seed}");
             accepted += g.stats.counters.accepted_tokens;
@@ -565,7 +565,7 @@ fn auto_measures_the_pool_chooses_and_gives_nonsi_tokens() {
     for seed in 0..10 {
         for decoding in [Decoding::greedy(), sampled(seed, false)] {
             let reference = runtime
-                .block_on(pool.generate(request(Mode::NonSi, 1, 24, decoding), |_| {}))
+                .block_on(pool.generate(request(Mode::NonSi, 1, 24, decoding.clone()), |_| {}))
                 .unwrap()
                 .tokens;
             let g = runtime

@@ -51,6 +51,18 @@ impl IncrementalText {
         Ok(delta)
     }
 
+    /// The text of the tokens not yet sent, even an unfinished character
+    /// (as U+FFFD): the end of the output.
+    pub fn flush(&mut self, codec: &dyn TextCodec) -> Result<String, String> {
+        let before = codec.decode(&self.tokens[self.prefix..self.read])?;
+        let after = codec.decode(&self.tokens[self.prefix..])?;
+        self.advance();
+        let cut = (before.len()..=after.len())
+            .find(|&i| after.is_char_boundary(i))
+            .unwrap_or(after.len());
+        Ok(after.get(cut..).unwrap_or_default().to_string())
+    }
+
     /// All tokens pushed so far.
     pub fn tokens(&self) -> &[TokenId] {
         &self.tokens

@@ -1,5 +1,6 @@
 //! What the operator sets: the served model's name, defaults and limits.
 
+use crate::auth::ApiKeys;
 use crate::chat::ChatTemplate;
 use dsi_core::TokenId;
 use dsi_core::schedule::ModeSetting;
@@ -16,6 +17,10 @@ pub struct ServerConfig {
     pub lookahead: usize,
     /// End-of-sequence tokens.
     pub eos: Vec<TokenId>,
+    /// The model's vocabulary size, to check token ids of prompts and
+    /// `logit_bias` before a generation starts (`None`: the model refuses
+    /// unknown ids when it meets them).
+    pub vocab: Option<usize>,
     /// Positions each worker's cache holds: prompt plus new tokens.
     pub context: usize,
     /// Longest prompt, in tokens.
@@ -38,6 +43,10 @@ pub struct ServerConfig {
     pub retry_after_s: u64,
     /// How chat messages become a prompt.
     pub chat: ChatTemplate,
+    /// API keys; empty: no key needed.
+    pub api_keys: ApiKeys,
+    /// Whether `/metrics` and `/healthz` need a key too.
+    pub protect_metrics: bool,
     /// Emulated target TTFT,TPOT in ms, shown by the dashboard.
     pub emulated_target_ms: Option<(f64, f64)>,
     /// Emulated drafter TTFT,TPOT in ms, shown by the dashboard.
@@ -52,6 +61,7 @@ impl ServerConfig {
             mode: ModeSetting::Fixed(dsi_core::schedule::Mode::Dsi),
             lookahead: 5,
             eos: Vec::new(),
+            vocab: None,
             context,
             max_prompt_tokens: context.saturating_sub(1),
             max_tokens: context.saturating_sub(1),
@@ -63,6 +73,8 @@ impl ServerConfig {
             drain_grace: Duration::from_secs(30),
             retry_after_s: 1,
             chat: ChatTemplate::default(),
+            api_keys: ApiKeys::default(),
+            protect_metrics: false,
             emulated_target_ms: None,
             emulated_drafter_ms: None,
         }

@@ -16,7 +16,7 @@ pub struct ApiError {
     /// OpenAI's error type, e.g. `invalid_request_error`.
     pub kind: &'static str,
     /// The request field at fault, if one is.
-    pub param: Option<&'static str>,
+    pub param: Option<String>,
     /// A machine-readable code, e.g. `model_not_found`.
     pub code: Option<&'static str>,
     /// Seconds to wait before retrying (429 and 503).
@@ -42,16 +42,38 @@ impl ApiError {
 
     /// 400 about one field.
     pub fn invalid_param(param: &'static str, message: impl Into<String>) -> Self {
+        Self::invalid_field(param, message)
+    }
+
+    /// 400 about a field named by the request itself.
+    pub fn invalid_field(param: &str, message: impl Into<String>) -> Self {
         Self {
-            param: Some(param),
+            param: Some(param.to_string()),
             ..Self::invalid(message)
         }
+    }
+
+    /// 401: no valid API key. OpenAI's shape and wording of the fix.
+    pub fn unauthorized() -> Self {
+        Self {
+            code: Some("invalid_api_key"),
+            ..Self::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                "no valid API key: send `Authorization: Bearer <key>` with a key the server was started with (--api-key, --api-key-file or DSI_API_KEY)",
+            )
+        }
+    }
+
+    /// The field at fault, if one is.
+    pub fn param_name(&self) -> Option<&str> {
+        self.param.as_deref()
     }
 
     /// 404: no such model.
     pub fn unknown_model(asked: &str, served: &str) -> Self {
         Self {
-            param: Some("model"),
+            param: Some("model".into()),
             code: Some("model_not_found"),
             ..Self::new(
                 StatusCode::NOT_FOUND,
@@ -122,7 +144,7 @@ impl ApiError {
         serde_json::json!({ "error": ErrorBody {
             message: &self.message,
             kind: self.kind,
-            param: self.param,
+            param: self.param.as_deref(),
             code: self.code,
         }})
     }
@@ -133,7 +155,7 @@ struct ErrorBody<'a> {
     message: &'a str,
     #[serde(rename = "type")]
     kind: &'static str,
-    param: Option<&'static str>,
+    param: Option<&'a str>,
     code: Option<&'static str>,
 }
 

@@ -9,13 +9,14 @@
 //! deadline and when a drain runs out of grace.
 
 use crate::admission::Ticket;
-use crate::codec::IncrementalText;
+use crate::codec::TextCodec;
 use crate::error::ApiError;
-use crate::openai::{Endpoint, FinishReason, Usage};
+use crate::openai::{Endpoint, FinishReason, LogprobEntry, Usage};
+use crate::output::{Output, Released};
 use crate::prepare::Prepared;
 use crate::state::State;
-use crate::stop::StopScan;
 use dsi_core::cancel::CancelFlag;
+use dsi_core::sampling::TokenLogprobs;
 use dsi_core::schedule::StopReason;
 use dsi_sched::{Generation, Update};
 use std::sync::Arc;
@@ -26,8 +27,9 @@ use tokio::sync::mpsc::UnboundedSender;
 /// finish reason and usage, then `Done`.
 #[derive(Debug)]
 pub enum Piece {
-    /// New text.
-    Text(String),
+    /// New text, with the log probabilities of the tokens it completes
+    /// when the request asked for them.
+    Text(String, Option<Vec<LogprobEntry>>),
     /// Why it ended.
     Finish(FinishReason),
     /// Token counts and dsi's acceptance figures.
@@ -68,22 +70,28 @@ pub async fn run(
     }
 
     let codec = Arc::clone(&state.codec);
-    let mut text = IncrementalText::default();
-    let mut scan = StopScan::new(prepared.stop);
+    let logprobs = prepared.logprobs;
+    if let Some(echo) = prepared.echo.filter(|e| !e.is_empty()) {
+        let _ = tx.send(Piece::Text(echo, None));
+    }
+    let mut output = Output::new(prepared.stop);
     let mut first_token: Option<Instant> = None;
     let mut decode_error: Option<String> = None;
+    let mut pending_logprobs: Option<Vec<TokenLogprobs>> = None;
     let stop = CancelFlag::new();
     let outcome = tokio::select! {
         result = state.pool.generate_until(prepared.request, &stop, |update| {
-            let Update::Tokens(tokens) = update else { return };
+            let tokens = match update {
+                Update::Tokens(tokens) => tokens,
+                Update::Logprobs(rows) => return pending_logprobs = Some(rows.to_vec()),
+                Update::Timeline(_) => return,
+            };
             first_token.get_or_insert_with(Instant::now);
-            match text.push(codec.as_ref(), tokens) {
-                Ok(delta) => {
-                    let (out, hit) = scan.push(&delta);
-                    if !out.is_empty() {
-                        let _ = tx.send(Piece::Text(out));
-                    }
-                    if hit {
+            let rows = pending_logprobs.take();
+            match output.push(codec.as_ref(), tokens, rows.as_deref()) {
+                Ok(released) => {
+                    send(&tx, codec.as_ref(), released, logprobs);
+                    if output.stopped() {
                         // Ends the request with its stats.
                         stop.cancel();
                     }
@@ -100,15 +108,13 @@ pub async fn run(
     };
     drop(ticket);
 
-    let tokens = text.tokens().len();
+    let tokens = output.generated_tokens();
     let ttft_s = first_token.map(|t| t.duration_since(arrived).as_secs_f64());
     let tpot_s = first_token
         .filter(|_| tokens > 1)
         .map(|t| t.elapsed().as_secs_f64() / (tokens - 1) as f64);
     let mut usage = Usage {
         prompt_tokens,
-        completion_tokens: tokens,
-        total_tokens: prompt_tokens + tokens,
         mode: mode.to_string(),
         ttft_ms: ttft_s.unwrap_or(0.0) * 1e3,
         seed,
@@ -127,6 +133,7 @@ pub async fn run(
         Outcome::Finished(result) => match *result {
             Ok(generation) => {
                 let finish = match &generation.stop {
+                    _ if output.stopped() => FinishReason::Stop,
                     StopReason::Eos => FinishReason::Stop,
                     StopReason::MaxTokens => FinishReason::Length,
                     StopReason::Cancelled if stop.is_cancelled() => FinishReason::Stop,
@@ -175,10 +182,15 @@ pub async fn run(
         }
     };
     // Empty after a stop string: the scan drops what follows it.
-    let rest = scan.flush();
-    if !rest.is_empty() {
-        let _ = tx.send(Piece::Text(rest));
+    match output.finish(codec.as_ref()) {
+        Ok(rest) => send(&tx, codec.as_ref(), rest, logprobs),
+        Err(e) => {
+            let message = format!("the output cannot be decoded: {e}");
+            return fail(&state, endpoint, &tx, ApiError::engine(message));
+        }
     }
+    usage.completion_tokens = output.completion_tokens();
+    usage.total_tokens = prompt_tokens + usage.completion_tokens;
     let c = &stats.counters;
     usage.draft_tokens = c.draft_tokens;
     usage.accepted_tokens = c.accepted_tokens;
@@ -194,6 +206,22 @@ pub async fn run(
     let _ = tx.send(Piece::Finish(finish));
     let _ = tx.send(Piece::Usage(usage));
     let _ = tx.send(Piece::Done);
+}
+
+/// Sends released text, with its tokens' log probabilities rendered for
+/// the response when `logprobs` was asked.
+fn send(tx: &UnboundedSender<Piece>, codec: &dyn TextCodec, released: Released, logprobs: bool) {
+    if released.is_empty() {
+        return;
+    }
+    let entries = logprobs.then(|| {
+        released
+            .tokens
+            .iter()
+            .filter_map(|token| LogprobEntry::new(codec, token))
+            .collect()
+    });
+    let _ = tx.send(Piece::Text(released.text, entries));
 }
 
 fn fail(state: &State, endpoint: Endpoint, tx: &UnboundedSender<Piece>, error: ApiError) {

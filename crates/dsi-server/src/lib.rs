@@ -15,13 +15,16 @@
 //! - [`metrics`] and [`shutdown`] serve `/metrics` and SIGTERM.
 
 pub mod admission;
+pub mod auth;
 pub mod chat;
 pub mod codec;
 pub mod config;
 pub mod error;
+pub mod fields;
 pub mod generation;
 pub mod metrics;
 pub mod openai;
+pub mod output;
 pub mod prepare;
 pub mod routes;
 pub mod shutdown;
@@ -37,7 +40,7 @@ pub use state::State;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use routes::{completions, dashboard, ops};
+use routes::{completions, dashboard, ops, tokenize};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +55,7 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/timeline.js", get(dashboard::timeline_js))
         .route("/heatmap.js", get(dashboard::heatmap_js))
         .route("/race.js", get(dashboard::race_js))
+        .route("/auth.js", get(dashboard::auth_js))
         .route("/style.css", get(dashboard::style_css))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
@@ -62,8 +66,14 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/v1/dashboard/timeline", get(dashboard::timeline))
         .route("/v1/dashboard/heatmap", get(dashboard::heatmap))
         .route("/v1/dashboard/race", post(dashboard::race))
+        .route("/tokenize", post(tokenize::tokenize))
+        .route("/detokenize", post(tokenize::detokenize))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            auth::require_key,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
@@ -72,7 +82,7 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError {
         status: axum::http::StatusCode::NOT_FOUND,
         ..ApiError::invalid(format!(
-            "no route {uri}: see /v1/completions, /v1/chat/completions, /v1/models, /metrics, /healthz"
+            "no route {uri}: see /v1/completions, /v1/chat/completions, /v1/models, /tokenize, /detokenize, /metrics, /healthz"
         ))
     }
 }

@@ -65,6 +65,7 @@ struct Inner {
     target_jobs: u64,
     ttft: Histogram,
     tpot: Histogram,
+    vanished: u64,
 }
 
 /// Everything `/metrics` reports.
@@ -108,6 +109,7 @@ impl Default for Metrics {
                 target_jobs: 0,
                 ttft: Histogram::new(TTFT_BOUNDS),
                 tpot: Histogram::new(TPOT_BOUNDS),
+                vanished: 0,
             }),
         }
     }
@@ -123,6 +125,12 @@ impl Metrics {
     /// Counts a finished request by endpoint and status.
     pub fn request(&self, endpoint: Endpoint, status: u16) {
         self.with(|m| *m.requests.entry((endpoint.label(), status)).or_default() += 1);
+    }
+
+    /// Counts a generation whose task ended without finishing (a panic):
+    /// its client got a 500 or an error event.
+    pub fn vanished(&self) {
+        self.with(|m| m.vanished += 1);
     }
 
     /// Records a generation: tokens, drafts, jobs and latencies
@@ -197,6 +205,7 @@ impl Metrics {
             counter("dsi_preempted_jobs_total", "Jobs preempted because a draft they built on was rejected.", m.preempted_jobs);
             counter("dsi_wasted_target_forwards_total", "Target forwards whose result was discarded.", m.wasted_target_forwards);
             counter("dsi_wasted_drafts_total", "Drafted tokens discarded.", m.wasted_drafts);
+            counter("dsi_generation_panics_total", "Generations whose task ended without finishing (answered 500 or an error event).", m.vanished);
             let _ = writeln!(out, "# HELP dsi_requests_total Requests answered, by endpoint and HTTP status.\n# TYPE dsi_requests_total counter");
             for ((endpoint, status), n) in &m.requests {
                 let _ = writeln!(out, "dsi_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}");

@@ -2,6 +2,8 @@
 //! `/v1/chat/completions`, plus dsi's optional extras (`mode`, `lookahead`,
 //! `targets`) and the acceptance counts added to `usage`.
 
+use crate::codec::TextCodec;
+use crate::output::OutToken;
 use serde::{Deserialize, Serialize};
 
 /// `stop`: one string or several.
@@ -24,7 +26,8 @@ impl StopField {
     }
 }
 
-/// `prompt`: a string, or a list with exactly one string.
+/// `prompt`: a string or token ids, or a list of either (of which one is
+/// served per request).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum PromptField {
@@ -32,6 +35,10 @@ pub enum PromptField {
     Text(String),
     /// A batch of prompts (only one is served).
     Batch(Vec<String>),
+    /// The prompt as token ids.
+    Tokens(Vec<u32>),
+    /// A batch of token-id prompts (only one is served).
+    TokenBatch(Vec<Vec<u32>>),
 }
 
 /// `stream_options`.
@@ -78,8 +85,25 @@ pub struct CommonFields {
     /// dsi: verify sampled drafts with speculative sampling.
     #[serde(default)]
     pub speculative: bool,
-    /// Accepted and ignored (no per-user accounting here).
+    /// Accepted and ignored by design: this server keeps no per-user
+    /// accounting.
     pub user: Option<String>,
+    /// Subtracted from the logits of tokens already generated (-2..=2).
+    pub presence_penalty: Option<f32>,
+    /// Subtracted per earlier occurrence in the output (-2..=2).
+    pub frequency_penalty: Option<f32>,
+    /// vLLM's multiplicative penalty on tokens of the prompt and output
+    /// (> 0; 1 is off).
+    pub repetition_penalty: Option<f32>,
+    /// Token id (as a string key) to a bias added to its logit (-100..=100).
+    pub logit_bias: Option<std::collections::BTreeMap<String, f32>>,
+    /// vLLM: end-of-sequence tokens are banned until this many were
+    /// generated.
+    pub min_tokens: Option<u32>,
+    /// vLLM: generate past end-of-sequence tokens, until `max_tokens` or a
+    /// stop string.
+    #[serde(default)]
+    pub ignore_eos: bool,
 }
 
 /// `POST /v1/completions`.
@@ -87,6 +111,15 @@ pub struct CommonFields {
 pub struct CompletionRequest {
     /// The prompt.
     pub prompt: PromptField,
+    /// Alternatives per token with each token's log probability (0..=20).
+    pub logprobs: Option<u32>,
+    /// Put the prompt before the completion in `text`.
+    #[serde(default)]
+    pub echo: bool,
+    /// Candidates to choose from: only 1.
+    pub best_of: Option<u32>,
+    /// Text after the completion (insertion): not supported.
+    pub suffix: Option<String>,
     /// The shared fields.
     #[serde(flatten)]
     pub common: CommonFields,
@@ -124,7 +157,7 @@ fn content_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Str
             .map(|part| match (part.kind.as_str(), part.text) {
                 ("text", Some(text)) => Ok(text),
                 (kind, _) => Err(serde::de::Error::custom(format!(
-                    "message content part of type {kind:?} is not supported: this server takes text parts only"
+                    "messages: a content part of type {kind:?} is not supported: this server takes text parts only (no images, audio or files)"
                 ))),
             })
             .collect(),
@@ -136,6 +169,17 @@ fn content_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Str
 pub struct ChatRequest {
     /// The conversation so far.
     pub messages: Vec<ChatMessage>,
+    /// Return each token's log probability.
+    #[serde(default)]
+    pub logprobs: bool,
+    /// Alternatives per token with `logprobs` (0..=20).
+    pub top_logprobs: Option<u32>,
+    /// Only `{"type": "text"}` is served.
+    pub response_format: Option<serde_json::Value>,
+    /// Tool calling: refused unless empty.
+    pub tools: Option<Vec<serde_json::Value>>,
+    /// Only `"none"` (no tools) is served.
+    pub tool_choice: Option<serde_json::Value>,
     /// The shared fields.
     #[serde(flatten)]
     pub common: CommonFields,
@@ -175,6 +219,66 @@ pub struct Usage {
     pub auto: Option<dsi_sched::stats::AutoStats>,
 }
 
+/// One token's log probability, as both endpoints render it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogprobEntry {
+    /// The token's text on its own.
+    pub token: String,
+    /// Its log probability under the target (raw logits' log-softmax).
+    pub logprob: f32,
+    /// Characters of completion text before it.
+    pub text_offset: usize,
+    /// The most likely tokens at its position, most likely first.
+    pub top: Vec<(String, f32)>,
+}
+
+impl LogprobEntry {
+    /// The entry of a released token (`None` without log probabilities).
+    pub fn new(codec: &dyn TextCodec, token: &OutToken) -> Option<Self> {
+        let logprobs = token.logprobs.as_ref()?;
+        // A token that is part of a character decodes to U+FFFD, as in
+        // other servers; `bytes` (chat) says which bytes it is.
+        let text = |id| codec.decode(&[id]).unwrap_or_default();
+        Some(Self {
+            token: text(token.id),
+            logprob: logprobs.logprob,
+            text_offset: token.text_offset,
+            top: logprobs.top.iter().map(|&(id, l)| (text(id), l)).collect(),
+        })
+    }
+}
+
+/// `logprobs` of a choice: the legacy completions shape (parallel lists)
+/// or chat's (`content`, one object per token with its UTF-8 bytes).
+fn logprobs_json(endpoint: Endpoint, entries: Option<&[LogprobEntry]>) -> serde_json::Value {
+    let Some(entries) = entries else {
+        return serde_json::Value::Null;
+    };
+    match endpoint {
+        Endpoint::Completions => serde_json::json!({
+            "tokens": entries.iter().map(|e| &e.token).collect::<Vec<_>>(),
+            "token_logprobs": entries.iter().map(|e| e.logprob).collect::<Vec<_>>(),
+            "top_logprobs": entries
+                .iter()
+                .map(|e| e.top.iter().map(|(t, l)| (t.clone(), serde_json::json!(l))).collect())
+                .collect::<Vec<serde_json::Map<String, serde_json::Value>>>(),
+            "text_offset": entries.iter().map(|e| e.text_offset).collect::<Vec<_>>(),
+        }),
+        Endpoint::Chat => {
+            let entry = |token: &str, logprob: f32| serde_json::json!({"token": token, "logprob": logprob, "bytes": token.as_bytes()});
+            let content: Vec<serde_json::Value> = entries
+                .iter()
+                .map(|e| {
+                    let mut value = entry(&e.token, e.logprob);
+                    value["top_logprobs"] = e.top.iter().map(|(t, l)| entry(t, *l)).collect();
+                    value
+                })
+                .collect();
+            serde_json::json!({ "content": content })
+        }
+    }
+}
+
 /// `finish_reason`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -195,6 +299,14 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// The route.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::Completions => "/v1/completions",
+            Endpoint::Chat => "/v1/chat/completions",
+        }
+    }
+
     /// The path, for metrics labels.
     pub fn label(self) -> &'static str {
         match self {
@@ -247,15 +359,22 @@ impl ResponseHead {
     }
 
     /// The whole (non-streamed) response.
-    pub fn full(&self, text: &str, finish: FinishReason, usage: &Usage) -> serde_json::Value {
+    pub fn full(
+        &self,
+        text: &str,
+        logprobs: Option<&[LogprobEntry]>,
+        finish: FinishReason,
+        usage: &Usage,
+    ) -> serde_json::Value {
+        let logprobs = logprobs_json(self.endpoint, logprobs);
         let choice = match self.endpoint {
             Endpoint::Completions => serde_json::json!({
-                "index": 0, "text": text, "logprobs": null, "finish_reason": finish,
+                "index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish,
             }),
             Endpoint::Chat => serde_json::json!({
                 "index": 0,
                 "message": {"role": "assistant", "content": text},
-                "logprobs": null,
+                "logprobs": logprobs,
                 "finish_reason": finish,
             }),
         };
@@ -263,10 +382,16 @@ impl ResponseHead {
     }
 
     /// A streamed chunk with new text (chat's first chunk carries the role).
-    pub fn delta(&self, text: &str, first: bool) -> serde_json::Value {
+    pub fn delta(
+        &self,
+        text: &str,
+        logprobs: Option<&[LogprobEntry]>,
+        first: bool,
+    ) -> serde_json::Value {
+        let logprobs = logprobs_json(self.endpoint, logprobs);
         let choice = match self.endpoint {
             Endpoint::Completions => serde_json::json!({
-                "index": 0, "text": text, "logprobs": null, "finish_reason": null,
+                "index": 0, "text": text, "logprobs": logprobs, "finish_reason": null,
             }),
             Endpoint::Chat => {
                 let delta = if first {
@@ -274,7 +399,7 @@ impl ResponseHead {
                 } else {
                     serde_json::json!({"content": text})
                 };
-                serde_json::json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": null})
+                serde_json::json!({"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": null})
             }
         };
         self.wrap(true, vec![choice], None)

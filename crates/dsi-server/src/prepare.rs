@@ -1,13 +1,16 @@
 //! From a request body to a scheduler request: the JSON parsed, every field checked, every
 //! refusal a 4xx that names the field and says what would be accepted.
 
+use crate::config::ServerConfig;
 use crate::error::ApiError;
-use crate::openai::CommonFields;
+use crate::fields;
+use crate::openai::{CommonFields, Endpoint};
 use crate::state::State;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
-use dsi_core::sampling::{Decoding, SamplingParams};
+use dsi_core::TokenId;
+use dsi_core::sampling::{Decoding, LogitsProcessors, MAX_TOP_LOGPROBS, SamplingParams};
 use dsi_core::schedule::ModeSetting;
 use dsi_sched::Request;
 use serde::de::DeserializeOwned;
@@ -28,6 +31,28 @@ pub struct Prepared {
     pub stream: bool,
     /// Send a usage chunk at the end of a stream.
     pub include_usage: bool,
+    /// Report log probabilities (the request's decoding computes them).
+    pub logprobs: bool,
+    /// Text to put before the completion (`echo`).
+    pub echo: Option<String>,
+}
+
+/// A prompt as a request gives it.
+#[derive(Debug, Clone)]
+pub enum Prompt {
+    /// Text, tokenized here.
+    Text(String),
+    /// Token ids, checked against the vocabulary.
+    Tokens(Vec<TokenId>),
+}
+
+/// What each endpoint adds to the shared fields.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extras {
+    /// Log probabilities with this many alternatives per token.
+    pub logprobs: Option<u32>,
+    /// Echo the prompt before the completion (completions only).
+    pub echo: bool,
 }
 
 /// A seed for a request that names none: different for every request (so
@@ -48,8 +73,13 @@ fn fresh_seed() -> u64 {
     hasher.finish() & ((1 << 53) - 1)
 }
 
-/// Checks `fields` and the prompt text against the server's limits.
-pub fn prepare(state: &State, fields: CommonFields, prompt: &str) -> Result<Prepared, ApiError> {
+/// Checks `fields` and the prompt against the server's limits.
+pub fn prepare(
+    state: &State,
+    fields: CommonFields,
+    prompt: Prompt,
+    extras: Extras,
+) -> Result<Prepared, ApiError> {
     let config = &state.config;
     if let Some(model) = &fields.model
         && model != &config.model_name
@@ -100,6 +130,7 @@ pub fn prepare(state: &State, fields: CommonFields, prompt: &str) -> Result<Prep
             "top_k = 0 keeps no token: use at least 1",
         ));
     }
+    let processors = processors(&fields, config)?;
     let stop = fields.stop.map(|s| s.into_vec()).unwrap_or_default();
     if stop.len() > MAX_STOPS || stop.iter().any(String::is_empty) {
         return Err(ApiError::invalid_param(
@@ -150,11 +181,56 @@ pub fn prepare(state: &State, fields: CommonFields, prompt: &str) -> Result<Prep
         top_p: fields.top_p,
         seed: fields.seed.unwrap_or_else(fresh_seed),
     };
-    let decoding = Decoding::new(params, fields.speculative)
+    let mut decoding = Decoding::new(params, fields.speculative)
         .map_err(|e| ApiError::invalid(format!("invalid sampling parameters: {e}")))?;
-    let prompt = state.codec.encode(prompt).map_err(|e| {
-        ApiError::invalid_param("prompt", format!("the prompt cannot be tokenized: {e}"))
-    })?;
+    let eos = if fields.ignore_eos {
+        Vec::new()
+    } else {
+        config.eos.clone()
+    };
+    decoding = decoding
+        .with_processors(processors, config.vocab.unwrap_or(usize::MAX))
+        .map_err(|e| processor_error(&e))?;
+    if let Some(top) = extras.logprobs {
+        decoding = decoding.with_logprobs(top as usize).map_err(|_| {
+            ApiError::invalid_param(
+                "top_logprobs",
+                format!("{top} alternatives per token asked: ask for at most {MAX_TOP_LOGPROBS}"),
+            )
+        })?;
+    }
+    let (echo, prompt) = match prompt {
+        Prompt::Text(text) => {
+            let tokens = state.codec.encode(&text).map_err(|e| {
+                ApiError::invalid_param("prompt", format!("the prompt cannot be tokenized: {e}"))
+            })?;
+            (text, tokens)
+        }
+        Prompt::Tokens(tokens) => {
+            if let Some(vocab) = config.vocab
+                && let Some(bad) = tokens.iter().find(|&&t| t as usize >= vocab)
+            {
+                return Err(ApiError::invalid_param(
+                    "prompt",
+                    format!(
+                        "token id {bad} is not in the vocabulary of {vocab} tokens: send ids 0 to {}",
+                        vocab - 1
+                    ),
+                ));
+            }
+            let text = if extras.echo {
+                state.codec.decode(&tokens).map_err(|e| {
+                    ApiError::invalid_param(
+                        "prompt",
+                        format!("the prompt's tokens cannot be decoded: {e}"),
+                    )
+                })?
+            } else {
+                String::new()
+            };
+            (text, tokens)
+        }
+    };
     if prompt.is_empty() {
         return Err(ApiError::invalid_param(
             "prompt",
@@ -182,12 +258,13 @@ pub fn prepare(state: &State, fields: CommonFields, prompt: &str) -> Result<Prep
             ),
         ));
     }
+    let logprobs = decoding.logprobs.is_some();
     let request = Request {
         prompt,
         mode,
         k,
         max_new_tokens: max_tokens,
-        eos: config.eos.clone(),
+        eos,
         decoding,
         targets,
     };
@@ -202,7 +279,67 @@ pub fn prepare(state: &State, fields: CommonFields, prompt: &str) -> Result<Prep
         stop,
         stream: fields.stream,
         include_usage: fields.stream_options.is_some_and(|o| o.include_usage),
+        logprobs,
+        echo: extras.echo.then_some(echo),
     })
+}
+
+/// The logits processors `fields` ask for.
+fn processors(fields: &CommonFields, config: &ServerConfig) -> Result<LogitsProcessors, ApiError> {
+    let logit_bias = fields
+        .logit_bias
+        .iter()
+        .flatten()
+        .map(|(token, &bias)| match token.parse::<TokenId>() {
+            Ok(id) => Ok((id, bias)),
+            Err(_) => Err(ApiError::invalid_param(
+                "logit_bias",
+                format!("logit_bias key {token:?} is not a token id: use token ids as keys, e.g. {{\"50256\": -100}}"),
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(LogitsProcessors {
+        presence_penalty: fields.presence_penalty.unwrap_or(0.0),
+        frequency_penalty: fields.frequency_penalty.unwrap_or(0.0),
+        repetition_penalty: fields.repetition_penalty.unwrap_or(1.0),
+        logit_bias,
+        min_tokens: fields.min_tokens.unwrap_or(0) as usize,
+        eos: config.eos.clone(),
+        // The driver sets it from the prompt.
+        prompt_len: 0,
+    })
+}
+
+/// A processor setting out of range, as a 400 naming its field.
+fn processor_error(error: &dsi_core::Error) -> ApiError {
+    match error {
+        dsi_core::Error::InvalidParameter {
+            name,
+            value,
+            expected,
+        } => ApiError::invalid_param(
+            name,
+            format!("{name} = {value} is out of range: use {expected}"),
+        ),
+        dsi_core::Error::TokenOutOfVocabulary { token, vocab } => ApiError::invalid_param(
+            "logit_bias",
+            format!("logit_bias names token {token}, outside the vocabulary of {vocab} tokens"),
+        ),
+        other => ApiError::invalid(other.to_string()),
+    }
+}
+
+/// The body of a request to `endpoint` as `T`, after [`fields::check`]
+/// found every field served.
+pub fn parse_request<T: DeserializeOwned>(
+    state: &State,
+    body: Result<Bytes, BytesRejection>,
+    endpoint: Endpoint,
+) -> Result<T, ApiError> {
+    let value: serde_json::Value = parse(state, body)?;
+    fields::check(&value, endpoint)?;
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::invalid(format!("the request does not match the schema: {e}")))
 }
 
 /// The body as `T`, or a 400/413 that says what is wrong with it.

@@ -1,29 +1,37 @@
 //! Stop strings over streamed text: text is released only once no stop
 //! string can begin in it, so a stop string split across tokens is still
-//! caught and never sent.
+//! caught and never sent. What is held back is only the longest tail that
+//! begins some stop string, so a long stop string does not stall a stream.
 
 /// Scans text deltas for stop strings.
 #[derive(Debug, Default)]
 pub struct StopScan {
     stops: Vec<String>,
     pending: String,
-    hold: usize,
 }
 
 impl StopScan {
     /// A scan for `stops` (none: everything passes at once).
     pub fn new(stops: Vec<String>) -> Self {
-        let hold = stops
-            .iter()
-            .map(String::len)
-            .max()
-            .unwrap_or(1)
-            .saturating_sub(1);
         Self {
             stops,
             pending: String::new(),
-            hold,
         }
+    }
+
+    /// Bytes at the end of the pending text that are the beginning of a
+    /// stop string.
+    fn hold(&self) -> usize {
+        self.stops
+            .iter()
+            .filter_map(|stop| {
+                (1..stop.len())
+                    .rev()
+                    .filter(|&n| stop.is_char_boundary(n))
+                    .find(|&n| self.pending.ends_with(&stop[..n]))
+            })
+            .max()
+            .unwrap_or(0)
     }
 
     /// Adds `delta`; returns the text safe to send and whether a stop
@@ -40,10 +48,7 @@ impl StopScan {
             self.pending.clear();
             return (out, true);
         }
-        let mut keep = self.pending.len().saturating_sub(self.hold);
-        while !self.pending.is_char_boundary(keep) {
-            keep -= 1;
-        }
+        let keep = self.pending.len() - self.hold();
         let out = self.pending[..keep].to_string();
         self.pending.drain(..keep);
         (out, false)

@@ -66,7 +66,7 @@ pub(crate) async fn probe(
     }
     let (mut accepted, mut rejected) = (0, 0);
     for verified in join_all(verifications).await {
-        if let ReportKind::Verified(verdict) = verified?.report {
+        if let ReportKind::Verified { verdict, .. } = verified?.report {
             accepted += verdict.accepted as u64;
             rejected += u64::from(verdict.accepted < verdict.drafted);
         }

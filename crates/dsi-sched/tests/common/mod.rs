@@ -119,9 +119,10 @@ pub(crate) fn fake_worker(
                 Work::Verify { drafts, .. } => {
                     let start = n - drafts;
                     let choices: Vec<TokenId> = (start..=n).map(|p| world.truth(p)).collect();
-                    ReportKind::Verified(
-                        verify_greedy(&task.context[start..], &choices).expect("verdict"),
-                    )
+                    ReportKind::Verified {
+                        verdict: verify_greedy(&task.context[start..], &choices).expect("verdict"),
+                        logprobs: None,
+                    }
                 }
             };
             report(kind);

@@ -3,9 +3,10 @@
 use crate::error::ApiError;
 use crate::generation::{self, Piece};
 use crate::openai::{
-    ChatRequest, CompletionRequest, Endpoint, FinishReason, PromptField, ResponseHead, Usage,
+    ChatRequest, CompletionRequest, Endpoint, FinishReason, LogprobEntry, PromptField,
+    ResponseHead, Usage,
 };
-use crate::prepare::{Prepared, parse, prepare};
+use crate::prepare::{Extras, Prepared, Prompt, parse_request, prepare};
 use crate::state::State;
 use axum::body::Bytes;
 use axum::extract::State as Shared;
@@ -14,6 +15,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio_stream::StreamExt;
@@ -26,23 +28,55 @@ pub async fn completions(
 ) -> Response {
     let arrived = Instant::now();
     let endpoint = Endpoint::Completions;
-    let prepared = parse::<CompletionRequest>(&state, body).and_then(|request| {
-        let prompt = match request.prompt {
-            PromptField::Text(text) => text,
-            PromptField::Batch(mut batch) if batch.len() == 1 => batch.remove(0),
-            PromptField::Batch(batch) => {
-                return Err(ApiError::invalid_param(
-                    "prompt",
-                    format!(
-                        "prompt holds {} prompts; this server takes one per request",
-                        batch.len()
-                    ),
-                ));
-            }
+    let prepared = parse_request::<CompletionRequest>(&state, body, endpoint).and_then(|request| {
+        if request.best_of.is_some_and(|b| b != 1) {
+            return Err(ApiError::invalid_param(
+                "best_of",
+                "best_of > 1 is not supported: this server generates one candidate per request",
+            ));
+        }
+        if request.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
+            return Err(ApiError::invalid_param(
+                "suffix",
+                "suffix (insertion) is not supported: send the text before the gap as the prompt",
+            ));
+        }
+        if request.echo && request.logprobs.is_some() {
+            return Err(ApiError::invalid_param(
+                "echo",
+                "echo with logprobs would need the prompt's log probabilities, which this server does not compute: drop one of them",
+            ));
+        }
+        let prompt = single_prompt(request.prompt)?;
+        let extras = Extras {
+            logprobs: request.logprobs,
+            echo: request.echo,
         };
-        prepare(&state, request.common, &prompt)
+        prepare(&state, request.common, prompt, extras)
     });
     respond(state, endpoint, prepared, arrived).await
+}
+
+/// The one prompt of a completion request.
+fn single_prompt(prompt: PromptField) -> Result<Prompt, ApiError> {
+    let several = |n: usize| {
+        ApiError::invalid_param(
+            "prompt",
+            format!(
+                "prompt holds {n} prompts; this server takes one per request: send several requests"
+            ),
+        )
+    };
+    match prompt {
+        PromptField::Text(text) => Ok(Prompt::Text(text)),
+        PromptField::Tokens(tokens) => Ok(Prompt::Tokens(tokens)),
+        PromptField::Batch(mut batch) if batch.len() == 1 => Ok(Prompt::Text(batch.remove(0))),
+        PromptField::TokenBatch(mut batch) if batch.len() == 1 => {
+            Ok(Prompt::Tokens(batch.remove(0)))
+        }
+        PromptField::Batch(batch) => Err(several(batch.len())),
+        PromptField::TokenBatch(batch) => Err(several(batch.len())),
+    }
 }
 
 /// `POST /v1/chat/completions`.
@@ -52,11 +86,49 @@ pub async fn chat(
 ) -> Response {
     let arrived = Instant::now();
     let endpoint = Endpoint::Chat;
-    let prepared = parse::<ChatRequest>(&state, body).and_then(|request| {
+    let prepared = parse_request::<ChatRequest>(&state, body, endpoint).and_then(|request| {
+        check_chat_only(&request)?;
         let prompt = state.config.chat.render(&request.messages)?;
-        prepare(&state, request.common, &prompt)
+        let extras = Extras {
+            logprobs: request.logprobs.then(|| request.top_logprobs.unwrap_or(0)),
+            echo: false,
+        };
+        prepare(&state, request.common, Prompt::Text(prompt), extras)
     });
     respond(state, endpoint, prepared, arrived).await
+}
+
+/// Refuses chat settings this server cannot honour.
+fn check_chat_only(request: &ChatRequest) -> Result<(), ApiError> {
+    if request.top_logprobs.is_some() && !request.logprobs {
+        return Err(ApiError::invalid_param(
+            "top_logprobs",
+            "top_logprobs needs logprobs: true",
+        ));
+    }
+    if let Some(format) = &request.response_format
+        && format.get("type").and_then(|t| t.as_str()) != Some("text")
+    {
+        return Err(ApiError::invalid_param(
+            "response_format",
+            "only response_format {\"type\": \"text\"} is supported: constrained JSON output is not implemented; describe the format in a message",
+        ));
+    }
+    if request.tools.as_ref().is_some_and(|t| !t.is_empty()) {
+        return Err(ApiError::invalid_param(
+            "tools",
+            "tool calling is not supported: describe the tools in a message",
+        ));
+    }
+    if let Some(choice) = &request.tool_choice
+        && choice.as_str() != Some("none")
+    {
+        return Err(ApiError::invalid_param(
+            "tool_choice",
+            "tool calling is not supported: only tool_choice \"none\" is served",
+        ));
+    }
+    Ok(())
 }
 
 async fn respond(
@@ -78,7 +150,8 @@ async fn respond(
         return e.into_response();
     };
     let head = ResponseHead::new(endpoint, state.next_serial(), &state.config.model_name);
-    let (stream, include_usage) = (prepared.stream, prepared.include_usage);
+    let (stream, include_usage, logprobs) =
+        (prepared.stream, prepared.include_usage, prepared.logprobs);
     let (tx, rx) = unbounded_channel();
     tokio::spawn(generation::run(
         Arc::clone(&state),
@@ -89,23 +162,29 @@ async fn respond(
         tx,
     ));
     if stream {
-        sse(head, include_usage, rx).into_response()
+        sse(state, head, include_usage, rx).into_response()
     } else {
-        whole(head, rx).await
+        whole(state, head, logprobs, rx).await
     }
 }
 
-/// Server-sent events in OpenAI's chunk format, ending with `[DONE]`.
+/// Server-sent events in OpenAI's chunk format, ending with `[DONE]`. A
+/// generation that ends without saying how (its task panicked) ends the
+/// stream with an error event, then `[DONE]`, and counts as a 500.
 fn sse(
+    state: Arc<State>,
     head: ResponseHead,
     include_usage: bool,
     rx: UnboundedReceiver<Piece>,
 ) -> Sse<impl tokio_stream::Stream<Item = Result<Event, Infallible>>> {
     let mut first = true;
+    let endpoint = head.endpoint;
+    let done = Arc::new(AtomicBool::new(false));
+    let saw_done = Arc::clone(&done);
     let events = UnboundedReceiverStream::new(rx).filter_map(move |piece| {
         let data = match piece {
-            Piece::Text(text) => {
-                let chunk = head.delta(&text, first);
+            Piece::Text(text, logprobs) => {
+                let chunk = head.delta(&text, logprobs.as_deref(), first);
                 first = false;
                 chunk.to_string()
             }
@@ -113,26 +192,70 @@ fn sse(
             Piece::Usage(usage) if include_usage => head.usage_chunk(&usage).to_string(),
             Piece::Usage(_) => return None,
             Piece::Error(error) => error.body().to_string(),
-            Piece::Done => "[DONE]".to_string(),
+            Piece::Done => {
+                saw_done.store(true, Ordering::Relaxed);
+                "[DONE]".to_string()
+            }
         };
         Some(Ok(Event::default().data(data)))
     });
-    Sse::new(events).keep_alive(KeepAlive::default())
+    let tail = futures_util::StreamExt::flat_map(
+        futures_util::stream::once(async move {
+            if done.load(Ordering::Relaxed) {
+                return Vec::new();
+            }
+            let error = vanished(&state, endpoint);
+            vec![error.body().to_string(), "[DONE]".to_string()]
+        }),
+        |events| {
+            futures_util::stream::iter(
+                events
+                    .into_iter()
+                    .map(|data| Ok(Event::default().data(data))),
+            )
+        },
+    );
+    Sse::new(events.chain(tail)).keep_alive(KeepAlive::default())
 }
 
-/// Waits for the whole generation and answers one JSON object.
-async fn whole(head: ResponseHead, mut rx: UnboundedReceiver<Piece>) -> Response {
+/// Waits for the whole generation and answers one JSON object (a 500 if
+/// the generation ends without saying how).
+async fn whole(
+    state: Arc<State>,
+    head: ResponseHead,
+    wants_logprobs: bool,
+    mut rx: UnboundedReceiver<Piece>,
+) -> Response {
     let mut text = String::new();
+    let mut logprobs: Option<Vec<LogprobEntry>> = None;
     let mut finish = FinishReason::Stop;
     let mut usage = Usage::default();
-    while let Some(piece) = rx.recv().await {
-        match piece {
-            Piece::Text(t) => text.push_str(&t),
-            Piece::Finish(f) => finish = f,
-            Piece::Usage(u) => usage = u,
-            Piece::Error(error) => return error.into_response(),
-            Piece::Done => break,
+    loop {
+        match rx.recv().await {
+            Some(Piece::Text(t, entries)) => {
+                text.push_str(&t);
+                if let Some(entries) = entries {
+                    logprobs.get_or_insert_with(Vec::new).extend(entries);
+                }
+            }
+            Some(Piece::Finish(f)) => finish = f,
+            Some(Piece::Usage(u)) => usage = u,
+            Some(Piece::Error(error)) => return error.into_response(),
+            Some(Piece::Done) => break,
+            None => return vanished(&state, head.endpoint).into_response(),
         }
     }
-    axum::Json(head.full(&text, finish, &usage)).into_response()
+    if logprobs.is_none() && wants_logprobs {
+        logprobs = Some(Vec::new());
+    }
+    axum::Json(head.full(&text, logprobs.as_deref(), finish, &usage)).into_response()
+}
+
+/// The error of a generation whose task ended without finishing, counted.
+fn vanished(state: &State, endpoint: Endpoint) -> ApiError {
+    state.metrics.request(endpoint, 500);
+    state.metrics.vanished();
+    ApiError::engine(
+        "the generation ended without finishing (an internal error); the server is still serving: retry the request",
+    )
 }

@@ -4,7 +4,7 @@
 
 use crate::error::ApiError;
 use crate::openai::CommonFields;
-use crate::prepare::{parse, prepare};
+use crate::prepare::{Extras, Prompt, parse, prepare};
 use crate::state::State;
 use axum::Json;
 use axum::body::Bytes;
@@ -47,6 +47,7 @@ asset!(app_js, "app.js", "text/javascript; charset=utf-8");
 asset!(timeline_js, "timeline.js", "text/javascript; charset=utf-8");
 asset!(heatmap_js, "heatmap.js", "text/javascript; charset=utf-8");
 asset!(race_js, "race.js", "text/javascript; charset=utf-8");
+asset!(auth_js, "auth.js", "text/javascript; charset=utf-8");
 asset!(style_css, "style.css", "text/css; charset=utf-8");
 
 /// Every job event of every request, as SSE, until the server shuts down.
@@ -163,7 +164,16 @@ pub async fn race(
     Shared(state): Shared<Arc<State>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    match run_race(&state, body).await {
+    // The race holds a slot like any generation: it ends at the request
+    // deadline, and a drain that runs out of grace cancels it (dropping it
+    // cancels its jobs).
+    let timeout = state.config.request_timeout;
+    let result = tokio::select! {
+        result = run_race(&state, body) => result,
+        () = tokio::time::sleep(timeout) => Err(ApiError::deadline(timeout.as_secs_f64())),
+        () = state.shutdown.cancelled() => Err(ApiError::draining()),
+    };
+    match result {
         Ok(value) => Json(value).into_response(),
         Err(e) => e.into_response(),
     }
@@ -188,7 +198,7 @@ async fn run_race(
         mode: Some(Mode::Dsi.to_string()),
         ..CommonFields::default()
     };
-    let request = prepare(state, fields, &race.prompt)?.request;
+    let request = prepare(state, fields, Prompt::Text(race.prompt), Extras::default())?.request;
     let mut ticket = state
         .admission
         .enter()

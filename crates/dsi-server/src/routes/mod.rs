@@ -3,3 +3,4 @@
 pub mod completions;
 pub mod dashboard;
 pub mod ops;
+pub mod tokenize;

@@ -6,8 +6,15 @@
 //! the seeded coupled rule, keyed by absolute position, so a given
 //! seed yields the same tokens in non-SI, SI and DSI.
 
+mod logprobs;
+mod processors;
+
+pub use logprobs::{MAX_TOP_LOGPROBS, TokenLogprobs};
+pub use processors::LogitsProcessors;
+
 use crate::verify::{VerifyRule, argmax};
 use crate::{Error, Result, TokenId};
+use std::sync::Arc;
 
 /// How to pick the next token.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -110,12 +117,18 @@ impl SamplingParams {
 
 /// Sampling settings together with the verification rule that keeps
 /// speculation lossless under them: what every worker of one request shares.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Decoding {
     /// Logits processing and seed.
     pub params: SamplingParams,
     /// How drafts are verified and how each side picks its tokens.
     pub rule: VerifyRule,
+    /// Penalties, biases and bans, applied the same way by drafter and
+    /// target before `params`; `None` when they would change nothing.
+    pub processors: Option<Arc<LogitsProcessors>>,
+    /// Alternatives to report with each emitted token's log probability;
+    /// `None`: no log probabilities.
+    pub logprobs: Option<usize>,
 }
 
 impl Decoding {
@@ -130,7 +143,12 @@ impl Decoding {
             (false, false) => VerifyRule::Coupled { seed: params.seed },
             (false, true) => VerifyRule::Speculative { seed: params.seed },
         };
-        Ok(Self { params, rule })
+        Ok(Self {
+            params,
+            rule,
+            processors: None,
+            logprobs: None,
+        })
     }
 
     /// Greedy decoding.
@@ -138,11 +156,58 @@ impl Decoding {
         Self {
             params: SamplingParams::greedy(),
             rule: VerifyRule::Greedy,
+            processors: None,
+            logprobs: None,
         }
     }
 
-    /// The drafter's token at `position` after `logits`, with the
-    /// distribution it was drawn from when the rule needs it.
+    /// These settings with `processors` applied to every row of a
+    /// vocabulary of `vocab` tokens (checked here).
+    pub fn with_processors(mut self, processors: LogitsProcessors, vocab: usize) -> Result<Self> {
+        processors.validate(vocab)?;
+        self.processors = (!processors.is_noop()).then(|| Arc::new(processors));
+        Ok(self)
+    }
+
+    /// These settings, reporting each emitted token's log probability and
+    /// `top` alternatives (at most [`MAX_TOP_LOGPROBS`]).
+    pub fn with_logprobs(mut self, top: usize) -> Result<Self> {
+        if top > MAX_TOP_LOGPROBS {
+            return Err(Error::InvalidParameter {
+                name: "top_logprobs",
+                value: top.to_string(),
+                expected: "at most 20",
+            });
+        }
+        self.logprobs = Some(top);
+        Ok(self)
+    }
+
+    /// These settings for a prompt of `len` tokens: presence and frequency
+    /// penalties and `min_tokens` count from there.
+    pub fn for_prompt(mut self, len: usize) -> Self {
+        if let Some(processors) = &mut self.processors {
+            Arc::make_mut(processors).prompt_len = len;
+        }
+        self
+    }
+
+    /// The row of logits at the position after `verified` and `drafts`, as
+    /// the processors leave it (the row itself when there are none).
+    pub fn process(
+        &self,
+        verified: &[TokenId],
+        drafts: &[TokenId],
+        mut logits: Vec<f32>,
+    ) -> Vec<f32> {
+        if let Some(processors) = &self.processors {
+            processors.apply(verified, drafts, &mut logits);
+        }
+        logits
+    }
+
+    /// The drafter's token at `position` after processed `logits`, with
+    /// the distribution it was drawn from when the rule needs it.
     pub fn draft_token(&self, position: usize, logits: &[f32]) -> (TokenId, Option<Vec<f32>>) {
         if self.params.is_greedy() {
             return (argmax(logits), None);
