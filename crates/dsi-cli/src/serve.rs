@@ -63,6 +63,39 @@ pub(crate) struct ServeArgs {
     /// Require the key on /metrics and /healthz too.
     #[arg(long)]
     protect_metrics: bool,
+    /// Request logs on stderr (one line per request; `RUST_LOG` filters,
+    /// default `warn,dsi=info`).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// How `dsi serve` writes its logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Sends `tracing` events (the server's per-request lines) to stderr,
+/// filtered by `RUST_LOG`.
+fn init_logs(format: LogFormat) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) => EnvFilter::try_new(&spec)
+            .map_err(|e| UsageError(format!("invalid RUST_LOG {spec:?}: {e}")))?,
+        Err(_) => EnvFilter::new("warn,dsi=info"),
+    };
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    let installed = match format {
+        LogFormat::Text => logs.try_init(),
+        LogFormat::Json => logs.json().flatten_event(true).try_init(),
+    };
+    installed.map_err(|e| anyhow::anyhow!("cannot start the logs: {e}"))
 }
 
 /// The keys from `--api-key`, `--api-key-file` and `$DSI_API_KEY`.
@@ -121,6 +154,7 @@ fn millis(latency: Option<Latency>) -> Option<(f64, f64)> {
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let request_timeout = seconds(args.request_timeout_s, "--request-timeout-s")?;
     let keys = api_keys(&args)?;
+    init_logs(args.log_format)?;
     let drain_grace = seconds(args.drain_grace_s, "--drain-grace-s")?;
     if args.max_running == 0 {
         return Err(UsageError("invalid max-running: 0 (expected at least 1)".into()).into());

@@ -658,3 +658,54 @@ fn a_request_over_the_kv_budget_is_refused_with_the_numbers() {
         assert!(body["usage"]["completion_tokens"].as_u64().unwrap() > 0);
     });
 }
+
+#[test]
+fn each_request_is_one_structured_log_line() {
+    let dir = std::env::temp_dir().join(format!("dsi-logs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("stderr.jsonl");
+    let file = std::fs::File::create(&log).unwrap();
+    let server = Server::start_with_stderr(&["--log-format", "json"], file.into());
+    let rt = runtime();
+    let id = rt.block_on(async {
+        let client = reqwest::Client::new();
+        let url = server.url("/v1/completions");
+        let ok: Value = client
+            .post(&url)
+            .json(&json!({"prompt": "def add(a, b):", "max_tokens": 8, "mode": "si"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let refused = client
+            .post(&url)
+            .json(&json!({"prompt": "x", "colour": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 400);
+        ok["id"].as_str().unwrap().to_string()
+    });
+    drop(server);
+    let lines: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let finished: Vec<&Value> = lines.iter().filter(|l| l["id"] == id.as_str()).collect();
+    assert_eq!(finished.len(), 1, "one line for the request: {lines:?}");
+    let line = finished[0];
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["mode"], "si");
+    assert_eq!(line["completion_tokens"], 8);
+    assert_eq!(line["level"], "INFO");
+    assert!(line["ttft_ms"].as_f64().unwrap() > 0.0 && line["duration_ms"].as_f64().is_some());
+    let refused = lines
+        .iter()
+        .find(|l| l["status"] == 400)
+        .expect("the refusal is logged");
+    assert_eq!(refused["param"], "colour");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -146,7 +146,7 @@ fn sixty_four_streams_then_twice_the_queue_limit() {
         // requests.
         for worker in ["cpu#0", "cpu drafter"] {
             let forwards = metric(&metrics, &format!("dsi_forward_sequences_count{{worker=\"{worker}\"}}")).unwrap();
-            let alone = metric(&metrics, &format!("dsi_forward_sequences_bucket{{worker=\"{worker}\",le=\"1\"}}")).unwrap();
+            let alone = metric(&metrics, &format!("dsi_forward_sequences_bucket{{le=\"1.0\",worker=\"{worker}\"}}")).unwrap();
             assert!(alone < forwards, "{worker}: {alone} of {forwards} forwards carried one request");
         }
         let budget = metric(&metrics, "dsi_kv_budget_bytes{device=\"cpu\"}").unwrap();

@@ -47,10 +47,12 @@ enum Outcome {
     Shutdown,
 }
 
-/// Runs `prepared` once `ticket` gets a slot, sending pieces to `tx`.
+/// Runs `prepared` (response id `id`) once `ticket` gets a slot, sending
+/// pieces to `tx`.
 pub async fn run(
     state: Arc<State>,
     endpoint: Endpoint,
+    id: String,
     prepared: Prepared,
     mut ticket: Ticket,
     arrived: Instant,
@@ -59,14 +61,22 @@ pub async fn run(
     let deadline = tokio::time::Instant::from_std(arrived + state.config.request_timeout);
     let prompt_tokens = prepared.request.prompt.len();
     let mode = prepared.request.mode;
+    let end = End {
+        state: &state,
+        endpoint,
+        id: &id,
+        mode: mode.to_string(),
+        arrived,
+        prompt_tokens,
+    };
     let seed = prepared.request.decoding.params.seed;
     tokio::select! {
         () = ticket.run() => {}
-        () = tx.closed() => return state.metrics.request(endpoint, 499),
+        () = tx.closed() => return end.gone(0),
         () = tokio::time::sleep_until(deadline) => {
-            return fail(&state, endpoint, &tx, ApiError::deadline(state.config.request_timeout.as_secs_f64()));
+            return end.fail(&tx, ApiError::deadline(state.config.request_timeout.as_secs_f64()));
         }
-        () = state.shutdown.cancelled() => return fail(&state, endpoint, &tx, ApiError::draining()),
+        () = state.shutdown.cancelled() => return end.fail(&tx, ApiError::draining()),
     }
 
     let codec = Arc::clone(&state.codec);
@@ -123,9 +133,7 @@ pub async fn run(
     let (finish, stats) = match outcome {
         _ if decode_error.is_some() => {
             let message = decode_error.unwrap_or_default();
-            return fail(
-                &state,
-                endpoint,
+            return end.fail(
                 &tx,
                 ApiError::engine(format!("the output cannot be decoded: {message}")),
             );
@@ -138,17 +146,10 @@ pub async fn run(
                     StopReason::MaxTokens => FinishReason::Length,
                     StopReason::Cancelled if stop.is_cancelled() => FinishReason::Stop,
                     StopReason::Cancelled => {
-                        return fail(
-                            &state,
-                            endpoint,
-                            &tx,
-                            ApiError::engine("the generation was cancelled"),
-                        );
+                        return end.fail(&tx, ApiError::engine("the generation was cancelled"));
                     }
                     StopReason::Failed(why) => {
-                        return fail(
-                            &state,
-                            endpoint,
+                        return end.fail(
                             &tx,
                             ApiError::engine(format!("the generation failed: {why}")),
                         );
@@ -156,26 +157,22 @@ pub async fn run(
                 };
                 (finish, generation.stats)
             }
-            Err(e) => return fail(&state, endpoint, &tx, e.into()),
+            Err(e) => return end.fail(&tx, e.into()),
         },
         Outcome::ClientGone => {
             state
                 .metrics
                 .generation(prompt_tokens, None, tokens, ttft_s, tpot_s);
-            return state.metrics.request(endpoint, 499);
+            return end.gone(tokens);
         }
         Outcome::Deadline => {
-            return fail(
-                &state,
-                endpoint,
+            return end.fail(
                 &tx,
                 ApiError::deadline(state.config.request_timeout.as_secs_f64()),
             );
         }
         Outcome::Shutdown => {
-            return fail(
-                &state,
-                endpoint,
+            return end.fail(
                 &tx,
                 ApiError::engine("the server shut down before the generation finished"),
             );
@@ -186,7 +183,7 @@ pub async fn run(
         Ok(rest) => send(&tx, codec.as_ref(), rest, logprobs),
         Err(e) => {
             let message = format!("the output cannot be decoded: {e}");
-            return fail(&state, endpoint, &tx, ApiError::engine(message));
+            return end.fail(&tx, ApiError::engine(message));
         }
     }
     usage.completion_tokens = output.completion_tokens();
@@ -202,7 +199,7 @@ pub async fn run(
     state
         .metrics
         .generation(prompt_tokens, Some(&stats), tokens, ttft_s, tpot_s);
-    state.metrics.request(endpoint, 200);
+    end.finished(&usage, finish);
     let _ = tx.send(Piece::Finish(finish));
     let _ = tx.send(Piece::Usage(usage));
     let _ = tx.send(Piece::Done);
@@ -224,8 +221,73 @@ fn send(tx: &UnboundedSender<Piece>, codec: &dyn TextCodec, released: Released, 
     let _ = tx.send(Piece::Text(released.text, entries));
 }
 
-fn fail(state: &State, endpoint: Endpoint, tx: &UnboundedSender<Piece>, error: ApiError) {
-    state.metrics.request(endpoint, error.status.as_u16());
-    let _ = tx.send(Piece::Error(error));
-    let _ = tx.send(Piece::Done);
+/// How a request ends: counted in the metrics and logged, one line each.
+struct End<'a> {
+    state: &'a State,
+    endpoint: Endpoint,
+    id: &'a str,
+    mode: String,
+    arrived: Instant,
+    prompt_tokens: usize,
+}
+
+impl End<'_> {
+    fn duration_ms(&self) -> f64 {
+        self.arrived.elapsed().as_secs_f64() * 1e3
+    }
+
+    /// A 200 with its usage.
+    fn finished(&self, usage: &Usage, finish: FinishReason) {
+        self.state.metrics.request(self.endpoint, 200);
+        tracing::info!(
+            target: "dsi::request",
+            id = self.id,
+            endpoint = self.endpoint.label(),
+            status = 200,
+            mode = %self.mode,
+            policy = %usage.policy,
+            prompt_tokens = self.prompt_tokens,
+            completion_tokens = usage.completion_tokens,
+            acceptance = usage.acceptance_rate,
+            ttft_ms = usage.ttft_ms,
+            duration_ms = self.duration_ms(),
+            finish = ?finish,
+            "request finished"
+        );
+    }
+
+    /// The client went away after `tokens` tokens (499, nginx's code).
+    fn gone(&self, tokens: usize) {
+        self.state.metrics.request(self.endpoint, 499);
+        tracing::info!(
+            target: "dsi::request",
+            id = self.id,
+            endpoint = self.endpoint.label(),
+            status = 499,
+            mode = %self.mode,
+            prompt_tokens = self.prompt_tokens,
+            completion_tokens = tokens,
+            duration_ms = self.duration_ms(),
+            "client went away"
+        );
+    }
+
+    /// An error, sent to the client and then `Done`.
+    fn fail(&self, tx: &UnboundedSender<Piece>, error: ApiError) {
+        let status = error.status.as_u16();
+        self.state.metrics.request(self.endpoint, status);
+        tracing::warn!(
+            target: "dsi::request",
+            id = self.id,
+            endpoint = self.endpoint.label(),
+            status,
+            mode = %self.mode,
+            prompt_tokens = self.prompt_tokens,
+            duration_ms = self.duration_ms(),
+            error = %error.message,
+            "request failed"
+        );
+        let _ = tx.send(Piece::Error(error));
+        let _ = tx.send(Piece::Done);
+    }
 }

@@ -1,12 +1,20 @@
-//! Prometheus metrics in the text exposition format, kept by hand: a few
-//! counters, gauges and two histograms need no registry crate.
+//! Prometheus metrics: the server keeps plain counters and histograms
+//! under one lock; a scrape takes a snapshot of them and of the gauges
+//! read at that moment and has `prometheus-client` encode it (text format,
+//! OpenMetrics flavour: `# EOF` at the end, counters named `*_total`).
 
 use crate::openai::Endpoint;
 use dsi_core::schedule::judged_rate;
 use dsi_sched::Stats;
 use dsi_sched::forwards::{ForwardStats, Histogram};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
-use std::fmt::Write;
+use std::fmt;
 use std::sync::Mutex;
 
 /// Upper bounds (seconds) of the time-to-first-token buckets.
@@ -18,36 +26,7 @@ const TPOT_BOUNDS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 ];
 
-/// Writes `histogram` as `name`, with `labels` (`key="value",...`) on every
-/// line when there are any.
-fn render_histogram(out: &mut String, name: &str, labels: &str, histogram: &Histogram) {
-    let sep = if labels.is_empty() { "" } else { "," };
-    for (bound, count) in histogram.buckets() {
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {count}");
-    }
-    let _ = writeln!(
-        out,
-        "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
-        histogram.count()
-    );
-    let braces = if labels.is_empty() {
-        String::new()
-    } else {
-        format!("{{{labels}}}")
-    };
-    let _ = writeln!(
-        out,
-        "{name}_sum{braces} {}\n{name}_count{braces} {}",
-        histogram.sum(),
-        histogram.count()
-    );
-}
-
-fn histogram_header(out: &mut String, name: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-}
-
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Inner {
     requests: BTreeMap<(&'static str, u16), u64>,
     prompt_tokens: u64,
@@ -192,56 +171,233 @@ impl Metrics {
 
     /// The exposition text.
     pub fn render(&self, gauges: Gauges) -> String {
-        self.with(|m| {
-            let mut out = String::new();
-            let mut counter = |name: &str, help: &str, value: u64| {
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
-            };
-            counter("dsi_prompt_tokens_total", "Prompt tokens of finished requests.", m.prompt_tokens);
-            counter("dsi_generated_tokens_total", "Tokens generated.", m.completion_tokens);
-            counter("dsi_draft_tokens_total", "Tokens proposed by the drafter.", m.draft_tokens);
-            counter("dsi_accepted_tokens_total", "Drafted tokens the target accepted.", m.accepted_tokens);
-            counter("dsi_verification_jobs_total", "Verification and draft jobs started.", m.jobs_started);
-            counter("dsi_preempted_jobs_total", "Jobs preempted because a draft they built on was rejected.", m.preempted_jobs);
-            counter("dsi_wasted_target_forwards_total", "Target forwards whose result was discarded.", m.wasted_target_forwards);
-            counter("dsi_wasted_drafts_total", "Drafted tokens discarded.", m.wasted_drafts);
-            counter("dsi_generation_panics_total", "Generations whose task ended without finishing (answered 500 or an error event).", m.vanished);
-            let _ = writeln!(out, "# HELP dsi_requests_total Requests answered, by endpoint and HTTP status.\n# TYPE dsi_requests_total counter");
-            for ((endpoint, status), n) in &m.requests {
-                let _ = writeln!(out, "dsi_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}");
-            }
-            let _ = writeln!(out, "# HELP dsi_drafts_reaching_position_total Verification jobs that reached draft index i.\n# TYPE dsi_drafts_reaching_position_total counter");
-            for (i, n) in m.reached_by_position.iter().enumerate() {
-                let _ = writeln!(out, "dsi_drafts_reaching_position_total{{position=\"{i}\"}} {n}");
-            }
-            let _ = writeln!(out, "# HELP dsi_drafts_accepted_at_position_total Drafts accepted at index i of a verification job.\n# TYPE dsi_drafts_accepted_at_position_total counter");
-            for (i, n) in m.accepted_by_position.iter().enumerate() {
-                let _ = writeln!(out, "dsi_drafts_accepted_at_position_total{{position=\"{i}\"}} {n}");
-            }
-            let _ = writeln!(out, "# HELP dsi_acceptance_by_position Fraction of jobs reaching draft index i that accepted it.\n# TYPE dsi_acceptance_by_position gauge");
-            for (i, (&reached, &accepted)) in m.reached_by_position.iter().zip(&m.accepted_by_position).enumerate() {
-                if reached > 0 {
-                    let _ = writeln!(out, "dsi_acceptance_by_position{{position=\"{i}\"}} {}", accepted as f64 / reached as f64);
-                }
-            }
-            let _ = writeln!(out, "# HELP dsi_queue_depth Requests waiting for a generation slot.\n# TYPE dsi_queue_depth gauge\ndsi_queue_depth {}", gauges.queued);
-            let _ = writeln!(out, "# HELP dsi_active_generations Generations running.\n# TYPE dsi_active_generations gauge\ndsi_active_generations {}", gauges.running);
-            render_kv(&mut out, &gauges);
-            for (name, help, histogram) in [
-                ("dsi_time_to_first_token_seconds", "Time from a request's arrival to its first token.", &m.ttft),
-                ("dsi_time_per_output_token_seconds", "Mean time per token after the first, per request.", &m.tpot),
-            ] {
-                histogram_header(&mut out, name, help);
-                render_histogram(&mut out, name, "", histogram);
-            }
-            render_forwards(&mut out, &gauges);
-            out
+        let scrape = Scrape {
+            counters: self.with(|m| m.clone()),
+            gauges,
+        };
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(scrape));
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
+}
+
+/// One scrape: the counters as they were, and the gauges read with them.
+#[derive(Debug)]
+struct Scrape {
+    counters: Inner,
+    gauges: Gauges,
+}
+
+/// Encodes one metric family after its descriptor. `name` is the
+/// sample's name without the `_total` the encoder adds to counters.
+fn family<'e>(
+    encoder: &'e mut DescriptorEncoder<'_>,
+    name: &'e str,
+    help: &str,
+    kind: MetricType,
+) -> Result<MetricEncoder<'e>, fmt::Error> {
+    encoder.encode_descriptor(name, help, None, kind)
+}
+
+fn counter(encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: u64) -> fmt::Result {
+    ConstCounter::new(value).encode(family(encoder, name, help, MetricType::Counter)?)
+}
+
+fn gauge<V: prometheus_client::encoding::EncodeGaugeValue>(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: V,
+) -> fmt::Result {
+    ConstGauge::new(value).encode(family(encoder, name, help, MetricType::Gauge)?)
+}
+
+/// One labelled sample per `(labels, value)`.
+fn labelled<V, M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder<'_>,
+    (name, help, kind): (&str, &str, MetricType),
+    samples: impl IntoIterator<Item = (Vec<(&'static str, String)>, V)>,
+    metric: impl Fn(V) -> M,
+) -> fmt::Result {
+    let mut family = family(encoder, name, help, kind)?;
+    for (labels, value) in samples {
+        metric(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// `histogram`'s cumulative counts as the encoder's per-bucket counts,
+/// with the `+Inf` bucket last.
+fn encode_histogram(encoder: MetricEncoder<'_>, histogram: &Histogram) -> fmt::Result {
+    let mut encoder = encoder;
+    let mut below = 0;
+    let mut buckets: Vec<(f64, u64)> = histogram
+        .buckets()
+        .map(|(bound, cumulative)| {
+            let bucket = (bound, cumulative - below);
+            below = cumulative;
+            bucket
         })
+        .collect();
+    buckets.push((f64::MAX, histogram.count() - below));
+    encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+        histogram.sum(),
+        histogram.count(),
+        &buckets,
+        None,
+    )
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
+        let m = &self.counters;
+        let e = &mut encoder;
+        for (name, help, value) in [
+            (
+                "dsi_prompt_tokens",
+                "Prompt tokens of finished requests.",
+                m.prompt_tokens,
+            ),
+            (
+                "dsi_generated_tokens",
+                "Tokens generated.",
+                m.completion_tokens,
+            ),
+            (
+                "dsi_draft_tokens",
+                "Tokens proposed by the drafter.",
+                m.draft_tokens,
+            ),
+            (
+                "dsi_accepted_tokens",
+                "Drafted tokens the target accepted.",
+                m.accepted_tokens,
+            ),
+            (
+                "dsi_verification_jobs",
+                "Verification and draft jobs started.",
+                m.jobs_started,
+            ),
+            (
+                "dsi_preempted_jobs",
+                "Jobs preempted because a draft they built on was rejected.",
+                m.preempted_jobs,
+            ),
+            (
+                "dsi_wasted_target_forwards",
+                "Target forwards whose result was discarded.",
+                m.wasted_target_forwards,
+            ),
+            (
+                "dsi_wasted_drafts",
+                "Drafted tokens discarded.",
+                m.wasted_drafts,
+            ),
+            (
+                "dsi_generation_panics",
+                "Generations whose task ended without finishing (answered 500 or an error event).",
+                m.vanished,
+            ),
+        ] {
+            counter(e, name, help, value)?;
+        }
+        labelled(
+            e,
+            (
+                "dsi_requests",
+                "Requests answered, by endpoint and HTTP status.",
+                MetricType::Counter,
+            ),
+            m.requests.iter().map(|(&(endpoint, status), &n)| {
+                (
+                    vec![
+                        ("endpoint", endpoint.to_string()),
+                        ("status", status.to_string()),
+                    ],
+                    n,
+                )
+            }),
+            ConstCounter::new,
+        )?;
+        let position = |i: usize| vec![("position", i.to_string())];
+        labelled(
+            e,
+            (
+                "dsi_drafts_reaching_position",
+                "Verification jobs that reached draft index i.",
+                MetricType::Counter,
+            ),
+            m.reached_by_position
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| (position(i), n)),
+            ConstCounter::new,
+        )?;
+        labelled(
+            e,
+            (
+                "dsi_drafts_accepted_at_position",
+                "Drafts accepted at index i of a verification job.",
+                MetricType::Counter,
+            ),
+            m.accepted_by_position
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| (position(i), n)),
+            ConstCounter::new,
+        )?;
+        labelled(
+            e,
+            (
+                "dsi_acceptance_by_position",
+                "Fraction of jobs reaching draft index i that accepted it.",
+                MetricType::Gauge,
+            ),
+            m.reached_by_position
+                .iter()
+                .zip(&m.accepted_by_position)
+                .enumerate()
+                .filter(|(_, (reached, _))| **reached > 0)
+                .map(|(i, (&reached, &accepted))| (position(i), accepted as f64 / reached as f64)),
+            ConstGauge::new,
+        )?;
+        let g = &self.gauges;
+        gauge(
+            e,
+            "dsi_queue_depth",
+            "Requests waiting for a generation slot.",
+            g.queued as u64,
+        )?;
+        gauge(
+            e,
+            "dsi_active_generations",
+            "Generations running.",
+            g.running as u64,
+        )?;
+        encode_kv(e, g)?;
+        for (name, help, histogram) in [
+            (
+                "dsi_time_to_first_token_seconds",
+                "Time from a request's arrival to its first token.",
+                &m.ttft,
+            ),
+            (
+                "dsi_time_per_output_token_seconds",
+                "Mean time per token after the first, per request.",
+                &m.tpot,
+            ),
+        ] {
+            encode_histogram(family(e, name, help, MetricType::Histogram)?, histogram)?;
+        }
+        encode_forwards(e, g)
     }
 }
 
 /// Each worker's forwards: sequences, rows and seconds per forward.
-fn render_forwards(out: &mut String, gauges: &Gauges) {
+fn encode_forwards(encoder: &mut DescriptorEncoder<'_>, gauges: &Gauges) -> fmt::Result {
     type Part = fn(&ForwardStats) -> &Histogram;
     let parts: [(&str, &str, Part); 3] = [
         (
@@ -261,55 +417,65 @@ fn render_forwards(out: &mut String, gauges: &Gauges) {
         ),
     ];
     for (name, help, part) in parts {
-        histogram_header(out, name, help);
+        let mut family = family(encoder, name, help, MetricType::Histogram)?;
         for (worker, stats) in &gauges.forwards {
-            render_histogram(out, name, &format!("worker=\"{worker}\""), part(stats));
+            let labels = [("worker", worker.as_str())];
+            encode_histogram(family.encode_family(&labels)?, part(stats))?;
         }
     }
+    Ok(())
 }
 
 /// KV memory per device: budget, reserved by admitted requests, held by
 /// caches now; requests waiting for memory.
-fn render_kv(out: &mut String, gauges: &Gauges) {
-    let per_device = [
-        ("dsi_kv_budget_bytes", "KV-cache budget of the device.", 0),
+fn encode_kv(encoder: &mut DescriptorEncoder<'_>, gauges: &Gauges) -> fmt::Result {
+    type Read = fn(&dsi_sched::KvUse) -> u64;
+    let per_device: [(&str, &str, Read); 4] = [
+        (
+            "dsi_kv_budget_bytes",
+            "KV-cache budget of the device.",
+            |kv| kv.device.budget as u64,
+        ),
         (
             "dsi_kv_reserved_bytes",
             "KV-cache bytes reserved by admitted requests.",
-            1,
+            |kv| kv.device.reserved as u64,
         ),
         (
             "dsi_kv_held_bytes",
             "KV-cache bytes the device's caches hold now.",
-            2,
+            |kv| kv.held as u64,
         ),
         (
             "dsi_kv_peak_reserved_bytes",
             "The most KV-cache bytes ever reserved at once.",
-            3,
+            |kv| kv.device.peak_reserved as u64,
         ),
     ];
-    for (name, help, which) in per_device {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        for kv in &gauges.kv {
-            let value = match which {
-                0 => kv.device.budget,
-                1 => kv.device.reserved,
-                2 => kv.held,
-                _ => kv.device.peak_reserved,
-            };
-            let _ = writeln!(out, "{name}{{device=\"{}\"}} {value}", kv.device.device);
-        }
+    for (name, help, read) in per_device {
+        labelled(
+            encoder,
+            (name, help, MetricType::Gauge),
+            gauges
+                .kv
+                .iter()
+                .map(|kv| (vec![("device", kv.device.device.clone())], read(kv))),
+            ConstGauge::new,
+        )?;
     }
     let (waiting, waited) = gauges.kv_waiting;
-    let _ = writeln!(
-        out,
-        "# HELP dsi_kv_waiting_requests Requests waiting for KV-cache memory.\n# TYPE dsi_kv_waiting_requests gauge\ndsi_kv_waiting_requests {waiting}"
-    );
-    let _ = writeln!(
-        out,
-        "# HELP dsi_kv_waited_requests_total Requests that had to wait for KV-cache memory.\n# TYPE dsi_kv_waited_requests_total counter\ndsi_kv_waited_requests_total {waited}"
-    );
+    gauge(
+        encoder,
+        "dsi_kv_waiting_requests",
+        "Requests waiting for KV-cache memory.",
+        waiting as u64,
+    )?;
+    counter(
+        encoder,
+        "dsi_kv_waited_requests",
+        "Requests that had to wait for KV-cache memory.",
+        waited,
+    )
 }
 
 fn add(total: &mut Vec<u64>, more: &[u64]) {
@@ -318,5 +484,50 @@ fn add(total: &mut Vec<u64>, more: &[u64]) {
     }
     for (t, m) in total.iter_mut().zip(more) {
         *t += m;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_encoder_keeps_the_names_and_values() {
+        let metrics = Metrics::default();
+        metrics.request(Endpoint::Completions, 200);
+        metrics.request(Endpoint::Completions, 200);
+        metrics.request(Endpoint::Chat, 400);
+        metrics.vanished();
+        metrics.generation(5, None, 7, Some(0.02), Some(0.003));
+        let mut forwards = ForwardStats::default();
+        forwards.members.observe(1.0);
+        forwards.members.observe(3.0);
+        let text = metrics.render(Gauges {
+            queued: 2,
+            running: 1,
+            kv: Vec::new(),
+            kv_waiting: (0, 4),
+            forwards: vec![("cpu#0".into(), forwards)],
+        });
+        for line in [
+            "dsi_requests_total{endpoint=\"completions\",status=\"200\"} 2",
+            "dsi_requests_total{endpoint=\"chat\",status=\"400\"} 1",
+            "dsi_generation_panics_total 1",
+            "dsi_prompt_tokens_total 5",
+            "dsi_generated_tokens_total 7",
+            "dsi_queue_depth 2",
+            "dsi_active_generations 1",
+            "dsi_kv_waited_requests_total 4",
+            "dsi_time_to_first_token_seconds_count 1",
+            "dsi_time_to_first_token_seconds_bucket{le=\"0.025\"} 1",
+            "dsi_time_to_first_token_seconds_bucket{le=\"0.01\"} 0",
+            "dsi_forward_sequences_bucket{le=\"1.0\",worker=\"cpu#0\"} 1",
+            "dsi_forward_sequences_bucket{le=\"4.0\",worker=\"cpu#0\"} 2",
+            "dsi_forward_sequences_bucket{le=\"+Inf\",worker=\"cpu#0\"} 2",
+            "dsi_forward_sequences_count{worker=\"cpu#0\"} 2",
+            "# EOF",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
     }
 }

@@ -17,11 +17,16 @@ impl Server {
     /// Starts `dsi serve --addr 127.0.0.1:0 ARGS` and waits for its
     /// `listening on http://ADDR` line.
     pub(crate) fn start(args: &[&str]) -> Server {
+        Self::start_with_stderr(args, Stdio::inherit())
+    }
+
+    /// [`Server::start`] with the server's stderr (its logs) sent to `stderr`.
+    pub(crate) fn start_with_stderr(args: &[&str], stderr: Stdio) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_dsi"))
             .args(["serve", "--addr", "127.0.0.1:0"])
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("dsi serve starts");
         let stdout = child.stdout.take().expect("piped stdout");

@@ -27,34 +27,50 @@ pub async fn completions(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let arrived = Instant::now();
-    let endpoint = Endpoint::Completions;
-    let prepared = parse_request::<CompletionRequest>(&state, body, endpoint).and_then(|request| {
-        if request.best_of.is_some_and(|b| b != 1) {
-            return Err(ApiError::invalid_param(
-                "best_of",
-                "best_of > 1 is not supported: this server generates one candidate per request",
-            ));
-        }
-        if request.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
-            return Err(ApiError::invalid_param(
-                "suffix",
-                "suffix (insertion) is not supported: send the text before the gap as the prompt",
-            ));
-        }
-        if request.echo && request.logprobs.is_some() {
-            return Err(ApiError::invalid_param(
-                "echo",
-                "echo with logprobs would need the prompt's log probabilities, which this server does not compute: drop one of them",
-            ));
-        }
-        let prompt = single_prompt(request.prompt)?;
-        let extras = Extras {
-            logprobs: request.logprobs,
-            echo: request.echo,
-        };
-        prepare(&state, request.common, prompt, extras)
-    });
-    respond(state, endpoint, prepared, arrived).await
+    let prepared = prepare_completion(&state, body);
+    respond(state, Endpoint::Completions, prepared, arrived).await
+}
+
+/// What a request body to `endpoint` becomes: checked and ready to run, or
+/// the error its client gets (what the request fuzz target drives).
+pub fn check_body(state: &State, endpoint: Endpoint, body: &[u8]) -> Result<Prepared, ApiError> {
+    let body = Ok(Bytes::copy_from_slice(body));
+    match endpoint {
+        Endpoint::Completions => prepare_completion(state, body),
+        Endpoint::Chat => prepare_chat(state, body),
+    }
+}
+
+/// A completion request's body, checked and ready to run.
+fn prepare_completion(
+    state: &State,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Prepared, ApiError> {
+    let request = parse_request::<CompletionRequest>(state, body, Endpoint::Completions)?;
+    if request.best_of.is_some_and(|b| b != 1) {
+        return Err(ApiError::invalid_param(
+            "best_of",
+            "best_of > 1 is not supported: this server generates one candidate per request",
+        ));
+    }
+    if request.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError::invalid_param(
+            "suffix",
+            "suffix (insertion) is not supported: send the text before the gap as the prompt",
+        ));
+    }
+    if request.echo && request.logprobs.is_some() {
+        return Err(ApiError::invalid_param(
+            "echo",
+            "echo with logprobs would need the prompt's log probabilities, which this server does not compute: drop one of them",
+        ));
+    }
+    let prompt = single_prompt(request.prompt)?;
+    let extras = Extras {
+        logprobs: request.logprobs,
+        echo: request.echo,
+    };
+    prepare(state, request.common, prompt, extras)
 }
 
 /// The one prompt of a completion request.
@@ -85,17 +101,20 @@ pub async fn chat(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let arrived = Instant::now();
-    let endpoint = Endpoint::Chat;
-    let prepared = parse_request::<ChatRequest>(&state, body, endpoint).and_then(|request| {
-        check_chat_only(&request)?;
-        let prompt = state.config.chat.render(&request.messages)?;
-        let extras = Extras {
-            logprobs: request.logprobs.then(|| request.top_logprobs.unwrap_or(0)),
-            echo: false,
-        };
-        prepare(&state, request.common, Prompt::Text(prompt), extras)
-    });
-    respond(state, endpoint, prepared, arrived).await
+    let prepared = prepare_chat(&state, body);
+    respond(state, Endpoint::Chat, prepared, arrived).await
+}
+
+/// A chat request's body, checked, rendered and ready to run.
+fn prepare_chat(state: &State, body: Result<Bytes, BytesRejection>) -> Result<Prepared, ApiError> {
+    let request = parse_request::<ChatRequest>(state, body, Endpoint::Chat)?;
+    check_chat_only(&request)?;
+    let prompt = state.config.chat.render(&request.messages)?;
+    let extras = Extras {
+        logprobs: request.logprobs.then(|| request.top_logprobs.unwrap_or(0)),
+        echo: false,
+    };
+    prepare(state, request.common, Prompt::Text(prompt), extras)
 }
 
 /// Refuses chat settings this server cannot honour.
@@ -137,18 +156,25 @@ async fn respond(
     prepared: Result<Prepared, ApiError>,
     arrived: Instant,
 ) -> Response {
-    let prepared = match prepared {
+    let prepared = match prepared.and_then(|p| match state.admission.enter() {
+        Some(ticket) => Ok((p, ticket)),
+        None => Err(ApiError::busy(state.config.retry_after_s)),
+    }) {
         Ok(p) => p,
         Err(e) => {
             state.metrics.request(endpoint, e.status.as_u16());
+            tracing::info!(
+                target: "dsi::request",
+                endpoint = endpoint.label(),
+                status = e.status.as_u16(),
+                param = e.param_name(),
+                error = %e.message,
+                "request refused"
+            );
             return e.into_response();
         }
     };
-    let Some(ticket) = state.admission.enter() else {
-        let e = ApiError::busy(state.config.retry_after_s);
-        state.metrics.request(endpoint, e.status.as_u16());
-        return e.into_response();
-    };
+    let (prepared, ticket) = prepared;
     let head = ResponseHead::new(endpoint, state.next_serial(), &state.config.model_name);
     let (stream, include_usage, logprobs) =
         (prepared.stream, prepared.include_usage, prepared.logprobs);
@@ -156,6 +182,7 @@ async fn respond(
     tokio::spawn(generation::run(
         Arc::clone(&state),
         endpoint,
+        head.id.clone(),
         prepared,
         ticket,
         arrived,
@@ -178,7 +205,7 @@ fn sse(
     rx: UnboundedReceiver<Piece>,
 ) -> Sse<impl tokio_stream::Stream<Item = Result<Event, Infallible>>> {
     let mut first = true;
-    let endpoint = head.endpoint;
+    let (endpoint, id) = (head.endpoint, head.id.clone());
     let done = Arc::new(AtomicBool::new(false));
     let saw_done = Arc::clone(&done);
     let events = UnboundedReceiverStream::new(rx).filter_map(move |piece| {
@@ -204,7 +231,7 @@ fn sse(
             if done.load(Ordering::Relaxed) {
                 return Vec::new();
             }
-            let error = vanished(&state, endpoint);
+            let error = vanished(&state, endpoint, &id);
             vec![error.body().to_string(), "[DONE]".to_string()]
         }),
         |events| {
@@ -242,7 +269,7 @@ async fn whole(
             Some(Piece::Usage(u)) => usage = u,
             Some(Piece::Error(error)) => return error.into_response(),
             Some(Piece::Done) => break,
-            None => return vanished(&state, head.endpoint).into_response(),
+            None => return vanished(&state, head.endpoint, &head.id).into_response(),
         }
     }
     if logprobs.is_none() && wants_logprobs {
@@ -252,9 +279,16 @@ async fn whole(
 }
 
 /// The error of a generation whose task ended without finishing, counted.
-fn vanished(state: &State, endpoint: Endpoint) -> ApiError {
+fn vanished(state: &State, endpoint: Endpoint, id: &str) -> ApiError {
     state.metrics.request(endpoint, 500);
     state.metrics.vanished();
+    tracing::error!(
+        target: "dsi::request",
+        id,
+        endpoint = endpoint.label(),
+        status = 500,
+        "a generation ended without finishing (its task panicked)"
+    );
     ApiError::engine(
         "the generation ended without finishing (an internal error); the server is still serving: retry the request",
     )

@@ -15,12 +15,13 @@ pub async fn healthz(Shared(state): Shared<Arc<State>>) -> impl IntoResponse {
     }
 }
 
-/// Prometheus text format.
+/// The OpenMetrics text format (which Prometheus scrapes), as
+/// `prometheus-client` encodes it.
 pub async fn metrics(Shared(state): Shared<Arc<State>>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         state.metrics.render(state.gauges()),
     )
