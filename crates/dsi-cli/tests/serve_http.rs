@@ -709,3 +709,67 @@ fn each_request_is_one_structured_log_line() {
     assert_eq!(refused["param"], "colour");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn keys_from_a_file_and_the_environment_and_protected_metrics() {
+    let dir = std::env::temp_dir().join(format!("dsi-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("keys");
+    std::fs::write(&file, "# one key per line\nsk-file\n\n").unwrap();
+    let server = Server::start_custom(
+        "127.0.0.1:0",
+        &[
+            "--api-key-file",
+            file.to_str().unwrap(),
+            "--protect-metrics",
+        ],
+        std::process::Stdio::inherit(),
+        &[("DSI_API_KEY", "sk-env")],
+    );
+    let rt = runtime();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        for path in ["/v1/models", "/metrics", "/healthz"] {
+            let open = client.get(server.url(path)).send().await.unwrap();
+            assert_eq!(open.status(), 401, "{path} needs a key");
+            let body: Value = open.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "invalid_api_key");
+            for key in ["sk-file", "sk-env"] {
+                let keyed = client
+                    .get(server.url(path))
+                    .bearer_auth(key)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(keyed.status(), 200, "{path} with {key}");
+            }
+        }
+        let page = client.get(server.url("/")).send().await.unwrap();
+        assert_eq!(page.status(), 200, "the dashboard page stays open");
+        let timeline = server.url("/v1/dashboard/timeline?api_key=sk-env");
+        let events = client.get(timeline).send().await.unwrap();
+        assert_eq!(
+            events.status(),
+            200,
+            "the timeline takes the key as a query parameter"
+        );
+        let query = server.url("/v1/models?api_key=sk-env");
+        assert_eq!(
+            client.get(query).send().await.unwrap().status(),
+            401,
+            "only the timeline does"
+        );
+    });
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn serving_beyond_loopback_without_a_key_warns() {
+    let log = std::env::temp_dir().join(format!("dsi-warn-{}.log", std::process::id()));
+    let file = std::fs::File::create(&log).unwrap();
+    let server = Server::start_custom("0.0.0.0:0", &[], file.into(), &[]);
+    drop(server);
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(stderr.contains("without an API key"), "{stderr}");
+    std::fs::remove_file(&log).ok();
+}

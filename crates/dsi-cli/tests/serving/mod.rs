@@ -22,9 +22,20 @@ impl Server {
 
     /// [`Server::start`] with the server's stderr (its logs) sent to `stderr`.
     pub(crate) fn start_with_stderr(args: &[&str], stderr: Stdio) -> Server {
+        Self::start_custom("127.0.0.1:0", args, stderr, &[])
+    }
+
+    /// `dsi serve --addr ADDR ARGS` with `env` set and stderr to `stderr`.
+    pub(crate) fn start_custom(
+        addr: &str,
+        args: &[&str],
+        stderr: Stdio,
+        env: &[(&str, &str)],
+    ) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_dsi"))
-            .args(["serve", "--addr", "127.0.0.1:0"])
+            .args(["serve", "--addr", addr])
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
