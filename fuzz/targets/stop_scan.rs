@@ -1,6 +1,6 @@
 //! Stop strings over random deltas: what is sent is exactly the text
-//! before the first occurrence of any stop string (all of it when none
-//! occurs), however the text is split.
+//! before the stop string that ends first (the longest of those ending
+//! there; all the text when none occurs), however the text is split.
 //!
 //! Input: up to four stop strings separated by 0xFF, then 0xFE, then the
 //! text with 0xFD marking the splits between deltas.
@@ -23,7 +23,11 @@ pub fn run(data: &[u8]) {
         .map(|s| String::from_utf8_lossy(s).into_owned())
         .collect();
     let text: String = deltas.concat();
-    let first = stops.iter().filter_map(|s| text.find(s.as_str())).min();
+    let first = stops
+        .iter()
+        .filter_map(|s| text.find(s.as_str()).map(|at| (at + s.len(), at)))
+        .min()
+        .map(|(_, at)| at);
     let mut scan = StopScan::new(stops);
     let mut sent = String::new();
     let mut hit = false;

@@ -36,12 +36,17 @@ impl StopScan {
 
     /// Adds `delta`; returns the text safe to send and whether a stop
     /// string was found (the text before it is all that is sent).
+    ///
+    /// The stop string that ends first wins (the longest of those ending at
+    /// the same place): the one a generation fed a character at a time
+    /// would meet first, so the cut does not depend on how the text was
+    /// split into deltas (non-SI's one token per update, DSI's several).
     pub fn push(&mut self, delta: &str) -> (String, bool) {
         self.pending.push_str(delta);
-        if let Some(at) = self
+        if let Some((_, at)) = self
             .stops
             .iter()
-            .filter_map(|s| self.pending.find(s.as_str()))
+            .filter_map(|s| self.pending.find(s.as_str()).map(|at| (at + s.len(), at)))
             .min()
         {
             let out = self.pending[..at].to_string();
@@ -79,6 +84,18 @@ mod tests {
         }
         assert!(stopped);
         assert_eq!(sent, "def f(): return 1");
+    }
+
+    /// A fuzzer's finding: with stops "b" and "abc", text "ab" then "c"
+    /// stops at "b" (it ends first); "abc" in one delta must too.
+    #[test]
+    fn the_stop_string_that_ends_first_wins_however_the_text_is_split() {
+        let stops = || vec!["abc".to_string(), "b".to_string()];
+        let mut split = StopScan::new(stops());
+        assert_eq!(split.push("xa"), ("x".to_string(), false));
+        assert_eq!(split.push("bc"), ("a".to_string(), true));
+        let mut whole = StopScan::new(stops());
+        assert_eq!(whole.push("xabc"), ("xa".to_string(), true));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! one-line error that names the fix.
 
 use super::DeviceSpec;
-use crate::{ModelError, Result};
+use crate::Result;
 
 /// Checks that `spec` can start, and describes the device it will run on.
 ///
@@ -47,7 +47,7 @@ fn wgpu_adapter(index: Option<usize>) -> Result<String> {
             None => format!("no {backend:?} adapter was found"),
             Some(n) => format!("no {backend:?} GPU number {n} was found (wgpu:{n})"),
         };
-        return Err(ModelError::Unavailable {
+        return Err(crate::ModelError::Unavailable {
             backend: DeviceSpec::Wgpu(index).to_string(),
             reason: what,
             install: VULKAN_DRIVER,
