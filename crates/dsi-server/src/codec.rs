@@ -74,24 +74,26 @@ impl IncrementalText {
     }
 }
 
+/// A codec for tests: token i is the i-th byte of a fixed UTF-8 string;
+/// decoding is lossy like a byte-level BPE's.
+#[cfg(test)]
+pub(crate) struct Bytes(pub(crate) Vec<u8>);
+
+#[cfg(test)]
+impl TextCodec for Bytes {
+    fn encode(&self, _: &str) -> Result<Vec<TokenId>, String> {
+        Ok(Vec::new())
+    }
+
+    fn decode(&self, tokens: &[TokenId]) -> Result<String, String> {
+        let bytes: Vec<u8> = tokens.iter().map(|&t| self.0[t as usize]).collect();
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Token i is the i-th byte of a fixed UTF-8 string; decoding is lossy
-    /// like a byte-level BPE's.
-    struct Bytes(Vec<u8>);
-
-    impl TextCodec for Bytes {
-        fn encode(&self, _: &str) -> Result<Vec<TokenId>, String> {
-            Ok(Vec::new())
-        }
-
-        fn decode(&self, tokens: &[TokenId]) -> Result<String, String> {
-            let bytes: Vec<u8> = tokens.iter().map(|&t| self.0[t as usize]).collect();
-            Ok(String::from_utf8_lossy(&bytes).into_owned())
-        }
-    }
 
     #[test]
     fn deltas_concatenate_to_the_whole_text_and_hold_back_partial_characters() {

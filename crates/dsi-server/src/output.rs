@@ -176,20 +176,7 @@ impl Output {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Token i is the i-th byte of a fixed UTF-8 string.
-    struct Bytes(Vec<u8>);
-
-    impl TextCodec for Bytes {
-        fn encode(&self, _: &str) -> Result<Vec<TokenId>, String> {
-            Ok(Vec::new())
-        }
-
-        fn decode(&self, tokens: &[TokenId]) -> Result<String, String> {
-            let bytes: Vec<u8> = tokens.iter().map(|&t| self.0[t as usize]).collect();
-            Ok(String::from_utf8_lossy(&bytes).into_owned())
-        }
-    }
+    use crate::codec::Bytes;
 
     fn ids(range: std::ops::Range<usize>) -> Vec<TokenId> {
         range.map(|i| i as TokenId).collect()
