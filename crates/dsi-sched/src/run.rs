@@ -431,7 +431,10 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
         let output = self.machine.output();
         self.logprobs.truncate(before);
         for (i, &token) in output.iter().enumerate().skip(before) {
-            match rows.get(prompt + i - start) {
+            match (prompt + i)
+                .checked_sub(start)
+                .and_then(|row| rows.get(row))
+            {
                 Some(row) if row.token == token => self.logprobs.push(row.clone()),
                 // The invariant above broke: report nothing rather than
                 // another position's numbers.
