@@ -323,32 +323,25 @@ impl Collector for Scrape {
             ConstCounter::new,
         )?;
         let position = |i: usize| vec![("position", i.to_string())];
-        labelled(
-            e,
+        for (name, help, counts) in [
             (
                 "dsi_drafts_reaching_position",
                 "Verification jobs that reached draft index i.",
-                MetricType::Counter,
+                &m.reached_by_position,
             ),
-            m.reached_by_position
-                .iter()
-                .enumerate()
-                .map(|(i, &n)| (position(i), n)),
-            ConstCounter::new,
-        )?;
-        labelled(
-            e,
             (
                 "dsi_drafts_accepted_at_position",
                 "Drafts accepted at index i of a verification job.",
-                MetricType::Counter,
+                &m.accepted_by_position,
             ),
-            m.accepted_by_position
-                .iter()
-                .enumerate()
-                .map(|(i, &n)| (position(i), n)),
-            ConstCounter::new,
-        )?;
+        ] {
+            labelled(
+                e,
+                (name, help, MetricType::Counter),
+                counts.iter().enumerate().map(|(i, &n)| (position(i), n)),
+                ConstCounter::new,
+            )?;
+        }
         labelled(
             e,
             (

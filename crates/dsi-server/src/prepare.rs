@@ -81,11 +81,7 @@ pub fn prepare(
     extras: Extras,
 ) -> Result<Prepared, ApiError> {
     let config = &state.config;
-    if let Some(model) = &fields.model
-        && model != &config.model_name
-    {
-        return Err(ApiError::unknown_model(model, &config.model_name));
-    }
+    check_model(config, fields.model.as_deref())?;
     if let Some(n) = fields.n
         && n != 1
     {
@@ -207,17 +203,7 @@ pub fn prepare(
             (text, tokens)
         }
         Prompt::Tokens(tokens) => {
-            if let Some(vocab) = config.vocab
-                && let Some(bad) = tokens.iter().find(|&&t| t as usize >= vocab)
-            {
-                return Err(ApiError::invalid_param(
-                    "prompt",
-                    format!(
-                        "token id {bad} is not in the vocabulary of {vocab} tokens: send ids 0 to {}",
-                        vocab - 1
-                    ),
-                ));
-            }
+            check_token_ids(config, &tokens, "prompt")?;
             let text = if extras.echo {
                 state.codec.decode(&tokens).map_err(|e| {
                     ApiError::invalid_param(
@@ -282,6 +268,38 @@ pub fn prepare(
         logprobs,
         echo: extras.echo.then_some(echo),
     })
+}
+
+/// A 404 when a request names a model other than the served one.
+pub fn check_model(config: &ServerConfig, model: Option<&str>) -> Result<(), ApiError> {
+    match model {
+        Some(model) if model != config.model_name => {
+            Err(ApiError::unknown_model(model, &config.model_name))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A 400 naming `param` when a token id lies outside the model's
+/// vocabulary (unchecked when the server does not know it).
+pub fn check_token_ids(
+    config: &ServerConfig,
+    tokens: &[TokenId],
+    param: &'static str,
+) -> Result<(), ApiError> {
+    let Some(vocab) = config.vocab else {
+        return Ok(());
+    };
+    match tokens.iter().find(|&&t| t as usize >= vocab) {
+        Some(bad) => Err(ApiError::invalid_param(
+            param,
+            format!(
+                "token id {bad} is not in the vocabulary of {vocab} tokens: send ids 0 to {}",
+                vocab - 1
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The logits processors `fields` ask for.

@@ -3,7 +3,7 @@
 
 use crate::error::ApiError;
 use crate::openai::ChatMessage;
-use crate::prepare::parse;
+use crate::prepare::{check_model, check_token_ids, parse};
 use crate::state::State;
 use axum::Json;
 use axum::body::Bytes;
@@ -35,15 +35,6 @@ struct DetokenizeRequest {
     tokens: Vec<u32>,
 }
 
-fn check_model(state: &State, model: Option<&str>) -> Result<(), ApiError> {
-    match model {
-        Some(model) if model != state.config.model_name => {
-            Err(ApiError::unknown_model(model, &state.config.model_name))
-        }
-        _ => Ok(()),
-    }
-}
-
 /// `POST /tokenize`: `{"count", "max_model_len", "tokens"}`.
 pub async fn tokenize(
     Shared(state): Shared<Arc<State>>,
@@ -60,7 +51,7 @@ pub async fn tokenize(
         TokenizeRequest::Prompt { model, prompt } => (model, prompt),
         TokenizeRequest::Chat { model, messages } => (model, state.config.chat.render(&messages)?),
     };
-    check_model(&state, model.as_deref())?;
+    check_model(&state.config, model.as_deref())?;
     let tokens = state.codec.encode(&text).map_err(|e| {
         ApiError::invalid_param("prompt", format!("the text cannot be tokenized: {e}"))
     })?;
@@ -77,15 +68,8 @@ pub async fn detokenize(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let request: DetokenizeRequest = parse(&state, body)?;
-    check_model(&state, request.model.as_deref())?;
-    if let Some(vocab) = state.config.vocab
-        && let Some(bad) = request.tokens.iter().find(|&&t| t as usize >= vocab)
-    {
-        return Err(ApiError::invalid_param(
-            "tokens",
-            format!("token id {bad} is not in the vocabulary of {vocab} tokens"),
-        ));
-    }
+    check_model(&state.config, request.model.as_deref())?;
+    check_token_ids(&state.config, &request.tokens, "tokens")?;
     let text = state.codec.decode(&request.tokens).map_err(|e| {
         ApiError::invalid_param("tokens", format!("the tokens cannot be decoded: {e}"))
     })?;
