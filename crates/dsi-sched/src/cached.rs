@@ -384,13 +384,13 @@ fn scores(job: &Job<'_>, vocab: usize, logits: Vec<f32>) -> Result<Scored, Forwa
     let decoding = job.decoding;
     let processed: Cow<'_, [f32]> = match &decoding.processors {
         None => Cow::Borrowed(&logits),
-        Some(_) => Cow::Owned(
-            logits
-                .chunks(vocab)
-                .enumerate()
-                .flat_map(|(j, row)| decoding.process(&job.context[..start + j], &[], row.to_vec()))
-                .collect(),
-        ),
+        Some(processors) => {
+            let mut rows = logits.clone();
+            for (j, row) in rows.chunks_mut(vocab).enumerate() {
+                processors.apply(&job.context[..start + j], &[], row);
+            }
+            Cow::Owned(rows)
+        }
     };
     let scores = if decoding.params.is_greedy() {
         Scores::Choices(processed.chunks(vocab).map(argmax).collect())
