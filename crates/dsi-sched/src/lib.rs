@@ -62,4 +62,4 @@ pub use request::{Generation, Request, Update};
 pub use roles::{CacheState, Drafter, Job, JobStep, Scorer, Scores};
 pub use stats::Stats;
 pub use timeline::TimelineRecord;
-pub use worker::WorkerHandle;
+pub use worker::{RemoteMarks, WorkerHandle};

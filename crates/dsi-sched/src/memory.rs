@@ -221,7 +221,31 @@ impl Drop for Held {
 /// Memory reserved for one request; returned when the last clone drops.
 #[derive(Debug, Clone)]
 pub struct Reservation {
-    _held: Arc<Held>,
+    _held: Arc<dyn std::fmt::Debug + Send + Sync>,
+}
+
+impl Reservation {
+    /// A reservation of no memory that tells `freed` when its last clone
+    /// drops: how a worker serving another process learns that a
+    /// request's cache is gone (a worker drops a release's reservation
+    /// once it freed the cache).
+    pub fn watch() -> (Self, tokio::sync::oneshot::Receiver<()>) {
+        let (freed, watch) = tokio::sync::oneshot::channel();
+        let held = Arc::new(Watched(Some(freed)));
+        (Self { _held: held }, watch)
+    }
+}
+
+/// The inside of [`Reservation::watch`].
+#[derive(Debug)]
+struct Watched(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        if let Some(freed) = self.0.take() {
+            let _ = freed.send(());
+        }
+    }
 }
 
 #[cfg(test)]

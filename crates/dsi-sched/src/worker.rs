@@ -62,8 +62,12 @@ impl Progress {
     }
 
     fn mark(&self) {
-        let micros = self.since.elapsed().as_micros() as u64;
-        self.micros.store(micros, Ordering::Relaxed);
+        self.mark_at(Instant::now());
+    }
+
+    fn mark_at(&self, at: Instant) {
+        let micros = at.saturating_duration_since(self.since).as_micros() as u64;
+        self.micros.fetch_max(micros, Ordering::Relaxed);
     }
 
     /// The last time the worker moved.
@@ -131,8 +135,31 @@ impl WorkerHandle {
         }
     }
 
-    /// When the worker thread last moved, if it is one of ours.
-    pub(crate) fn last_progress(&self) -> Option<Instant> {
+    /// A handle over a task channel that a proxy serves for a worker in
+    /// another process: its caches grow as `footprint` says, and the proxy
+    /// publishes what the worker holds and when it last moved through the
+    /// returned [`RemoteMarks`].
+    pub fn remote(
+        name: impl Into<String>,
+        tasks: UnboundedSender<Message>,
+        footprint: Option<CacheFootprint>,
+    ) -> (Self, RemoteMarks) {
+        let marks = RemoteMarks {
+            kv_bytes: Arc::default(),
+            progress: Arc::new(Progress::new()),
+        };
+        let handle = Self {
+            footprint,
+            kv_bytes: Arc::clone(&marks.kv_bytes),
+            progress: Some(Arc::clone(&marks.progress)),
+            ..Self::from_channel(name, tasks)
+        };
+        (handle, marks)
+    }
+
+    /// When the worker last moved (took up a message or finished a batch),
+    /// if anyone tells.
+    pub fn last_progress(&self) -> Option<Instant> {
         self.progress.as_ref().map(|p| p.last())
     }
 
@@ -176,15 +203,36 @@ impl WorkerHandle {
     }
 
     /// Hands a task over; false if the worker is gone.
-    pub(crate) fn send(&self, task: Task) -> bool {
+    pub fn send(&self, task: Task) -> bool {
         self.tasks.send(Message::Run(task)).is_ok()
     }
 
     /// Tells the worker that `request` ended, so its KV cache can go; the
     /// worker drops `reservation` after freeing it.
-    pub(crate) fn release(&self, request: u64, reservation: Option<Reservation>) {
+    pub fn release(&self, request: u64, reservation: Option<Reservation>) {
         // A worker that is gone holds no cache.
         let _ = self.tasks.send(Message::Release(request, reservation));
+    }
+}
+
+/// What a proxy for a worker in another process publishes about it, as a
+/// worker thread does about itself.
+#[derive(Debug, Clone)]
+pub struct RemoteMarks {
+    kv_bytes: Arc<AtomicUsize>,
+    progress: Arc<Progress>,
+}
+
+impl RemoteMarks {
+    /// The bytes the worker's caches hold now.
+    pub fn set_kv_bytes(&self, bytes: usize) {
+        self.kv_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The worker moved at `at` (on this machine's clock); earlier marks
+    /// than the last are ignored.
+    pub fn moved_at(&self, at: Instant) {
+        self.progress.mark_at(at);
     }
 }
 
