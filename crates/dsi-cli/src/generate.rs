@@ -22,7 +22,7 @@ use dsi_sched::{Request, Stats, Update};
 use dsi_server::codec::IncrementalText;
 use serde::Serialize;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{LineWriter, Write};
 use std::path::PathBuf;
 
 /// Arguments of `dsi generate`.
@@ -90,7 +90,7 @@ pub(crate) fn run(args: GenerateArgs) -> anyhow::Result<()> {
     };
     let decoding = Decoding::new(params, args.speculative)?;
     let mut timeline = match &args.timeline {
-        Some(path) => Some(BufWriter::new(File::create(path).with_context(|| {
+        Some(path) => Some(LineWriter::new(File::create(path).with_context(|| {
             format!("cannot create the timeline file {}", path.display())
         })?)),
         None => None,

@@ -12,19 +12,23 @@ mod bundled;
 mod codec;
 mod exit;
 mod generate;
+mod identity;
 mod kv_budget;
 mod measure;
 mod memory;
 mod model_args;
 mod output;
+mod placement;
 mod plot;
 mod pool_args;
 mod profile_cache;
 mod random_checkpoint;
 mod random_shape;
+mod remote_workers;
 mod serve;
 mod simulate;
 mod train;
+mod worker;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -54,6 +58,9 @@ enum Command {
     Train(train::TrainArgs),
     /// Write a checkpoint of a released model's shape with random weights.
     RandomCheckpoint(random_checkpoint::RandomCheckpointArgs),
+    /// Serve one model on one device to coordinators over gRPC
+    /// (`--target-devices grpc://HOST:PORT` in generate and serve).
+    Worker(worker::WorkerArgs),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +73,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train::run(args),
         Command::Measure(args) => measure::run(args),
         Command::RandomCheckpoint(args) => random_checkpoint::run(args),
+        Command::Worker(args) => worker::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,6 +7,8 @@
 use crate::bundled;
 use crate::exit::UsageError;
 use crate::model_args::{advance, load_bar, parse_device, parse_dtype};
+use crate::placement::{Placement, parse_placement};
+use crate::remote_workers::RemoteWorkers;
 use anyhow::Context;
 use clap::Args;
 use dsi_core::model::KvModel;
@@ -49,12 +51,22 @@ pub(crate) struct PoolArgs {
     /// Target servers (the speculation-parallelism degree), all on --backend.
     #[arg(long, default_value_t = 2, conflicts_with = "target_devices")]
     pub(crate) targets: usize,
-    /// One target server per entry, e.g. `cpu,cpu,wgpu:0` (overrides --targets).
-    #[arg(long, value_delimiter = ',', value_parser = parse_device, value_name = "LIST")]
-    pub(crate) target_devices: Vec<DeviceSpec>,
-    /// Device of the drafter (default: --backend).
-    #[arg(long, value_parser = parse_device, value_name = "DEVICE")]
-    pub(crate) drafter_device: Option<DeviceSpec>,
+    /// One target server per entry, e.g. `cpu,cpu,wgpu:0`, or
+    /// `grpc://HOST:PORT` for a `dsi worker` in another process (overrides
+    /// --targets).
+    #[arg(long, value_delimiter = ',', value_parser = parse_placement, value_name = "LIST")]
+    pub(crate) target_devices: Vec<Placement>,
+    /// Device of the drafter (default: --backend), or `grpc://HOST:PORT`
+    /// for a `dsi worker --role drafter`.
+    #[arg(long, value_parser = parse_placement, value_name = "DEVICE")]
+    pub(crate) drafter_device: Option<Placement>,
+    /// The shared secret of the remote workers (their --auth-token-file).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) worker_token_file: Option<PathBuf>,
+    /// PEM certificate of the authority that signed the grpcs:// workers'
+    /// certificates.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) worker_tls_ca: Option<PathBuf>,
     /// Default device: cpu, ndarray, wgpu, wgpu:N, cuda, cuda:N.
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub(crate) backend: DeviceSpec,
@@ -123,6 +135,16 @@ pub(crate) struct LoadedPool {
 }
 
 impl PoolArgs {
+    /// Every flag at its default, for commands that build pools themselves.
+    pub(crate) fn defaults() -> anyhow::Result<Self> {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            pool: PoolArgs,
+        }
+        Ok(<Defaults as clap::Parser>::try_parse_from(["dsi"])?.pool)
+    }
+
     /// The target's folder: `--model`, or the bundled target.
     pub(crate) fn target_dir(&self) -> PathBuf {
         self.model.clone().unwrap_or_else(bundled::target)
@@ -162,20 +184,34 @@ impl PoolArgs {
         Ok(mode)
     }
 
-    fn target_devices(&self, mode: ModeSetting) -> anyhow::Result<Vec<DeviceSpec>> {
-        let devices = if self.target_devices.is_empty() {
+    fn target_placements(&self, mode: ModeSetting) -> anyhow::Result<Vec<Placement>> {
+        let placements = if self.target_devices.is_empty() {
             if self.targets == 0 {
                 return Err(UsageError("invalid targets: 0 (expected at least 1)".into()).into());
             }
-            vec![self.backend; self.targets]
+            vec![Placement::Local(self.backend); self.targets]
         } else {
             self.target_devices.clone()
         };
         // SI and non-SI use one server at a time; more would only hold memory.
         Ok(match mode {
-            ModeSetting::Auto | ModeSetting::Fixed(Mode::Dsi) => devices,
-            ModeSetting::Fixed(Mode::Si | Mode::NonSi) => devices[..1].to_vec(),
+            ModeSetting::Auto | ModeSetting::Fixed(Mode::Dsi) => placements,
+            ModeSetting::Fixed(Mode::Si | Mode::NonSi) => placements[..1].to_vec(),
         })
+    }
+
+    fn drafter_placement(&self) -> Placement {
+        self.drafter_device
+            .clone()
+            .unwrap_or(Placement::Local(self.backend))
+    }
+
+    /// The drafter's device when it runs in this process.
+    fn drafter_device_local(&self) -> DeviceSpec {
+        match self.drafter_placement() {
+            Placement::Local(device) => device,
+            Placement::Remote(_) => self.backend,
+        }
     }
 
     /// Opens the target's checkpoint folder (config, tokenizer, weights).
@@ -209,18 +245,36 @@ impl PoolArgs {
             capacity
         };
         let capacity = capacity.min(target.config.max_context);
-        let devices = self.target_devices(if serving { ModeSetting::Auto } else { mode })?;
+        let placements = self.target_placements(if serving { ModeSetting::Auto } else { mode })?;
+        let local = |p: &Placement| match p {
+            Placement::Local(device) => Some(*device),
+            Placement::Remote(_) => None,
+        };
+        let mut remotes = RemoteWorkers::new(
+            self.worker_token_file.as_deref(),
+            self.worker_tls_ca.as_deref(),
+            self.target_dir(),
+            target.config.vocab_size,
+            placements.iter().any(|p| local(p).is_some()),
+        )?;
         let mut placement = Vec::new();
-        let mut targets = Vec::with_capacity(devices.len());
+        // Local sessions: the weights once per distinct device.
         let mut distinct: Vec<DeviceSpec> = Vec::new();
-        for device in &devices {
-            if !distinct.contains(device) {
-                distinct.push(*device);
+        for device in placements.iter().filter_map(local) {
+            if !distinct.contains(&device) {
+                distinct.push(device);
             }
         }
-        let mut dtypes = Vec::new();
+        let mut sessions = Vec::new();
+        // What each target computes, for the one-function check.
+        let mut functions = Vec::new();
+        // Every device of this process that holds a worker.
+        let mut local_devices = distinct.clone();
         for device in distinct {
-            let count = devices.iter().filter(|&&d| d == device).count();
+            let count = placements
+                .iter()
+                .filter(|p| local(p) == Some(device))
+                .count();
             let loaded = dispatch(
                 device,
                 LoadSessions {
@@ -231,26 +285,60 @@ impl PoolArgs {
                     capacity,
                     latency: self.emulate_target_ms,
                     numerics: self.numerics,
+                    threads: None,
                 },
             )??;
             placement.push(format!("target {device} {} x{count}", loaded.dtype));
-            dtypes.push((device, loaded.dtype.clone()));
-            for (i, session) in loaded.sessions.into_iter().enumerate() {
-                let name = format!("{device}#{i}");
-                targets.push(
-                    WorkerHandle::spawn_batching(
-                        name,
-                        Role::Target(Box::new(
-                            CachedModel::new(session).with_prefill_chunk(self.prefill_chunk),
-                        )),
-                        self.max_batch_tokens,
-                    )?
-                    .on_device(device.to_string()),
-                );
+            functions.push((
+                device.to_string(),
+                format!("{} {} {}", device.kind(), loaded.dtype, self.numerics),
+            ));
+            sessions.push((device, loaded.sessions.into_iter().enumerate()));
+        }
+        let mut targets = Vec::with_capacity(placements.len());
+        let mut remote_budgets = Vec::new();
+        let mut context = capacity;
+        for spot in &placements {
+            match spot {
+                Placement::Local(device) => {
+                    let (i, session) = sessions
+                        .iter_mut()
+                        .find(|(d, _)| d == device)
+                        .and_then(|(_, s)| s.next())
+                        .context("a target session per local device entry")?;
+                    targets.push(
+                        WorkerHandle::spawn_batching(
+                            format!("{device}#{i}"),
+                            Role::Target(Box::new(
+                                CachedModel::new(session).with_prefill_chunk(self.prefill_chunk),
+                            )),
+                            self.max_batch_tokens,
+                        )?
+                        .on_device(device.to_string()),
+                    );
+                }
+                Placement::Remote(url) => {
+                    let worker = remotes.target(url)?;
+                    let info = &worker.info;
+                    context = context.min(info.context);
+                    placement.push(format!("target {url} ({} {})", info.device, info.dtype));
+                    functions.push((url.clone(), info.function()));
+                    remote_budgets.push((url.clone(), info.kv_budget_bytes));
+                    targets.push(worker.handle);
+                }
             }
         }
-        self.check_one_target_function(&dtypes)?;
+        self.check_one_target_function(&functions)?;
         let drafter = match (self.drafter_dir(), mode.drafts() || serving) {
+            (Some(_), true) if matches!(self.drafter_placement(), Placement::Remote(_)) => {
+                let url = self.drafter_placement().to_string();
+                let worker = remotes.drafter(&url)?;
+                let info = &worker.info;
+                context = context.min(info.context);
+                placement.push(format!("drafter {url} ({} {})", info.device, info.dtype));
+                remote_budgets.push((url, info.kv_budget_bytes));
+                Some(worker.handle)
+            }
             (Some(dir), true) => {
                 let checkpoint = Checkpoint::open(&dir)
                     .with_context(|| format!("loading the drafter in {}", dir.display()))?;
@@ -261,7 +349,7 @@ impl PoolArgs {
                     ))
                     .into());
                 }
-                let device = self.drafter_device.unwrap_or(self.backend);
+                let device = self.drafter_device_local();
                 let loaded = dispatch(
                     device,
                     LoadSessions {
@@ -272,6 +360,7 @@ impl PoolArgs {
                         capacity: capacity.min(checkpoint.config.max_context),
                         latency: self.emulate_drafter_ms,
                         numerics: self.numerics,
+                        threads: None,
                     },
                 )??;
                 placement.push(format!("drafter {device} {}", loaded.dtype));
@@ -280,6 +369,9 @@ impl PoolArgs {
                     .into_iter()
                     .next()
                     .context("no drafter session")?;
+                if !local_devices.contains(&device) {
+                    local_devices.push(device);
+                }
                 Some(
                     WorkerHandle::spawn_batching(
                         format!("{device} drafter"),
@@ -293,16 +385,16 @@ impl PoolArgs {
             }
             _ => None,
         };
-        // Every device that holds a worker: the targets' and the drafter's.
-        let mut devices: Vec<DeviceSpec> = dtypes.iter().map(|(device, _)| *device).collect();
-        if let Some(device) = drafter
-            .as_ref()
-            .map(|_| self.drafter_device.unwrap_or(self.backend))
-            && !devices.contains(&device)
-        {
-            devices.push(device);
+        let capacity = context;
+        let devices = local_devices;
+        let (mut budgets, mut kv_budget) = self.kv_budgets(&devices)?;
+        for (url, bytes) in remote_budgets {
+            if !budgets.iter().any(|(name, _)| *name == url) {
+                kv_budget = format!("{kv_budget}, {url} {} MiB (the worker's)", bytes >> 20);
+                budgets.push((url, bytes));
+            }
         }
-        let (budgets, kv_budget) = self.kv_budgets(&devices)?;
+        let kv_budget = kv_budget.trim_start_matches(", ").to_owned();
         let mut pool = Pool::new(drafter, targets)?
             .with_limits(Limits {
                 vocab: target.config.vocab_size,
@@ -390,19 +482,20 @@ impl PoolArgs {
     }
 
     /// All targets of a pool must compute one function, or greedy DSI would
-    /// not emit non-SI's tokens: one backend kind and one dtype.
-    fn check_one_target_function(&self, dtypes: &[(DeviceSpec, String)]) -> anyhow::Result<()> {
-        let class = |(device, dtype): &(DeviceSpec, String)| format!("{} {dtype}", device.kind());
-        let Some(first) = dtypes.first().map(class) else {
+    /// not emit non-SI's tokens: one backend kind, dtype and numerics.
+    /// `functions` names each target's device or address and its function.
+    fn check_one_target_function(&self, functions: &[(String, String)]) -> anyhow::Result<()> {
+        let Some((_, first)) = functions.first() else {
             return Ok(());
         };
-        if let Some(other) = dtypes.iter().map(class).find(|c| *c != first)
+        if let Some((_, other)) = functions.iter().find(|(_, f)| f != first)
             && !self.allow_mixed_targets
         {
             return Err(UsageError(format!(
                 "the target servers compute different functions ({first} and {other}), so greedy \
-                 DSI would not reproduce non-SI's tokens: put every target on one kind of device \
-                 and dtype, or pass --allow-mixed-targets to keep only the target's distribution"
+                 DSI would not reproduce non-SI's tokens: put every target on one kind of device, \
+                 dtype and numerics, or pass --allow-mixed-targets to keep only the target's \
+                 distribution"
             ))
             .into());
         }
@@ -464,19 +557,21 @@ fn calibration_tokens(
 }
 
 /// Sessions over one device's copy of the weights.
-struct Loaded {
-    sessions: Vec<Box<dyn KvModel>>,
-    dtype: String,
+pub(crate) struct Loaded {
+    pub(crate) sessions: Vec<Box<dyn KvModel>>,
+    pub(crate) dtype: String,
 }
 
-struct LoadSessions<'a> {
-    checkpoint: &'a Checkpoint,
-    what: &'static str,
-    dtype: Option<RunDtype>,
-    count: usize,
-    capacity: usize,
-    latency: Option<Latency>,
-    numerics: Numerics,
+pub(crate) struct LoadSessions<'a> {
+    pub(crate) checkpoint: &'a Checkpoint,
+    pub(crate) what: &'a str,
+    pub(crate) dtype: Option<RunDtype>,
+    pub(crate) count: usize,
+    pub(crate) capacity: usize,
+    pub(crate) latency: Option<Latency>,
+    pub(crate) numerics: Numerics,
+    /// Host threads per product (default: the device's).
+    pub(crate) threads: Option<usize>,
 }
 
 impl OnBackend for LoadSessions<'_> {
@@ -491,7 +586,7 @@ impl OnBackend for LoadSessions<'_> {
         let model =
             LoadedModel::<B>::from_checkpoint(self.checkpoint, &device, precision, advance(&bar))
                 .with_context(|| format!("loading {}", self.checkpoint.dir.display()))?
-                .with_host_threads(spec.host_threads())
+                .with_host_threads(self.threads.unwrap_or_else(|| spec.host_threads()))
                 .with_numerics(self.numerics);
         bar.finish_and_clear();
         let model = Arc::new(model);

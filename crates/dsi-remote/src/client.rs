@@ -192,10 +192,12 @@ fn tls(
     };
     let config = tonic::transport::ClientTlsConfig::new()
         .ca_certificate(tonic::transport::Certificate::from_pem(ca));
-    endpoint.tls_config(config).map_err(|e| RemoteError::Refused {
-        url: url.into(),
-        reason: format!("TLS setup: {e}"),
-    })
+    endpoint
+        .tls_config(config)
+        .map_err(|e| RemoteError::Refused {
+            url: url.into(),
+            reason: format!("TLS setup: {e}"),
+        })
 }
 
 /// Adds the auth token to every call.

@@ -3,6 +3,7 @@
 mod decode;
 mod dtypes;
 mod modes;
+mod remote;
 mod sched;
 
 use clap::{Args, Subcommand};
@@ -24,6 +25,9 @@ enum BenchCommand {
     /// `--mode auto` against every fixed mode on real models, alternating
     /// (`--grid`: against every fixed policy auto chooses from).
     Modes(modes::ModesArgs),
+    /// DSI over `dsi worker` processes (gRPC on loopback) against the same
+    /// pool in process, alternating: speed ratio and overhead per job.
+    Remote(remote::RemoteArgs),
 }
 
 /// Runs `dsi bench`.
@@ -32,5 +36,6 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Decode(decode) => decode::run(decode),
         BenchCommand::Sched(sched) => sched::run(sched),
         BenchCommand::Modes(modes) => modes::run(modes),
+        BenchCommand::Remote(remote) => remote::run(remote),
     }
 }

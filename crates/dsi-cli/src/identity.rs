@@ -1,0 +1,65 @@
+//! A model folder's identity: hashes of its config, tokenizer and weights,
+//! which a worker states in its handshake and a coordinator compares, so a
+//! drafter with another tokenizer or a target with other weights is refused
+//! before it computes anything.
+
+use anyhow::Context;
+use dsi_remote::ModelIdentity;
+use std::io::Read;
+use std::path::Path;
+use xxhash_rust::xxh3::Xxh3;
+
+/// The hashes (xxh3-128, hex) of `dir`'s `config.json`, `tokenizer.json`
+/// and every `*.safetensors` file in name order (names and bytes). Reads
+/// every weight once: about a second per few GB.
+pub(crate) fn of_folder(dir: &Path) -> anyhow::Result<ModelIdentity> {
+    let mut weights: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
+    weights.sort();
+    let mut hasher = Xxh3::new();
+    for path in &weights {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        hasher.update(name.unwrap_or_default().as_bytes());
+        hash_file(&mut hasher, path)?;
+    }
+    Ok(ModelIdentity {
+        config: file_hash(&dir.join("config.json"))?,
+        tokenizer: file_hash(&dir.join("tokenizer.json"))?,
+        weights: format!("{:032x}", hasher.digest128()),
+    })
+}
+
+/// Only the tokenizer's hash (all a coordinator needs of a drafter it does
+/// not run).
+pub(crate) fn tokenizer_of(dir: &Path) -> anyhow::Result<String> {
+    file_hash(&dir.join("tokenizer.json"))
+}
+
+/// Only the config's hash.
+pub(crate) fn config_of(dir: &Path) -> anyhow::Result<String> {
+    file_hash(&dir.join("config.json"))
+}
+
+fn file_hash(path: &Path) -> anyhow::Result<String> {
+    let mut hasher = Xxh3::new();
+    hash_file(&mut hasher, path)?;
+    Ok(format!("{:032x}", hasher.digest128()))
+}
+
+fn hash_file(hasher: &mut Xxh3, path: &Path) -> anyhow::Result<()> {
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut buffer = vec![0; 1 << 20];
+    loop {
+        let read = file
+            .read(&mut buffer)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if read == 0 {
+            return Ok(());
+        }
+        hasher.update(&buffer[..read]);
+    }
+}
