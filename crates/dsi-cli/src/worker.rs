@@ -169,8 +169,9 @@ pub(crate) fn run(args: WorkerArgs) -> anyhow::Result<()> {
         version: env!("CARGO_PKG_VERSION").into(),
     };
     let service = WorkerService::new(handle, info);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread for the network: a report crosses one thread boundary
+    // (from the worker thread) before it is on the wire.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {

@@ -217,6 +217,12 @@ fn compose_runs_a_coordinator_over_its_workers() {
         .map(|(url, r)| (url.clone(), grpc_url(r)))
         .collect();
     let served = run_locally(&coordinator, &secrets, &addresses);
+    served_over(&served, &secrets);
+}
+
+/// The coordinator started and serves HTTP on loopback; the secret files
+/// go.
+fn served_over(served: &Running, secrets: &HashMap<String, PathBuf>) {
     assert!(
         served.first_line.contains("http://127.0.0.1:"),
         "{}",
@@ -383,14 +389,7 @@ fn kubernetes_runs_a_coordinator_over_its_workers() {
         }
     }
     let served = run_locally(&args, &secrets, &addresses);
-    assert!(
-        served.first_line.contains("http://127.0.0.1:"),
-        "{}",
-        served.first_line
-    );
-    for path in secrets.values() {
-        std::fs::remove_file(path).ok();
-    }
+    served_over(&served, &secrets);
 
     // kubectl renders the folder, when it is installed.
     if let Ok(out) = Command::new("kubectl").arg("kustomize").arg(&dir).output() {

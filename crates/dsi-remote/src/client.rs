@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use tokio::runtime::Runtime;
+use tokio::runtime::Handle;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -134,17 +134,23 @@ pub fn connect(url: &str, options: ConnectOptions) -> Result<RemoteWorker, Remot
     Ok(RemoteWorker { handle, info })
 }
 
-/// The runtime every proxy of this process runs on.
-fn runtime() -> Result<&'static Runtime, RemoteError> {
-    static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
+/// The runtime every proxy of this process runs on: one thread, so a job
+/// crosses one thread boundary on its way out (from the driver) and one on
+/// the way back (to the driver), which keeps the overhead per job low.
+fn runtime() -> Result<&'static Handle, RemoteError> {
+    static RUNTIME: OnceLock<Result<Handle, String>> = OnceLock::new();
     RUNTIME
         .get_or_init(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .thread_name("dsi-remote")
+            let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            let handle = runtime.handle().clone();
+            std::thread::Builder::new()
+                .name("dsi-remote".into())
+                .spawn(move || runtime.block_on(std::future::pending::<()>()))
+                .map_err(|e| e.to_string())?;
+            Ok(handle)
         })
         .as_ref()
         .map_err(|e| RemoteError::Runtime(e.clone()))
@@ -378,7 +384,7 @@ impl Proxy {
             Ok(response) => response.into_inner(),
             Err(status) => return Ended::Broken(status.message().to_owned()),
         };
-        let mut state = Stream {
+        let mut state = Link {
             out,
             flights: HashMap::new(),
             mirror: Mirror::default(),
@@ -425,7 +431,7 @@ impl Proxy {
     }
 
     /// One message from the worker.
-    fn take(&self, state: &mut Stream, message: pb::FromWorker) {
+    fn take(&self, state: &mut Link, message: pb::FromWorker) {
         let now = Instant::now();
         match message.kind {
             Some(from_worker::Kind::Report(report)) => {
@@ -458,7 +464,7 @@ impl Proxy {
 }
 
 /// One connection's state on the coordinator's side.
-struct Stream {
+struct Link {
     out: UnboundedSender<pb::ToWorker>,
     flights: HashMap<u64, Flight>,
     mirror: Mirror,
@@ -469,7 +475,7 @@ struct Stream {
     next_tag: u64,
 }
 
-impl Stream {
+impl Link {
     fn send(&self, kind: to_worker::Kind) -> bool {
         self.out.send(pb::ToWorker { kind: Some(kind) }).is_ok()
     }

@@ -143,6 +143,17 @@ struct Served {
 }
 
 fn serve(role: WorkerRole, delay: Duration, token: Option<&str>) -> Served {
+    serve_with(
+        role,
+        delay,
+        ServeOptions {
+            token: token.and_then(AuthToken::new),
+            ..ServeOptions::default()
+        },
+    )
+}
+
+fn serve_with(role: WorkerRole, delay: Duration, options: ServeOptions) -> Served {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -151,10 +162,6 @@ fn serve(role: WorkerRole, delay: Duration, token: Option<&str>) -> Served {
     let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
     let url = format!("grpc://{}", listener.local_addr().unwrap());
     let service = WorkerService::new(worker(role, delay), info(role));
-    let options = ServeOptions {
-        token: token.and_then(AuthToken::new),
-        ..ServeOptions::default()
-    };
     runtime.spawn(dsi_remote::serve(
         listener,
         service,
@@ -223,10 +230,14 @@ fn mixed_local_and_remote_workers_emit_non_si_tokens() {
         ],
     )
     .unwrap();
+    // Drafts accepted per mode over every decoding: each drafting mode
+    // must have used the remote drafter's drafts somewhere (a single run
+    // may see the target win every race).
+    let mut accepted = [0u64; 3];
     for decoding in [Decoding::greedy(), seeded(7), seeded(8)] {
         let reference = generate(&local, request(Mode::NonSi, decoding.clone()));
         assert_eq!(reference.tokens.len(), 40);
-        for mode in [Mode::NonSi, Mode::Si, Mode::Dsi] {
+        for (m, mode) in [Mode::NonSi, Mode::Si, Mode::Dsi].into_iter().enumerate() {
             let out = generate(&mixed, request(mode, decoding.clone()));
             assert_eq!(out.tokens, reference.tokens, "{mode:?} {decoding:?}");
             assert!(
@@ -234,14 +245,13 @@ fn mixed_local_and_remote_workers_emit_non_si_tokens() {
                 "{:?}",
                 out.stats.counters.errors
             );
-            if mode != Mode::NonSi {
-                assert!(
-                    out.stats.counters.accepted_tokens > 0,
-                    "{mode:?} drafts were accepted"
-                );
-            }
+            accepted[m] += out.stats.counters.accepted_tokens;
         }
     }
+    assert!(
+        accepted[1] > 0 && accepted[2] > 0,
+        "drafts accepted (nonsi, si, dsi): {accepted:?}"
+    );
     // Speculative sampling carries the drafter's distributions across.
     let speculative = Decoding::new(seeded(5).params, true).unwrap();
     let out = generate(&mixed, request(Mode::Dsi, speculative));
@@ -374,4 +384,65 @@ fn bad_addresses_and_silent_ports_are_clear_errors() {
         .port();
     let err = connect(&format!("grpc://127.0.0.1:{port}"), None).expect_err("nobody there");
     assert!(matches!(err, RemoteError::Unreachable { .. }), "{err}");
+}
+
+#[test]
+fn tls_connections_need_the_authority_and_carry_jobs() {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let served = serve_with(
+        WorkerRole::Target,
+        Duration::ZERO,
+        ServeOptions {
+            token: AuthToken::new("t"),
+            tls: Some((cert.pem().into_bytes(), key.serialize_pem().into_bytes())),
+        },
+    );
+    let url = served.url.replace("grpc://", "grpcs://");
+    let options = |tls_ca: Option<Vec<u8>>| ConnectOptions {
+        token: AuthToken::new("t"),
+        tls_ca,
+        ..ConnectOptions::default()
+    };
+    let err = dsi_remote::connect(&url, options(None)).expect_err("no authority");
+    assert!(err.to_string().contains("--worker-tls-ca"), "{err}");
+    // Plain text to a TLS port gets no answer it can use.
+    assert!(dsi_remote::connect(&served.url, options(None)).is_err());
+    let remote = dsi_remote::connect(&url, options(Some(cert.pem().into_bytes()))).unwrap();
+    let pool = Pool::new(None, vec![remote.handle]).unwrap();
+    let out = generate(&pool, request(Mode::NonSi, Decoding::greedy()));
+    assert_eq!(out.tokens.len(), 40);
+    assert!(
+        out.stats.counters.errors.is_empty(),
+        "{:?}",
+        out.stats.counters.errors
+    );
+}
+
+#[test]
+fn the_health_service_answers_probes_without_the_secret() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let served = serve(WorkerRole::Target, Duration::ZERO, Some("secret"));
+    let address = served.url.replace("grpc://", "http://");
+    let statuses = served.runtime.block_on(async move {
+        let channel = tonic::transport::Endpoint::from_shared(address)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = HealthClient::new(channel);
+        let mut statuses = Vec::new();
+        for service in ["", "dsi.worker.v1.Worker"] {
+            let request = HealthCheckRequest {
+                service: service.into(),
+            };
+            statuses.push(client.check(request).await.unwrap().into_inner().status);
+        }
+        statuses
+    });
+    assert_eq!(statuses, [ServingStatus::Serving as i32; 2]);
 }

@@ -80,7 +80,9 @@ impl FromStr for Latency {
 
 impl fmt::Display for Latency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        // Microsecond precision, without binary noise (180.3, not
+        // 180.29999999999998).
+        let ms = |d: Duration| d.as_micros() as f64 / 1e3;
         write!(f, "{},{}", ms(self.ttft), ms(self.tpot))?;
         if !self.per_row.is_zero() {
             write!(f, ",{}", ms(self.per_row))?;

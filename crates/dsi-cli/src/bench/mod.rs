@@ -24,10 +24,19 @@ enum BenchCommand {
     Sched(sched::SchedArgs),
     /// `--mode auto` against every fixed mode on real models, alternating
     /// (`--grid`: against every fixed policy auto chooses from).
-    Modes(modes::ModesArgs),
+    Modes(Box<modes::ModesArgs>),
     /// DSI over `dsi worker` processes (gRPC on loopback) against the same
     /// pool in process, alternating: speed ratio and overhead per job.
     Remote(remote::RemoteArgs),
+}
+
+/// Says on stderr how far a benchmark over prompts and rounds is.
+fn progress(round: usize, rounds: usize, prompt: usize, prompts: usize) {
+    eprint!(
+        "\rround {}/{rounds}, prompt {}/{prompts}",
+        round + 1,
+        prompt + 1
+    );
 }
 
 /// Runs `dsi bench`.
@@ -35,7 +44,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Decode(decode) => decode::run(decode),
         BenchCommand::Sched(sched) => sched::run(sched),
-        BenchCommand::Modes(modes) => modes::run(modes),
+        BenchCommand::Modes(modes) => modes::run(*modes),
         BenchCommand::Remote(remote) => remote::run(remote),
     }
 }

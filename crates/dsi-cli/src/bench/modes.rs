@@ -179,13 +179,7 @@ pub(crate) fn run(args: ModesArgs) -> anyhow::Result<()> {
             }
             turn += 1;
             if args.format == Format::Text {
-                eprint!(
-                    "\rround {}/{}, prompt {}/{}",
-                    round + 1,
-                    args.rounds,
-                    p + 1,
-                    prompts.len()
-                );
+                super::progress(round, args.rounds, p, prompts.len());
             }
         }
     }

@@ -204,13 +204,7 @@ pub(crate) fn run(args: RemoteArgs) -> anyhow::Result<()> {
             identical &= outputs[0] == outputs[1];
             turn += 1;
             if args.format == Format::Text {
-                eprint!(
-                    "\rround {}/{}, prompt {}/{}",
-                    round + 1,
-                    args.rounds,
-                    p + 1,
-                    prompts.len()
-                );
+                super::progress(round, args.rounds, p, prompts.len());
             }
         }
     }
