@@ -14,12 +14,12 @@ use dsi_core::sampling::Decoding;
 use dsi_core::schedule::JobId;
 use dsi_sched::WorkerHandle;
 use dsi_sched::memory::Reservation;
-use dsi_sched::task::{Report, Task};
+use dsi_sched::task::{Report, ReportKind, Task};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 use tokio_stream::Stream;
@@ -204,7 +204,7 @@ impl Connection {
             Some(to_worker::Kind::Run(run)) => {
                 let tag = run.tag;
                 if let Err(err) = self.run_job(run) {
-                    self.report(tag, dsi_sched::task::ReportKind::Failed(err.to_string()));
+                    self.report(tag, ReportKind::Failed(err.to_string()));
                 }
             }
             Some(to_worker::Kind::Cancel(cancel)) => {
@@ -257,7 +257,7 @@ impl Connection {
                 if ends {
                     lock(&flags).remove(&tag);
                 }
-                let _ = out.send(Ok(wire_report(tag, report, handle.kv_bytes())));
+                let _ = out.send(Ok(wire_report(tag, report.kind, handle.kv_bytes())));
                 if ends {
                     return;
                 }
@@ -282,23 +282,18 @@ impl Connection {
         });
     }
 
-    fn report(&self, tag: u64, kind: dsi_sched::task::ReportKind) {
-        let report = Report {
-            job: JobId(0),
-            at: Instant::now(),
-            kind,
-        };
+    fn report(&self, tag: u64, kind: ReportKind) {
         let _ = self
             .out
-            .send(Ok(wire_report(tag, report, self.handle.kv_bytes())));
+            .send(Ok(wire_report(tag, kind, self.handle.kv_bytes())));
     }
 }
 
-fn wire_report(tag: u64, report: Report, kv_bytes: usize) -> pb::FromWorker {
+fn wire_report(tag: u64, kind: ReportKind, kv_bytes: usize) -> pb::FromWorker {
     pb::FromWorker {
         kind: Some(from_worker::Kind::Report(pb::Report {
             tag,
-            kind: Some(wire::report_kind(report.kind)),
+            kind: Some(wire::report_kind(kind)),
             kv_bytes: kv_bytes as u64,
         })),
     }
