@@ -5,12 +5,26 @@
 //! weights are loaded. A GPU's free memory is not asked (burn does not
 //! expose it); the default there is a fixed 4 GiB.
 
+use crate::exit::UsageError;
 use dsi_models::device::DeviceSpec;
 
 /// Fixed default for GPU devices.
 const GPU_DEFAULT: usize = 4 << 30;
 /// Used when the available memory cannot be read (not Linux).
 const CPU_FALLBACK: usize = 2 << 30;
+
+/// The budget in bytes for `device`: `--kv-cache-mib` when given (0 is
+/// refused), else the default; and how it was chosen.
+pub(crate) fn for_device(
+    kv_cache_mib: Option<usize>,
+    device: DeviceSpec,
+) -> anyhow::Result<(usize, &'static str)> {
+    match kv_cache_mib {
+        Some(0) => Err(UsageError("invalid kv-cache-mib: 0 (expected at least 1)".into()).into()),
+        Some(mib) => Ok((mib.saturating_mul(1 << 20), "--kv-cache-mib")),
+        None => Ok(default_for(device)),
+    }
+}
 
 /// The default budget in bytes for `device`, and how it was chosen.
 pub(crate) fn default_for(device: DeviceSpec) -> (usize, &'static str) {

@@ -200,20 +200,6 @@ impl PoolArgs {
         })
     }
 
-    fn drafter_placement(&self) -> Placement {
-        self.drafter_device
-            .clone()
-            .unwrap_or(Placement::Local(self.backend))
-    }
-
-    /// The drafter's device when it runs in this process.
-    fn drafter_device_local(&self) -> DeviceSpec {
-        match self.drafter_placement() {
-            Placement::Local(device) => device,
-            Placement::Remote(_) => self.backend,
-        }
-    }
-
     /// Opens the target's checkpoint folder (config, tokenizer, weights).
     pub(crate) fn open_target(&self) -> anyhow::Result<Checkpoint> {
         let dir = self.target_dir();
@@ -289,10 +275,12 @@ impl PoolArgs {
                 },
             )??;
             placement.push(format!("target {device} {} x{count}", loaded.dtype));
-            functions.push((
-                device.to_string(),
-                format!("{} {} {}", device.kind(), loaded.dtype, self.numerics),
-            ));
+            let function = dsi_remote::target_function(
+                &device.to_string(),
+                &loaded.dtype,
+                &self.numerics.to_string(),
+            );
+            functions.push((device.to_string(), function));
             sessions.push((device, loaded.sessions.into_iter().enumerate()));
         }
         let mut targets = Vec::with_capacity(placements.len());
@@ -329,9 +317,16 @@ impl PoolArgs {
             }
         }
         self.check_one_target_function(&functions)?;
-        let drafter = match (self.drafter_dir(), mode.drafts() || serving) {
-            (Some(_), true) if matches!(self.drafter_placement(), Placement::Remote(_)) => {
-                let url = self.drafter_placement().to_string();
+        let drafter_placement = self
+            .drafter_device
+            .clone()
+            .unwrap_or(Placement::Local(self.backend));
+        let drafter = match (
+            self.drafter_dir(),
+            mode.drafts() || serving,
+            drafter_placement,
+        ) {
+            (Some(_), true, Placement::Remote(url)) => {
                 let worker = remotes.drafter(&url)?;
                 let info = &worker.info;
                 context = context.min(info.context);
@@ -339,7 +334,7 @@ impl PoolArgs {
                 remote_budgets.push((url, info.kv_budget_bytes));
                 Some(worker.handle)
             }
-            (Some(dir), true) => {
+            (Some(dir), true, Placement::Local(device)) => {
                 let checkpoint = Checkpoint::open(&dir)
                     .with_context(|| format!("loading the drafter in {}", dir.display()))?;
                 if checkpoint.config.vocab_size != target.config.vocab_size {
@@ -349,7 +344,6 @@ impl PoolArgs {
                     ))
                     .into());
                 }
-                let device = self.drafter_device_local();
                 let loaded = dispatch(
                     device,
                     LoadSessions {
@@ -386,15 +380,7 @@ impl PoolArgs {
             _ => None,
         };
         let capacity = context;
-        let devices = local_devices;
-        let (mut budgets, mut kv_budget) = self.kv_budgets(&devices)?;
-        for (url, bytes) in remote_budgets {
-            if !budgets.iter().any(|(name, _)| *name == url) {
-                kv_budget = format!("{kv_budget}, {url} {} MiB (the worker's)", bytes >> 20);
-                budgets.push((url, bytes));
-            }
-        }
-        let kv_budget = kv_budget.trim_start_matches(", ").to_owned();
+        let (budgets, kv_budget) = self.kv_budgets(&local_devices, remote_budgets)?;
         let mut pool = Pool::new(drafter, targets)?
             .with_limits(Limits {
                 vocab: target.config.vocab_size,
@@ -502,28 +488,36 @@ impl PoolArgs {
         Ok(())
     }
 
-    /// One budget per device (named as its workers' `on_device`), and a
-    /// description for the start line.
-    fn kv_budgets(&self, devices: &[DeviceSpec]) -> anyhow::Result<(Vec<(String, usize)>, String)> {
-        let mut budgets = Vec::with_capacity(devices.len());
-        let mut described = Vec::with_capacity(devices.len());
-        for &device in devices {
-            let (bytes, why) = match self.kv_cache_mib {
-                Some(0) => {
-                    return Err(
-                        UsageError("invalid kv-cache-mib: 0 (expected at least 1)".into()).into(),
-                    );
-                }
-                Some(mib) => (mib.saturating_mul(1 << 20), "--kv-cache-mib"),
-                None => crate::kv_budget::default_for(device),
-            };
+    /// One budget per device of this process and per remote worker (named
+    /// as their workers' `on_device`: a remote worker by its address, with
+    /// the budget it stated), and a description for the start line.
+    fn kv_budgets(
+        &self,
+        devices: &[DeviceSpec],
+        remote: Vec<(String, usize)>,
+    ) -> anyhow::Result<(Vec<(String, usize)>, String)> {
+        let mut budgets = Vec::with_capacity(devices.len() + remote.len());
+        let mut described = Vec::with_capacity(budgets.capacity());
+        let local = devices.iter().map(|&device| {
+            crate::kv_budget::for_device(self.kv_cache_mib, device)
+                .map(|(bytes, why)| (device.to_string(), bytes, why))
+        });
+        let remote = remote
+            .into_iter()
+            .map(|(url, bytes)| Ok((url, bytes, "the worker's")));
+        for entry in local.chain(remote) {
+            let (name, bytes, why) = entry?;
+            // A worker named twice is one worker with one budget.
+            if budgets.iter().any(|(n, _)| *n == name) {
+                continue;
+            }
             let size = if bytes < 1 << 30 {
                 format!("{} MiB", bytes >> 20)
             } else {
                 format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
             };
-            described.push(format!("{device} {size} ({why})"));
-            budgets.push((device.to_string(), bytes));
+            described.push(format!("{name} {size} ({why})"));
+            budgets.push((name, bytes));
         }
         Ok((budgets, described.join(", ")))
     }

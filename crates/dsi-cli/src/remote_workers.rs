@@ -36,14 +36,7 @@ impl RemoteWorkers {
     ) -> anyhow::Result<Self> {
         let token: Option<AuthToken> = token_file.map(crate::worker::read_token).transpose()?;
         let tls_ca = tls_ca
-            .map(|path| {
-                std::fs::read(path).map_err(|e| {
-                    UsageError(format!(
-                        "cannot read the CA certificate {}: {e}",
-                        path.display()
-                    ))
-                })
-            })
+            .map(|path| crate::worker::read_file(path, "CA certificate"))
             .transpose()?;
         Ok(Self {
             options: ConnectOptions {

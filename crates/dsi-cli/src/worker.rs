@@ -97,7 +97,7 @@ pub(crate) fn run(args: WorkerArgs) -> anyhow::Result<()> {
         .into());
     }
     let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+        (Some(cert), Some(key)) => Some((read_file(cert, "certificate")?, read_file(key, "key")?)),
         _ => None,
     };
     if let Some(threads) = args.threads {
@@ -149,13 +149,7 @@ pub(crate) fn run(args: WorkerArgs) -> anyhow::Result<()> {
         worker_role,
         args.max_batch_tokens,
     )?;
-    let kv_budget_bytes = match args.kv_cache_mib {
-        Some(0) => {
-            return Err(UsageError("invalid kv-cache-mib: 0 (expected at least 1)".into()).into());
-        }
-        Some(mib) => mib.saturating_mul(1 << 20),
-        None => crate::kv_budget::default_for(args.device).0,
-    };
+    let (kv_budget_bytes, _) = crate::kv_budget::for_device(args.kv_cache_mib, args.device)?;
     let info = WorkerInfo {
         role,
         model,
@@ -200,9 +194,10 @@ pub(crate) fn run(args: WorkerArgs) -> anyhow::Result<()> {
     })
 }
 
-fn read(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+/// The bytes of a file the user named (`what` it is, for the message).
+pub(crate) fn read_file(path: &std::path::Path, what: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path)
-        .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())).into())
+        .map_err(|e| UsageError(format!("cannot read the {what} {}: {e}", path.display())).into())
 }
 
 /// The shared secret in `path` (its first non-empty line).

@@ -8,6 +8,14 @@ use dsi_core::cache_layout::CacheFootprint;
 /// The protocol version both ends must speak.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// What a target on `device` (`cpu`, `cuda:1`, ...) computes with `dtype`
+/// and `numerics`: the device's kind, dtype and numerics. Local and remote
+/// targets are compared by it.
+pub fn target_function(device: &str, dtype: &str, numerics: &str) -> String {
+    let kind = device.split(':').next().unwrap_or(device);
+    format!("{kind} {dtype} {numerics}")
+}
+
 /// Whether a worker drafts or verifies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkerRole {
@@ -122,8 +130,7 @@ impl WorkerInfo {
     /// The function a target computes: device kind, dtype and numerics.
     /// Targets that differ in it would not give greedy DSI non-SI's tokens.
     pub fn function(&self) -> String {
-        let kind = self.device.split(':').next().unwrap_or(&self.device);
-        format!("{kind} {} {}", self.dtype, self.numerics)
+        target_function(&self.device, &self.dtype, &self.numerics)
     }
 
     /// Why a worker that reconnects is not the one first met (another

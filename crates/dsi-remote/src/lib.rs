@@ -28,6 +28,6 @@ pub mod pb {
 
 pub use auth::AuthToken;
 pub use client::{ConnectOptions, RemoteError, RemoteWorker, connect, is_remote};
-pub use info::{ModelIdentity, PROTOCOL_VERSION, WorkerInfo, WorkerRole};
+pub use info::{ModelIdentity, PROTOCOL_VERSION, WorkerInfo, WorkerRole, target_function};
 pub use server::{ServeOptions, WorkerService, serve};
 pub use wire::WireError;
