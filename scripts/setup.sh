@@ -5,8 +5,8 @@
 #   Mesa's software Vulkan driver so the wgpu tests run without a GPU
 #   (mesa-vulkan-drivers, libvulkan1), and headless Chromium with its
 #   WebDriver for the dashboard's browser test (chromium, chromium-driver).
-# - Rust: the wasm32-unknown-unknown target (dsi-core is checked for the
-#   browser), rustfmt and clippy.
+# - Rust: the wasm32-unknown-unknown target and the wasm-bindgen CLI
+#   (the browser engine, crates/dsi-web), rustfmt and clippy.
 #
 # Needs root or sudo for apt-get when a package is missing. Called by
 # scripts/test.sh (the README's test command) and by .ci/run.
@@ -40,10 +40,24 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-# The wasm target comes from rustup's server; where that is unreachable the
-# wasm32 check is skipped, loudly (scripts/test.sh says so).
+# The browser engine: the wasm target from rustup's server, and the
+# wasm-bindgen CLI at exactly the version of the wasm-bindgen crate in
+# Cargo.lock (its output must match the crate). Both are required: the
+# tests build and run the engine in Chromium.
 if ! rustup target list --installed | grep -q '^wasm32-unknown-unknown$'; then
-    rustup target add wasm32-unknown-unknown || echo "setup: WARNING: could not add the wasm32-unknown-unknown target" >&2
+    rustup target add wasm32-unknown-unknown || {
+        echo "setup: could not add the wasm32-unknown-unknown target (rustup target add wasm32-unknown-unknown needs rustup's server)" >&2
+        exit 1
+    }
+fi
+bindgen_version="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3 }' Cargo.lock)"
+if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $bindgen_version" ]; then
+    echo "setup: installing wasm-bindgen-cli $bindgen_version"
+    # --locked takes the CLI's own lock file; a registry mirror that lacks
+    # one of those exact versions gets the newest compatible ones instead
+    # (the CLI's version, the one that matters, is pinned either way).
+    cargo install -q wasm-bindgen-cli --version "=$bindgen_version" --locked ||
+        cargo install -q wasm-bindgen-cli --version "=$bindgen_version"
 fi
 for component in rustfmt clippy; do
     rustup component list --installed | grep -q "^$component" || rustup component add "$component"

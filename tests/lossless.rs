@@ -8,7 +8,7 @@
 //! a third of the positions, so drafts are often accepted and often rejected.
 
 use dsi::core::TokenId;
-use dsi::core::model::{Feed, ForwardError, KvModel, SeqId};
+use dsi::core::model::{Feed, ForwardError, KvModel, KvState, SeqId};
 use dsi::core::rng::keyed_open01;
 use dsi::core::sampling::{Decoding, LogitsProcessors, SamplingParams};
 use dsi::core::schedule::{Mode, ModeSetting};
@@ -28,7 +28,7 @@ struct Perturbed<M> {
     inner: M,
 }
 
-impl<M: KvModel> KvModel for Perturbed<M> {
+impl<M: KvState> KvState for Perturbed<M> {
     fn vocab(&self) -> usize {
         self.inner.vocab()
     }
@@ -44,6 +44,9 @@ impl<M: KvModel> KvModel for Perturbed<M> {
     fn release(&mut self, seq: SeqId) {
         self.inner.release(seq);
     }
+}
+
+impl<M: KvModel> KvModel for Perturbed<M> {
     fn forward(&mut self, feeds: &[Feed<'_>]) -> Vec<Result<Vec<f32>, ForwardError>> {
         let vocab = self.inner.vocab();
         // The position after each feed's first logits row.

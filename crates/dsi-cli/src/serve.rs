@@ -14,6 +14,7 @@ use anyhow::Context;
 use clap::Args;
 use dsi_sched::Latency;
 use dsi_server::auth::ApiKeys;
+use dsi_server::routes::play::PlayFiles;
 use dsi_server::{ChatTemplate, ServerConfig, State};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -63,6 +64,12 @@ pub(crate) struct ServeArgs {
     /// Require the key on /metrics and /healthz too.
     #[arg(long)]
     protect_metrics: bool,
+    /// The browser engine's build that `/play` serves (`dsi_web.js`,
+    /// `dsi_web_bg.wasm`; written by `bash scripts/build-web.sh`). Default:
+    /// $DSI_PLAY_ENGINE, else `web/play/pkg` beside the binary's `target/`
+    /// profile folder.
+    #[arg(long, value_name = "DIR")]
+    play_engine: Option<std::path::PathBuf>,
     /// Request logs on stderr (one line per request; `RUST_LOG` filters,
     /// default `warn,dsi=info`).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -201,6 +208,10 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.chat = chat;
     config.emulated_target_ms = millis(args.pool.emulate_target_ms);
     config.emulated_drafter_ms = millis(args.pool.emulate_drafter_ms);
+    config.play = Some(PlayFiles {
+        engine: args.play_engine.clone().unwrap_or_else(default_play_engine),
+        models: crate::bundled::dir(),
+    });
     let placement = match &loaded.profile {
         Some(profile) => format!("{}; auto from the {profile}", loaded.placement),
         None => loaded.placement,
@@ -231,4 +242,21 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         eprintln!("drained; bye");
         anyhow::Ok(())
     })
+}
+
+/// `$DSI_PLAY_ENGINE`, else where `bash scripts/build-web.sh` puts the
+/// engine for a binary built in this checkout: `target/web/play/pkg`,
+/// beside `target/debug/dsi`.
+fn default_play_engine() -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os("DSI_PLAY_ENGINE") {
+        return dir.into();
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    let profile = exe.parent().unwrap_or(std::path::Path::new("."));
+    // `cargo test` binaries run from target/debug/deps.
+    let profile = match profile.file_name().and_then(|n| n.to_str()) {
+        Some("deps") => profile.parent().unwrap_or(profile),
+        _ => profile,
+    };
+    profile.join("../web/play/pkg")
 }

@@ -19,6 +19,9 @@
 //! - [`acceptance`]: the paper's acceptance-rate estimator from match windows.
 //! - [`tune`]: `--mode auto`, the choice of algorithm, lookahead and servers
 //!   from measured costs and an online acceptance estimate.
+//! - [`worker`]: what a worker does with a model (KV-cache synchronization,
+//!   drafting, scoring, the verdict), async so that threads and the
+//!   browser's single-threaded loop run the same code.
 //!
 //! It knows neither burn nor tokio and does no IO; time is always an input.
 //! It compiles for `wasm32-unknown-unknown` as is.
@@ -35,6 +38,7 @@ pub mod sim;
 pub mod token;
 pub mod tune;
 pub mod verify;
+pub mod worker;
 
 pub use error::{Error, Result};
 pub use token::{DraftChain, TokenId, Verdict};

@@ -40,11 +40,10 @@ pub struct Feed<'a> {
     pub cancel: &'a CancelFlag,
 }
 
-/// A causal language model that keeps one KV cache per sequence.
-///
-/// Implementations must leave a sequence's cache exactly as it was before a
-/// feed that returns an error, so a caller can retry or roll back.
-pub trait KvModel: Send {
+/// A causal language model's KV caches, one per sequence: what a worker
+/// asks of a model besides its forward, whether that forward returns at
+/// once ([`KvModel`]) or is awaited ([`AsyncKvModel`]).
+pub trait KvState {
     /// Vocabulary size: the length of each logits row.
     fn vocab(&self) -> usize;
 
@@ -60,17 +59,6 @@ pub trait KvModel: Send {
     /// Drops `seq`'s cache and frees its memory.
     fn release(&mut self, seq: SeqId);
 
-    /// Runs every feed in one forward where the model can (the projections
-    /// of all new rows at once, attention per sequence) and returns one
-    /// result per feed, in order: its logits, row-major `[rows, vocab]`, or
-    /// why it has none. Only the rows asked for are computed and read back.
-    ///
-    /// A feed whose flag is raised before the forward ends returns
-    /// [`ForwardError::Cancelled`] with its cache as it was; the forward
-    /// stops at a safe point (between layers at least) once every flag is
-    /// raised. Each sequence appears at most once.
-    fn forward(&mut self, feeds: &[Feed<'_>]) -> Vec<Result<Vec<f32>, ForwardError>>;
-
     /// Bytes the caches of every sequence hold now (0 if unknown).
     fn cache_bytes(&self) -> usize {
         0
@@ -84,6 +72,78 @@ pub trait KvModel: Send {
     }
 }
 
+/// One result per feed of a forward, in order: its logits, row-major
+/// `[rows, vocab]`, or why it has none.
+pub type ForwardResults = Vec<Result<Vec<f32>, ForwardError>>;
+
+/// A causal language model that keeps one KV cache per sequence, driven
+/// from a worker thread.
+///
+/// Implementations must leave a sequence's cache exactly as it was before a
+/// feed that returns an error, so a caller can retry or roll back.
+pub trait KvModel: KvState + Send {
+    /// Runs every feed in one forward where the model can (the projections
+    /// of all new rows at once, attention per sequence) and returns one
+    /// result per feed, in order. Only the rows asked for are computed and
+    /// read back.
+    ///
+    /// A feed whose flag is raised before the forward ends returns
+    /// [`ForwardError::Cancelled`] with its cache as it was; the forward
+    /// stops at a safe point (between layers at least) once every flag is
+    /// raised. Each sequence appears at most once.
+    fn forward(&mut self, feeds: &[Feed<'_>]) -> ForwardResults;
+}
+
+/// [`KvModel`] for a device whose results are awaited: in a browser,
+/// WebGPU reads logits back asynchronously, and other tasks on the page's
+/// one thread run meanwhile. The contract is [`KvModel::forward`]'s.
+pub trait AsyncKvModel: KvState {
+    /// [`KvModel::forward`], awaited.
+    fn forward(&mut self, feeds: &[Feed<'_>]) -> impl Future<Output = ForwardResults>;
+}
+
+/// A [`KvModel`] as an [`AsyncKvModel`] whose forwards are ready at once,
+/// so one implementation of the worker's logic serves threads and the
+/// browser alike.
+#[derive(Debug, Clone, Default)]
+pub struct Ready<M>(pub M);
+
+impl<M: KvState> KvState for Ready<M> {
+    fn vocab(&self) -> usize {
+        self.0.vocab()
+    }
+
+    fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
+
+    fn cached(&self, seq: SeqId) -> usize {
+        self.0.cached(seq)
+    }
+
+    fn truncate(&mut self, seq: SeqId, keep: usize) {
+        self.0.truncate(seq, keep);
+    }
+
+    fn release(&mut self, seq: SeqId) {
+        self.0.release(seq);
+    }
+
+    fn cache_bytes(&self) -> usize {
+        self.0.cache_bytes()
+    }
+
+    fn footprint(&self) -> Option<CacheFootprint> {
+        self.0.footprint()
+    }
+}
+
+impl<M: KvModel> AsyncKvModel for Ready<M> {
+    fn forward(&mut self, feeds: &[Feed<'_>]) -> impl Future<Output = ForwardResults> {
+        std::future::ready(self.0.forward(feeds))
+    }
+}
+
 /// [`KvModel::forward`] of a single feed.
 pub fn forward_one(model: &mut dyn KvModel, feed: Feed<'_>) -> Result<Vec<f32>, ForwardError> {
     model
@@ -92,7 +152,7 @@ pub fn forward_one(model: &mut dyn KvModel, feed: Feed<'_>) -> Result<Vec<f32>, 
         .unwrap_or_else(|| Err(ForwardError::Failed("the model returned no result".into())))
 }
 
-impl<M: KvModel + ?Sized> KvModel for Box<M> {
+impl<M: KvState + ?Sized> KvState for Box<M> {
     fn vocab(&self) -> usize {
         (**self).vocab()
     }
@@ -113,15 +173,17 @@ impl<M: KvModel + ?Sized> KvModel for Box<M> {
         (**self).release(seq);
     }
 
-    fn forward(&mut self, feeds: &[Feed<'_>]) -> Vec<Result<Vec<f32>, ForwardError>> {
-        (**self).forward(feeds)
-    }
-
     fn cache_bytes(&self) -> usize {
         (**self).cache_bytes()
     }
 
     fn footprint(&self) -> Option<CacheFootprint> {
         (**self).footprint()
+    }
+}
+
+impl<M: KvModel + ?Sized> KvModel for Box<M> {
+    fn forward(&mut self, feeds: &[Feed<'_>]) -> ForwardResults {
+        (**self).forward(feeds)
     }
 }

@@ -29,7 +29,9 @@
 use crate::isa::Isa;
 use crate::panels;
 use crate::parallel;
-use crate::weights::{Data, Layout, Matrix, PANEL};
+#[cfg(target_arch = "x86_64")]
+use crate::weights::Data;
+use crate::weights::{Layout, Matrix, PANEL};
 
 /// Partial sums per dot product: one 8-lane AVX register.
 pub const LANES: usize = 8;
@@ -38,8 +40,10 @@ const MIN_COLUMNS_PER_TASK: usize = 64;
 /// Tasks a product is cut into per thread.
 const TASKS_PER_THREAD: usize = 4;
 /// Bytes of weight rows a fused pass keeps in cache (about half an L2).
+#[cfg(target_arch = "x86_64")]
 const BLOCK_BYTES: usize = 256 << 10;
 /// Bytes of input rows a fused pass keeps in cache (about half an L1).
+#[cfg(target_arch = "x86_64")]
 const ROW_BLOCK_BYTES: usize = 24 << 10;
 
 /// `y = x wᵀ`, `[rows, out]` row-major, over `threads` threads, on the

@@ -1,5 +1,6 @@
 //! A model on one device plus a KV cache per sequence: what one scheduler
-//! worker drives, through `dsi-core`'s plain-data [`KvModel`] trait.
+//! worker drives, through `dsi-core`'s plain-data [`KvModel`] trait (on a
+//! worker thread) or [`AsyncKvModel`] (in a browser, readback awaited).
 //!
 //! Workers on one device share the weights (`Arc<LoadedModel>`); each owns
 //! the caches of the sequences it serves, and feeds any number of them in
@@ -8,9 +9,10 @@
 use crate::checkpoint::HostTensor;
 use crate::llama::{BatchMember, LoadedModel};
 use crate::{KvCache, ModelError};
+use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use dsi_core::cache_layout::CacheFootprint;
-use dsi_core::model::{Feed, ForwardError, KvModel, SeqId};
+use dsi_core::model::{AsyncKvModel, Feed, ForwardError, ForwardResults, KvModel, KvState, SeqId};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -50,11 +52,7 @@ fn forward_error(e: ModelError) -> ForwardError {
     }
 }
 
-impl<B: Backend> KvModel for Session<B>
-where
-    LoadedModel<B>: Send + Sync,
-    KvCache<B>: Send,
-{
+impl<B: Backend> KvState for Session<B> {
     fn cache_bytes(&self) -> usize {
         self.caches.values().map(KvCache::bytes).sum()
     }
@@ -84,8 +82,37 @@ where
     fn release(&mut self, seq: SeqId) {
         self.caches.remove(&seq);
     }
+}
 
-    fn forward(&mut self, feeds: &[Feed<'_>]) -> Vec<Result<Vec<f32>, ForwardError>> {
+/// A forward launched on the device: the results decided without a
+/// forward, and which feed each logits tensor belongs to.
+struct Launched {
+    results: Vec<Option<Result<Vec<f32>, ForwardError>>>,
+    order: Vec<usize>,
+}
+
+/// Each fed sequence's logits on the device, not yet read back.
+type Pending<B> = Vec<crate::Result<Tensor<B, 2>>>;
+
+impl Launched {
+    /// Every feed's result, given the logits of the fed ones read back in
+    /// order.
+    fn finish(mut self, read: Vec<crate::Result<Vec<f32>>>) -> ForwardResults {
+        for (&i, logits) in self.order.iter().zip(read) {
+            self.results[i] = Some(logits.map_err(forward_error));
+        }
+        self.results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(ForwardError::Failed("no result".into()))))
+            .collect()
+    }
+}
+
+impl<B: Backend> Session<B> {
+    /// Runs every feed through the model in one batched forward, up to the
+    /// logits tensors (their readback is the caller's: at once on a thread,
+    /// awaited in a browser).
+    fn launch(&mut self, feeds: &[Feed<'_>]) -> (Launched, Pending<B>) {
         let mut results: Vec<Option<Result<Vec<f32>, ForwardError>>> = vec![None; feeds.len()];
         for (i, feed) in feeds.iter().enumerate() {
             if feeds[..i].iter().any(|f| f.seq == feed.seq) {
@@ -122,22 +149,46 @@ where
             });
             order.push(i);
         }
-        for (i, logits) in order.into_iter().zip(self.model.forward_batch(members)) {
-            results[i] = Some(
-                logits
-                    .and_then(|logits| {
-                        if logits.dims()[0] == 0 {
-                            Ok(Vec::new())
-                        } else {
-                            HostTensor::from_tensor(logits).map(|host| host.values)
-                        }
-                    })
-                    .map_err(forward_error),
-            );
-        }
-        results
+        let pending = self.model.forward_batch(members);
+        (Launched { results, order }, pending)
+    }
+}
+
+impl<B: Backend> KvModel for Session<B>
+where
+    LoadedModel<B>: Send + Sync,
+    KvCache<B>: Send,
+{
+    fn forward(&mut self, feeds: &[Feed<'_>]) -> ForwardResults {
+        let (launched, pending) = self.launch(feeds);
+        let read = pending
             .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(ForwardError::Failed("no result".into()))))
-            .collect()
+            .map(|logits| {
+                logits.and_then(|logits| match logits.dims()[0] {
+                    0 => Ok(Vec::new()),
+                    _ => HostTensor::from_tensor(logits).map(|host| host.values),
+                })
+            })
+            .collect();
+        launched.finish(read)
+    }
+}
+
+/// In a browser, WebGPU's readback is awaited: the page's other tasks (the
+/// drafter, the other targets) run meanwhile.
+impl<B: Backend> AsyncKvModel for Session<B> {
+    async fn forward(&mut self, feeds: &[Feed<'_>]) -> ForwardResults {
+        let (launched, pending) = self.launch(feeds);
+        let mut read = Vec::with_capacity(pending.len());
+        for logits in pending {
+            read.push(match logits {
+                Ok(logits) if logits.dims()[0] > 0 => HostTensor::from_tensor_async(logits)
+                    .await
+                    .map(|host| host.values),
+                Ok(_) => Ok(Vec::new()),
+                Err(e) => Err(e),
+            });
+        }
+        launched.finish(read)
     }
 }

@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 use dsi_core::TokenId;
-use dsi_core::model::{Feed, ForwardError, KvModel, SeqId};
+use dsi_core::model::{Feed, ForwardError, KvModel, KvState, SeqId};
 use dsi_core::sampling::{Decoding, SamplingParams};
 use dsi_core::schedule::{Mode, ModeSetting};
 use dsi_remote::{
@@ -55,7 +55,7 @@ impl HashModel {
     }
 }
 
-impl KvModel for HashModel {
+impl KvState for HashModel {
     fn vocab(&self) -> usize {
         VOCAB
     }
@@ -75,7 +75,9 @@ impl KvModel for HashModel {
     fn release(&mut self, seq: SeqId) {
         self.caches.remove(&seq);
     }
+}
 
+impl KvModel for HashModel {
     fn forward(&mut self, feeds: &[Feed<'_>]) -> Vec<Result<Vec<f32>, ForwardError>> {
         std::thread::sleep(self.delay);
         feeds

@@ -10,10 +10,10 @@
 
 use crate::fair::FairQueue;
 use crate::memory::Reservation;
-use crate::roles::{Drafter, Job, JobStep, Scored, Scorer, complete};
+use crate::roles::{Drafter, Job, JobStep, Scored, Scorer};
 use crate::task::{Message, ReportKind, Task, Work};
 use dsi_core::model::ForwardError;
-use dsi_core::sampling::TokenLogprobs;
+use dsi_core::worker::{Verified, complete, undecided};
 
 /// Tokens one batched forward feeds at most, unless a single task needs
 /// more (`--max-batch-tokens`): a verification's k + 1 rows for each of
@@ -84,7 +84,7 @@ impl Role {
     /// Runs `tasks` (one per request) in one call of the model: one result
     /// per task, in order.
     pub(crate) fn run(&mut self, tasks: &[Task]) -> Vec<TaskResult> {
-        let refused = tasks
+        let refused: Vec<_> = tasks
             .iter()
             .map(|task| match (&*self, &task.work) {
                 (Role::Drafter(_), Work::Draft { .. }) | (Role::Target(_), Work::Verify { .. }) => {
@@ -98,25 +98,25 @@ impl Role {
                 ))),
             })
             .collect();
-        complete(refused, |mine| {
-            let jobs: Vec<Job<'_>> = mine.iter().map(|&i| job(&tasks[i])).collect();
-            match self {
-                Role::Drafter(drafter) => drafter
-                    .draft(&jobs)
-                    .into_iter()
-                    .map(|r| r.map(|step| map_step(step, ReportKind::Drafted)))
-                    .collect(),
-                Role::Target(scorer) => scorer
-                    .score(&jobs)
-                    .into_iter()
-                    .zip(mine)
-                    .map(|(r, &i)| match r? {
-                        JobStep::Prefilled => Ok(JobStep::Prefilled),
-                        JobStep::Done(scored) => verdict(&tasks[i], &scored).map(JobStep::Done),
-                    })
-                    .collect(),
-            }
-        })
+        let mine = undecided(&refused);
+        let jobs: Vec<Job<'_>> = mine.iter().map(|&i| job(&tasks[i])).collect();
+        let ran = match self {
+            Role::Drafter(drafter) => drafter
+                .draft(&jobs)
+                .into_iter()
+                .map(|r| r.map(|step| map_step(step, ReportKind::Drafted)))
+                .collect(),
+            Role::Target(scorer) => scorer
+                .score(&jobs)
+                .into_iter()
+                .zip(mine)
+                .map(|(r, i)| match r? {
+                    JobStep::Prefilled => Ok(JobStep::Prefilled),
+                    JobStep::Done(scored) => verdict(&tasks[i], &scored).map(JobStep::Done),
+                })
+                .collect(),
+        };
+        complete(refused, ran)
     }
 }
 
@@ -137,32 +137,13 @@ fn verdict(task: &Task, scored: &Scored) -> Result<ReportKind, ForwardError> {
     else {
         return Err(ForwardError::Failed("not a verification".into()));
     };
-    let start = task.context.len() - drafts;
-    let verdict = scored
-        .scores
-        .verdict(
-            &task.decoding.rule,
-            start,
-            &task.context[start..],
-            draft_probs.as_ref(),
-        )
-        .map_err(|e| ForwardError::Failed(format!("verification failed: {e}")))?;
-    let logprobs = match (task.decoding.logprobs, &scored.logits) {
-        (Some(top), Some(logits)) => {
-            let vocab = logits.len() / (drafts + 1);
-            let emitted = task.context[start..start + verdict.accepted]
-                .iter()
-                .chain([&verdict.next_token]);
-            Some(
-                logits
-                    .chunks(vocab)
-                    .zip(emitted)
-                    .map(|(row, &token)| TokenLogprobs::from_logits(row, token, top))
-                    .collect(),
-            )
-        }
-        _ => None,
-    };
+    let Verified { verdict, logprobs } = dsi_core::worker::verify(
+        &task.context,
+        *drafts,
+        draft_probs.as_ref(),
+        &task.decoding,
+        scored,
+    )?;
     Ok(ReportKind::Verified { verdict, logprobs })
 }
 

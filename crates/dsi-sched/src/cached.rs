@@ -1,73 +1,73 @@
-//! KV-cache synchronization: a model that remembers which tokens each of its
-//! caches (one per request) holds, so each job feeds only what is missing.
+//! A worker thread's model: `dsi-core`'s KV-cache synchronization
+//! ([`KvSync`]: keep the shared prefix, truncate the rest in O(1), feed what
+//! is missing) over a [`KvModel`] whose forwards are recorded in a
+//! [`ForwardLog`]. The jobs of one call, one per request, go through the
+//! model in one forward.
 //!
-//! A job carries its whole context (verified prefix plus drafts). The worker
-//! keeps the longest prefix it shares with what the request's cache holds,
-//! truncates the rest in O(1) (a rejected draft's keys and values simply
-//! fall off the end), and feeds the missing tokens plus the drafts. The jobs
-//! of one call, one per request, go through the model in one forward.
+//! `KvSync` is async so that the browser runs the same code over WebGPU;
+//! here every forward is ready at once, so each call completes in one poll.
 
 use crate::forwards::ForwardLog;
-use crate::roles::{
-    CacheState, Drafter, Job, JobResults, JobStep, Scored, Scorer, Scores, complete,
-};
-use dsi_core::TokenId;
+use crate::roles::{CacheState, Drafter, Job, JobResults, Scored, Scorer};
 use dsi_core::cache_layout::CacheFootprint;
-use dsi_core::model::{Feed, ForwardError, KvModel, SeqId};
+use dsi_core::model::{AsyncKvModel, Feed, ForwardResults, KvModel, KvState, Ready, SeqId};
 use dsi_core::schedule::Drafted;
-use dsi_core::verify::{ProbTable, argmax};
-use std::borrow::Cow;
-use std::collections::HashMap;
+use dsi_core::worker::KvSync;
 use std::time::Instant;
 
-/// Tokens one forward feeds at most when it fills a cache (`--prefill-chunk`).
-///
-/// Measured with `dsi bench decode --prefill-chunks 32,64,128,256,512` on
-/// the 2-core CPU (a 512-token prompt): 128 gave the most prefill tokens/s
-/// of the five sizes for the bundled target, the SmolLM-135M shape and the
-/// Llama-3.2-1B shape alike, while a 256 chunk holds a worker twice as long
-/// (1B shape: 4.5 s per 128-token forward against 9.4 s per 256).
-pub const DEFAULT_PREFILL_CHUNK: usize = 128;
+pub use dsi_core::worker::DEFAULT_PREFILL_CHUNK;
 
 /// A [`KvModel`] plus the tokens each of its caches holds; implements both
 /// roles, stepping every job of a call in one forward.
 #[derive(Debug)]
 pub struct CachedModel<M> {
-    model: M,
-    held: HashMap<SeqId, Vec<TokenId>>,
-    prefill_chunk: usize,
+    sync: KvSync<Logged<M>>,
+}
+
+/// A model whose forwards are recorded: sequences, rows and time.
+#[derive(Debug)]
+struct Logged<M> {
+    model: Ready<M>,
     log: ForwardLog,
 }
 
-/// What the next forward of a job feeds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Plan {
-    /// `context[shared..shared + chunk]` into the cache, no logits: more
-    /// than a chunk of the prefix is missing.
-    Chunk { shared: usize, chunk: usize },
-    /// `context[shared..]`, with the logits of its last `rows` tokens.
-    Rest { shared: usize, rows: usize },
+impl<M: KvState> KvState for Logged<M> {
+    fn vocab(&self) -> usize {
+        self.model.vocab()
+    }
+
+    fn capacity(&self) -> usize {
+        self.model.capacity()
+    }
+
+    fn cached(&self, seq: SeqId) -> usize {
+        self.model.cached(seq)
+    }
+
+    fn truncate(&mut self, seq: SeqId, keep: usize) {
+        self.model.truncate(seq, keep);
+    }
+
+    fn release(&mut self, seq: SeqId) {
+        self.model.release(seq);
+    }
+
+    fn cache_bytes(&self) -> usize {
+        self.model.cache_bytes()
+    }
+
+    fn footprint(&self) -> Option<CacheFootprint> {
+        self.model.footprint()
+    }
 }
 
-impl Plan {
-    fn tokens<'c>(&self, context: &'c [TokenId]) -> &'c [TokenId] {
-        match *self {
-            Plan::Chunk { shared, chunk } => &context[shared..shared + chunk],
-            Plan::Rest { shared, .. } => &context[shared..],
-        }
-    }
-
-    fn rows(&self) -> usize {
-        match *self {
-            Plan::Chunk { .. } => 0,
-            Plan::Rest { rows, .. } => rows,
-        }
-    }
-
-    fn shared(&self) -> usize {
-        match *self {
-            Plan::Chunk { shared, .. } | Plan::Rest { shared, .. } => shared,
-        }
+impl<M: KvModel> AsyncKvModel for Logged<M> {
+    async fn forward(&mut self, feeds: &[Feed<'_>]) -> ForwardResults {
+        let began = Instant::now();
+        let results = self.model.forward(feeds).await;
+        let rows = feeds.iter().map(|f| f.tokens.len()).sum();
+        self.log.record(feeds.len(), rows, began.elapsed());
+        results
     }
 }
 
@@ -75,10 +75,10 @@ impl<M: KvModel> CachedModel<M> {
     /// Wraps `model`, whose caches start empty.
     pub fn new(model: M) -> Self {
         Self {
-            model,
-            held: HashMap::new(),
-            prefill_chunk: DEFAULT_PREFILL_CHUNK,
-            log: ForwardLog::default(),
+            sync: KvSync::new(Logged {
+                model: Ready(model),
+                log: ForwardLog::default(),
+            }),
         }
     }
 
@@ -86,326 +86,55 @@ impl<M: KvModel> CachedModel<M> {
     /// a long prompt neither holds its worker for one long forward while
     /// other requests wait nor needs the activations of the whole prompt.
     pub fn with_prefill_chunk(mut self, chunk: usize) -> Self {
-        self.prefill_chunk = chunk.max(1);
+        self.sync = self.sync.with_prefill_chunk(chunk);
         self
     }
 
     /// The tokens `request`'s cache holds.
-    pub fn held(&self, request: SeqId) -> &[TokenId] {
-        self.held.get(&request).map_or(&[], Vec::as_slice)
+    pub fn held(&self, request: SeqId) -> &[dsi_core::TokenId] {
+        self.sync.held(request)
     }
 
     /// The wrapped model.
     pub fn model(&self) -> &M {
-        &self.model
-    }
-
-    /// One forward of the model, recorded in the forward log.
-    fn forward(&mut self, feeds: &[Feed<'_>]) -> Vec<Result<Vec<f32>, ForwardError>> {
-        let began = Instant::now();
-        let results = self.model.forward(feeds);
-        let rows = feeds.iter().map(|f| f.tokens.len()).sum();
-        self.log.record(feeds.len(), rows, began.elapsed());
-        results
-    }
-
-    /// The prefix of `context` `request`'s cache can keep.
-    fn shared(&self, request: SeqId, context: &[TokenId]) -> usize {
-        self.held(request)
-            .iter()
-            .zip(context)
-            .take_while(|(a, b)| a == b)
-            .count()
-            .min(self.model.cached(request))
-    }
-
-    /// What the next forward feeds to read the logits of the last `rows`
-    /// tokens of `context` (those are always fed; the rest of the shared
-    /// prefix is reused). A prefix missing more than a chunk is filled a
-    /// chunk at a time first.
-    fn plan(&self, request: SeqId, context: &[TokenId], rows: usize) -> Result<Plan, ForwardError> {
-        if context.len() > self.model.capacity() {
-            return Err(ForwardError::Failed(format!(
-                "the context is {} tokens but this worker's cache holds {}: lower max_tokens or the prompt length",
-                context.len(),
-                self.model.capacity()
-            )));
-        }
-        let feed_from = context.len().saturating_sub(rows);
-        let shared = self.shared(request, context).min(feed_from);
-        let missing = feed_from - shared;
-        Ok(if missing > self.prefill_chunk {
-            Plan::Chunk {
-                shared,
-                chunk: self.prefill_chunk,
-            }
-        } else {
-            Plan::Rest {
-                shared,
-                rows: rows.min(context.len()),
-            }
-        })
-    }
-
-    /// Runs each job's planned feed in one forward and records what each
-    /// cache now holds.
-    fn feed(&mut self, planned: &[(Job<'_>, Plan)]) -> Vec<Result<Vec<f32>, ForwardError>> {
-        for (job, plan) in planned {
-            let shared = plan.shared();
-            self.model.truncate(job.request, shared);
-            self.held.entry(job.request).or_default().truncate(shared);
-        }
-        let feeds: Vec<Feed<'_>> = planned
-            .iter()
-            .map(|(job, plan)| Feed {
-                seq: job.request,
-                tokens: plan.tokens(job.context),
-                rows: plan.rows(),
-                cancel: job.cancel,
-            })
-            .collect();
-        let results = self.forward(&feeds);
-        for ((job, plan), result) in planned.iter().zip(&results) {
-            if result.is_ok() {
-                self.held
-                    .entry(job.request)
-                    .or_default()
-                    .extend_from_slice(plan.tokens(job.context));
-            }
-        }
-        results
-    }
-
-    /// Plans every job reading `rows(job)` rows, feeds the planned ones in
-    /// one forward, and hands each finished feed's logits to `done`.
-    fn step_all<T>(
-        &mut self,
-        jobs: &[Job<'_>],
-        rows: impl Fn(&Job<'_>) -> usize,
-        mut done: impl FnMut(usize, Vec<f32>) -> Result<T, ForwardError>,
-    ) -> JobResults<T> {
-        let plans: Vec<Result<Plan, ForwardError>> = jobs
-            .iter()
-            .map(|job| self.plan(job.request, job.context, rows(job)))
-            .collect();
-        let refused = plans
-            .iter()
-            .map(|p| p.as_ref().err().cloned().map(Err))
-            .collect();
-        complete(refused, |undecided| {
-            // Every undecided job has a plan, so `planned` lines up with it.
-            let planned: Vec<(Job<'_>, Plan)> = undecided
-                .iter()
-                .filter_map(|&i| plans[i].as_ref().ok().map(|&plan| (jobs[i], plan)))
-                .collect();
-            let fed = self.feed(&planned);
-            undecided
-                .iter()
-                .zip(&planned)
-                .zip(fed)
-                .map(|((&i, &(_, plan)), logits)| match (plan, logits) {
-                    (_, Err(e)) => Err(e),
-                    (Plan::Chunk { .. }, Ok(_)) => Ok(JobStep::Prefilled),
-                    (Plan::Rest { .. }, Ok(logits)) => done(i, logits).map(JobStep::Done),
-                })
-                .collect()
-        })
+        &self.sync.model().model.0
     }
 }
 
 impl<M: KvModel> CacheState for CachedModel<M> {
     fn release(&mut self, request: SeqId) {
-        self.model.release(request);
-        self.held.remove(&request);
+        self.sync.release(request);
     }
 
     fn reset(&mut self) {
-        for request in std::mem::take(&mut self.held).into_keys() {
-            self.model.release(request);
-        }
+        self.sync.reset();
     }
 
     fn footprint(&self) -> Option<CacheFootprint> {
-        self.model.footprint()
+        self.sync.model().footprint()
     }
 
     fn cache_bytes(&self) -> usize {
-        self.model.cache_bytes()
+        self.sync.model().cache_bytes()
     }
 
     fn forward_log(&self) -> Option<ForwardLog> {
-        Some(self.log.clone())
+        Some(self.sync.model().log.clone())
     }
 
     fn next_feed(&self, job: &Job<'_>, rows: usize) -> usize {
-        match self.plan(job.request, job.context, rows) {
-            Ok(plan) => plan.tokens(job.context).len(),
-            // It fails without a forward.
-            Err(_) => 0,
-        }
+        self.sync.next_feed(job, rows)
     }
 }
 
 impl<M: KvModel> Drafter for CachedModel<M> {
     fn draft(&mut self, jobs: &[Job<'_>]) -> JobResults<Vec<Drafted>> {
-        let mut drafted: Vec<Vec<Drafted>> = jobs.iter().map(|_| Vec::new()).collect();
-        // Step 0: each job's missing context plus the logits of its last
-        // token (or a chunk of a long prefix).
-        let live: Vec<usize> = (0..jobs.len())
-            .filter(|&i| jobs[i].count > 0 && !jobs[i].context.is_empty())
-            .collect();
-        let first: Vec<Job<'_>> = live.iter().map(|&i| jobs[i]).collect();
-        let firsts = self.step_all(
-            &first,
-            |_| 1,
-            |j, logits| {
-                let job = &first[j];
-                let logits = job.decoding.process(job.context, &[], logits);
-                Ok(job.decoding.draft_token(job.context.len(), &logits))
-            },
-        );
-        let mut results: Vec<Option<Result<JobStep<Vec<Drafted>>, ForwardError>>> = jobs
-            .iter()
-            .map(|job| match (job.context.is_empty(), job.count) {
-                (true, _) => Some(Err(ForwardError::Failed(
-                    "drafting needs a non-empty context".into(),
-                ))),
-                (false, 0) => Some(Ok(JobStep::Done(Vec::new()))),
-                _ => None,
-            })
-            .collect();
-        let mut stepping = Vec::new();
-        for (&i, result) in live.iter().zip(firsts) {
-            match result {
-                Ok(JobStep::Done((token, probs))) => {
-                    drafted[i].push(Drafted { token, probs });
-                    stepping.push(i);
-                }
-                Ok(JobStep::Prefilled) => results[i] = Some(Ok(JobStep::Prefilled)),
-                Err(e) => results[i] = Some(Err(e)),
-            }
-        }
-        // Later steps: one token per job still drafting, all in one forward.
-        let capacity = self.model.capacity();
-        loop {
-            stepping.retain(|&i| {
-                let job = &jobs[i];
-                let position = job.context.len() + drafted[i].len();
-                if job.cancel.is_cancelled() {
-                    results[i] = Some(Err(ForwardError::Cancelled));
-                    false
-                } else {
-                    drafted[i].len() < job.count && position <= capacity
-                }
-            });
-            if stepping.is_empty() {
-                break;
-            }
-            let previous: Vec<[TokenId; 1]> = stepping
-                .iter()
-                .map(|&i| [drafted[i].last().map_or(0, |d| d.token)])
-                .collect();
-            let feeds: Vec<Feed<'_>> = stepping
-                .iter()
-                .zip(&previous)
-                .map(|(&i, token)| Feed {
-                    seq: jobs[i].request,
-                    tokens: token,
-                    rows: 1,
-                    cancel: jobs[i].cancel,
-                })
-                .collect();
-            let fed = self.forward(&feeds);
-            let mut failed = Vec::new();
-            for ((&i, token), logits) in stepping.iter().zip(&previous).zip(fed) {
-                match logits {
-                    Ok(logits) => {
-                        self.held.entry(jobs[i].request).or_default().push(token[0]);
-                        let job = &jobs[i];
-                        let position = job.context.len() + drafted[i].len();
-                        let logits = match &job.decoding.processors {
-                            None => logits,
-                            Some(_) => {
-                                let drafts: Vec<TokenId> =
-                                    drafted[i].iter().map(|d| d.token).collect();
-                                job.decoding.process(job.context, &drafts, logits)
-                            }
-                        };
-                        let (token, probs) = job.decoding.draft_token(position, &logits);
-                        drafted[i].push(Drafted { token, probs });
-                    }
-                    Err(e) => {
-                        results[i] = Some(Err(e));
-                        failed.push(i);
-                    }
-                }
-            }
-            stepping.retain(|i| !failed.contains(i));
-        }
-        results
-            .into_iter()
-            .zip(drafted)
-            .map(|(result, drafted)| result.unwrap_or(Ok(JobStep::Done(drafted))))
-            .collect()
+        pollster::block_on(self.sync.draft(jobs))
     }
 }
 
 impl<M: KvModel> Scorer for CachedModel<M> {
     fn score(&mut self, jobs: &[Job<'_>]) -> JobResults<Scored> {
-        let vocab = self.model.vocab();
-        let refused = jobs
-            .iter()
-            .map(|job| {
-                (job.count >= job.context.len()).then(|| {
-                    Err(ForwardError::Failed(format!(
-                        "{} drafts need a prefix before them, but the context has {} tokens",
-                        job.count,
-                        job.context.len()
-                    )))
-                })
-            })
-            .collect();
-        complete(refused, |valid| {
-            let batch: Vec<Job<'_>> = valid.iter().map(|&i| jobs[i]).collect();
-            self.step_all(
-                &batch,
-                |job| job.count + 1,
-                |j, logits| scores(&batch[j], vocab, logits),
-            )
-        })
+        pollster::block_on(self.sync.score(jobs))
     }
-}
-
-/// What the verifier needs from a job's logits rows, each processed
-/// against its own prefix (the context up to its position), and the raw
-/// rows when the request asks for log probabilities.
-fn scores(job: &Job<'_>, vocab: usize, logits: Vec<f32>) -> Result<Scored, ForwardError> {
-    let start = job.context.len() - job.count;
-    let decoding = job.decoding;
-    let processed: Cow<'_, [f32]> = match &decoding.processors {
-        None => Cow::Borrowed(&logits),
-        Some(processors) => {
-            let mut rows = logits.clone();
-            for (j, row) in rows.chunks_mut(vocab).enumerate() {
-                processors.apply(&job.context[..start + j], &[], row);
-            }
-            Cow::Owned(rows)
-        }
-    };
-    let scores = if decoding.params.is_greedy() {
-        Scores::Choices(processed.chunks(vocab).map(argmax).collect())
-    } else {
-        let mut probs = Vec::with_capacity(processed.len());
-        for row in processed.chunks(vocab) {
-            probs.extend(decoding.params.probabilities(row));
-        }
-        ProbTable::new(vocab, probs)
-            .map(Scores::Probs)
-            .map_err(|e| ForwardError::Failed(format!("the target's logits are unusable: {e}")))?
-    };
-    drop(processed);
-    Ok(Scored {
-        scores,
-        logits: decoding.logprobs.map(|_| logits),
-    })
 }

@@ -10,7 +10,7 @@
 //! figures assume). A forward slower than its target is not padded.
 
 use crate::pause::sleep_until;
-use dsi_core::model::{Feed, ForwardError, KvModel, SeqId};
+use dsi_core::model::{Feed, ForwardError, KvModel, KvState, SeqId};
 use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -105,7 +105,7 @@ impl<M: KvModel> Emulated<M> {
     }
 }
 
-impl<M: KvModel> KvModel for Emulated<M> {
+impl<M: KvState> KvState for Emulated<M> {
     fn cache_bytes(&self) -> usize {
         self.inner.cache_bytes()
     }
@@ -133,7 +133,9 @@ impl<M: KvModel> KvModel for Emulated<M> {
     fn release(&mut self, seq: SeqId) {
         self.inner.release(seq);
     }
+}
 
+impl<M: KvModel> KvModel for Emulated<M> {
     fn forward(&mut self, feeds: &[Feed<'_>]) -> Vec<Result<Vec<f32>, ForwardError>> {
         let began = Instant::now();
         let before: Vec<usize> = feeds.iter().map(|f| self.inner.cached(f.seq)).collect();

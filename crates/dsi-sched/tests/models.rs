@@ -8,7 +8,7 @@
 
 use dsi_core::TokenId;
 use dsi_core::cancel::CancelFlag;
-use dsi_core::model::{Feed, ForwardError, KvModel, SeqId};
+use dsi_core::model::{Feed, ForwardError, KvModel, KvState, SeqId};
 use dsi_core::sampling::{Decoding, SamplingParams};
 use dsi_core::schedule::{Mode, ModeSetting};
 use dsi_sched::roles::{Drafter, Job, JobStep, Scorer, Scores};
@@ -64,7 +64,7 @@ impl TableModel {
     }
 }
 
-impl KvModel for TableModel {
+impl KvState for TableModel {
     fn vocab(&self) -> usize {
         VOCAB
     }
@@ -88,7 +88,9 @@ impl KvModel for TableModel {
     fn release(&mut self, seq: SeqId) {
         self.caches.remove(&seq);
     }
+}
 
+impl KvModel for TableModel {
     /// Logs one line per forward: its feeds separated by ` | `.
     fn forward(&mut self, feeds: &[Feed<'_>]) -> Vec<Result<Vec<f32>, ForwardError>> {
         let mut logged = Vec::new();

@@ -7,7 +7,7 @@
 
 use dsi_core::TokenId;
 use dsi_core::cache_layout::{CacheFootprint, SegmentPolicy};
-use dsi_core::model::{Feed, ForwardError, KvModel, SeqId};
+use dsi_core::model::{Feed, ForwardError, KvModel, KvState, SeqId};
 use dsi_core::sampling::Decoding;
 use dsi_core::schedule::Mode;
 use dsi_sched::{CachedModel, Generation, Pool, Request, Role, WorkerHandle};
@@ -86,7 +86,7 @@ impl Drop for Counting {
     }
 }
 
-impl KvModel for Counting {
+impl KvState for Counting {
     fn vocab(&self) -> usize {
         VOCAB
     }
@@ -108,6 +108,16 @@ impl KvModel for Counting {
         self.caches.remove(&seq);
     }
 
+    fn cache_bytes(&self) -> usize {
+        self.caches.values().map(|c| Self::bytes(c)).sum()
+    }
+
+    fn footprint(&self) -> Option<CacheFootprint> {
+        Some(Self::footprint_of())
+    }
+}
+
+impl KvModel for Counting {
     fn forward(&mut self, feeds: &[Feed<'_>]) -> Vec<Result<Vec<f32>, ForwardError>> {
         if feeds.iter().any(|f| f.tokens.len() > 1) {
             std::thread::sleep(self.prefill_delay);
@@ -135,14 +145,6 @@ impl KvModel for Counting {
                 Ok(logits)
             })
             .collect()
-    }
-
-    fn cache_bytes(&self) -> usize {
-        self.caches.values().map(|c| Self::bytes(c)).sum()
-    }
-
-    fn footprint(&self) -> Option<CacheFootprint> {
-        Some(Self::footprint_of())
     }
 }
 

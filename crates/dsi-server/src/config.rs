@@ -51,6 +51,8 @@ pub struct ServerConfig {
     pub emulated_target_ms: Option<(f64, f64)>,
     /// Emulated drafter TTFT,TPOT in ms, shown by the dashboard.
     pub emulated_drafter_ms: Option<(f64, f64)>,
+    /// What `/play` serves from disk; `None`: the page only.
+    pub play: Option<crate::routes::play::PlayFiles>,
 }
 
 impl ServerConfig {
@@ -77,6 +79,7 @@ impl ServerConfig {
             protect_metrics: false,
             emulated_target_ms: None,
             emulated_drafter_ms: None,
+            play: None,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! dsi's HTTP server: OpenAI-compatible completions and chat (whole or
 //! streamed as server-sent events), Prometheus metrics, health, and the
-//! live dashboard of `web/` with its assets embedded.
+//! live dashboard of `web/` with its assets embedded, and `/play`, the page
+//! that runs DSI in the visitor's browser on WebGPU.
 //!
 //! The server sees the engine through two things only: a `dsi_sched::Pool`
 //! (whose workers it shares among all requests) and a [`TextCodec`]. It
@@ -40,7 +41,7 @@ pub use state::State;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use routes::{completions, dashboard, ops, tokenize};
+use routes::{completions, dashboard, ops, play, tokenize};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,6 +58,14 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/race.js", get(dashboard::race_js))
         .route("/auth.js", get(dashboard::auth_js))
         .route("/style.css", get(dashboard::style_css))
+        .route("/play", get(play::redirect))
+        .route("/play/", get(play::index))
+        .route("/play/play.js", get(play::play_js))
+        .route("/play/play.css", get(play::play_css))
+        .route("/play/timeline.js", get(dashboard::timeline_js))
+        .route("/play/style.css", get(dashboard::style_css))
+        .route("/play/pkg/{file}", get(play::engine))
+        .route("/play/models/{role}/{file}", get(play::model_file))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .route("/v1/models", get(ops::models))

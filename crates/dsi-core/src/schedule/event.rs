@@ -58,3 +58,19 @@ pub struct Event {
     /// Accepted drafts, for finished verification jobs.
     pub accepted: Option<usize>,
 }
+
+/// One timeline entry as drivers publish it: an event stamped with the time
+/// since its request began and the worker's device name (JSON lines for
+/// `--timeline FILE`, the dashboard's stream, the browser's callback).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimelineRecord {
+    /// The request it belongs to (numbered per pool).
+    pub request: u64,
+    /// Milliseconds since the request began.
+    pub t_ms: f64,
+    /// The worker's device name, when the event concerns a worker.
+    pub device: Option<String>,
+    /// What happened.
+    #[serde(flatten)]
+    pub event: Event,
+}

@@ -70,7 +70,7 @@ mod machine;
 mod plan;
 
 pub use counters::{Counters, judged_rate};
-pub use event::{Event, EventKind, WorkerRef};
+pub use event::{Event, EventKind, TimelineRecord, WorkerRef};
 pub use machine::{Command, Drafted, Machine, StopReason};
 pub use plan::{Mode, ModeSetting, Plan, Policy};
 

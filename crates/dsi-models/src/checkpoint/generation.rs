@@ -14,16 +14,26 @@ pub struct GenerationDefaults {
 impl GenerationDefaults {
     /// Merges `config.json`'s EOS ids with `generation_config.json`'s, if any.
     pub fn load(dir: &Path, config: &LlamaConfig) -> Result<Self> {
-        let mut eos = config.eos_token_ids.clone();
         let path = dir.join("generation_config.json");
-        if path.exists() {
-            let text = std::fs::read_to_string(&path).map_err(|source| ModelError::Io {
-                path: path.clone(),
-                source,
-            })?;
+        if !path.exists() {
+            return Self::from_json(None, &path, config);
+        }
+        let text = std::fs::read_to_string(&path).map_err(|source| ModelError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Self::from_json(Some(&text), &path, config)
+    }
+
+    /// [`GenerationDefaults::load`] from the text of
+    /// `generation_config.json` (`None` when there is none), read from
+    /// `path` (named in errors).
+    pub fn from_json(text: Option<&str>, path: &Path, config: &LlamaConfig) -> Result<Self> {
+        let mut eos = config.eos_token_ids.clone();
+        if let Some(text) = text {
             let json: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| ModelError::Json {
-                    path: path.clone(),
+                serde_json::from_str(text).map_err(|e| ModelError::Json {
+                    path: path.to_path_buf(),
                     what: "generation configuration",
                     reason: e.to_string(),
                 })?;

@@ -9,7 +9,9 @@ mod tokenizer;
 pub mod write;
 
 pub use generation::GenerationDefaults;
-pub use near_ties::{NEAR_TIE_SCALE, NearTies, write_near_ties};
+#[cfg(not(target_arch = "wasm32"))]
+pub use near_ties::write_near_ties;
+pub use near_ties::{NEAR_TIE_SCALE, NearTies};
 pub use random::RandomWeights;
 pub use safetensors_files::{HostTensor, SafetensorsFiles};
 pub use tokenizer::{TextTokenizer, padded_tokenizer_json};
@@ -27,9 +29,13 @@ impl TensorSource for SafetensorsFiles {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
+use crate::ModelError;
+use crate::Result;
 use crate::config::LlamaConfig;
-use crate::{ModelError, Result};
-use std::path::{Path, PathBuf};
+#[cfg(not(target_arch = "wasm32"))]
+use std::path::Path;
+use std::path::PathBuf;
 
 /// Everything read from a checkpoint folder, before weights go to a device.
 pub struct Checkpoint {

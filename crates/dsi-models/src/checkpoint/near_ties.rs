@@ -6,9 +6,14 @@
 //! of the logit, the order of the rounding that a different reduction order
 //! introduces. Whichever token wins a position, its twin is that close.
 
-use super::{Checkpoint, HostTensor, StoreDtype, TensorSource, write_random};
-use crate::{ModelError, Result};
-use std::path::Path;
+use super::{HostTensor, TensorSource};
+use crate::Result;
+#[cfg(not(target_arch = "wasm32"))]
+use {
+    super::{Checkpoint, StoreDtype, write_random},
+    crate::ModelError,
+    std::path::Path,
+};
 
 /// How much row `2j + 1` of the LM head exceeds row `2j`.
 pub const NEAR_TIE_SCALE: f32 = 1.0 + 1.0 / (1 << 22) as f32;
@@ -43,6 +48,7 @@ impl<S: TensorSource> TensorSource for NearTies<S> {
 
 /// Writes the checkpoint in `from` with its LM head paired ([`NearTies`])
 /// into `to`, in f32, with its tokenizer, and opens it.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn write_near_ties(from: &Path, to: &Path) -> Result<Checkpoint> {
     let Checkpoint {
         config, weights, ..

@@ -6,6 +6,7 @@ use crate::{ModelError, Result};
 use safetensors::SafeTensors;
 use safetensors::tensor::{Dtype, Metadata};
 use std::collections::HashMap;
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
 
 /// The bytes of one file, mapped or owned.
@@ -51,6 +52,22 @@ impl HostTensor {
         let shape = tensor.dims().to_vec();
         let values = tensor
             .into_data()
+            .convert::<f32>()
+            .into_vec::<f32>()
+            .map_err(|e| ModelError::Readback(format!("{e:?}")))?;
+        Ok(Self { shape, values })
+    }
+
+    /// [`HostTensor::from_tensor`], awaited: the only readback WebGPU
+    /// allows in a browser.
+    pub async fn from_tensor_async<B: burn::tensor::backend::Backend, const D: usize>(
+        tensor: burn::tensor::Tensor<B, D>,
+    ) -> Result<Self> {
+        let shape = tensor.dims().to_vec();
+        let values = tensor
+            .into_data_async()
+            .await
+            .map_err(|e| ModelError::Readback(format!("{e:?}")))?
             .convert::<f32>()
             .into_vec::<f32>()
             .map_err(|e| ModelError::Readback(format!("{e:?}")))?;

@@ -186,6 +186,17 @@ impl FromStr for RunDtype {
     }
 }
 
+/// Sets up WebGPU on the default wgpu device, the only way a browser
+/// allows (burn's synchronous setup panics there), and names the adapter.
+#[cfg(all(feature = "wgpu", target_arch = "wasm32"))]
+pub async fn init_webgpu() -> (burn::backend::wgpu::WgpuDevice, String) {
+    use burn::backend::wgpu::{WgpuDevice, graphics::WebGpu, init_setup_async};
+    let device = WgpuDevice::default();
+    let setup = init_setup_async::<WebGpu>(&device, Default::default()).await;
+    let info = setup.adapter.get_info();
+    (device, format!("{} ({:?})", info.name, info.backend))
+}
+
 /// A computation generic over the backend, run by [`dispatch`].
 pub trait OnBackend {
     /// What the computation returns.

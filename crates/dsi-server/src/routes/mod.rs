@@ -3,4 +3,5 @@
 pub mod completions;
 pub mod dashboard;
 pub mod ops;
+pub mod play;
 pub mod tokenize;

@@ -1,0 +1,358 @@
+//! KV-cache synchronization: a model that remembers which tokens each of its
+//! caches (one per request) holds, so each job feeds only what is missing.
+//!
+//! A job carries its whole context (verified prefix plus drafts). The worker
+//! keeps the longest prefix it shares with what the request's cache holds,
+//! truncates the rest in O(1) (a rejected draft's keys and values simply
+//! fall off the end), and feeds the missing tokens plus the drafts. The jobs
+//! of one call, one per request, go through the model in one forward.
+
+use super::job::{Job, JobResults, JobStep, complete, undecided};
+use super::scores::{Scored, Scores};
+use crate::TokenId;
+use crate::model::{AsyncKvModel, Feed, ForwardError, ForwardResults, SeqId};
+use crate::schedule::Drafted;
+use std::collections::HashMap;
+
+/// Tokens one forward feeds at most when it fills a cache (`--prefill-chunk`).
+///
+/// Measured with `dsi bench decode --prefill-chunks 32,64,128,256,512` on
+/// the 2-core CPU (a 512-token prompt): 128 gave the most prefill tokens/s
+/// of the five sizes for the bundled target, the SmolLM-135M shape and the
+/// Llama-3.2-1B shape alike, while a 256 chunk holds a worker twice as long
+/// (1B shape: 4.5 s per 128-token forward against 9.4 s per 256).
+pub const DEFAULT_PREFILL_CHUNK: usize = 128;
+
+/// A model plus the tokens each of its caches holds; drafts and scores,
+/// stepping every job of a call in one forward.
+#[derive(Debug)]
+pub struct KvSync<M> {
+    model: M,
+    held: HashMap<SeqId, Vec<TokenId>>,
+    prefill_chunk: usize,
+}
+
+/// What the next forward of a job feeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// `context[shared..shared + chunk]` into the cache, no logits: more
+    /// than a chunk of the prefix is missing.
+    Chunk { shared: usize, chunk: usize },
+    /// `context[shared..]`, with the logits of its last `rows` tokens.
+    Rest { shared: usize, rows: usize },
+}
+
+impl Plan {
+    fn tokens<'c>(&self, context: &'c [TokenId]) -> &'c [TokenId] {
+        match *self {
+            Plan::Chunk { shared, chunk } => &context[shared..shared + chunk],
+            Plan::Rest { shared, .. } => &context[shared..],
+        }
+    }
+
+    fn rows(&self) -> usize {
+        match *self {
+            Plan::Chunk { .. } => 0,
+            Plan::Rest { rows, .. } => rows,
+        }
+    }
+
+    fn shared(&self) -> usize {
+        match *self {
+            Plan::Chunk { shared, .. } | Plan::Rest { shared, .. } => shared,
+        }
+    }
+}
+
+impl<M: AsyncKvModel> KvSync<M> {
+    /// Wraps `model`, whose caches start empty.
+    pub fn new(model: M) -> Self {
+        Self {
+            model,
+            held: HashMap::new(),
+            prefill_chunk: DEFAULT_PREFILL_CHUNK,
+        }
+    }
+
+    /// Fills a cache by forwards of at most `chunk` tokens (at least 1), so
+    /// a long prompt neither holds its worker for one long forward while
+    /// other requests wait nor needs the activations of the whole prompt.
+    pub fn with_prefill_chunk(mut self, chunk: usize) -> Self {
+        self.prefill_chunk = chunk.max(1);
+        self
+    }
+
+    /// The tokens `request`'s cache holds.
+    pub fn held(&self, request: SeqId) -> &[TokenId] {
+        self.held.get(&request).map_or(&[], Vec::as_slice)
+    }
+
+    /// The wrapped model.
+    pub fn model(&self) -> &M {
+        &self.model
+    }
+
+    /// Forgets `request`'s cached state and frees its memory.
+    pub fn release(&mut self, request: SeqId) {
+        self.model.release(request);
+        self.held.remove(&request);
+    }
+
+    /// Forgets every request's cached state (a panic left it unknown).
+    pub fn reset(&mut self) {
+        for request in std::mem::take(&mut self.held).into_keys() {
+            self.model.release(request);
+        }
+    }
+
+    /// Tokens the next call for `job` would feed to read `rows` logit rows
+    /// (1 to draft, drafts + 1 to verify); 0 when it would fail without a
+    /// forward.
+    pub fn next_feed(&self, job: &Job<'_>, rows: usize) -> usize {
+        match self.plan(job.request, job.context, rows) {
+            Ok(plan) => plan.tokens(job.context).len(),
+            Err(_) => 0,
+        }
+    }
+
+    /// The prefix of `context` `request`'s cache can keep.
+    fn shared(&self, request: SeqId, context: &[TokenId]) -> usize {
+        self.held(request)
+            .iter()
+            .zip(context)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(self.model.cached(request))
+    }
+
+    /// What the next forward feeds to read the logits of the last `rows`
+    /// tokens of `context` (those are always fed; the rest of the shared
+    /// prefix is reused). A prefix missing more than a chunk is filled a
+    /// chunk at a time first.
+    fn plan(&self, request: SeqId, context: &[TokenId], rows: usize) -> Result<Plan, ForwardError> {
+        if context.len() > self.model.capacity() {
+            return Err(ForwardError::Failed(format!(
+                "the context is {} tokens but this worker's cache holds {}: lower max_tokens or the prompt length",
+                context.len(),
+                self.model.capacity()
+            )));
+        }
+        let feed_from = context.len().saturating_sub(rows);
+        let shared = self.shared(request, context).min(feed_from);
+        let missing = feed_from - shared;
+        Ok(if missing > self.prefill_chunk {
+            Plan::Chunk {
+                shared,
+                chunk: self.prefill_chunk,
+            }
+        } else {
+            Plan::Rest {
+                shared,
+                rows: rows.min(context.len()),
+            }
+        })
+    }
+
+    /// Runs each job's planned feed in one forward and records what each
+    /// cache now holds.
+    async fn feed(&mut self, planned: &[(Job<'_>, Plan)]) -> ForwardResults {
+        for (job, plan) in planned {
+            let shared = plan.shared();
+            self.model.truncate(job.request, shared);
+            self.held.entry(job.request).or_default().truncate(shared);
+        }
+        let feeds: Vec<Feed<'_>> = planned
+            .iter()
+            .map(|(job, plan)| Feed {
+                seq: job.request,
+                tokens: plan.tokens(job.context),
+                rows: plan.rows(),
+                cancel: job.cancel,
+            })
+            .collect();
+        let results = self.model.forward(&feeds).await;
+        for ((job, plan), result) in planned.iter().zip(&results) {
+            if result.is_ok() {
+                self.held
+                    .entry(job.request)
+                    .or_default()
+                    .extend_from_slice(plan.tokens(job.context));
+            }
+        }
+        results
+    }
+
+    /// Plans every job reading `rows(job)` rows, feeds the planned ones in
+    /// one forward, and hands each finished feed's logits to `done`.
+    async fn step_all<T>(
+        &mut self,
+        jobs: &[Job<'_>],
+        rows: impl Fn(&Job<'_>) -> usize,
+        mut done: impl FnMut(usize, Vec<f32>) -> Result<T, ForwardError>,
+    ) -> JobResults<T> {
+        let plans: Vec<Result<Plan, ForwardError>> = jobs
+            .iter()
+            .map(|job| self.plan(job.request, job.context, rows(job)))
+            .collect();
+        let refused: Vec<_> = plans
+            .iter()
+            .map(|p| p.as_ref().err().cloned().map(Err))
+            .collect();
+        let open = undecided(&refused);
+        // Every open job has a plan, so `planned` lines up with it.
+        let planned: Vec<(Job<'_>, Plan)> = open
+            .iter()
+            .filter_map(|&i| plans[i].as_ref().ok().map(|&plan| (jobs[i], plan)))
+            .collect();
+        let fed = self.feed(&planned).await;
+        let ran = open
+            .iter()
+            .zip(&planned)
+            .zip(fed)
+            .map(|((&i, &(_, plan)), logits)| match (plan, logits) {
+                (_, Err(e)) => Err(e),
+                (Plan::Chunk { .. }, Ok(_)) => Ok(JobStep::Prefilled),
+                (Plan::Rest { .. }, Ok(logits)) => done(i, logits).map(JobStep::Done),
+            })
+            .collect();
+        complete(refused, ran)
+    }
+
+    /// Drafts `job.count` tokens after each job's context, each with the
+    /// drafter's distribution when its decoding needs it, stepping every job
+    /// at once. A job whose flag is raised stops with
+    /// [`ForwardError::Cancelled`] at the next step.
+    pub async fn draft(&mut self, jobs: &[Job<'_>]) -> JobResults<Vec<Drafted>> {
+        let mut drafted: Vec<Vec<Drafted>> = jobs.iter().map(|_| Vec::new()).collect();
+        // Step 0: each job's missing context plus the logits of its last
+        // token (or a chunk of a long prefix).
+        let live: Vec<usize> = (0..jobs.len())
+            .filter(|&i| jobs[i].count > 0 && !jobs[i].context.is_empty())
+            .collect();
+        let first: Vec<Job<'_>> = live.iter().map(|&i| jobs[i]).collect();
+        let firsts = self
+            .step_all(
+                &first,
+                |_| 1,
+                |j, logits| {
+                    let job = &first[j];
+                    let logits = job.decoding.process(job.context, &[], logits);
+                    Ok(job.decoding.draft_token(job.context.len(), &logits))
+                },
+            )
+            .await;
+        let mut results: Vec<Option<Result<JobStep<Vec<Drafted>>, ForwardError>>> = jobs
+            .iter()
+            .map(|job| match (job.context.is_empty(), job.count) {
+                (true, _) => Some(Err(ForwardError::Failed(
+                    "drafting needs a non-empty context".into(),
+                ))),
+                (false, 0) => Some(Ok(JobStep::Done(Vec::new()))),
+                _ => None,
+            })
+            .collect();
+        let mut stepping = Vec::new();
+        for (&i, result) in live.iter().zip(firsts) {
+            match result {
+                Ok(JobStep::Done((token, probs))) => {
+                    drafted[i].push(Drafted { token, probs });
+                    stepping.push(i);
+                }
+                Ok(JobStep::Prefilled) => results[i] = Some(Ok(JobStep::Prefilled)),
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        // Later steps: one token per job still drafting, all in one forward.
+        let capacity = self.model.capacity();
+        loop {
+            stepping.retain(|&i| {
+                let job = &jobs[i];
+                let position = job.context.len() + drafted[i].len();
+                if job.cancel.is_cancelled() {
+                    results[i] = Some(Err(ForwardError::Cancelled));
+                    false
+                } else {
+                    drafted[i].len() < job.count && position <= capacity
+                }
+            });
+            if stepping.is_empty() {
+                break;
+            }
+            let previous: Vec<[TokenId; 1]> = stepping
+                .iter()
+                .map(|&i| [drafted[i].last().map_or(0, |d| d.token)])
+                .collect();
+            let feeds: Vec<Feed<'_>> = stepping
+                .iter()
+                .zip(&previous)
+                .map(|(&i, token)| Feed {
+                    seq: jobs[i].request,
+                    tokens: token,
+                    rows: 1,
+                    cancel: jobs[i].cancel,
+                })
+                .collect();
+            let fed = self.model.forward(&feeds).await;
+            let mut failed = Vec::new();
+            for ((&i, token), logits) in stepping.iter().zip(&previous).zip(fed) {
+                match logits {
+                    Ok(logits) => {
+                        self.held.entry(jobs[i].request).or_default().push(token[0]);
+                        let job = &jobs[i];
+                        let position = job.context.len() + drafted[i].len();
+                        let logits = match &job.decoding.processors {
+                            None => logits,
+                            Some(_) => {
+                                let drafts: Vec<TokenId> =
+                                    drafted[i].iter().map(|d| d.token).collect();
+                                job.decoding.process(job.context, &drafts, logits)
+                            }
+                        };
+                        let (token, probs) = job.decoding.draft_token(position, &logits);
+                        drafted[i].push(Drafted { token, probs });
+                    }
+                    Err(e) => {
+                        results[i] = Some(Err(e));
+                        failed.push(i);
+                    }
+                }
+            }
+            stepping.retain(|i| !failed.contains(i));
+        }
+        results
+            .into_iter()
+            .zip(drafted)
+            .map(|(result, drafted)| result.unwrap_or(Ok(JobStep::Done(drafted))))
+            .collect()
+    }
+
+    /// Scores each job's context, whose last `job.count` tokens are drafts:
+    /// what the verifier needs at the `count + 1` positions from
+    /// `context.len() - count` on, every job in one forward where it can.
+    /// Every row is processed by the request's logits processors against
+    /// its own prefix, exactly as the drafter processed its rows.
+    pub async fn score(&mut self, jobs: &[Job<'_>]) -> JobResults<Scored> {
+        let vocab = self.model.vocab();
+        let refused: Vec<_> = jobs
+            .iter()
+            .map(|job| {
+                (job.count >= job.context.len()).then(|| {
+                    Err(ForwardError::Failed(format!(
+                        "{} drafts need a prefix before them, but the context has {} tokens",
+                        job.count,
+                        job.context.len()
+                    )))
+                })
+            })
+            .collect();
+        let batch: Vec<Job<'_>> = undecided(&refused).iter().map(|&i| jobs[i]).collect();
+        let ran = self
+            .step_all(
+                &batch,
+                |job| job.count + 1,
+                |j, logits| Scores::of_job(&batch[j], vocab, logits),
+            )
+            .await;
+        complete(refused, ran)
+    }
+}
