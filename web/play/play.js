@@ -5,8 +5,9 @@
 // workers instead of a server.
 //
 // `?autorun=1` races the three modes on the default prompt once loaded
-// (`prompt`, `max_tokens`, `lookahead`, `targets` override the defaults)
-// and publishes `window.__result` for tests and benchmarks.
+// (`prompt`, `max_tokens`, `lookahead`, `targets` override the defaults;
+// `rounds=N` races N times) and publishes `window.__result` for tests and
+// benchmarks.
 
 import { Timeline } from "./timeline.js";
 
@@ -96,6 +97,7 @@ async function load(target, drafter) {
   engine = await Engine.load(targetFiles, drafterFiles);
   const ms = performance.now() - began;
   const info = JSON.parse(engine.info());
+  info.adapter = await adapterName(info.adapter);
   $("engine-info").textContent =
     `${info.adapter} · target ${(info.target_parameters / 1e6).toFixed(1)}M parameters` +
     (info.drafter_parameters ? ` · drafter ${(info.drafter_parameters / 1e6).toFixed(1)}M` : " · no drafter") +
@@ -253,12 +255,22 @@ async function main() {
   });
   if (params.get("autorun") === "1") {
     setBusy(true);
-    const { runs, identical } = await race();
+    // `rounds=N` races N times: the first meets every shader for the first
+    // time (compiled on first use), the last runs warm.
+    const rounds = Math.max(1, Number(params.get("rounds") ?? 1));
+    const first = await race();
+    let last = first;
+    for (let i = 1; i < rounds; i += 1) last = await race();
+    const { runs, identical } = last;
     setBusy(false);
     window.__result = {
       adapter: loaded.info.adapter,
       load_ms: loaded.ms,
-      identical,
+      rounds,
+      identical: identical && first.identical,
+      first_round: Object.fromEntries(
+        MODES.map((m) => [m, { tokens_per_s: first.runs[m].tokens_per_s, ttft_ms: first.runs[m].ttft_ms }]),
+      ),
       tokens: Object.fromEntries(MODES.map((m) => [m, runs[m].tokens])),
       runs: Object.fromEntries(
         MODES.map((m) => [m, {
@@ -277,6 +289,15 @@ async function main() {
       ),
     };
   }
+}
+
+/** The adapter as the browser describes it (wgpu's name is empty there). */
+async function adapterName(fallback) {
+  const adapter = await navigator.gpu.requestAdapter();
+  const info = adapter && adapter.info;
+  if (!info) return fallback;
+  const parts = [info.vendor, info.architecture, info.description].filter((p) => p);
+  return parts.length ? parts.join(" ") : fallback;
 }
 
 main().catch(showError);

@@ -187,3 +187,68 @@ fn play_says_how_to_build_a_missing_engine() {
         assert_eq!(outside.status(), 404);
     });
 }
+
+/// The browser engine's figures on this machine's WebGPU (SwiftShader
+/// without a GPU): tokens/s of each mode, time to load the pair and to the
+/// first token, cold (first race: shaders compile on first use) and warm
+/// (last race), and the wasm's size. `bash scripts/bench-web.sh` runs it;
+/// a benchmark, not a test: it asserts only that the page worked.
+#[test]
+#[ignore = "a benchmark: bash scripts/bench-web.sh"]
+fn bench_play() {
+    let rounds: usize = std::env::var("DSI_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
+    let wasm = engine_dir().join("dsi_web_bg.wasm");
+    let bytes = std::fs::read(&wasm)
+        .unwrap_or_else(|e| panic!("{}: {e}: run bash scripts/build-web.sh", wasm.display()));
+    let gzipped = Command::new("gzip")
+        .args(["-9", "-c"])
+        .arg(&wasm)
+        .output()
+        .unwrap()
+        .stdout
+        .len();
+    let server = Server::start(&["--targets", "1"]);
+    let rt = runtime();
+    rt.block_on(async {
+        let query = format!(
+            "max_tokens={TOKENS}&lookahead=4&targets=2&rounds={rounds}&prompt={}",
+            "def%20parse_args(argv)%3A%0A%20%20%20%20"
+        );
+        let (browser, r) = race(&server, &query).await;
+        assert_eq!(r["identical"], true, "{r}");
+        eprintln!("bench play: adapter {}", r["adapter"]);
+        eprintln!(
+            "bench play: wasm {:.1} MB, {:.2} MB gzipped; pair loaded in {:.0} ms",
+            bytes.len() as f64 / 1e6,
+            gzipped as f64 / 1e6,
+            r["load_ms"].as_f64().unwrap()
+        );
+        eprintln!(
+            "bench play: mode   | tokens/s warm | first token warm | tokens/s cold | first token cold | accepted | preempted"
+        );
+        for mode in ["nonsi", "si", "dsi"] {
+            let warm = &r["runs"][mode];
+            let cold = &r["first_round"][mode];
+            let c = &warm["counters"];
+            eprintln!(
+                "bench play: {mode:6} | {:13.2} | {:13.0} ms | {:13.2} | {:13.0} ms | {:>4}/{:<4}| {}",
+                warm["tokens_per_s"].as_f64().unwrap(),
+                warm["ttft_ms"].as_f64().unwrap(),
+                cold["tokens_per_s"].as_f64().unwrap(),
+                cold["ttft_ms"].as_f64().unwrap(),
+                c["accepted_tokens"],
+                c["draft_tokens"],
+                c["jobs_preempted"],
+            );
+        }
+        let nonsi = r["runs"]["nonsi"]["tokens_per_s"].as_f64().unwrap();
+        for mode in ["si", "dsi"] {
+            let speedup = r["runs"][mode]["tokens_per_s"].as_f64().unwrap() / nonsi;
+            eprintln!("bench play: {mode} over non-SI (warm, same page): {speedup:.2}x");
+        }
+        browser.close().await;
+    });
+}
