@@ -39,14 +39,10 @@ impl std::fmt::Debug for Role {
 
 /// A task's job as its role sees it.
 fn job(task: &Task) -> Job<'_> {
-    let count = match task.work {
-        Work::Draft { count } => count,
-        Work::Verify { drafts, .. } => drafts,
-    };
     Job {
         request: task.request,
         context: &task.context,
-        count,
+        count: task.work.count(),
         decoding: &task.decoding,
         cancel: &task.cancel,
     }
@@ -74,11 +70,7 @@ impl Role {
 
     /// Tokens `task`'s next forward feeds on this worker.
     pub(crate) fn next_feed(&self, task: &Task) -> usize {
-        let rows = match task.work {
-            Work::Draft { .. } => 1,
-            Work::Verify { drafts, .. } => drafts + 1,
-        };
-        self.cache().next_feed(&job(task), rows)
+        self.cache().next_feed(&job(task), task.work.rows())
     }
 
     /// Runs `tasks` (one per request) in one call of the model: one result

@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::memory::Reservation;
 use crate::request::{Generation, Update};
 use crate::stats::{AutoStats, Stats, WorkerStats, median};
-use crate::task::{Report, ReportKind, Task, Work};
+use crate::task::{Report, ReportKind, Task};
 use crate::timeline::TimelineRecord;
 use crate::tune::{self, PriorSource, Tuning};
 use crate::worker::WorkerHandle;
@@ -19,7 +19,7 @@ use dsi_core::TokenId;
 use dsi_core::cancel::CancelFlag;
 use dsi_core::sampling::{Decoding, TokenLogprobs};
 use dsi_core::schedule::{
-    Command, Event, EventKind, JobId, Machine, Mode, Plan, StopReason, WorkerRef,
+    Command, Dispatch, Event, EventKind, JobId, Machine, Mode, Plan, StopReason, WorkerRef,
 };
 use dsi_core::tune::Chooser;
 use std::collections::HashMap;
@@ -298,39 +298,23 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
     }
 
     fn execute(&mut self, command: Command) {
-        let (job, worker, context, work) = match command {
-            Command::Cancel { job, .. } => {
-                if let Some(task) = self.live.get_mut(&job) {
-                    task.cancel.cancel();
-                    task.deadline = None;
-                }
-                return;
+        if let Command::Cancel { job, .. } = command {
+            if let Some(task) = self.live.get_mut(&job) {
+                task.cancel.cancel();
+                task.deadline = None;
             }
-            Command::Draft {
-                job,
-                context,
-                count,
-            } => (job, WorkerRef::Drafter, context, Work::Draft { count }),
-            Command::Verify {
-                job,
-                worker,
-                context,
-                drafts,
-                draft_probs,
-            } => (
-                job,
-                WorkerRef::Target(worker),
-                context,
-                Work::Verify {
-                    drafts,
-                    draft_probs,
-                },
-            ),
+            return;
+        }
+        let Some(Dispatch {
+            job,
+            worker,
+            context,
+            work,
+        }) = command.into_dispatch()
+        else {
+            return;
         };
-        let (start, end) = match &work {
-            Work::Draft { count } => (context.len(), context.len() + count),
-            Work::Verify { drafts, .. } => (context.len() - drafts, context.len()),
-        };
+        let (start, end) = work.span(context.len());
         let worker = self.in_pool(worker);
         let Some(handle) = self.handle(worker) else {
             self.machine

@@ -6,27 +6,12 @@ use crate::memory::Reservation;
 use dsi_core::cancel::CancelFlag;
 use dsi_core::sampling::{Decoding, TokenLogprobs};
 use dsi_core::schedule::{Drafted, JobId};
-use dsi_core::verify::ProbTable;
 use dsi_core::{TokenId, Verdict};
 use std::time::Instant;
 use tokio::sync::mpsc::UnboundedSender;
 
-/// What a task asks for.
-#[derive(Debug, Clone)]
-pub enum Work {
-    /// Draft `count` tokens after the context.
-    Draft {
-        /// Drafts wanted.
-        count: usize,
-    },
-    /// Verify the last `drafts` tokens of the context.
-    Verify {
-        /// Trailing drafts in the context.
-        drafts: usize,
-        /// The drafter's distributions (speculative sampling).
-        draft_probs: Option<ProbTable>,
-    },
-}
+/// What a task asks for (`dsi-core`'s, shared with the browser).
+pub use dsi_core::schedule::Work;
 
 /// One job for one worker.
 #[derive(Debug)]

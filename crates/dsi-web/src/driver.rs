@@ -12,13 +12,14 @@
 
 use crate::error::WebError;
 use crate::serve::serve;
-use crate::task::{Report, ReportKind, Task, Work};
+use crate::task::{Report, ReportKind, Task};
 use dsi_core::TokenId;
 use dsi_core::cancel::CancelFlag;
 use dsi_core::model::{AsyncKvModel, SeqId};
+use dsi_core::sampling::Decoding;
 use dsi_core::schedule::{
-    Command, Counters, Event, EventKind, JobId, Machine, Mode, Plan, StopReason, TimelineRecord,
-    WorkerRef,
+    Command, Counters, Dispatch, Event, EventKind, JobId, Machine, Mode, Plan, StopReason,
+    TimelineRecord, WorkerRef,
 };
 use dsi_core::worker::KvSync;
 use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
@@ -133,41 +134,32 @@ pub async fn generate<D: AsyncKvModel, T: AsyncKvModel>(
     let machine = Machine::new(plan, prompt)?;
     let clock = Clock(web_time::Instant::now());
     let (reply, reports) = unbounded();
-    let mut names = Vec::new();
-    let mut drafter_inbox = None;
-    let mut target_inboxes = Vec::new();
-    let mut workers: Vec<Pin<Box<dyn Future<Output = ()> + '_>>> = Vec::new();
-    let drafter = drafter.filter(|_| mode.drafts());
-    if let Some(drafter) = drafter {
-        let (inbox, tasks) = unbounded();
-        drafter_inbox = Some(inbox);
-        names.push(drafter.name.clone());
-        let serving = serve(
-            &mut drafter.sync,
-            request,
-            &decoding,
-            tasks,
-            reply.clone(),
-            &clock,
-        );
-        workers.push(Box::pin(serving));
-    } else {
-        names.push(String::new());
-    }
-    for target in targets.iter_mut().take(servers) {
-        let (inbox, tasks) = unbounded();
-        target_inboxes.push(inbox);
-        names.push(target.name.clone());
-        let serving = serve(
-            &mut target.sync,
-            request,
-            &decoding,
-            tasks,
-            reply.clone(),
-            &clock,
-        );
-        workers.push(Box::pin(serving));
-    }
+    let mut lanes = Lanes {
+        request,
+        decoding: &decoding,
+        clock: &clock,
+        reply,
+        names: Vec::new(),
+        workers: Vec::new(),
+    };
+    let drafter_inbox = match drafter.filter(|_| mode.drafts()) {
+        Some(drafter) => Some(lanes.add(drafter)),
+        None => {
+            lanes.names.push(String::new());
+            None
+        }
+    };
+    let target_inboxes: Vec<_> = targets
+        .iter_mut()
+        .take(servers)
+        .map(|target| lanes.add(target))
+        .collect();
+    let Lanes {
+        names,
+        workers,
+        reply,
+        ..
+    } = lanes;
     // The workers hold the only senders: when all are gone, so are reports.
     drop(reply);
     let drive = Drive {
@@ -187,6 +179,34 @@ pub async fn generate<D: AsyncKvModel, T: AsyncKvModel>(
     };
     let (outcome, _) = join(drive.run(reports), join_all(workers)).await;
     Ok(outcome)
+}
+
+/// The page's workers as they start: each one's task, its inbox and its
+/// name on the timeline (the drafter's first, empty without one).
+struct Lanes<'a> {
+    request: SeqId,
+    decoding: &'a Decoding,
+    clock: &'a Clock,
+    reply: UnboundedSender<Report>,
+    names: Vec<String>,
+    workers: Vec<Pin<Box<dyn Future<Output = ()> + 'a>>>,
+}
+
+impl<'a> Lanes<'a> {
+    /// Starts `worker`'s task; returns its inbox.
+    fn add<M: AsyncKvModel>(&mut self, worker: &'a mut Worker<M>) -> UnboundedSender<Task> {
+        let (inbox, tasks) = unbounded();
+        self.names.push(worker.name.clone());
+        self.workers.push(Box::pin(serve(
+            &mut worker.sync,
+            self.request,
+            self.decoding,
+            tasks,
+            self.reply.clone(),
+            self.clock,
+        )));
+        inbox
+    }
 }
 
 /// A job handed to a worker and not yet reported back.
@@ -285,38 +305,22 @@ impl<F: FnMut(Progress<'_>)> Drive<'_, F> {
     }
 
     fn execute(&mut self, command: Command) {
-        let (job, worker, context, work) = match command {
-            Command::Cancel { job, .. } => {
-                if let Some(live) = self.live.get(&job) {
-                    live.cancel.cancel();
-                }
-                return;
+        if let Command::Cancel { job, .. } = command {
+            if let Some(live) = self.live.get(&job) {
+                live.cancel.cancel();
             }
-            Command::Draft {
-                job,
-                context,
-                count,
-            } => (job, WorkerRef::Drafter, context, Work::Draft { count }),
-            Command::Verify {
-                job,
-                worker,
-                context,
-                drafts,
-                draft_probs,
-            } => (
-                job,
-                WorkerRef::Target(worker),
-                context,
-                Work::Verify {
-                    drafts,
-                    draft_probs,
-                },
-            ),
+            return;
+        }
+        let Some(Dispatch {
+            job,
+            worker,
+            context,
+            work,
+        }) = command.into_dispatch()
+        else {
+            return;
         };
-        let (start, end) = match &work {
-            Work::Draft { count } => (context.len(), context.len() + count),
-            Work::Verify { drafts, .. } => (context.len() - drafts, context.len()),
-        };
+        let (start, end) = work.span(context.len());
         let inbox = match worker {
             WorkerRef::Drafter => self.drafter.as_ref(),
             WorkerRef::Target(i) => self.targets.get(i),

@@ -3,9 +3,10 @@
 //! reports back; between tasks it lets the page's other tasks run.
 
 use crate::driver::Clock;
-use crate::task::{Report, ReportKind, Task, Work};
+use crate::task::{Report, ReportKind, Task};
 use dsi_core::model::{AsyncKvModel, ForwardError, SeqId};
 use dsi_core::sampling::Decoding;
+use dsi_core::schedule::Work;
 use dsi_core::worker::{Job, JobStep, KvSync, verify};
 use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender};
 use futures_util::StreamExt;
@@ -54,14 +55,10 @@ async fn run<M: AsyncKvModel>(
     task: &Task,
 ) -> ReportKind {
     loop {
-        let count = match task.work {
-            Work::Draft { count } => count,
-            Work::Verify { drafts, .. } => drafts,
-        };
         let job = Job {
             request,
             context: &task.context,
-            count,
+            count: task.work.count(),
             decoding,
             cancel: &task.cancel,
         };

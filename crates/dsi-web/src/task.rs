@@ -2,21 +2,8 @@
 //! reports the other, over single-threaded channels.
 
 use dsi_core::cancel::CancelFlag;
-use dsi_core::schedule::{Drafted, JobId};
-use dsi_core::verify::ProbTable;
+use dsi_core::schedule::{Drafted, JobId, Work};
 use dsi_core::{TokenId, Verdict};
-
-/// What a task asks for.
-#[derive(Debug)]
-pub(crate) enum Work {
-    /// Draft `count` tokens after the context.
-    Draft { count: usize },
-    /// Verify the last `drafts` tokens of the context.
-    Verify {
-        drafts: usize,
-        draft_probs: Option<ProbTable>,
-    },
-}
 
 /// One job for one worker.
 #[derive(Debug)]

@@ -68,11 +68,13 @@ mod counters;
 mod event;
 mod machine;
 mod plan;
+mod work;
 
 pub use counters::{Counters, judged_rate};
 pub use event::{Event, EventKind, TimelineRecord, WorkerRef};
 pub use machine::{Command, Drafted, Machine, StopReason};
 pub use plan::{Mode, ModeSetting, Plan, Policy};
+pub use work::{Dispatch, Work};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -10,7 +10,6 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State as Shared;
 use axum::extract::rejection::BytesRejection;
-use axum::http::header;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use dsi_core::TokenId;
@@ -27,28 +26,13 @@ use tokio_stream::wrappers::BroadcastStream;
 /// Longest race, in tokens per mode.
 const RACE_MAX_TOKENS: usize = 96;
 
-macro_rules! asset {
-    ($name:ident, $file:literal, $mime:literal) => {
-        /// An embedded dashboard file.
-        pub async fn $name() -> impl IntoResponse {
-            (
-                [
-                    (header::CONTENT_TYPE, $mime),
-                    (header::CACHE_CONTROL, "no-cache"),
-                ],
-                include_str!(concat!("../../../../web/", $file)),
-            )
-        }
-    };
-}
-
-asset!(index, "index.html", "text/html; charset=utf-8");
-asset!(app_js, "app.js", "text/javascript; charset=utf-8");
-asset!(timeline_js, "timeline.js", "text/javascript; charset=utf-8");
-asset!(heatmap_js, "heatmap.js", "text/javascript; charset=utf-8");
-asset!(race_js, "race.js", "text/javascript; charset=utf-8");
-asset!(auth_js, "auth.js", "text/javascript; charset=utf-8");
-asset!(style_css, "style.css", "text/css; charset=utf-8");
+embedded!(index, "index.html", "text/html; charset=utf-8");
+embedded!(app_js, "app.js", "text/javascript; charset=utf-8");
+embedded!(timeline_js, "timeline.js", "text/javascript; charset=utf-8");
+embedded!(heatmap_js, "heatmap.js", "text/javascript; charset=utf-8");
+embedded!(race_js, "race.js", "text/javascript; charset=utf-8");
+embedded!(auth_js, "auth.js", "text/javascript; charset=utf-8");
+embedded!(style_css, "style.css", "text/css; charset=utf-8");
 
 /// Every job event of every request, as SSE, until the server shuts down.
 pub async fn timeline(

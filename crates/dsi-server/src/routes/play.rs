@@ -37,24 +37,9 @@ const MODEL_FILES: &[(&str, &str)] = &[
     ("model.safetensors", "application/octet-stream"),
 ];
 
-macro_rules! asset {
-    ($name:ident, $file:literal, $mime:literal) => {
-        /// An embedded file of the page.
-        pub async fn $name() -> impl IntoResponse {
-            (
-                [
-                    (header::CONTENT_TYPE, $mime),
-                    (header::CACHE_CONTROL, "no-cache"),
-                ],
-                include_str!(concat!("../../../../web/", $file)),
-            )
-        }
-    };
-}
-
-asset!(index, "play/index.html", "text/html; charset=utf-8");
-asset!(play_js, "play/play.js", "text/javascript; charset=utf-8");
-asset!(play_css, "play/play.css", "text/css; charset=utf-8");
+embedded!(index, "play/index.html", "text/html; charset=utf-8");
+embedded!(play_js, "play/play.js", "text/javascript; charset=utf-8");
+embedded!(play_css, "play/play.css", "text/css; charset=utf-8");
 
 /// `/play` to `/play/`, so the page's relative paths (the same as on any
 /// static host) resolve under it; the query (`?autorun=1`) is kept.
