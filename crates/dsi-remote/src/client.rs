@@ -385,6 +385,7 @@ impl Proxy {
             Err(status) => return Ended::Broken(status.message().to_owned()),
         };
         let mut state = Link {
+            url: self.url.clone(),
             out,
             flights: HashMap::new(),
             mirror: Mirror::default(),
@@ -465,6 +466,8 @@ impl Proxy {
 
 /// One connection's state on the coordinator's side.
 struct Link {
+    /// The worker's address, for the errors that name it.
+    url: String,
     out: UnboundedSender<pb::ToWorker>,
     flights: HashMap<u64, Flight>,
     mirror: Mirror,
@@ -506,7 +509,7 @@ impl Link {
             reply(
                 &task.reply,
                 task.job,
-                ReportKind::Failed("the stream to the worker closed".into()),
+                ReportKind::Failed(format!("the stream to worker {} closed", self.url)),
             );
             return false;
         }
