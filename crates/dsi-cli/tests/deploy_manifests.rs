@@ -114,8 +114,12 @@ fn grpc_url(worker: &Running) -> String {
     format!("grpc://{addr}")
 }
 
+/// A file holding a secret; each call its own (the tests run in parallel
+/// and remove their files at the end).
 fn secret_file(name: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("dsi-deploy-{}-{name}", std::process::id()));
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("dsi-deploy-{}-{n}-{name}", std::process::id()));
     std::fs::write(&path, format!("{name}-value\n")).unwrap();
     path
 }
