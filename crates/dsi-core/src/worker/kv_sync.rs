@@ -356,3 +356,142 @@ impl<M: AsyncKvModel> KvSync<M> {
         complete(refused, ran)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cancel::CancelFlag;
+    use crate::model::{ForwardResults, KvModel, KvState, Ready};
+    use crate::sampling::{Decoding, SamplingParams};
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    const VOCAB: usize = 8;
+
+    /// Logits that favour `(last + 1) % VOCAB`, so drafts are predictable,
+    /// from a cache that records what was fed.
+    #[derive(Debug, Default)]
+    struct Counter {
+        caches: HashMap<SeqId, Vec<TokenId>>,
+    }
+
+    impl KvState for Counter {
+        fn vocab(&self) -> usize {
+            VOCAB
+        }
+        fn capacity(&self) -> usize {
+            64
+        }
+        fn cached(&self, seq: SeqId) -> usize {
+            self.caches.get(&seq).map_or(0, Vec::len)
+        }
+        fn truncate(&mut self, seq: SeqId, keep: usize) {
+            self.caches.entry(seq).or_default().truncate(keep);
+        }
+        fn release(&mut self, seq: SeqId) {
+            self.caches.remove(&seq);
+        }
+    }
+
+    impl KvModel for Counter {
+        fn forward(&mut self, feeds: &[Feed<'_>]) -> ForwardResults {
+            feeds
+                .iter()
+                .map(|feed| {
+                    let cache = self.caches.entry(feed.seq).or_default();
+                    cache.extend_from_slice(feed.tokens);
+                    let rows = &feed.tokens[feed.tokens.len() - feed.rows..];
+                    Ok(rows
+                        .iter()
+                        .flat_map(|&t| {
+                            (0..VOCAB).map(move |v| f32::from(v == (t as usize + 1) % VOCAB))
+                        })
+                        .collect())
+                })
+                .collect()
+        }
+    }
+
+    /// A device whose every forward is pending once before its logits come,
+    /// as WebGPU's readback is in a browser.
+    struct Pending(Ready<Counter>);
+
+    impl KvState for Pending {
+        fn vocab(&self) -> usize {
+            self.0.vocab()
+        }
+        fn capacity(&self) -> usize {
+            self.0.capacity()
+        }
+        fn cached(&self, seq: SeqId) -> usize {
+            self.0.cached(seq)
+        }
+        fn truncate(&mut self, seq: SeqId, keep: usize) {
+            self.0.truncate(seq, keep);
+        }
+        fn release(&mut self, seq: SeqId) {
+            self.0.release(seq);
+        }
+    }
+
+    impl AsyncKvModel for Pending {
+        async fn forward(&mut self, feeds: &[Feed<'_>]) -> ForwardResults {
+            let mut polled = false;
+            std::future::poll_fn(|cx| {
+                if polled {
+                    Poll::Ready(())
+                } else {
+                    polled = true;
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
+            })
+            .await;
+            self.0.forward(feeds).await
+        }
+    }
+
+    /// Polls `future` to its end, counting the times it was pending.
+    fn run<F: Future>(future: F) -> (F::Output, usize) {
+        let mut future = pin!(future);
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut pending = 0;
+        loop {
+            match future.as_mut().poll(&mut cx) {
+                Poll::Ready(out) => return (out, pending),
+                Poll::Pending => pending += 1,
+            }
+        }
+    }
+
+    #[test]
+    fn awaited_forwards_give_what_ready_ones_give() {
+        let decoding = Decoding::new(SamplingParams::greedy(), false).unwrap();
+        let cancel = CancelFlag::new();
+        let context = [3, 4, 5];
+        let job = |count| Job {
+            request: 1,
+            context: &context,
+            count,
+            decoding: &decoding,
+            cancel: &cancel,
+        };
+        let mut ready = KvSync::new(Ready(Counter::default()));
+        let mut awaited = KvSync::new(Pending(Ready(Counter::default())));
+        let (drafted, pending) = run(awaited.draft(&[job(3)]));
+        assert_eq!(pending, 3, "one wait per drafting step");
+        assert_eq!(drafted, run(ready.draft(&[job(3)])).0);
+        let tokens: Vec<TokenId> = match &drafted[0] {
+            Ok(JobStep::Done(d)) => d.iter().map(|d| d.token).collect(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(tokens, [6, 7, 0]);
+        // Score the last two tokens as drafts: the cache holds what was scored.
+        let scored = run(awaited.score(&[job(2)])).0;
+        assert_eq!(scored, run(ready.score(&[job(2)])).0);
+        assert_eq!(awaited.held(1), &[3, 4, 5]);
+        awaited.release(1);
+        assert!(awaited.held(1).is_empty());
+    }
+}
