@@ -76,15 +76,14 @@ fn tokens(value: &Value) -> Vec<u64> {
         .collect()
 }
 
-/// Opens `/play?autorun=1` with `query` and waits for the race's result.
-async fn race(server: &Server, query: &str) -> (Browser, Value) {
+/// Opens `/play?autorun=1` with `query` and waits up to `within` for the
+/// races' result.
+async fn race(server: &Server, query: &str, within: Duration) -> (Browser, Value) {
     let browser = Browser::start(WEBGPU).await;
     browser
         .goto(&server.url(&format!("/play?autorun=1&{query}")))
         .await;
-    let result = browser
-        .wait_for("window.__result", Duration::from_secs(400))
-        .await;
+    let result = browser.wait_for("window.__result", within).await;
     assert!(result["error"].is_null(), "the page failed: {result}");
     (browser, result)
 }
@@ -105,7 +104,7 @@ fn play_runs_greedy_dsi_si_and_nonsi_in_the_browser_with_the_native_tokens() {
             "max_tokens={TOKENS}&lookahead=4&targets=3&prompt={}",
             "def%20parse_args(argv)%3A%0A%20%20%20%20"
         );
-        let (browser, result) = race(&server, &query).await;
+        let (browser, result) = race(&server, &query, Duration::from_secs(400)).await;
         let page: Vec<Vec<u64>> = ["nonsi", "si", "dsi"]
             .iter()
             .map(|m| tokens(&result["tokens"][m]))
@@ -199,7 +198,7 @@ fn bench_play() {
     let rounds: usize = std::env::var("DSI_BENCH_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(2);
     let wasm = engine_dir().join("dsi_web_bg.wasm");
     let bytes = std::fs::read(&wasm)
         .unwrap_or_else(|e| panic!("{}: {e}: run bash scripts/build-web.sh", wasm.display()));
@@ -217,7 +216,9 @@ fn bench_play() {
             "max_tokens={TOKENS}&lookahead=4&targets=2&rounds={rounds}&prompt={}",
             "def%20parse_args(argv)%3A%0A%20%20%20%20"
         );
-        let (browser, r) = race(&server, &query).await;
+        // A race of the three modes took up to about 3 minutes here.
+        let within = Duration::from_secs(240 * rounds as u64 + 60);
+        let (browser, r) = race(&server, &query, within).await;
         assert_eq!(r["identical"], true, "{r}");
         eprintln!("bench play: adapter {}", r["adapter"]);
         eprintln!(
