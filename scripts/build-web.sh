@@ -3,7 +3,7 @@
 # with wasm-bindgen and assembles the page with the bundled pair into a
 # folder any static web server can host:
 #
-#   bash scripts/build-web.sh                 # -> target/web/play
+#   bash scripts/build-web.sh                 # -> target/web/play ($CARGO_TARGET_DIR/web/play)
 #   bash scripts/build-web.sh OUT             # -> OUT
 #   python3 -m http.server -d target/web/play # then open http://localhost:8000/
 #
@@ -13,12 +13,14 @@
 # both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out="${1:-target/web/play}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 bash scripts/setup.sh
 
+# target/ unless CARGO_TARGET_DIR moves it; dsi serve looks for the engine in
+# its web/play/pkg, beside the binary's profile folder.
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+out="${1:-$target_dir/web/play}"
 echo "web: cargo build -p dsi-web --target wasm32-unknown-unknown --release"
 cargo build -p dsi-web --lib --target wasm32-unknown-unknown --release
 mkdir -p "$out/pkg"
