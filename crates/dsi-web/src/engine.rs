@@ -64,7 +64,7 @@ impl Engine {
             let target = files(&target)?;
             let drafter = drafter.as_ref().map(files).transpose()?;
             let (device, adapter) = init_webgpu().await;
-            let pair = Pair::<WgpuBackend>::load(&target, drafter.as_ref(), &device, DType::F32)
+            let pair = Pair::<WgpuBackend>::load(target, drafter, &device, DType::F32)
                 .map_err(js_error)?;
             Ok(Engine {
                 inner: Rc::new(Inner {

@@ -88,9 +88,12 @@ struct Loaded<B: Backend> {
     eos: Vec<TokenId>,
 }
 
+/// Builds one model from its files, which it consumes: the weights' bytes
+/// move into the tensor reader rather than being copied (a browser holds
+/// them once).
 fn load<B: Backend>(
     role: &'static str,
-    files: &ModelFiles,
+    files: ModelFiles,
     device: &B::Device,
     dtype: DType,
 ) -> Result<Loaded<B>, WebError> {
@@ -114,9 +117,8 @@ fn load<B: Backend>(
     )?;
     let shards: Vec<(String, Vec<u8>)> = files
         .files
-        .iter()
+        .into_iter()
         .filter(|(name, _)| name.ends_with(".safetensors"))
-        .map(|(name, bytes)| (name.clone(), bytes.clone()))
         .collect();
     if shards.is_empty() {
         return Err(WebError::MissingFile {
@@ -145,8 +147,8 @@ impl<B: Backend> Pair<B> {
     /// Builds the target (and the drafter) from their files on `device` in
     /// `dtype`. The drafter must speak the target's vocabulary.
     pub fn load(
-        target: &ModelFiles,
-        drafter: Option<&ModelFiles>,
+        target: ModelFiles,
+        drafter: Option<ModelFiles>,
         device: &B::Device,
         dtype: DType,
     ) -> Result<Self, WebError> {
@@ -164,10 +166,14 @@ impl<B: Backend> Pair<B> {
                     "the target's vocabulary has {t} tokens and the drafter's {d}: load a drafter trained with the target's tokenizer"
                 )));
             }
-            if drafter.tokenizer.vocab_size() != target.tokenizer.vocab_size() {
-                return Err(WebError::Mismatch(
-                    "the drafter's tokenizer.json differs from the target's: load a drafter trained with the target's tokenizer".into(),
-                ));
+            let (t, d) = (
+                target.tokenizer.vocab_size(),
+                drafter.tokenizer.vocab_size(),
+            );
+            if t != d {
+                return Err(WebError::Mismatch(format!(
+                    "the target's tokenizer.json has {t} tokens and the drafter's {d}: load a drafter trained with the target's tokenizer"
+                )));
             }
         }
         Ok(Self {

@@ -22,7 +22,7 @@ fn bundled(model: &str) -> PathBuf {
 fn pair() -> Pair<CpuBackend> {
     let target = ModelFiles::read_dir(&bundled("target")).unwrap();
     let drafter = ModelFiles::read_dir(&bundled("drafter")).unwrap();
-    Pair::load(&target, Some(&drafter), &Default::default(), DType::F32).unwrap()
+    Pair::load(target, Some(drafter), &Default::default(), DType::F32).unwrap()
 }
 
 const PROMPT: &str = "def parse_args(argv):\n    ";
@@ -49,8 +49,9 @@ fn run(pair: &Pair<CpuBackend>, options: &GenerateOptions) -> (Outcome, Vec<Even
     (outcome, kinds)
 }
 
-/// Greedy decoding of the target alone, one token per forward.
-fn reference(tokens: usize) -> Vec<TokenId> {
+/// Greedy decoding of the target alone after `prompt`, one token per
+/// forward.
+fn reference(prompt: &[TokenId], tokens: usize) -> Vec<TokenId> {
     let dir = bundled("target");
     let config = LlamaConfig::from_file(&dir.join("config.json")).unwrap();
     let weights = SafetensorsFiles::open_dir(&dir).unwrap();
@@ -62,9 +63,8 @@ fn reference(tokens: usize) -> Vec<TokenId> {
         |_, _| {},
     )
     .unwrap();
-    let prompt = pair().tokenizer().encode(PROMPT).unwrap();
     let mut decoder = Decoder::new(&model, 1024, SamplingParams::greedy()).unwrap();
-    let mut out = vec![decoder.prefill(&prompt).unwrap()];
+    let mut out = vec![decoder.prefill(prompt).unwrap()];
     while out.len() < tokens {
         out.push(decoder.step(*out.last().unwrap()).unwrap());
     }
@@ -90,9 +90,10 @@ fn greedy_dsi_si_and_nonsi_emit_the_targets_tokens() {
     );
     assert_eq!(nonsi.tokens.len(), 40, "{:?}", nonsi.stop);
     let eos_free = nonsi.tokens.clone();
+    let prompt = pair.tokenizer().encode(PROMPT).unwrap();
     assert_eq!(
         eos_free,
-        reference(40),
+        reference(&prompt, 40),
         "non-SI is the target's greedy decode"
     );
     let (si, _) = run(
@@ -166,18 +167,18 @@ fn bad_files_and_settings_are_named() {
     for name in target.names().filter(|n| *n != "tokenizer.json") {
         no_tokenizer.insert(name, std::fs::read(bundled("target").join(name)).unwrap());
     }
-    let e = Pair::<CpuBackend>::load(&no_tokenizer, None, &Default::default(), DType::F32)
+    let e = Pair::<CpuBackend>::load(no_tokenizer, None, &Default::default(), DType::F32)
         .err()
         .unwrap();
     assert!(e.to_string().contains("tokenizer.json"), "{e}");
     let mut broken = target.clone();
     broken.insert("model.safetensors", b"not a safetensors file".to_vec());
-    let e = Pair::<CpuBackend>::load(&broken, None, &Default::default(), DType::F32)
+    let e = Pair::<CpuBackend>::load(broken, None, &Default::default(), DType::F32)
         .err()
         .unwrap();
     assert!(e.to_string().contains("model.safetensors"), "{e}");
 
-    let pair = Pair::<CpuBackend>::load(&target, None, &Default::default(), DType::F32).unwrap();
+    let pair = Pair::<CpuBackend>::load(target, None, &Default::default(), DType::F32).unwrap();
     let options = GenerateOptions {
         prompt: PROMPT.into(),
         ..GenerateOptions::default()
