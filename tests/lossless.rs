@@ -16,8 +16,9 @@ use dsi::core::verify::argmax;
 use dsi::models::Session;
 use dsi::models::checkpoint::{Checkpoint, write_near_ties};
 use dsi::models::device::{Backend, DType, DeviceSpec};
-use dsi::models::llama::{LoadedModel, Precision, WeightFormat};
+use dsi::models::pair::{PairSide, shared_vocab};
 use dsi::models::test_backends::runs_on;
+use dsi::models::transformer::{LoadedModel, Precision, WeightFormat};
 use dsi::sched::{CachedModel, Pool, Request, Role, Stats, WorkerHandle};
 use std::path::Path;
 use std::sync::Arc;
@@ -264,6 +265,135 @@ fn greedy_dsi_si_and_nonsi_agree_on_cpu() {
         Decoding::greedy(),
     );
     assert_speculation_happened(&totals);
+}
+
+/// Every family the engine loads (Qwen3, Phi-3 with LongRoPE and with a
+/// window, StarCoder, Llama with a SentencePiece tokenizer) through the
+/// scheduler, each with a drafter of its own family.
+#[test]
+fn greedy_dsi_si_and_nonsi_agree_for_every_family_on_cpu() {
+    if !runs_on(DeviceSpec::Cpu) {
+        return;
+    }
+    let totals = check_lossless::<dsi::models::device::CpuBackend>(
+        Default::default(),
+        Precision::host(WeightFormat::F32),
+        &[
+            "qwen3-qknorm",
+            "phi3-longrope",
+            "phi3-tied-window",
+            "starcoder-mqa",
+            "llama2-sentencepiece",
+        ],
+        &["def fibonacci(n):", "a"],
+        &[(1, 1), (3, 2), (8, 4)],
+        Decoding::greedy(),
+    );
+    assert_speculation_happened(&totals);
+}
+
+/// A Qwen2-style pair whose embeddings are padded to different sizes
+/// (target 384 rows, drafter 328, tokenizer 320 tokens): they verify on the
+/// 328 rows both have, and DSI and SI emit non-SI's tokens.
+#[test]
+fn a_pair_with_differently_padded_vocabularies_is_lossless_on_cpu() {
+    if !runs_on(DeviceSpec::Cpu) {
+        return;
+    }
+    type B = dsi::models::device::CpuBackend;
+    let (target, drafter) = (
+        fixture("qwen2-padded-target"),
+        fixture("qwen2-padded-drafter"),
+    );
+    let vocab =
+        shared_vocab(PairSide::from(&target), PairSide::from(&drafter)).expect("one tokenizer");
+    assert_eq!(
+        (target.config.vocab_size, drafter.config.vocab_size, vocab),
+        (384, 328, 328)
+    );
+    let load = |c: &Checkpoint| {
+        Arc::new(
+            LoadedModel::<B>::from_checkpoint(
+                c,
+                &Default::default(),
+                Precision::host(WeightFormat::F32),
+                |_, _| {},
+            )
+            .expect("model"),
+        )
+    };
+    let (target_model, drafter_model) = (load(&target), load(&drafter));
+    let session = |m: &Arc<LoadedModel<B>>| Session::new(Arc::clone(m), 128).with_vocab(vocab);
+    let drafter = WorkerHandle::spawn(
+        "drafter",
+        Role::Drafter(Box::new(CachedModel::new(session(&drafter_model)))),
+    )
+    .expect("drafter");
+    let targets = (0..3)
+        .map(|i| {
+            WorkerHandle::spawn(
+                format!("target {i}"),
+                Role::Target(Box::new(CachedModel::new(session(&target_model)))),
+            )
+            .expect("target")
+        })
+        .collect();
+    let pool = Pool::new(Some(drafter), targets).expect("pool");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let mut totals = Totals::default();
+    for text in ["def fibonacci(n):", "class Stack:", "a"] {
+        let request = |mode: Mode, k| Request {
+            prompt: target.tokenizer.encode(text).expect("prompt"),
+            mode: mode.into(),
+            k,
+            max_new_tokens: 24,
+            eos: Vec::new(),
+            decoding: Decoding::greedy(),
+            targets: None,
+        };
+        let reference = runtime
+            .block_on(pool.generate(request(Mode::NonSi, 1), |_| {}))
+            .expect("non-SI");
+        for mode in [Mode::Si, Mode::Dsi] {
+            for k in [2, 5] {
+                let run = runtime
+                    .block_on(pool.generate(request(mode, k), |_| {}))
+                    .expect("speculation");
+                assert_eq!(run.tokens, reference.tokens, "{text:?} {mode:?} k={k}");
+                assert!(run.stats.counters.errors.is_empty());
+                totals.add(&run.stats);
+            }
+        }
+    }
+    assert!(totals.accepted > 0, "drafts were accepted");
+    assert!(totals.preempted > 0, "DSI preempted jobs");
+}
+
+/// Drafters whose tokenizer maps a token to another id, or whose
+/// tokenizer has tokens past an embedding, are refused naming the
+/// difference.
+#[test]
+fn a_drafter_with_another_tokenizer_is_refused_naming_the_first_difference() {
+    let (target, bundled) = (
+        fixture("qwen2-padded-target"),
+        Checkpoint::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/pystd/drafter"))
+            .expect("bundled drafter"),
+    );
+    let err = shared_vocab(PairSide::from(&target), PairSide::from(&bundled))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("tokenizers differ") && err.contains(" is \""),
+        "{err}"
+    );
+    let spm = fixture("llama2-sentencepiece");
+    let err = shared_vocab(PairSide::from(&spm), PairSide::from(&target))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("tokenizers differ"), "{err}");
 }
 
 /// `--dtype f16` and `--dtype q8` on the cpu backend: half-precision and

@@ -3,8 +3,8 @@
 
 use dsi::models::checkpoint::Checkpoint;
 use dsi::models::device::{CpuBackend, DeviceSpec, RunDtype};
-use dsi::models::llama::LoadedModel;
-use dsi::models::llama::Numerics;
+use dsi::models::transformer::LoadedModel;
+use dsi::models::transformer::Numerics;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

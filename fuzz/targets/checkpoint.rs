@@ -4,11 +4,11 @@
 //! allocation.
 
 use dsi_models::checkpoint::SafetensorsFiles;
-use dsi_models::config::LlamaConfig;
+use dsi_models::config::ModelConfig;
 
 pub fn run(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data)
-        && let Ok(config) = LlamaConfig::from_json(text)
+        && let Ok(config) = ModelConfig::from_json(text)
     {
         assert!(config.vocab_size > 0 && config.max_context > 0);
     }

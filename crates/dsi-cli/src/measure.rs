@@ -22,8 +22,9 @@ use dsi_core::tune::CostProfile;
 use dsi_core::verify::argmax;
 use dsi_models::checkpoint::Checkpoint;
 use dsi_models::device::{Backend, DeviceSpec, OnBackend, RunDtype, dispatch};
-use dsi_models::llama::{LoadedModel, Numerics};
 use dsi_models::measure::{greedy_continuation, teacher_forced_matches};
+use dsi_models::pair::{PairSide, shared_vocab};
+use dsi_models::transformer::{LoadedModel, Numerics};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -205,13 +206,8 @@ fn acceptance(args: AcceptanceArgs) -> anyhow::Result<()> {
         }
     };
     let drafter = open(&drafter_dir, "drafter")?;
-    if drafter.config.vocab_size != target.config.vocab_size {
-        return Err(UsageError(format!(
-            "the drafter's vocabulary ({}) differs from the target's ({})",
-            drafter.config.vocab_size, target.config.vocab_size
-        ))
-        .into());
-    }
+    shared_vocab(PairSide::from(&target), PairSide::from(&drafter))
+        .map_err(|e| UsageError(e.to_string()))?;
     let prompts = read_prompts(&args.common.prompts.clone().unwrap_or_else(bundled::prompts))?;
     let prompts = encode_all(&target, &prompts)?;
     let report = dispatch(

@@ -17,7 +17,8 @@ use dsi_core::tune::Table;
 use dsi_models::Session;
 use dsi_models::checkpoint::{Checkpoint, GenerationDefaults, TextTokenizer};
 use dsi_models::device::{Backend, DeviceSpec, OnBackend, RunDtype, dispatch};
-use dsi_models::llama::{LoadedModel, Numerics};
+use dsi_models::pair::{PairSide, shared_vocab};
+use dsi_models::transformer::{LoadedModel, Numerics};
 use dsi_sched::tune::{ProfileSpec, Tuning};
 use dsi_sched::{CachedModel, Emulated, Latency, Limits, Pool, Role, WorkerHandle};
 use std::path::PathBuf;
@@ -236,11 +237,33 @@ impl PoolArgs {
             Placement::Local(device) => Some(*device),
             Placement::Remote(_) => None,
         };
+        let drafter_placement = self
+            .drafter_device
+            .clone()
+            .unwrap_or(Placement::Local(self.backend));
+        // A local drafter is opened before the targets load: the rows the
+        // pair shares decide the logits every session hands out.
+        let drafter_checkpoint = match (
+            self.drafter_dir(),
+            mode.drafts() || serving,
+            &drafter_placement,
+        ) {
+            (Some(dir), true, Placement::Local(_)) => Some(
+                Checkpoint::open(&dir)
+                    .with_context(|| format!("loading the drafter in {}", dir.display()))?,
+            ),
+            _ => None,
+        };
+        let vocab = match &drafter_checkpoint {
+            Some(drafter) => shared_vocab(PairSide::from(&target), PairSide::from(drafter))
+                .map_err(|e| UsageError(e.to_string()))?,
+            None => target.config.vocab_size,
+        };
         let mut remotes = RemoteWorkers::new(
             self.worker_token_file.as_deref(),
             self.worker_tls_ca.as_deref(),
             self.target_dir(),
-            target.config.vocab_size,
+            vocab,
             placements.iter().any(|p| local(p).is_some()),
         )?;
         let mut placement = Vec::new();
@@ -268,6 +291,7 @@ impl PoolArgs {
                     what: "target",
                     dtype: self.dtype,
                     count,
+                    vocab,
                     capacity,
                     latency: self.emulate_target_ms,
                     numerics: self.numerics,
@@ -317,10 +341,6 @@ impl PoolArgs {
             }
         }
         self.check_one_target_function(&functions)?;
-        let drafter_placement = self
-            .drafter_device
-            .clone()
-            .unwrap_or(Placement::Local(self.backend));
         let drafter = match (
             self.drafter_dir(),
             mode.drafts() || serving,
@@ -334,23 +354,18 @@ impl PoolArgs {
                 remote_budgets.push((url, info.kv_budget_bytes));
                 Some(worker.handle)
             }
-            (Some(dir), true, Placement::Local(device)) => {
-                let checkpoint = Checkpoint::open(&dir)
-                    .with_context(|| format!("loading the drafter in {}", dir.display()))?;
-                if checkpoint.config.vocab_size != target.config.vocab_size {
-                    return Err(UsageError(format!(
-                        "the drafter's vocabulary ({}) differs from the target's ({}): a drafter must share the target's tokenizer",
-                        checkpoint.config.vocab_size, target.config.vocab_size
-                    ))
-                    .into());
-                }
+            (Some(_), true, Placement::Local(device)) => {
+                let checkpoint = drafter_checkpoint
+                    .as_ref()
+                    .context("the drafter's checkpoint was opened")?;
                 let loaded = dispatch(
                     device,
                     LoadSessions {
-                        checkpoint: &checkpoint,
+                        checkpoint,
                         what: "drafter",
                         dtype: self.dtype,
                         count: 1,
+                        vocab,
                         capacity: capacity.min(checkpoint.config.max_context),
                         latency: self.emulate_drafter_ms,
                         numerics: self.numerics,
@@ -383,7 +398,7 @@ impl PoolArgs {
         let (budgets, kv_budget) = self.kv_budgets(&local_devices, remote_budgets)?;
         let mut pool = Pool::new(drafter, targets)?
             .with_limits(Limits {
-                vocab: target.config.vocab_size,
+                vocab,
                 context: capacity,
             })
             .with_job_timeout(Duration::from_millis(self.job_timeout_ms.max(1)))
@@ -561,6 +576,8 @@ pub(crate) struct LoadSessions<'a> {
     pub(crate) what: &'a str,
     pub(crate) dtype: Option<RunDtype>,
     pub(crate) count: usize,
+    /// Logit columns each session hands out (see `dsi_models::pair`).
+    pub(crate) vocab: usize,
     pub(crate) capacity: usize,
     pub(crate) latency: Option<Latency>,
     pub(crate) numerics: Numerics,
@@ -586,7 +603,8 @@ impl OnBackend for LoadSessions<'_> {
         let model = Arc::new(model);
         let sessions = (0..self.count)
             .map(|_| {
-                let session = Session::new(Arc::clone(&model), self.capacity);
+                let session =
+                    Session::new(Arc::clone(&model), self.capacity).with_vocab(self.vocab);
                 match self.latency {
                     Some(latency) => Box::new(Emulated::new(session, latency)) as Box<dyn KvModel>,
                     None => Box::new(session) as Box<dyn KvModel>,

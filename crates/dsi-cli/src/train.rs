@@ -6,7 +6,7 @@ use crate::model_args::parse_device;
 use anyhow::Context;
 use clap::Args;
 use dsi_models::checkpoint::TextTokenizer;
-use dsi_models::config::{LlamaConfig, RopeScaling};
+use dsi_models::config::{Family, ModelConfig, RopeScaling};
 use dsi_models::device::DeviceSpec;
 use dsi_models::train::corpus::{read_texts, token_stream};
 use dsi_models::train::{
@@ -154,7 +154,8 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
         tokenizer.vocab_size()
     );
 
-    let config = LlamaConfig {
+    let config = ModelConfig {
+        family: Family::Llama,
         vocab_size: tokenizer.vocab_size(),
         hidden_size: args.hidden,
         intermediate_size: args.intermediate,
@@ -162,13 +163,15 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
         num_heads: args.heads,
         num_kv_heads: args.kv_heads,
         head_dim: args.hidden / args.heads,
-        rms_norm_eps: 1e-5,
+        norm_eps: 1e-5,
         rope_theta: 10_000.0,
         rope_scaling: RopeScaling::None,
         max_context: args.context,
+        sliding_window: None,
         tie_word_embeddings: false,
         qkv_bias: false,
         o_bias: false,
+        mlp_bias: false,
         eos_token_ids: vec![eos],
         bos_token_id: Some(eos),
     };

@@ -12,7 +12,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use dsi_models::checkpoint::Checkpoint;
 use dsi_models::device::{DeviceSpec, RunDtype, dispatch};
-use dsi_models::llama::Numerics;
+use dsi_models::transformer::Numerics;
 use dsi_remote::{AuthToken, ServeOptions, WorkerInfo, WorkerRole, WorkerService};
 use dsi_sched::{CachedModel, Latency, Role, WorkerHandle};
 use std::io::Write;
@@ -128,6 +128,7 @@ pub(crate) fn run(args: WorkerArgs) -> anyhow::Result<()> {
             what: &format!("{role}"),
             dtype: args.dtype,
             count: 1,
+            vocab: checkpoint.config.vocab_size,
             capacity,
             latency: args.emulate_ms,
             numerics: args.numerics,

@@ -211,10 +211,19 @@ fn a_backend_that_cannot_start_exits_2_with_the_fix() {
 
 /// A scratch copy of the `llama-gqa` fixture, broken by `breakage`.
 fn broken_copy(tag: &str, breakage: impl FnOnce(&std::path::Path)) -> PathBuf {
+    broken_copy_of("llama-gqa", tag, breakage)
+}
+
+/// A scratch copy of `fixture`, broken by `breakage`.
+fn broken_copy_of(
+    fixture_name: &str,
+    tag: &str,
+    breakage: impl FnOnce(&std::path::Path),
+) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("dsi-cli-broken-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch copy of the fixture");
-    for entry in std::fs::read_dir(fixture("llama-gqa")).expect("scratch copy of the fixture") {
+    for entry in std::fs::read_dir(fixture(fixture_name)).expect("scratch copy of the fixture") {
         let entry = entry.expect("scratch copy of the fixture");
         std::fs::copy(entry.path(), dir.join(entry.file_name()))
             .expect("scratch copy of the fixture");
@@ -264,6 +273,99 @@ fn broken_checkpoints_exit_2_with_one_clear_line() {
     ];
     for (tag, breakage, expected) in cases {
         let dir = broken_copy(tag, breakage);
+        let out = dsi(&["generate", "--model", dir.to_str().unwrap(), "hi"]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{tag}: {err}");
+        for word in expected {
+            assert!(err.contains(word), "{tag}: {word} not in {err}");
+        }
+        assert_eq!(err.trim().lines().count(), 1, "{tag}: {err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// Broken configurations of every family, and a SentencePiece model
+/// without its tokenizer.json: exit 2 with the field (or file) named.
+#[test]
+fn broken_configs_of_every_family_exit_2_naming_the_field() {
+    let cases: Vec<(&str, &str, Breakage, &[&str])> = vec![
+        (
+            "qwen3-qknorm",
+            "qwen3-head-dim",
+            Box::new(|d| edit_config(d, "\"head_dim\": 32", "\"head_dim\": 31")),
+            &["head_dim", "even"],
+        ),
+        (
+            "qwen3-qknorm",
+            "qwen3-window",
+            Box::new(|d| {
+                edit_config(
+                    d,
+                    "\"use_sliding_window\": false",
+                    "\"use_sliding_window\": true",
+                )
+            }),
+            &["use_sliding_window"],
+        ),
+        (
+            "phi3-longrope",
+            "phi3-partial",
+            Box::new(|d| {
+                edit_config(
+                    d,
+                    "\"partial_rotary_factor\": 1.0",
+                    "\"partial_rotary_factor\": 0.5",
+                )
+            }),
+            &["partial_rotary_factor", "0.5"],
+        ),
+        (
+            "phi3-longrope",
+            "phi3-rope-type",
+            Box::new(|d| edit_config(d, "\"longrope\"", "\"dynamic\"")),
+            &["rope_scaling.rope_type", "dynamic"],
+        ),
+        (
+            "phi3-tied-window",
+            "phi3-act",
+            Box::new(|d| edit_config(d, "\"hidden_act\": \"silu\"", "\"hidden_act\": \"gelu\"")),
+            &["hidden_act", "gelu"],
+        ),
+        (
+            "starcoder-mqa",
+            "starcoder-mha",
+            Box::new(|d| edit_config(d, "\"multi_query\": true", "\"multi_query\": false")),
+            &["multi_query"],
+        ),
+        (
+            "starcoder-mqa",
+            "starcoder-act",
+            Box::new(|d| {
+                edit_config(
+                    d,
+                    "\"activation_function\": \"gelu_pytorch_tanh\"",
+                    "\"activation_function\": \"relu\"",
+                )
+            }),
+            &["activation_function", "relu"],
+        ),
+        (
+            "starcoder-mqa",
+            "starcoder-heads",
+            Box::new(|d| edit_config(d, "\"n_head\": 4", "\"n_head\": 5")),
+            &["n_embd", "n_head = 5"],
+        ),
+        (
+            "llama2-sentencepiece",
+            "spm-only",
+            Box::new(|d| {
+                std::fs::rename(d.join("tokenizer.json"), d.join("tokenizer.model")).unwrap()
+            }),
+            &["tokenizer.model", "save_pretrained"],
+        ),
+    ];
+    for (fixture_name, tag, breakage, expected) in cases {
+        let dir = broken_copy_of(fixture_name, tag, breakage);
         let out = dsi(&["generate", "--model", dir.to_str().unwrap(), "hi"]);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(2), "{tag}: {err}");

@@ -1,8 +1,8 @@
 //! Causal grouped-query attention of one sequence's new positions over its
 //! cached keys and values, each query reduced in one fixed order.
 //!
-//! A query at absolute position `p` sees keys `0..=p`, whatever else is in
-//! the forward: its scores are fixed-order dot products, the softmax sums
+//! A query at absolute position `p` sees keys `0..=p` (the last `window`
+//! of them with sliding-window attention), whatever else is in the forward: its scores are fixed-order dot products, the softmax sums
 //! them in position order, and the weighted values accumulate in position
 //! order. So its output is the same bits whether its sequence was fed token
 //! by token, `k + 1` at a time, or as a whole prompt (a backend's product
@@ -49,6 +49,9 @@ pub struct Queries<'a> {
     pub n: usize,
     /// Absolute position of the first (what the cache held before).
     pub prefix: usize,
+    /// Sliding-window attention (Mistral, Phi-3): a query sees only the
+    /// last `window` keys, itself included. `None`: every earlier key.
+    pub window: Option<usize>,
 }
 
 /// Attention of `queries` over the keys and values in `keys` / `values`
@@ -84,7 +87,13 @@ pub fn attention_on(
     scale: f32,
     threads: usize,
 ) -> Vec<f32> {
-    let Queries { q, n, prefix } = queries;
+    let Queries {
+        q,
+        n,
+        prefix,
+        window,
+    } = queries;
+    let seen = |i: usize| Seen::of(prefix + i, window);
     let Heads {
         heads,
         kv_heads,
@@ -117,9 +126,10 @@ pub fn attention_on(
         let mut blocks: Vec<&mut [f32]> = out.chunks_mut(group * dim).collect();
         parallel::for_each(&mut blocks, threads, |index, block| {
             let group = at(index);
-            let visible = prefix + group.i + 1;
-            let parts: Vec<Partial> = (0..visible.div_ceil(KEY_BLOCK))
-                .map(|b| partial(isa, &group, block_range(b, visible), cache, scale))
+            let seen = seen(group.i);
+            let parts: Vec<Partial> = seen
+                .blocks()
+                .map(|b| partial(isa, &group, seen.block(b), cache, scale))
                 .collect();
             combine(isa, &parts, dim, block);
         });
@@ -128,22 +138,17 @@ pub fn attention_on(
     // A decode step: too few tasks for the threads, so the key blocks are
     // the tasks, combined afterwards in the same order.
     let jobs: Vec<(usize, usize)> = (0..tasks)
-        .flat_map(|index| {
-            let visible = prefix + index / kv_heads + 1;
-            (0..visible.div_ceil(KEY_BLOCK)).map(move |b| (index, b))
-        })
+        .flat_map(|index| seen(index / kv_heads).blocks().map(move |b| (index, b)))
         .collect();
     let mut parts: Vec<Partial> = jobs.iter().map(|_| Partial::default()).collect();
     parallel::for_each(&mut parts, threads, |j, part| {
         let (index, b) = jobs[j];
         let group = at(index);
-        let visible = prefix + group.i + 1;
-        *part = partial(isa, &group, block_range(b, visible), cache, scale);
+        *part = partial(isa, &group, seen(group.i).block(b), cache, scale);
     });
     let mut parts = parts.as_slice();
     for (index, block) in out.chunks_mut(group * dim).enumerate() {
-        let visible = prefix + index / kv_heads + 1;
-        let (mine, rest) = parts.split_at(visible.div_ceil(KEY_BLOCK));
+        let (mine, rest) = parts.split_at(seen(index / kv_heads).blocks().len());
         combine(isa, mine, dim, block);
         parts = rest;
     }
@@ -157,9 +162,31 @@ const KEY_BLOCK: usize = 256;
 /// Cached rows a group's heads take in turn (8 KiB at 64 dimensions).
 const ROWS_IN_L1: usize = 32;
 
-/// Block `b`'s positions among `visible` keys.
-fn block_range(b: usize, visible: usize) -> std::ops::Range<usize> {
-    b * KEY_BLOCK..((b + 1) * KEY_BLOCK).min(visible)
+/// The keys one query sees: `first..end`.
+struct Seen {
+    first: usize,
+    end: usize,
+}
+
+impl Seen {
+    /// What the query at absolute position `position` sees.
+    fn of(position: usize, window: Option<usize>) -> Self {
+        let end = position + 1;
+        Self {
+            first: window.map_or(0, |w| end.saturating_sub(w)),
+            end,
+        }
+    }
+
+    /// The key blocks it touches.
+    fn blocks(&self) -> std::ops::Range<usize> {
+        self.first / KEY_BLOCK..self.end.div_ceil(KEY_BLOCK)
+    }
+
+    /// Its keys within block `b`.
+    fn block(&self, b: usize) -> std::ops::Range<usize> {
+        (b * KEY_BLOCK).max(self.first)..((b + 1) * KEY_BLOCK).min(self.end)
+    }
 }
 
 /// The query heads of one key/value head at one new position.
@@ -513,7 +540,7 @@ mod tests {
     fn reference(
         q: &[f32],
         n: usize,
-        prefix: usize,
+        (prefix, window): (usize, Option<usize>),
         k: &[f32],
         v: &[f32],
         total: usize,
@@ -532,7 +559,8 @@ mod tests {
                 let kv = h / group;
                 let query = &q[(h * n + i) * dim..][..dim];
                 let visible = prefix + i + 1;
-                let scores: Vec<f64> = (0..visible)
+                let first = window.map_or(0, |w| visible.saturating_sub(w));
+                let scores: Vec<f64> = (first..visible)
                     .map(|j| {
                         let key = &k[(kv * total + j) * dim..][..dim];
                         query
@@ -547,8 +575,8 @@ mod tests {
                 let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
                 let sum: f64 = weights.iter().sum();
                 for x in 0..dim {
-                    let value: f64 = (0..visible)
-                        .map(|j| weights[j] * f64::from(v[(kv * total + j) * dim + x]))
+                    let value: f64 = (first..visible)
+                        .map(|j| weights[j - first] * f64::from(v[(kv * total + j) * dim + x]))
                         .sum();
                     out[(i * heads + h) * dim + x] = (value / sum) as f32;
                 }
@@ -599,7 +627,7 @@ mod tests {
         isa: Isa,
         q: &[f32],
         n: usize,
-        prefix: usize,
+        (prefix, window): (usize, Option<usize>),
         k: &[f32],
         v: &[f32],
         total: usize,
@@ -613,7 +641,12 @@ mod tests {
         );
         attention_on(
             isa,
-            Queries { q, n, prefix },
+            Queries {
+                q,
+                n,
+                prefix,
+                window,
+            },
             &view(&ks),
             &view(&vs),
             shape,
@@ -635,12 +668,18 @@ mod tests {
         let q = values(SHAPE.heads * n * SHAPE.dim, 1);
         let k = values(SHAPE.kv_heads * total * SHAPE.dim, 2);
         let v = values(SHAPE.kv_heads * total * SHAPE.dim, 3);
-        let want = reference(&q, n, prefix, &k, &v, total, SHAPE, 0.125);
-        for isa in Isa::available() {
-            for (sizes, threads) in [(vec![total], 1), (vec![4, 4, 8], 2), (vec![16], 3)] {
-                let got = run(isa, &q, n, prefix, &k, &v, total, SHAPE, &sizes, threads);
-                for (g, e) in got.iter().zip(&want) {
-                    assert!((g - e).abs() < 1e-5, "{isa}, {sizes:?}: {g} vs {e}");
+        for window in [None, Some(3), Some(12)] {
+            let at = (prefix, window);
+            let want = reference(&q, n, at, &k, &v, total, SHAPE, 0.125);
+            for isa in Isa::available() {
+                for (sizes, threads) in [(vec![total], 1), (vec![4, 4, 8], 2), (vec![16], 3)] {
+                    let got = run(isa, &q, n, at, &k, &v, total, SHAPE, &sizes, threads);
+                    for (g, e) in got.iter().zip(&want) {
+                        assert!(
+                            (g - e).abs() < 1e-5,
+                            "{isa}, {sizes:?}, window {window:?}: {g} vs {e}"
+                        );
+                    }
                 }
             }
         }
@@ -656,15 +695,16 @@ mod tests {
             kv_heads: 2,
             dim: 64,
         };
-        for (prefix, n) in [(200, 6), (900, 1)] {
+        for (prefix, n, window) in [(200, 6, None), (900, 1, None), (900, 3, Some(300))] {
             let total = prefix + n;
+            let at = (prefix, window);
             let q = values(shape.heads * n * shape.dim, 7);
             let k = values(shape.kv_heads * total * shape.dim, 8);
             let v = values(shape.kv_heads * total * shape.dim, 9);
-            let want = reference(&q, n, prefix, &k, &v, total, shape, 0.125);
+            let want = reference(&q, n, at, &k, &v, total, shape, 0.125);
             for isa in Isa::available() {
-                let one = run(isa, &q, n, prefix, &k, &v, total, shape, &[64, 1024], 1);
-                let two = run(isa, &q, n, prefix, &k, &v, total, shape, &[64, 1024], 2);
+                let one = run(isa, &q, n, at, &k, &v, total, shape, &[64, 1024], 1);
+                let two = run(isa, &q, n, at, &k, &v, total, shape, &[64, 1024], 2);
                 assert_eq!(one, two, "{isa}, {n} new positions");
                 for (g, e) in two.iter().zip(&want) {
                     assert!((g - e).abs() < 1e-5, "{isa}: {g} vs {e}");
@@ -688,12 +728,15 @@ mod tests {
                 })
                 .collect()
         };
-        for isa in Isa::available() {
+        for (isa, window) in Isa::available()
+            .into_iter()
+            .flat_map(|isa| [(isa, None), (isa, Some(KEY_BLOCK + 44))])
+        {
             let whole = run(
                 isa,
                 &rows(0, total),
                 total,
-                0,
+                (0, window),
                 &k,
                 &v,
                 total,
@@ -710,7 +753,7 @@ mod tests {
                         isa,
                         &rows(from, n),
                         n,
-                        from,
+                        (from, window),
                         &k,
                         &v,
                         total,
@@ -721,7 +764,7 @@ mod tests {
                     assert_eq!(
                         got,
                         whole[from * width..(from + n) * width],
-                        "{isa}: chunks of {chunk} at {from}"
+                        "{isa}, window {window:?}: chunks of {chunk} at {from}"
                     );
                     from += n;
                 }

@@ -137,6 +137,11 @@ pub enum ModelError {
         /// What to install to get it.
         install: &'static str,
     },
+    /// A drafter that cannot draft for its target.
+    #[error(
+        "the drafter cannot draft for this target: {0}; use a drafter trained with the target's tokenizer"
+    )]
+    PairMismatch(String),
     /// Reading a tensor back from the device failed.
     #[error("reading results back from the device failed: {0}")]
     Readback(String),

@@ -3,8 +3,8 @@
 //! [`Decoder`] is step-wise so callers can stream, time, and stop at will; it
 //! never reads a clock or prints.
 
-use crate::llama::LoadedModel;
 use crate::sampling::SamplingParams;
+use crate::transformer::LoadedModel;
 use crate::{KvCache, ModelError, Result};
 use burn::tensor::backend::Backend;
 use dsi_core::TokenId;

@@ -6,7 +6,7 @@
 //! matches form windows (see `dsi_core::acceptance`). No clock is read
 //! here: the caller times forwards for latency.
 
-use crate::llama::LoadedModel;
+use crate::transformer::LoadedModel;
 use crate::{ModelError, Result};
 use burn::tensor::backend::Backend;
 use dsi_core::TokenId;

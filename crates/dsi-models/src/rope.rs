@@ -1,34 +1,78 @@
 //! Rotary position embeddings (Su et al. 2021) in the Hugging Face layout:
 //! the head is split in two halves, `x * cos + rotate_half(x) * sin`.
 //!
-//! Frequencies follow transformers' `rope_init_fn`s for `default`, `linear`
-//! and `llama3`. The cos/sin rows for the positions of one forward are
-//! computed on the host and uploaded, so no table caps the context.
+//! Frequencies follow transformers' `rope_init_fn`s for `default`, `linear`,
+//! `llama3` and `longrope`. The cos/sin rows for the positions of one
+//! forward are computed on the host and uploaded, so no table caps the
+//! context.
+//!
+//! # LongRoPE
+//!
+//! transformers switches Phi-3's frequencies from the short to the long
+//! factors for a whole forward once any of its positions reaches the
+//! pretrained context, and the keys already cached keep the frequencies
+//! they were rotated with: the result depends on how the sequence was cut
+//! into forwards. Here the choice is made per position (below the
+//! pretrained context: short; from it on: long), so a row's rotation never
+//! depends on its chunk, as every row of the engine must not. Within the
+//! pretrained context (4k for Phi-3 128k) both agree exactly.
 
-use crate::config::{LlamaConfig, RopeScaling};
+use crate::config::{ModelConfig, RopeScaling};
 use std::f64::consts::PI;
 
 /// Inverse frequencies of one head, `head_dim / 2` of them.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct RopeFrequencies {
     inv_freq: Vec<f64>,
+    /// LongRoPE: the frequencies from `long_from` on, and the scale of
+    /// every cos and sin.
+    long: Option<LongFrequencies>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct LongFrequencies {
+    inv_freq: Vec<f64>,
+    long_from: usize,
+    scale: f64,
 }
 
 impl RopeFrequencies {
-    pub(crate) fn new(config: &LlamaConfig) -> Self {
+    pub(crate) fn new(config: &ModelConfig) -> Self {
         let dim = config.head_dim;
         let base: Vec<f64> = (0..dim / 2)
             .map(|i| 1.0 / config.rope_theta.powf((2 * i) as f64 / dim as f64))
             .collect();
-        let inv_freq = match config.rope_scaling {
-            RopeScaling::None => base,
+        let per_frequency = |factors: &[f64]| -> Vec<f64> {
+            base.iter()
+                .zip(factors)
+                .map(|(f, factor)| f / factor)
+                .collect()
+        };
+        let mut long = None;
+        let inv_freq = match &config.rope_scaling {
+            RopeScaling::None => base.clone(),
             RopeScaling::Linear { factor } => base.iter().map(|f| f / factor).collect(),
+            RopeScaling::LongRope {
+                short_factor,
+                long_factor,
+                original_max_position_embeddings,
+                attention_factor,
+            } => {
+                long = Some(LongFrequencies {
+                    inv_freq: per_frequency(long_factor),
+                    long_from: *original_max_position_embeddings,
+                    scale: *attention_factor,
+                });
+                per_frequency(short_factor)
+            }
             RopeScaling::Llama3 {
                 factor,
                 low_freq_factor,
                 high_freq_factor,
                 original_max_position_embeddings: old_len,
             } => {
+                let (factor, low_freq_factor, high_freq_factor, old_len) =
+                    (*factor, *low_freq_factor, *high_freq_factor, *old_len);
                 let low_freq_wavelen = old_len / low_freq_factor;
                 let high_freq_wavelen = old_len / high_freq_factor;
                 base.iter()
@@ -47,7 +91,7 @@ impl RopeFrequencies {
                     .collect()
             }
         };
-        Self { inv_freq }
+        Self { inv_freq, long }
     }
 
     /// `(cos, sin)`, each `n * head_dim` values row-major, for positions
@@ -57,12 +101,18 @@ impl RopeFrequencies {
         let mut cos = Vec::with_capacity(n * half * 2);
         let mut sin = Vec::with_capacity(n * half * 2);
         for pos in start..start + n {
+            let (inv_freq, scale) = match &self.long {
+                Some(long) if pos >= long.long_from => (&long.inv_freq, long.scale as f32),
+                Some(long) => (&self.inv_freq, long.scale as f32),
+                None => (&self.inv_freq, 1.0),
+            };
             for _ in 0..2 {
-                for &f in &self.inv_freq {
-                    // transformers computes the angle in f32.
+                for &f in inv_freq {
+                    // transformers computes the angle in f32, and scales
+                    // cos and sin after.
                     let angle = (pos as f32) * (f as f32);
-                    cos.push(angle.cos());
-                    sin.push(angle.sin());
+                    cos.push(angle.cos() * scale);
+                    sin.push(angle.sin() * scale);
                 }
             }
         }
@@ -74,8 +124,9 @@ impl RopeFrequencies {
 mod tests {
     use super::*;
 
-    fn config(scaling: RopeScaling) -> LlamaConfig {
-        LlamaConfig {
+    fn config(scaling: RopeScaling) -> ModelConfig {
+        ModelConfig {
+            family: crate::config::Family::Llama,
             vocab_size: 10,
             hidden_size: 8,
             intermediate_size: 8,
@@ -83,13 +134,15 @@ mod tests {
             num_heads: 1,
             num_kv_heads: 1,
             head_dim: 8,
-            rms_norm_eps: 1e-6,
+            norm_eps: 1e-6,
             rope_theta: 10_000.0,
             rope_scaling: scaling,
             max_context: 64,
+            sliding_window: None,
             tie_word_embeddings: false,
             qkv_bias: false,
             o_bias: false,
+            mlp_bias: false,
             eos_token_ids: vec![],
             bos_token_id: None,
         }
@@ -127,5 +180,23 @@ mod tests {
         assert_eq!(f.inv_freq[0], plain.inv_freq[0]);
         // 1 / 10000^(6/8) = 0.001, wavelength 6283 > 64: divided by 8.
         assert!((f.inv_freq[3] - plain.inv_freq[3] / 8.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn longrope_divides_per_frequency_switches_at_the_pretrained_context_and_scales() {
+        let f = RopeFrequencies::new(&config(RopeScaling::LongRope {
+            short_factor: vec![1.0, 2.0, 4.0, 8.0],
+            long_factor: vec![2.0, 4.0, 8.0, 16.0],
+            original_max_position_embeddings: 3,
+            attention_factor: 1.5,
+        }));
+        let plain = RopeFrequencies::new(&config(RopeScaling::None));
+        assert_eq!(f.inv_freq[2], plain.inv_freq[2] / 4.0);
+        let (cos, sin) = f.tables(2, 2);
+        let angle = |pos: f32, inv: f64| pos * inv as f32;
+        // Position 2 (short factors), then 3 (long), both scaled by 1.5.
+        assert_eq!(sin[1], angle(2.0, plain.inv_freq[1] / 2.0).sin() * 1.5);
+        assert_eq!(sin[8 + 1], angle(3.0, plain.inv_freq[1] / 4.0).sin() * 1.5);
+        assert_eq!(cos[0], 2f32.cos() * 1.5);
     }
 }

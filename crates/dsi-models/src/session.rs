@@ -7,7 +7,7 @@
 //! one batched forward ([`LoadedModel::forward_batch`]).
 
 use crate::checkpoint::HostTensor;
-use crate::llama::{BatchMember, LoadedModel};
+use crate::transformer::{BatchMember, LoadedModel};
 use crate::{KvCache, ModelError};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
@@ -21,6 +21,9 @@ use std::sync::Arc;
 pub struct Session<B: Backend> {
     model: Arc<LoadedModel<B>>,
     capacity: usize,
+    /// Logit columns handed out: the model's vocabulary, or the range it
+    /// shares with its pair (see [`Session::with_vocab`]).
+    vocab: usize,
     footprint: CacheFootprint,
     caches: HashMap<SeqId, KvCache<B>>,
 }
@@ -32,11 +35,23 @@ impl<B: Backend> Session<B> {
         let capacity = capacity.min(model.config.max_context);
         let footprint = model.new_cache(capacity).footprint();
         Self {
+            vocab: model.config.vocab_size,
             model,
             capacity,
             footprint,
             caches: HashMap::new(),
         }
+    }
+
+    /// Hands out only the first `vocab` logits of every row (at most the
+    /// model's): the range a target shares with a drafter whose embedding
+    /// is padded to another size (Qwen2.5-0.5B's 151936 rows against
+    /// Qwen2.5-7B's 152064). Ids past the tokenizer's tokens are padding no
+    /// text encodes to, so every mode then verifies and samples on the
+    /// same range. The columns are cut on the device, before readback.
+    pub fn with_vocab(mut self, vocab: usize) -> Self {
+        self.vocab = vocab.clamp(1, self.model.config.vocab_size);
+        self
     }
 
     /// The shared model.
@@ -62,7 +77,7 @@ impl<B: Backend> KvState for Session<B> {
     }
 
     fn vocab(&self) -> usize {
-        self.model.config.vocab_size
+        self.vocab
     }
 
     fn capacity(&self) -> usize {
@@ -149,7 +164,21 @@ impl<B: Backend> Session<B> {
             });
             order.push(i);
         }
-        let pending = self.model.forward_batch(members);
+        let (vocab, full) = (self.vocab, self.model.config.vocab_size);
+        let pending = self
+            .model
+            .forward_batch(members)
+            .into_iter()
+            .map(|logits| {
+                logits.map(|l| {
+                    if vocab < full {
+                        l.narrow(1, 0, vocab)
+                    } else {
+                        l
+                    }
+                })
+            })
+            .collect();
         (Launched { results, order }, pending)
     }
 }

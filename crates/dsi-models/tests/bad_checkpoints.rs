@@ -5,7 +5,7 @@ use burn::tensor::DType;
 use dsi_models::ModelError;
 use dsi_models::checkpoint::Checkpoint;
 use dsi_models::device::NdarrayBackend;
-use dsi_models::llama::LoadedModel;
+use dsi_models::transformer::LoadedModel;
 use std::path::{Path, PathBuf};
 
 /// A scratch copy of the `llama-gqa` fixture that a test may break.

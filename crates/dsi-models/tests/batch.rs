@@ -15,8 +15,8 @@ use dsi_core::cancel::CancelFlag;
 use dsi_models::KvCache;
 use dsi_models::checkpoint::Checkpoint;
 use dsi_models::device::DeviceSpec;
-use dsi_models::llama::{BatchMember, LoadedModel, Precision, WeightFormat};
 use dsi_models::test_backends::runs_on;
+use dsi_models::transformer::{BatchMember, LoadedModel, Precision, WeightFormat};
 use std::path::Path;
 
 /// Largest |difference| allowed, relative to the largest logit of the row

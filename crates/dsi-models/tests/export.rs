@@ -5,8 +5,8 @@
 
 use dsi_models::checkpoint::Checkpoint;
 use dsi_models::device::CpuBackend;
-use dsi_models::llama::LoadedModel;
 use dsi_models::train::{StoreDtype, write_checkpoint};
+use dsi_models::transformer::LoadedModel;
 use std::path::Path;
 
 #[test]

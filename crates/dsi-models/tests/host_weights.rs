@@ -11,8 +11,8 @@ use dsi_core::verify::argmax;
 use dsi_models::KvCache;
 use dsi_models::checkpoint::Checkpoint;
 use dsi_models::device::{CpuBackend, DeviceSpec};
-use dsi_models::llama::{LoadedModel, Numerics, Precision, WeightFormat};
 use dsi_models::test_backends::runs_on;
+use dsi_models::transformer::{LoadedModel, Numerics, Precision, WeightFormat};
 use std::path::{Path, PathBuf};
 
 /// Largest relative logit difference and least top-1 agreement each

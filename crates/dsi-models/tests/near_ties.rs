@@ -12,8 +12,8 @@ use dsi_core::cancel::CancelFlag;
 use dsi_core::verify::argmax;
 use dsi_models::checkpoint::{Checkpoint, write_near_ties};
 use dsi_models::device::{CpuBackend, DeviceSpec};
-use dsi_models::llama::{BatchMember, LoadedModel, Numerics};
 use dsi_models::test_backends::runs_on;
+use dsi_models::transformer::{BatchMember, LoadedModel, Numerics};
 use std::path::Path;
 
 const SEQUENCES: usize = 6;

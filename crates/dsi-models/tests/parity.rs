@@ -1,9 +1,13 @@
 //! The models against Hugging Face transformers, on every backend built.
 //!
 //! Fixtures in `tests/fixtures` were made by `scripts/make_fixtures.py`:
-//! small random checkpoints (GQA, tied embeddings, llama3 and linear rope
-//! scaling, Qwen2 biases, bf16 sharded storage) with transformers' logits at
-//! every prompt position and its greedy continuation. Each check is written
+//! small random checkpoints of every family (Llama with GQA, tied
+//! embeddings, llama3 and linear rope scaling, bf16 sharded storage and a
+//! Llama-2-style SentencePiece tokenizer; Qwen2 biases and padded
+//! vocabularies; Qwen3 query/key norms; Phi-3 with LongRoPE and with a
+//! sliding window; StarCoder) with transformers' logits at every prompt
+//! position and its greedy continuation (and, for the SentencePiece
+//! tokenizer, transformers' decoded text). Each check is written
 //! once and instantiated per backend; wgpu runs in this same binary so its
 //! shader compilation is paid once. `DSI_TEST_BACKENDS` chooses the backends
 //! (default: every one built); a selected backend that cannot start fails
@@ -16,9 +20,9 @@ use dsi_models::cache::SegmentPolicy;
 use dsi_models::checkpoint::{Checkpoint, SafetensorsFiles};
 use dsi_models::device::DeviceSpec;
 use dsi_models::generate::Decoder;
-use dsi_models::llama::LoadedModel;
 use dsi_models::sampling::SamplingParams;
 use dsi_models::test_backends::runs_on;
+use dsi_models::transformer::LoadedModel;
 use std::path::{Path, PathBuf};
 
 const FIXTURES: &[&str] = &[
@@ -26,6 +30,13 @@ const FIXTURES: &[&str] = &[
     "llama-tied-llama3",
     "qwen2-bias",
     "llama-bf16-sharded",
+    "llama2-sentencepiece",
+    "qwen2-padded-target",
+    "qwen2-padded-drafter",
+    "qwen3-qknorm",
+    "phi3-longrope",
+    "phi3-tied-window",
+    "starcoder-mqa",
 ];
 /// Maximum absolute difference, relative to the largest reference logit.
 const RELATIVE_TOLERANCE: f32 = 1e-4;
@@ -45,6 +56,8 @@ struct ExpectedPrompt {
     ids: Vec<TokenId>,
     greedy: Vec<TokenId>,
     logits: Vec<f32>,
+    /// transformers' decoded prompt and continuation, where recorded.
+    decoded: Option<(String, String)>,
 }
 
 fn expected(name: &str, vocab: usize) -> Expected {
@@ -74,11 +87,13 @@ fn expected(name: &str, vocab: usize) -> Expected {
                 .read(&format!("logits.{i}"), &[prompt_ids.len(), vocab])
                 .expect("logits")
                 .values;
+            let text = |key: &str| p[key].as_str().map(str::to_string);
             ExpectedPrompt {
-                text: p["text"].as_str().expect("text").to_string(),
+                text: text("text").expect("text"),
                 ids: prompt_ids,
                 greedy: ids(&p["greedy"]),
                 logits,
+                decoded: text("decoded_prompt").zip(text("decoded_greedy")),
             }
         })
         .collect();
@@ -114,6 +129,15 @@ fn matches_transformers<B: Backend>(device: &B::Device) {
         for (i, prompt) in expected.prompts.iter().enumerate() {
             let ids = checkpoint.tokenizer.encode(&prompt.text).expect("encode");
             assert_eq!(ids, prompt.ids, "{name} prompt {i}: tokenizer ids");
+            if let Some((decoded_prompt, decoded_greedy)) = &prompt.decoded {
+                let decode = |ids: &[TokenId]| checkpoint.tokenizer.decode(ids).expect("decode");
+                assert_eq!(&decode(&ids), decoded_prompt, "{name} prompt {i}: decoded");
+                assert_eq!(
+                    &decode(&prompt.greedy),
+                    decoded_greedy,
+                    "{name} prompt {i}: decoded continuation"
+                );
+            }
 
             let mut cache = model.new_cache(64);
             let logits = model.forward(&prompt.ids, &mut cache).expect("forward");

@@ -9,8 +9,9 @@ use crate::options::GenerateOptions;
 use dsi_core::TokenId;
 use dsi_models::checkpoint::{GenerationDefaults, SafetensorsFiles, TextTokenizer};
 use dsi_models::device::{Backend, DType};
-use dsi_models::llama::LoadedModel;
-use dsi_models::{LlamaConfig, Session};
+use dsi_models::pair::{PairSide, shared_vocab};
+use dsi_models::transformer::LoadedModel;
+use dsi_models::{ModelConfig, Session};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -104,7 +105,7 @@ fn load<B: Backend>(
             file: "config.json",
             what: "give the checkpoint's config.json",
         })?;
-    let config = LlamaConfig::from_json(config)?;
+    let config = ModelConfig::from_json(config)?;
     let tokenizer = TextTokenizer::from_bytes(files.required(
         role,
         "tokenizer.json",
@@ -140,12 +141,15 @@ fn load<B: Backend>(
 /// device.
 pub struct Pair<B: Backend> {
     target: Loaded<B>,
+    /// Logit columns the pair verifies on (see `dsi_models::pair`).
+    vocab: usize,
     drafter: Option<Arc<LoadedModel<B>>>,
 }
 
 impl<B: Backend> Pair<B> {
     /// Builds the target (and the drafter) from their files on `device` in
-    /// `dtype`. The drafter must speak the target's vocabulary.
+    /// `dtype`. The drafter must share the target's tokenizer; their
+    /// embeddings may be padded to different sizes.
     pub fn load(
         target: ModelFiles,
         drafter: Option<ModelFiles>,
@@ -156,28 +160,23 @@ impl<B: Backend> Pair<B> {
         let drafter = drafter
             .map(|files| load::<B>("drafter", files, device, dtype))
             .transpose()?;
-        if let Some(drafter) = &drafter {
-            let (t, d) = (
-                target.model.config.vocab_size,
-                drafter.model.config.vocab_size,
-            );
-            if t != d {
-                return Err(WebError::Mismatch(format!(
-                    "the target's vocabulary has {t} tokens and the drafter's {d}: load a drafter trained with the target's tokenizer"
-                )));
+        let vocab = match &drafter {
+            Some(drafter) => {
+                let target = PairSide {
+                    config: &target.model.config,
+                    tokenizer: &target.tokenizer,
+                };
+                let drafter = PairSide {
+                    config: &drafter.model.config,
+                    tokenizer: &drafter.tokenizer,
+                };
+                shared_vocab(target, drafter).map_err(|e| WebError::Mismatch(e.to_string()))?
             }
-            let (t, d) = (
-                target.tokenizer.vocab_size(),
-                drafter.tokenizer.vocab_size(),
-            );
-            if t != d {
-                return Err(WebError::Mismatch(format!(
-                    "the target's tokenizer.json has {t} tokens and the drafter's {d}: load a drafter trained with the target's tokenizer"
-                )));
-            }
-        }
+            None => target.model.config.vocab_size,
+        };
         Ok(Self {
             target,
+            vocab,
             drafter: drafter.map(|d| d.model),
         })
     }
@@ -217,15 +216,17 @@ impl<B: Backend> Pair<B> {
         // Caches grow by segments with what they hold, so the whole
         // context costs nothing up front.
         let capacity = context;
-        let mut drafter = self
-            .drafter
-            .as_ref()
-            .map(|model| Worker::new("drafter", Session::new(model.clone(), capacity)));
+        let mut drafter = self.drafter.as_ref().map(|model| {
+            Worker::new(
+                "drafter",
+                Session::new(model.clone(), capacity).with_vocab(self.vocab),
+            )
+        });
         let mut targets: Vec<Worker<Session<B>>> = (0..plan.servers)
             .map(|i| {
                 Worker::new(
                     format!("target {i}"),
-                    Session::new(self.target.model.clone(), capacity),
+                    Session::new(self.target.model.clone(), capacity).with_vocab(self.vocab),
                 )
             })
             .collect();

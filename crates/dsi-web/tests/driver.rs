@@ -10,8 +10,8 @@ use dsi_core::sampling::SamplingParams;
 use dsi_core::schedule::{EventKind, Mode};
 use dsi_models::device::{CpuBackend, DType};
 use dsi_models::generate::Decoder;
-use dsi_models::llama::LoadedModel;
-use dsi_models::{LlamaConfig, checkpoint::SafetensorsFiles};
+use dsi_models::transformer::LoadedModel;
+use dsi_models::{ModelConfig, checkpoint::SafetensorsFiles};
 use dsi_web::{GenerateOptions, ModelFiles, Outcome, Pair, Progress};
 use std::path::{Path, PathBuf};
 
@@ -53,7 +53,7 @@ fn run(pair: &Pair<CpuBackend>, options: &GenerateOptions) -> (Outcome, Vec<Even
 /// forward.
 fn reference(prompt: &[TokenId], tokens: usize) -> Vec<TokenId> {
     let dir = bundled("target");
-    let config = LlamaConfig::from_file(&dir.join("config.json")).unwrap();
+    let config = ModelConfig::from_file(&dir.join("config.json")).unwrap();
     let weights = SafetensorsFiles::open_dir(&dir).unwrap();
     let model = LoadedModel::<CpuBackend>::from_weights(
         &config,

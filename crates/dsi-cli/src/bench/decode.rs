@@ -18,11 +18,12 @@ use dsi_kernels::bandwidth;
 use dsi_models::KvCache;
 use dsi_models::cache::SegmentPolicy;
 use dsi_models::checkpoint::{Checkpoint, HostTensor, TensorSource};
-use dsi_models::config::LlamaConfig;
+use dsi_models::config::ModelConfig;
 use dsi_models::device::{Backend, DeviceSpec, OnBackend, RunDtype, dispatch};
-use dsi_models::llama::{BatchMember, LoadedModel, Numerics};
+use dsi_models::transformer::{BatchMember, LoadedModel, Numerics};
 use serde::Serialize;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 pub(super) const PREFILL_TOKENS: usize = 128;
@@ -41,9 +42,11 @@ pub(crate) struct DecodeArgs {
         conflicts_with = "random"
     )]
     model: Option<PathBuf>,
-    /// Benchmark random weights of a known shape instead of a checkpoint.
-    #[arg(long, value_enum)]
-    random: Option<RandomShape>,
+    /// Benchmark random weights of a known shape instead of a checkpoint;
+    /// several (`smollm-135m,starcoder-168m,qwen3-0.6b`) run one after
+    /// another in this process, one report each.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    random: Vec<RandomShape>,
     /// Backend and device: cpu, wgpu, wgpu:N, cuda, cuda:N.
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     backend: DeviceSpec,
@@ -141,13 +144,13 @@ pub(crate) fn run(args: DecodeArgs) -> anyhow::Result<()> {
             UsageError("invalid prefill-chunks: 0 (expected sizes of at least 1)".into()).into(),
         );
     }
-    let source = match (&args.model, args.random) {
-        (Some(dir), _) => Source::Checkpoint(Box::new(
+    let sources = match (&args.model, args.random.as_slice()) {
+        (Some(dir), _) => vec![Source::Checkpoint(Box::new(
             Checkpoint::open(dir)
                 .with_context(|| format!("loading the model in {}", dir.display()))?,
-        )),
-        (None, Some(shape)) => Source::Random(shape),
-        (None, None) => return Err(UsageError("give --model DIR or --random SHAPE".into()).into()),
+        ))],
+        (None, []) => return Err(UsageError("give --model DIR or --random SHAPE".into()).into()),
+        (None, shapes) => shapes.iter().map(|&shape| Source::Random(shape)).collect(),
     };
     if args.dtype.len() > 1
         && (args.context.is_some() || args.batch > 1 || !args.prefill_chunks.is_empty())
@@ -161,7 +164,17 @@ pub(crate) fn run(args: DecodeArgs) -> anyhow::Result<()> {
         return Err(UsageError("invalid rounds: 0 (expected at least 1)".into()).into());
     }
     let spec = args.backend;
-    dispatch(spec, Job { args, source })?
+    let args = Arc::new(args);
+    for source in sources {
+        dispatch(
+            spec,
+            Job {
+                args: Arc::clone(&args),
+                source,
+            },
+        )??;
+    }
+    Ok(())
 }
 
 enum Source {
@@ -170,7 +183,7 @@ enum Source {
 }
 
 struct Job {
-    args: DecodeArgs,
+    args: Arc<DecodeArgs>,
     source: Source,
 }
 
@@ -181,7 +194,7 @@ impl OnBackend for Job {
         let Job { args, source } = self;
         let start_context = args.context.unwrap_or(PREFILL_TOKENS).max(PREFILL_TOKENS);
         let context = start_context + args.tokens + 2;
-        let (config, weights, name): (LlamaConfig, &dyn TensorSource, String) = match &source {
+        let (config, weights, name): (ModelConfig, &dyn TensorSource, String) = match &source {
             Source::Checkpoint(c) => (c.config.clone(), &c.weights, c.dir.display().to_string()),
             Source::Random(shape) => {
                 // Random weights have no trained context: stretch the shape's

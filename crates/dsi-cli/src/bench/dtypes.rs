@@ -9,16 +9,16 @@ use crate::output::Format;
 use dsi_core::cancel::CancelFlag;
 use dsi_kernels::bandwidth;
 use dsi_models::checkpoint::TensorSource;
-use dsi_models::config::LlamaConfig;
+use dsi_models::config::ModelConfig;
 use dsi_models::device::{Backend, DeviceSpec, RunDtype};
-use dsi_models::llama::{LoadedModel, Numerics};
+use dsi_models::transformer::{LoadedModel, Numerics};
 use serde::Serialize;
 use std::time::Instant;
 
 /// What to compare.
 pub(super) struct Comparison<'a> {
     pub(super) name: String,
-    pub(super) config: LlamaConfig,
+    pub(super) config: ModelConfig,
     pub(super) weights: &'a dyn TensorSource,
     pub(super) dtypes: Vec<RunDtype>,
     pub(super) numerics: Numerics,

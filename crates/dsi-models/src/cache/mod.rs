@@ -9,7 +9,7 @@
 //! request), never to the model, so one set of weights serves many
 //! sequences.
 
-use crate::llama::host::assign_rows;
+use crate::transformer::host::assign_rows;
 use crate::{ModelError, Result};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor};

@@ -1,6 +1,6 @@
 //! `generation_config.json`: extra end-of-sequence ids.
 
-use crate::config::LlamaConfig;
+use crate::config::ModelConfig;
 use crate::{ModelError, Result};
 use std::path::Path;
 
@@ -13,7 +13,7 @@ pub struct GenerationDefaults {
 
 impl GenerationDefaults {
     /// Merges `config.json`'s EOS ids with `generation_config.json`'s, if any.
-    pub fn load(dir: &Path, config: &LlamaConfig) -> Result<Self> {
+    pub fn load(dir: &Path, config: &ModelConfig) -> Result<Self> {
         let path = dir.join("generation_config.json");
         if !path.exists() {
             return Self::from_json(None, &path, config);
@@ -28,7 +28,7 @@ impl GenerationDefaults {
     /// [`GenerationDefaults::load`] from the text of
     /// `generation_config.json` (`None` when there is none), read from
     /// `path` (named in errors).
-    pub fn from_json(text: Option<&str>, path: &Path, config: &LlamaConfig) -> Result<Self> {
+    pub fn from_json(text: Option<&str>, path: &Path, config: &ModelConfig) -> Result<Self> {
         let mut eos = config.eos_token_ids.clone();
         if let Some(text) = text {
             let json: serde_json::Value =

@@ -32,7 +32,7 @@ impl TensorSource for SafetensorsFiles {
 #[cfg(not(target_arch = "wasm32"))]
 use crate::ModelError;
 use crate::Result;
-use crate::config::LlamaConfig;
+use crate::config::ModelConfig;
 #[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
 use std::path::PathBuf;
@@ -42,7 +42,7 @@ pub struct Checkpoint {
     /// The folder.
     pub dir: PathBuf,
     /// The validated architecture.
-    pub config: LlamaConfig,
+    pub config: ModelConfig,
     /// The weights, mapped.
     pub weights: SafetensorsFiles,
     /// The tokenizer.
@@ -69,9 +69,19 @@ impl Checkpoint {
                 what: "the model configuration (config.json)",
             });
         }
-        let config = LlamaConfig::from_file(&config_path)?;
+        let config = ModelConfig::from_file(&config_path)?;
         let weights = SafetensorsFiles::open_dir(dir)?;
-        let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"))?;
+        let tokenizer_path = dir.join("tokenizer.json");
+        if !tokenizer_path.exists() && dir.join("tokenizer.model").exists() {
+            return Err(ModelError::MissingFile {
+                path: tokenizer_path,
+                what: "the tokenizer as tokenizer.json; this folder has only SentencePiece's \
+                       tokenizer.model, which the engine does not read. Convert it once with \
+                       transformers: python3 -c \"import sys; from transformers import AutoTokenizer; \
+                       AutoTokenizer.from_pretrained(sys.argv[1]).save_pretrained(sys.argv[1])\" DIR",
+            });
+        }
+        let tokenizer = TextTokenizer::from_file(&tokenizer_path)?;
         let generation = GenerationDefaults::load(dir, &config)?;
         Ok(Self {
             dir: dir.to_path_buf(),

@@ -63,6 +63,36 @@ impl TextTokenizer {
         self.inner.get_vocab_size(true)
     }
 
+    /// Where `other` maps tokens to ids differently, `None` when both map
+    /// every token alike: the first id (in order) whose token differs or
+    /// that only one of them has, described for a message.
+    pub fn first_difference(&self, other: &TextTokenizer) -> Option<String> {
+        let by_id = |t: &TextTokenizer| -> Vec<Option<String>> {
+            let vocab = t.inner.get_vocab(true);
+            let mut tokens = vec![None; vocab.values().max().map_or(0, |&id| id as usize + 1)];
+            for (token, id) in vocab {
+                tokens[id as usize] = Some(token);
+            }
+            tokens
+        };
+        let (mine, theirs) = (by_id(self), by_id(other));
+        let shown = |t: Option<&Option<String>>| match t {
+            Some(Some(token)) => format!("{token:?}"),
+            _ => "no token".to_string(),
+        };
+        (0..mine.len().max(theirs.len()))
+            .find(|&id| mine.get(id) != theirs.get(id))
+            .map(|id| {
+                format!(
+                    "id {id} is {} in one and {} in the other ({} and {} tokens)",
+                    shown(mine.get(id)),
+                    shown(theirs.get(id)),
+                    self.vocab_size(),
+                    other.vocab_size()
+                )
+            })
+    }
+
     fn error(&self, e: tokenizers::Error) -> ModelError {
         ModelError::Tokenizer {
             path: self.path.clone(),

@@ -5,7 +5,8 @@
 //! shape, so a benchmark can serve a real-size model without a download.
 
 use super::{HostTensor, TensorSource};
-use crate::config::{LlamaConfig, RopeScaling};
+use crate::config::{Family, ModelConfig, RopeScaling};
+use crate::transformer::names::ModelNames;
 use crate::{ModelError, Result};
 use safetensors::tensor::{Dtype, TensorView};
 use serde_json::json;
@@ -73,42 +74,10 @@ impl Encoded {
     }
 }
 
-/// Names and shapes of every tensor a Hugging Face Llama checkpoint of
-/// `config` holds, in the order the loader reads them.
-pub fn tensor_layout(config: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
-    let (v, d, f) = (
-        config.vocab_size,
-        config.hidden_size,
-        config.intermediate_size,
-    );
-    let (q, kv) = (
-        config.num_heads * config.head_dim,
-        config.num_kv_heads * config.head_dim,
-    );
-    let mut out = vec![("model.embed_tokens.weight".to_string(), vec![v, d])];
-    for i in 0..config.num_layers {
-        let name = |suffix: &str| format!("model.layers.{i}.{suffix}");
-        out.push((name("input_layernorm.weight"), vec![d]));
-        for (proj, rows) in [("q_proj", q), ("k_proj", kv), ("v_proj", kv)] {
-            out.push((name(&format!("self_attn.{proj}.weight")), vec![rows, d]));
-            if config.qkv_bias {
-                out.push((name(&format!("self_attn.{proj}.bias")), vec![rows]));
-            }
-        }
-        out.push((name("self_attn.o_proj.weight"), vec![d, q]));
-        if config.o_bias {
-            out.push((name("self_attn.o_proj.bias"), vec![d]));
-        }
-        out.push((name("post_attention_layernorm.weight"), vec![d]));
-        out.push((name("mlp.gate_proj.weight"), vec![f, d]));
-        out.push((name("mlp.up_proj.weight"), vec![f, d]));
-        out.push((name("mlp.down_proj.weight"), vec![d, f]));
-    }
-    if !config.tie_word_embeddings {
-        out.push(("lm_head.weight".to_string(), vec![v, d]));
-    }
-    out.push(("model.norm.weight".to_string(), vec![d]));
-    out
+/// Names and shapes of every tensor a Hugging Face checkpoint of `config`
+/// holds, in the order the loader reads them.
+pub fn tensor_layout(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
+    ModelNames::of(config).tensors(config)
 }
 
 /// Writes a checkpoint of `config` whose tensors come from `weights` (e.g.
@@ -116,7 +85,7 @@ pub fn tensor_layout(config: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
 /// f32 at a time; the file's bytes are held until written.
 pub fn write_random(
     dir: &Path,
-    config: &LlamaConfig,
+    config: &ModelConfig,
     weights: &dyn TensorSource,
     dtype: StoreDtype,
 ) -> Result<()> {
@@ -134,7 +103,7 @@ pub fn write_random(
 /// `generation_config.json` for `config`, into `dir` (created if missing).
 pub(crate) fn write_files(
     dir: &Path,
-    config: &LlamaConfig,
+    config: &ModelConfig,
     tensors: Vec<Encoded>,
     dtype: StoreDtype,
 ) -> Result<()> {
@@ -176,10 +145,58 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError {
     move |source| ModelError::Io { path, source }
 }
 
-/// `config.json` as transformers writes it for a Llama model.
-fn hf_config(config: &LlamaConfig, dtype: StoreDtype) -> serde_json::Value {
+/// `config.json` as transformers writes it for the family of `config`.
+fn hf_config(config: &ModelConfig, dtype: StoreDtype) -> serde_json::Value {
     let eos = config.eos_token_ids.first().copied().unwrap_or(0);
-    let rope_scaling = match config.rope_scaling {
+    let family = config.family;
+    let mut out = match family {
+        Family::GptBigCode => json!({
+            "n_embd": config.hidden_size,
+            "n_inner": config.intermediate_size,
+            "n_layer": config.num_layers,
+            "n_head": config.num_heads,
+            "multi_query": config.num_kv_heads == 1,
+            "n_positions": config.max_context,
+            "layer_norm_epsilon": config.norm_eps,
+            "activation_function": "gelu_pytorch_tanh",
+        }),
+        _ => json!({
+            "hidden_size": config.hidden_size,
+            "intermediate_size": config.intermediate_size,
+            "num_hidden_layers": config.num_layers,
+            "num_attention_heads": config.num_heads,
+            "num_key_value_heads": config.num_kv_heads,
+            "head_dim": config.head_dim,
+            "hidden_act": "silu",
+            "max_position_embeddings": config.max_context,
+            "sliding_window": config.sliding_window,
+            "rms_norm_eps": config.norm_eps,
+            "rope_theta": config.rope_theta,
+            "rope_scaling": rope_scaling(&config.rope_scaling),
+            "attention_bias": config.o_bias,
+            "mlp_bias": config.mlp_bias,
+        }),
+    };
+    if let RopeScaling::LongRope {
+        original_max_position_embeddings,
+        ..
+    } = config.rope_scaling
+    {
+        out["original_max_position_embeddings"] = original_max_position_embeddings.into();
+    }
+    out["architectures"] = json!([family.architecture()]);
+    out["model_type"] = family.model_type().into();
+    out["vocab_size"] = config.vocab_size.into();
+    out["tie_word_embeddings"] = config.tie_word_embeddings.into();
+    out["bos_token_id"] = config.bos_token_id.unwrap_or(eos).into();
+    out["eos_token_id"] = eos.into();
+    out["torch_dtype"] = dtype.torch_name().into();
+    out
+}
+
+/// `rope_scaling` as transformers 4 writes it.
+fn rope_scaling(scaling: &RopeScaling) -> serde_json::Value {
+    match scaling {
         RopeScaling::None => serde_json::Value::Null,
         RopeScaling::Linear { factor } => json!({ "rope_type": "linear", "factor": factor }),
         RopeScaling::Llama3 {
@@ -194,27 +211,16 @@ fn hf_config(config: &LlamaConfig, dtype: StoreDtype) -> serde_json::Value {
             "high_freq_factor": high_freq_factor,
             "original_max_position_embeddings": original_max_position_embeddings,
         }),
-    };
-    json!({
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
-        "vocab_size": config.vocab_size,
-        "hidden_size": config.hidden_size,
-        "intermediate_size": config.intermediate_size,
-        "num_hidden_layers": config.num_layers,
-        "num_attention_heads": config.num_heads,
-        "num_key_value_heads": config.num_kv_heads,
-        "head_dim": config.head_dim,
-        "hidden_act": "silu",
-        "max_position_embeddings": config.max_context,
-        "rms_norm_eps": config.rms_norm_eps,
-        "rope_theta": config.rope_theta,
-        "rope_scaling": rope_scaling,
-        "tie_word_embeddings": config.tie_word_embeddings,
-        "attention_bias": config.o_bias,
-        "mlp_bias": false,
-        "bos_token_id": config.bos_token_id.unwrap_or(eos),
-        "eos_token_id": eos,
-        "torch_dtype": dtype.torch_name(),
-    })
+        RopeScaling::LongRope {
+            short_factor,
+            long_factor,
+            attention_factor,
+            ..
+        } => json!({
+            "rope_type": "longrope",
+            "short_factor": short_factor,
+            "long_factor": long_factor,
+            "attention_factor": attention_factor,
+        }),
+    }
 }

@@ -11,7 +11,7 @@ mod probe;
 
 pub use probe::probe;
 
-use crate::llama::{Numerics, Precision};
+use crate::transformer::{Numerics, Precision};
 use crate::{ModelError, Result};
 pub use burn::tensor::DType;
 pub use burn::tensor::backend::Backend;

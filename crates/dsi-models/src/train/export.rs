@@ -5,8 +5,9 @@ use crate::Result;
 use crate::checkpoint::HostTensor;
 pub use crate::checkpoint::StoreDtype;
 use crate::checkpoint::write::{Encoded, write_files};
-use crate::config::LlamaConfig;
-use crate::llama::{Llama, Projection};
+use crate::config::ModelConfig;
+use crate::transformer::names::{ModelNames, NormNames, Stacked};
+use crate::transformer::{Norm, Projection, RmsNorm, Transformer};
 use burn::module::Param;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
@@ -16,21 +17,28 @@ use std::path::Path;
 type Named = (String, HostTensor);
 
 /// Splits a stacked projection back into Hugging Face's `[out, in]`
-/// matrices, one per `(name, rows)` part.
-fn split<B: Backend>(
-    proj: &Projection<B>,
-    parts: &[(String, usize)],
-    out: &mut Vec<Named>,
-) -> Result<()> {
+/// matrices (and `[out]` biases), one per part.
+fn split<B: Backend>(proj: &Projection<B>, names: &Stacked, out: &mut Vec<Named>) -> Result<()> {
     let stacked = proj.stored()?;
+    let bias = match &proj.bias {
+        Some(bias) if names.bias => Some(HostTensor::from_tensor(bias.val())?),
+        _ => None,
+    };
     let d_in = stacked.shape[1];
     let mut row = 0;
-    for (name, rows) in parts {
+    for (name, rows) in &names.parts {
         let part = HostTensor {
             shape: vec![*rows, d_in],
             values: stacked.values[row * d_in..(row + rows) * d_in].to_vec(),
         };
         out.push((format!("{name}.weight"), part));
+        if let Some(bias) = &bias {
+            let part = HostTensor {
+                shape: vec![*rows],
+                values: bias.values[row..row + rows].to_vec(),
+            };
+            out.push((format!("{name}.bias"), part));
+        }
         row += rows;
     }
     Ok(())
@@ -45,60 +53,44 @@ fn vector<B: Backend>(
     Ok(())
 }
 
-fn tensors<B: Backend>(model: &Llama<B>, config: &LlamaConfig) -> Result<Vec<Named>> {
-    let mut out = Vec::new();
-    out.push((
-        "model.embed_tokens.weight".into(),
-        HostTensor::from_tensor(model.embed_tokens.val())?,
-    ));
-    let hd = config.head_dim;
-    for (i, layer) in model.layers.iter().enumerate() {
-        let p = format!("model.layers.{i}");
-        vector(
-            format!("{p}.input_layernorm.weight"),
-            &layer.input_norm.weight,
-            &mut out,
-        )?;
-        vector(
-            format!("{p}.post_attention_layernorm.weight"),
-            &layer.post_attention_norm.weight,
-            &mut out,
-        )?;
-        split(
-            &layer.attention.qkv_proj,
-            &[
-                (format!("{p}.self_attn.q_proj"), config.num_heads * hd),
-                (format!("{p}.self_attn.k_proj"), config.num_kv_heads * hd),
-                (format!("{p}.self_attn.v_proj"), config.num_kv_heads * hd),
-            ],
-            &mut out,
-        )?;
-        split(
-            &layer.attention.o_proj,
-            &[(format!("{p}.self_attn.o_proj"), config.hidden_size)],
-            &mut out,
-        )?;
-        split(
-            &layer.mlp.gate_up,
-            &[
-                (format!("{p}.mlp.gate_proj"), config.intermediate_size),
-                (format!("{p}.mlp.up_proj"), config.intermediate_size),
-            ],
-            &mut out,
-        )?;
-        split(
-            &layer.mlp.down,
-            &[(format!("{p}.mlp.down_proj"), config.hidden_size)],
-            &mut out,
-        )?;
+fn norm<B: Backend>(names: &NormNames, norm: &Norm<B>, out: &mut Vec<Named>) -> Result<()> {
+    let weight = |n: &RmsNorm<B>, out: &mut Vec<Named>| {
+        vector(format!("{}.weight", names.prefix), &n.weight, out)
+    };
+    match norm {
+        Norm::Rms(n) => weight(n, out),
+        Norm::Layer(n) => {
+            vector(format!("{}.weight", names.prefix), &n.weight, out)?;
+            vector(format!("{}.bias", names.prefix), &n.bias, out)
+        }
     }
-    vector("model.norm.weight".into(), &model.norm.weight, &mut out)?;
-    if !config.tie_word_embeddings {
-        split(
-            &model.lm_head,
-            &[("lm_head".into(), config.vocab_size)],
-            &mut out,
-        )?;
+}
+
+fn tensors<B: Backend>(model: &Transformer<B>, config: &ModelConfig) -> Result<Vec<Named>> {
+    let names = ModelNames::of(config);
+    let mut out = vec![(
+        names.embed.clone(),
+        HostTensor::from_tensor(model.embed_tokens.val())?,
+    )];
+    if let (Some(name), Some(positions)) = (&names.positions, &model.position_embeddings) {
+        out.push((name.clone(), HostTensor::from_tensor(positions.val())?));
+    }
+    for (layer, n) in model.layers.iter().zip(&names.layers) {
+        norm(&n.input_norm, &layer.input_norm, &mut out)?;
+        split(&layer.attention.qkv_proj, &n.qkv, &mut out)?;
+        if let (Some(qk), Some([q, k])) = (&layer.attention.qk_norm, &n.qk_norm) {
+            norm(q, &Norm::Rms(qk.q.clone()), &mut out)?;
+            norm(k, &Norm::Rms(qk.k.clone()), &mut out)?;
+        }
+        split(&layer.attention.o_proj, &n.o, &mut out)?;
+        norm(&n.post_norm, &layer.post_attention_norm, &mut out)?;
+        let [up, down] = layer.mlp.projections();
+        split(up, &n.up, &mut out)?;
+        split(down, &n.down, &mut out)?;
+    }
+    norm(&names.final_norm, &model.norm, &mut out)?;
+    if let Some(head) = &names.lm_head {
+        split(&model.lm_head, head, &mut out)?;
     }
     Ok(out)
 }
@@ -107,8 +99,8 @@ fn tensors<B: Backend>(model: &Llama<B>, config: &LlamaConfig) -> Result<Vec<Nam
 /// for `model` into `dir` (created if missing).
 pub fn write_checkpoint<B: Backend>(
     dir: &Path,
-    model: &Llama<B>,
-    config: &LlamaConfig,
+    model: &Transformer<B>,
+    config: &ModelConfig,
     dtype: StoreDtype,
 ) -> Result<()> {
     let encoded = tensors(model, config)?

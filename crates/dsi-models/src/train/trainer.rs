@@ -8,8 +8,8 @@
 
 use super::export::{StoreDtype, write_checkpoint};
 use crate::checkpoint::{RandomWeights, SafetensorsFiles, TensorSource};
-use crate::config::LlamaConfig;
-use crate::llama::{Llama, LoadedModel};
+use crate::config::ModelConfig;
+use crate::transformer::{LoadedModel, Transformer};
 use crate::{ModelError, Result};
 use burn::module::AutodiffModule;
 use burn::optim::grad_clipping::GradientClippingConfig;
@@ -29,7 +29,7 @@ const INIT_STD: f32 = 0.02;
 #[derive(Debug, Clone)]
 pub struct TrainSpec {
     /// The architecture.
-    pub config: LlamaConfig,
+    pub config: ModelConfig,
     /// Optimizer steps in all (a resumed run continues to this count).
     pub steps: usize,
     /// Sequences per step.
@@ -136,7 +136,7 @@ pub fn train<B: AutodiffBackend>(
     let mut optim = AdamWConfig::new()
         .with_weight_decay(0.01)
         .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
-        .init::<B, Llama<B>>();
+        .init::<B, Transformer<B>>();
 
     let began = Instant::now();
     let seconds_before = state.train_seconds;

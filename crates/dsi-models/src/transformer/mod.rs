@@ -1,6 +1,12 @@
-//! The Llama-family decoder (Touvron et al. 2023; transformers'
-//! `modeling_llama.py` is the reference we test against), covering Llama 2/3,
-//! Qwen2/2.5 (q/k/v biases), Mistral, SmolLM and TinyLlama.
+//! The decoder-only transformer of every family the engine runs, written
+//! once: Llama 2/3 (Touvron et al. 2023), Mistral, SmolLM, TinyLlama,
+//! Qwen2/2.5 (q/k/v biases), Qwen3 (query/key norms), Phi-3 (fused
+//! projections, LongRoPE) and StarCoder (`gpt_bigcode`: LayerNorm, GELU
+//! MLP, learned positions, multi-query attention). transformers'
+//! `modeling_*.py` of each family is the reference we test against; the
+//! blocks that differ are enums ([`Norm`], [`Mlp`]) or options (query/key
+//! norms, position embeddings), and [`names`] maps each family's tensor
+//! names.
 //!
 //! The model is immutable: `forward(&self, tokens, &mut cache)`. It feeds the
 //! new tokens after whatever the cache holds and returns the logits of the
@@ -9,24 +15,29 @@
 
 mod attention;
 mod block;
+mod gelu_mlp;
 pub(crate) mod host;
+mod layer_norm;
 mod linear;
 mod load;
 mod mlp;
+pub mod names;
 mod norm;
 mod precision;
 
-pub use attention::{Attention, BatchRows};
+pub use attention::{Attention, BatchRows, QkNorm};
 pub use block::DecoderLayer;
 pub use dsi_kernels::weights::Format as WeightFormat;
+pub use gelu_mlp::GeluMlp;
+pub use layer_norm::LayerNorm;
 pub use linear::{Kernels, Numerics, Projection};
-pub use mlp::SwiGlu;
-pub use norm::RmsNorm;
+pub use mlp::{Mlp, SwiGlu};
+pub use norm::{Norm, RmsNorm};
 pub use precision::{LinearWeights, Precision};
 
 use crate::cache::{CacheShape, KvCache, SegmentPolicy};
 use crate::checkpoint::HostTensor;
-use crate::config::LlamaConfig;
+use crate::config::ModelConfig;
 use crate::rope::RopeFrequencies;
 use crate::{ModelError, Result};
 use burn::module::{Module, Param};
@@ -35,15 +46,18 @@ use burn::tensor::{DType, Int, Tensor, TensorData};
 use dsi_core::TokenId;
 use dsi_core::cancel::CancelFlag;
 
-/// A Llama-family causal language model on one device.
+/// A decoder-only causal language model on one device.
 #[derive(Module, Debug)]
-pub struct Llama<B: Backend> {
+pub struct Transformer<B: Backend> {
     /// Token embeddings, `[vocab, hidden]`.
     pub embed_tokens: Param<Tensor<B, 2>>,
+    /// Learned position embeddings, `[max_context, hidden]`, added to the
+    /// token's (StarCoder); `None` with rotary positions.
+    pub position_embeddings: Option<Param<Tensor<B, 2>>>,
     /// Decoder layers.
     pub layers: Vec<DecoderLayer<B>>,
     /// Final norm.
-    pub norm: RmsNorm<B>,
+    pub norm: Norm<B>,
     /// `[hidden] -> [vocab]`; shares the embedding's storage when tied.
     pub lm_head: Projection<B>,
 }
@@ -53,9 +67,9 @@ pub struct Llama<B: Backend> {
 #[derive(Debug, Clone)]
 pub struct LoadedModel<B: Backend> {
     /// The weights.
-    pub model: Llama<B>,
+    pub model: Transformer<B>,
     /// The architecture.
-    pub config: LlamaConfig,
+    pub config: ModelConfig,
     /// Device of every weight.
     pub device: B::Device,
     /// The dtype activations, caches, embeddings and norms are kept in
@@ -117,8 +131,8 @@ impl Logits {
 
 impl<B: Backend> LoadedModel<B> {
     pub(crate) fn new(
-        model: Llama<B>,
-        config: LlamaConfig,
+        model: Transformer<B>,
+        config: ModelConfig,
         device: B::Device,
         precision: Precision,
     ) -> Self {
@@ -159,16 +173,17 @@ impl<B: Backend> LoadedModel<B> {
     /// Bytes of weights one decode step reads: every projection's and
     /// norm's (the embedding lookup reads one row, left out).
     pub fn weight_bytes_per_token(&self) -> usize {
-        let norm = |n: &RmsNorm<B>| n.weight.val().shape().num_elements() * self.dtype.size();
+        let norm = |n: &Norm<B>| n.num_params() * self.dtype.size();
         let layers: usize = self
             .model
             .layers
             .iter()
             .map(|l| {
+                let [up, down] = l.mlp.projections();
                 l.attention.qkv_proj.weight_bytes()
                     + l.attention.o_proj.weight_bytes()
-                    + l.mlp.gate_up.weight_bytes()
-                    + l.mlp.down.weight_bytes()
+                    + up.weight_bytes()
+                    + down.weight_bytes()
                     + norm(&l.input_norm)
                     + norm(&l.post_attention_norm)
             })
@@ -315,6 +330,17 @@ impl<B: Backend> LoadedModel<B> {
             .collect();
         let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [total]), &self.device);
         let mut x = self.model.embed_tokens.val().select(0, ids);
+        if let Some(positions) = &self.model.position_embeddings {
+            let at: Vec<i32> = live
+                .iter()
+                .flat_map(|(_, m)| {
+                    let start = m.cache.len();
+                    (start..start + m.tokens.len()).map(|p| p as i32)
+                })
+                .collect();
+            let at = Tensor::<B, 1, Int>::from_data(TensorData::new(at, [total]), &self.device);
+            x = x + positions.val().select(0, at);
+        }
 
         let (mut cos, mut sin) = (Vec::new(), Vec::new());
         for (_, member) in live.iter() {

@@ -1,11 +1,42 @@
-//! The SwiGLU feed-forward block (Shazeer 2020): `down(silu(gate(x)) * up(x))`.
+//! The feed-forward block of a decoder layer: SwiGLU (Shazeer 2020),
+//! `down(silu(gate(x)) * up(x))`, for the Llama-like families, and
+//! [`GeluMlp`] for StarCoder, behind one [`Mlp`].
 
+use super::gelu_mlp::GeluMlp;
 use super::host::{HostF32, from_host};
 use super::linear::{Kernels, Numerics, Projection};
 use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
+
+/// The feed-forward block a family uses.
+#[derive(Module, Debug)]
+pub enum Mlp<B: Backend> {
+    /// Llama, Mistral, Qwen, Phi-3.
+    SwiGlu(SwiGlu<B>),
+    /// StarCoder.
+    Gelu(GeluMlp<B>),
+}
+
+impl<B: Backend> Mlp<B> {
+    /// # Shapes
+    /// - x: `[n, hidden]` -> `[n, hidden]`
+    pub fn forward(&self, x: Tensor<B, 2>, kernels: Kernels) -> Tensor<B, 2> {
+        match self {
+            Mlp::SwiGlu(mlp) => mlp.forward(x, kernels),
+            Mlp::Gelu(mlp) => mlp.forward(x, kernels),
+        }
+    }
+
+    /// Its projections, input side first.
+    pub fn projections(&self) -> [&Projection<B>; 2] {
+        match self {
+            Mlp::SwiGlu(mlp) => [&mlp.gate_up, &mlp.down],
+            Mlp::Gelu(mlp) => [&mlp.fc, &mlp.proj],
+        }
+    }
+}
 
 /// Gated feed-forward network of a Llama decoder layer.
 #[derive(Module, Debug)]

@@ -14,6 +14,7 @@
 
 use super::host::{HostF32, from_host};
 use super::linear::{Kernels, Numerics, Projection};
+use super::norm::RmsNorm;
 use super::stack_rows;
 use crate::cache::{KvCache, VisibleKv};
 use burn::module::Module;
@@ -51,6 +52,24 @@ pub struct Attention<B: Backend> {
     pub num_kv_heads: usize,
     /// Width of one head.
     pub head_dim: usize,
+    /// Per-head norms of queries and keys before the rotation (Qwen3).
+    pub qk_norm: Option<QkNorm<B>>,
+    /// Queries and keys are rotated by position (false: the model adds
+    /// learned position embeddings instead).
+    pub rotary: bool,
+    /// Sliding-window attention: a position sees the last `window`
+    /// positions, itself included.
+    pub window: Option<usize>,
+}
+
+/// RMSNorms over each query head and each key head (`[head_dim]` weights
+/// shared by every head), applied before the rotation.
+#[derive(Module, Debug)]
+pub struct QkNorm<B: Backend> {
+    /// Over every query head.
+    pub q: RmsNorm<B>,
+    /// Over every key head.
+    pub k: RmsNorm<B>,
 }
 
 impl<B: Backend> Attention<B> {
@@ -72,26 +91,33 @@ impl<B: Backend> Attention<B> {
         let (heads, kv_heads, head_dim) = (self.num_heads, self.num_kv_heads, self.head_dim);
 
         let qkv = self.qkv_proj.forward(x, batch.kernels);
+        // The rotation is fused into the split unless the heads are
+        // normalized first (Qwen3) or positions are learned (StarCoder).
+        let rotate_in_split = self.rotary && self.qk_norm.is_none();
         let on_host = match batch.kernels.numerics {
-            Numerics::Invariant => self.split_on_host(&qkv, batch),
+            Numerics::Invariant => self.split_on_host(&qkv, batch, rotate_in_split),
             Numerics::Fast => None,
         };
-        let (q, k, v) = match on_host {
+        let (mut q, mut k, v) = match on_host {
             Some(split) => split,
             None => {
                 // [rows, h * d] -> [h, rows, d]
                 let split =
                     |t: Tensor<B, 2>, h: usize| t.reshape([rows, h, head_dim]).swap_dims(0, 1);
+                let rotated = |t: Tensor<B, 3>| {
+                    if rotate_in_split { rotate(t, batch) } else { t }
+                };
                 let (q_width, kv_width) = (heads * head_dim, kv_heads * head_dim);
-                let q = rotate(split(qkv.clone().narrow(1, 0, q_width), heads), batch);
-                let k = rotate(
-                    split(qkv.clone().narrow(1, q_width, kv_width), kv_heads),
-                    batch,
-                );
+                let q = rotated(split(qkv.clone().narrow(1, 0, q_width), heads));
+                let k = rotated(split(qkv.clone().narrow(1, q_width, kv_width), kv_heads));
                 let v = split(qkv.narrow(1, q_width + kv_width, kv_width), kv_heads);
                 (q, k, v)
             }
         };
+        if let Some(norms) = &self.qk_norm {
+            q = rotate(norms.q.forward_heads(q, batch.kernels), batch);
+            k = rotate(norms.k.forward_heads(k, batch.kernels), batch);
+        }
         let mut start = 0;
         let mut outs = Vec::with_capacity(caches.len());
         for (cache, &n) in caches.iter_mut().zip(&batch.members) {
@@ -120,6 +146,7 @@ impl<B: Backend> Attention<B> {
         &self,
         qkv: &Tensor<B, 2>,
         batch: &BatchRows<B>,
+        rotate: bool,
     ) -> Option<(Tensor<B, 3>, Tensor<B, 3>, Tensor<B, 3>)> {
         let [rows, _] = qkv.dims();
         let (heads, kv_heads, dim) = (self.num_heads, self.num_kv_heads, self.head_dim);
@@ -138,8 +165,8 @@ impl<B: Backend> Attention<B> {
             from_host(values, [count, rows, dim])
         };
         Some((
-            part(0, heads, true)?,
-            part(heads, kv_heads, true)?,
+            part(0, heads, rotate)?,
+            part(heads, kv_heads, rotate)?,
             part(heads + kv_heads, kv_heads, false)?,
         ))
     }
@@ -185,8 +212,9 @@ impl<B: Backend> Attention<B> {
             Tensor::cat(scores, 2)
         }
         .mul_scalar(scale);
-        if n > 1 {
-            let mask = causal_mask::<B>(group, n, prefix, &scores.device());
+        let windowed = self.window.is_some_and(|w| prefix + n > w);
+        if n > 1 || windowed {
+            let mask = causal_mask::<B>(group, n, prefix, self.window, &scores.device());
             scores = scores.mask_fill(mask, f32::NEG_INFINITY);
         }
         let probs = burn::tensor::activation::softmax(scores, 2);
@@ -254,6 +282,7 @@ impl<B: Backend> Attention<B> {
             q: q.slice()?,
             n,
             prefix,
+            window: self.window,
         };
         let out = dsi_kernels::attention::attention(
             queries,
@@ -281,18 +310,22 @@ fn rotate<B: Backend>(x: Tensor<B, 3>, rotary: &BatchRows<B>) -> Tensor<B, 3> {
 }
 
 /// `true` where query `i` (absolute position `prefix + i`) must not see key
-/// `j`, i.e. `j > prefix + i`; repeated for every head of a group.
+/// `j`: `j > prefix + i`, or `j` older than the last `window` positions;
+/// repeated for every head of a group.
 fn causal_mask<B: Backend>(
     group: usize,
     n: usize,
     prefix: usize,
+    window: Option<usize>,
     device: &B::Device,
 ) -> Tensor<B, 3, Bool> {
     let total = prefix + n;
     let mut mask = Vec::with_capacity(group * n * total);
     for _ in 0..group {
         for i in 0..n {
-            mask.extend((0..total).map(|j| j > prefix + i));
+            let p = prefix + i;
+            let first = window.map_or(0, |w| (p + 1).saturating_sub(w));
+            mask.extend((0..total).map(|j| j > p || j < first));
         }
     }
     Tensor::from_data(TensorData::new(mask, [1, group * n, total]), device)
@@ -301,7 +334,7 @@ fn causal_mask<B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::llama::linear::Kernels;
+    use crate::transformer::linear::Kernels;
     use burn::backend::Flex;
 
     /// The host split is bitwise the burn ops it replaces.
@@ -318,6 +351,9 @@ mod tests {
             num_heads: heads,
             num_kv_heads: kv_heads,
             head_dim: dim,
+            qk_norm: None,
+            rotary: true,
+            window: None,
         };
         let values = |n: usize, seed: f32| -> Vec<f32> {
             (0..n).map(|i| ((i as f32 + seed) * 0.37).sin()).collect()
@@ -341,7 +377,9 @@ mod tests {
             TensorData::new(values(rows * width, 3.0), [rows, width]),
             &device,
         );
-        let (q, k, v) = attention.split_on_host(&qkv, &batch).expect("cpu backend");
+        let (q, k, v) = attention
+            .split_on_host(&qkv, &batch, true)
+            .expect("cpu backend");
         let split = |t: Tensor<F, 2>, h: usize| t.reshape([rows, h, dim]).swap_dims(0, 1);
         let want_q = rotate(split(qkv.clone().narrow(1, 0, heads * dim), heads), &batch);
         let want_k = rotate(

@@ -1,24 +1,24 @@
-//! One pre-norm decoder layer: attention and SwiGLU, each with a residual.
+//! One pre-norm decoder layer: attention and the MLP, each with a residual.
 
 use super::attention::{Attention, BatchRows};
-use super::mlp::SwiGlu;
-use super::norm::RmsNorm;
+use super::mlp::Mlp;
+use super::norm::Norm;
 use crate::cache::KvCache;
 use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
-/// A Llama decoder layer.
+/// A decoder layer of any family (they differ in the norm and the MLP).
 #[derive(Module, Debug)]
 pub struct DecoderLayer<B: Backend> {
     /// Norm before attention.
-    pub input_norm: RmsNorm<B>,
+    pub input_norm: Norm<B>,
     /// Self-attention.
     pub attention: Attention<B>,
     /// Norm before the MLP.
-    pub post_attention_norm: RmsNorm<B>,
+    pub post_attention_norm: Norm<B>,
     /// Feed-forward block.
-    pub mlp: SwiGlu<B>,
+    pub mlp: Mlp<B>,
 }
 
 impl<B: Backend> DecoderLayer<B> {

@@ -1,11 +1,16 @@
-//! Building a [`Llama`] from a checkpoint's tensors, checking every shape
-//! against the configuration.
+//! Building a [`Transformer`] from a checkpoint's tensors (named as
+//! [`ModelNames`] says for its family), checking every shape against the
+//! configuration.
 
 use super::host::HostF32;
+use super::names::{LayerNames, ModelNames, NormNames, Stacked};
 use super::precision::{LinearWeights, Precision};
-use super::{Attention, DecoderLayer, Llama, LoadedModel, Projection, RmsNorm, SwiGlu};
+use super::{
+    Attention, DecoderLayer, GeluMlp, LayerNorm, LoadedModel, Mlp, Norm, Projection, QkNorm,
+    RmsNorm, SwiGlu, Transformer,
+};
 use crate::checkpoint::{Checkpoint, TensorSource};
-use crate::config::LlamaConfig;
+use crate::config::{MlpKind, ModelConfig, NormKind};
 use crate::{ModelError, Result};
 use burn::module::Param;
 use burn::tensor::backend::Backend;
@@ -20,6 +25,8 @@ struct Builder<'a, B: Backend> {
     device: &'a B::Device,
     dtype: DType,
     linear: LinearWeights,
+    /// Epsilon of every norm.
+    eps: f64,
 }
 
 impl<B: Backend> Builder<'_, B> {
@@ -33,18 +40,19 @@ impl<B: Backend> Builder<'_, B> {
 
     /// Hugging Face `nn.Linear` layers that read the same input, stacked
     /// along their outputs into one projection (one matrix-vector product
-    /// instead of several); `parts` are `(prefix, d_out)`.
-    fn linear(&self, parts: &[(&str, usize)], d_in: usize, bias: bool) -> Result<Projection<B>> {
-        let d_out: usize = parts.iter().map(|(_, d)| d).sum();
+    /// instead of several).
+    fn linear(&self, stacked: &Stacked) -> Result<Projection<B>> {
+        let d_in = stacked.d_in;
+        let d_out: usize = stacked.parts.iter().map(|(_, d)| d).sum();
         let mut weight = Vec::with_capacity(d_out * d_in);
         let mut biases = Vec::with_capacity(d_out);
-        for (prefix, rows) in parts {
+        for (prefix, rows) in &stacked.parts {
             weight.extend(
                 self.weights
                     .read(&format!("{prefix}.weight"), &[*rows, d_in])?
                     .values,
             );
-            if bias {
+            if stacked.bias {
                 biases.extend(
                     self.weights
                         .read(&format!("{prefix}.bias"), &[*rows])?
@@ -52,7 +60,7 @@ impl<B: Backend> Builder<'_, B> {
                 );
             }
         }
-        let bias = bias.then(|| {
+        let bias = stacked.bias.then(|| {
             Tensor::from_data(TensorData::new(biases, [d_out]), (self.device, self.dtype))
         });
         Ok(self.projection(weight, [d_out, d_in], bias))
@@ -80,49 +88,65 @@ impl<B: Backend> Builder<'_, B> {
         }
     }
 
-    fn norm(&self, name: &str, config: &LlamaConfig) -> Result<RmsNorm<B>> {
+    fn rms_norm(&self, names: &NormNames) -> Result<RmsNorm<B>> {
         Ok(RmsNorm {
-            weight: Param::from_tensor(self.tensor(name, [config.hidden_size])?),
-            eps: config.rms_norm_eps,
+            weight: Param::from_tensor(
+                self.tensor(&format!("{}.weight", names.prefix), [names.width])?,
+            ),
+            eps: self.eps,
         })
     }
 
-    fn layer(&self, i: usize, c: &LlamaConfig) -> Result<DecoderLayer<B>> {
-        let p = format!("model.layers.{i}");
-        let (d, q, kv) = (
-            c.hidden_size,
-            c.num_heads * c.head_dim,
-            c.num_kv_heads * c.head_dim,
-        );
-        let name = |suffix: &str| format!("{p}.{suffix}");
-        let f = c.intermediate_size;
+    fn norm(&self, names: &NormNames) -> Result<Norm<B>> {
+        Ok(match names.kind {
+            NormKind::Rms => Norm::Rms(self.rms_norm(names)?),
+            NormKind::Layer => {
+                let RmsNorm { weight, eps } = self.rms_norm(names)?;
+                let bias = self.tensor(&format!("{}.bias", names.prefix), [names.width])?;
+                Norm::Layer(LayerNorm {
+                    weight,
+                    bias: Param::from_tensor(bias),
+                    eps,
+                })
+            }
+        })
+    }
+
+    fn layer(&self, names: &LayerNames, c: &ModelConfig) -> Result<DecoderLayer<B>> {
+        let input_norm = self.norm(&names.input_norm)?;
+        let qkv_proj = self.linear(&names.qkv)?;
+        let qk_norm = match &names.qk_norm {
+            Some([q, k]) => Some(QkNorm {
+                q: self.rms_norm(q)?,
+                k: self.rms_norm(k)?,
+            }),
+            None => None,
+        };
+        let attention = Attention {
+            qkv_proj,
+            o_proj: self.linear(&names.o)?,
+            num_heads: c.num_heads,
+            num_kv_heads: c.num_kv_heads,
+            head_dim: c.head_dim,
+            qk_norm,
+            rotary: c.family.rotary(),
+            window: c.sliding_window,
+        };
+        let post_attention_norm = self.norm(&names.post_norm)?;
+        let (up, down) = (self.linear(&names.up)?, self.linear(&names.down)?);
+        let mlp = match c.family.mlp() {
+            MlpKind::SwiGlu => Mlp::SwiGlu(SwiGlu {
+                gate_up: up,
+                down,
+                intermediate_size: c.intermediate_size,
+            }),
+            MlpKind::GeluTanh => Mlp::Gelu(GeluMlp { fc: up, proj: down }),
+        };
         Ok(DecoderLayer {
-            input_norm: self.norm(&name("input_layernorm.weight"), c)?,
-            attention: Attention {
-                qkv_proj: self.linear(
-                    &[
-                        (&name("self_attn.q_proj"), q),
-                        (&name("self_attn.k_proj"), kv),
-                        (&name("self_attn.v_proj"), kv),
-                    ],
-                    d,
-                    c.qkv_bias,
-                )?,
-                o_proj: self.linear(&[(&name("self_attn.o_proj"), d)], q, c.o_bias)?,
-                num_heads: c.num_heads,
-                num_kv_heads: c.num_kv_heads,
-                head_dim: c.head_dim,
-            },
-            post_attention_norm: self.norm(&name("post_attention_layernorm.weight"), c)?,
-            mlp: SwiGlu {
-                gate_up: self.linear(
-                    &[(&name("mlp.gate_proj"), f), (&name("mlp.up_proj"), f)],
-                    d,
-                    false,
-                )?,
-                down: self.linear(&[(&name("mlp.down_proj"), d)], f, false)?,
-                intermediate_size: f,
-            },
+            input_norm,
+            attention,
+            post_attention_norm,
+            mlp,
         })
     }
 }
@@ -148,7 +172,7 @@ impl<B: Backend> LoadedModel<B> {
 
     /// Builds a model from a configuration and tensors.
     pub fn from_weights(
-        config: &LlamaConfig,
+        config: &ModelConfig,
         weights: &dyn TensorSource,
         device: &B::Device,
         precision: impl Into<Precision>,
@@ -173,33 +197,40 @@ impl<B: Backend> LoadedModel<B> {
             device,
             dtype,
             linear,
+            eps: config.norm_eps,
         };
+        let names = ModelNames::of(config);
         let (v, d) = (config.vocab_size, config.hidden_size);
-        let embedding = weights.read("model.embed_tokens.weight", &[v, d])?.values;
+        let embedding = weights.read(&names.embed, &[v, d])?.values;
+        let position_embeddings = match &names.positions {
+            Some(name) => Some(Param::from_tensor(b.tensor(name, [config.max_context, d])?)),
+            None => None,
+        };
         let total = config.num_layers + 1;
         let mut layers = Vec::with_capacity(config.num_layers);
-        for i in 0..config.num_layers {
-            layers.push(b.layer(i, config)?);
+        for (i, layer) in names.layers.iter().enumerate() {
+            layers.push(b.layer(layer, config)?);
             progress(i + 1, total);
         }
         let on_device =
             |values: Vec<f32>| Tensor::from_data(TensorData::new(values, [v, d]), (device, dtype));
-        let (embed, lm_head) = match (config.tie_word_embeddings, linear) {
-            (true, LinearWeights::Host(_)) => {
+        let (embed, lm_head) = match (&names.lm_head, linear) {
+            (None, LinearWeights::Host(_)) => {
                 let head = b.projection(embedding.clone(), [v, d], None);
                 (on_device(embedding), head)
             }
             // The head shares the embedding's storage: a transposed view.
-            (true, LinearWeights::Backend) => {
+            (None, LinearWeights::Backend) => {
                 let embed: Tensor<B, 2> = on_device(embedding);
                 (embed.clone(), Projection::new(embed.transpose(), None))
             }
-            (false, _) => (on_device(embedding), b.linear(&[("lm_head", v)], d, false)?),
+            (Some(head), _) => (on_device(embedding), b.linear(head)?),
         };
-        let model = Llama {
+        let model = Transformer {
             embed_tokens: Param::from_tensor(embed),
+            position_embeddings,
             layers,
-            norm: b.norm("model.norm.weight", config)?,
+            norm: b.norm(&names.final_norm)?,
             lm_head,
         };
         progress(total, total);

@@ -1,10 +1,41 @@
-//! RMSNorm (Zhang & Sennrich 2019): `x / sqrt(mean(x^2) + eps) * weight`.
+//! The norms of a decoder layer: RMSNorm (Zhang & Sennrich 2019),
+//! `x / sqrt(mean(x^2) + eps) * weight`, for the Llama-like families, and
+//! [`LayerNorm`] for StarCoder, behind one [`Norm`].
 
 use super::host::{HostF32, from_host};
+use super::layer_norm::LayerNorm;
 use super::linear::{Kernels, Numerics};
 use burn::module::{Module, Param};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
+
+/// The norm a family uses.
+#[derive(Module, Debug)]
+pub enum Norm<B: Backend> {
+    /// Llama, Mistral, Qwen, Phi-3.
+    Rms(RmsNorm<B>),
+    /// StarCoder.
+    Layer(LayerNorm<B>),
+}
+
+impl<B: Backend> Norm<B> {
+    /// # Shapes
+    /// - x: `[n, hidden]` -> `[n, hidden]`
+    pub fn forward(&self, x: Tensor<B, 2>, kernels: Kernels) -> Tensor<B, 2> {
+        match self {
+            Norm::Rms(norm) => norm.forward(x, kernels),
+            Norm::Layer(norm) => norm.forward(x, kernels),
+        }
+    }
+
+    /// Values of its parameters (weight and bias), for byte counts.
+    pub fn num_params(&self) -> usize {
+        match self {
+            Norm::Rms(norm) => norm.weight.val().shape().num_elements(),
+            Norm::Layer(norm) => 2 * norm.weight.val().shape().num_elements(),
+        }
+    }
+}
 
 /// Root-mean-square normalization over the last dimension.
 #[derive(Module, Debug)]
@@ -35,6 +66,17 @@ impl<B: Backend> RmsNorm<B> {
             .add_scalar(self.eps)
             .sqrt();
         (x / rms) * self.weight.val().unsqueeze()
+    }
+
+    /// Normalizes every head of `x` over its width (Qwen3's query and key
+    /// norms).
+    ///
+    /// # Shapes
+    /// - x: `[heads, n, head_dim]` -> `[heads, n, head_dim]`
+    pub fn forward_heads(&self, x: Tensor<B, 3>, kernels: Kernels) -> Tensor<B, 3> {
+        let [heads, n, dim] = x.dims();
+        self.forward(x.reshape([heads * n, dim]), kernels)
+            .reshape([heads, n, dim])
     }
 
     fn fixed_order(&self, x: &Tensor<B, 2>) -> Option<Tensor<B, 2>> {
