@@ -272,16 +272,26 @@ fn broken_checkpoints_exit_2_with_one_clear_line() {
         ),
     ];
     for (tag, breakage, expected) in cases {
-        let dir = broken_copy(tag, breakage);
-        let out = dsi(&["generate", "--model", dir.to_str().unwrap(), "hi"]);
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(2), "{tag}: {err}");
-        for word in expected {
-            assert!(err.contains(word), "{tag}: {word} not in {err}");
-        }
-        assert_eq!(err.trim().lines().count(), 1, "{tag}: {err}");
-        let _ = std::fs::remove_dir_all(&dir);
+        refused_with_one_line(&broken_copy(tag, breakage), tag, expected);
     }
+}
+
+/// `dsi generate` on `dir` exits 2 with one line holding every `expected`
+/// word; the scratch folder is removed.
+fn refused_with_one_line(dir: &std::path::Path, tag: &str, expected: &[&str]) {
+    let out = dsi(&[
+        "generate",
+        "--model",
+        dir.to_str().expect("utf-8 path"),
+        "hi",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{tag}: {err}");
+    for word in expected {
+        assert!(err.contains(word), "{tag}: {word} not in {err}");
+    }
+    assert_eq!(err.trim().lines().count(), 1, "{tag}: {err}");
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// Broken configurations of every family, and a SentencePiece model
@@ -365,15 +375,7 @@ fn broken_configs_of_every_family_exit_2_naming_the_field() {
         ),
     ];
     for (fixture_name, tag, breakage, expected) in cases {
-        let dir = broken_copy_of(fixture_name, tag, breakage);
-        let out = dsi(&["generate", "--model", dir.to_str().unwrap(), "hi"]);
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(2), "{tag}: {err}");
-        for word in expected {
-            assert!(err.contains(word), "{tag}: {word} not in {err}");
-        }
-        assert_eq!(err.trim().lines().count(), 1, "{tag}: {err}");
-        let _ = std::fs::remove_dir_all(&dir);
+        refused_with_one_line(&broken_copy_of(fixture_name, tag, breakage), tag, expected);
     }
 }
 

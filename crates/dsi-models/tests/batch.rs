@@ -1,7 +1,10 @@
 //! `forward_batch`: several sequences in one forward, each against its own
 //! cache, give each sequence the logits of its own forward alone, on every
 //! backend built (`DSI_TEST_BACKENDS`), and a sequence fed in chunks of any
-//! size gets the logits of its token-by-token forward. On `cpu` and
+//! size gets the logits of its token-by-token forward, for a model of each
+//! family's blocks (Llama, Qwen3's query/key norms, Phi-3's fused
+//! projections and sliding window, StarCoder's LayerNorm, GELU and learned
+//! positions). On `cpu` and
 //! `ndarray` (fixed-order kernels, `Numerics::Invariant`) both hold bitwise,
 //! also with host weights in every format (f32, f16, bf16, q8);
 //! wgpu is held to a tolerance and prints what it reaches. A member with bad input or
@@ -23,8 +26,19 @@ use std::path::Path;
 /// set (see `worst` for what each backend reaches).
 const RELATIVE_TOLERANCE: f32 = 1e-5;
 
-fn load<B: Backend>(device: &B::Device, precision: Precision) -> LoadedModel<B> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama-gqa");
+/// A fixture of each family's blocks (the sliding window of
+/// `phi3-tied-window`, 16 positions, is crossed by the longer sequences).
+const FAMILIES: &[&str] = &[
+    "llama-gqa",
+    "qwen3-qknorm",
+    "phi3-tied-window",
+    "starcoder-mqa",
+];
+
+fn load<B: Backend>(name: &str, device: &B::Device, precision: Precision) -> LoadedModel<B> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     let checkpoint = Checkpoint::open(&dir).expect("fixture");
     LoadedModel::<B>::from_checkpoint(&checkpoint, device, precision, |_, _| {}).expect("model")
 }
@@ -77,9 +91,20 @@ fn filled<B: Backend>(model: &LoadedModel<B>, case: &Case) -> KvCache<B> {
 }
 
 /// Max |batched - alone| over max |alone| for every prefix of the cases:
-/// 1 to 6 members in one forward.
+/// 1 to 6 members in one forward, over every family.
 fn batched_equals_alone<B: Backend>(device: &B::Device, precision: Precision) -> f32 {
-    let model = load::<B>(device, precision);
+    FAMILIES
+        .iter()
+        .map(|name| batched_equals_alone_for::<B>(name, device, precision))
+        .fold(0f32, f32::max)
+}
+
+fn batched_equals_alone_for<B: Backend>(
+    name: &str,
+    device: &B::Device,
+    precision: Precision,
+) -> f32 {
+    let model = load::<B>(name, device, precision);
     let never = CancelFlag::new();
     let cases = cases();
     let alone: Vec<Vec<f32>> = cases
@@ -122,7 +147,7 @@ fn batched_equals_alone<B: Backend>(device: &B::Device, precision: Precision) ->
             worst = worst.max(diff / scale);
             assert!(
                 diff <= RELATIVE_TOLERANCE * scale,
-                "member {i} of {members}: max |diff| {diff} vs scale {scale}"
+                "{name} member {i} of {members}: max |diff| {diff} vs scale {scale}"
             );
             assert_eq!(
                 caches[i].len(),
@@ -137,7 +162,7 @@ fn batched_equals_alone<B: Backend>(device: &B::Device, precision: Precision) ->
 /// A member with bad input or a raised flag gets its error and keeps its
 /// cache; the others get their logits; all raised stops the forward.
 fn failures_stay_with_their_member<B: Backend>(device: &B::Device, precision: Precision) {
-    let model = load::<B>(device, precision);
+    let model = load::<B>("llama-gqa", device, precision);
     let (never, raised) = (CancelFlag::new(), CancelFlag::new());
     raised.cancel();
     let mut caches: Vec<KvCache<B>> = (0..4).map(|_| model.new_cache(8)).collect();
@@ -187,13 +212,25 @@ fn failures_stay_with_their_member<B: Backend>(device: &B::Device, precision: Pr
 }
 
 /// Max relative difference between a sequence's logits fed token by
-/// token and fed in chunks of `chunk` tokens.
+/// token and fed in chunks of `chunk` tokens, over every family.
 fn chunked_equals_stepwise<B: Backend>(
     device: &B::Device,
     precision: Precision,
     chunk: usize,
 ) -> f32 {
-    let model = load::<B>(device, precision);
+    FAMILIES
+        .iter()
+        .map(|name| chunked_equals_stepwise_for::<B>(name, device, precision, chunk))
+        .fold(0f32, f32::max)
+}
+
+fn chunked_equals_stepwise_for<B: Backend>(
+    name: &str,
+    device: &B::Device,
+    precision: Precision,
+    chunk: usize,
+) -> f32 {
+    let model = load::<B>(name, device, precision);
     let never = CancelFlag::new();
     let sequence = tokens(9, 24);
     let mut cache = model.new_cache(64);
@@ -221,7 +258,7 @@ fn chunked_equals_stepwise<B: Backend>(
         .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     assert!(
         diff <= RELATIVE_TOLERANCE * scale,
-        "chunks of {chunk}: {diff}"
+        "{name} chunks of {chunk}: {diff}"
     );
     diff / scale
 }

@@ -44,7 +44,8 @@ pub(crate) struct DecodeArgs {
     model: Option<PathBuf>,
     /// Benchmark random weights of a known shape instead of a checkpoint;
     /// several (`smollm-135m,starcoder-168m,qwen3-0.6b`) run one after
-    /// another in this process, one report each.
+    /// another in this process, one report each (with `--format json`,
+    /// one object per line).
     #[arg(long, value_enum, value_delimiter = ',')]
     random: Vec<RandomShape>,
     /// Backend and device: cpu, wgpu, wgpu:N, cuda, cuda:N.
@@ -165,12 +166,14 @@ pub(crate) fn run(args: DecodeArgs) -> anyhow::Result<()> {
     }
     let spec = args.backend;
     let args = Arc::new(args);
+    let json_lines = sources.len() > 1;
     for source in sources {
         dispatch(
             spec,
             Job {
                 args: Arc::clone(&args),
                 source,
+                json_lines,
             },
         )??;
     }
@@ -185,13 +188,19 @@ enum Source {
 struct Job {
     args: Arc<DecodeArgs>,
     source: Source,
+    /// Compact JSON, one report per line (several reports in one run).
+    json_lines: bool,
 }
 
 impl OnBackend for Job {
     type Output = anyhow::Result<()>;
 
     fn run<B: Backend>(self, spec: DeviceSpec, device: B::Device) -> anyhow::Result<()> {
-        let Job { args, source } = self;
+        let Job {
+            args,
+            source,
+            json_lines,
+        } = self;
         let start_context = args.context.unwrap_or(PREFILL_TOKENS).max(PREFILL_TOKENS);
         let context = start_context + args.tokens + 2;
         let (config, weights, name): (ModelConfig, &dyn TensorSource, String) = match &source {
@@ -377,6 +386,7 @@ impl OnBackend for Job {
             chunked_prefill,
         };
         match args.format {
+            Format::Json if json_lines => println!("{}", serde_json::to_string(&report)?),
             Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
             Format::Text => {
                 println!(
