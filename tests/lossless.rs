@@ -16,7 +16,7 @@ use dsi::core::verify::argmax;
 use dsi::models::Session;
 use dsi::models::checkpoint::{Checkpoint, write_near_ties};
 use dsi::models::device::{Backend, DType, DeviceSpec};
-use dsi::models::pair::{PairSide, shared_vocab};
+use dsi::models::pair::{PairSide, pool_vocab};
 use dsi::models::test_backends::runs_on;
 use dsi::models::transformer::{LoadedModel, Precision, WeightFormat};
 use dsi::sched::{CachedModel, Pool, Request, Role, Stats, WorkerHandle};
@@ -293,8 +293,8 @@ fn greedy_dsi_si_and_nonsi_agree_for_every_family_on_cpu() {
 }
 
 /// A Qwen2-style pair whose embeddings are padded to different sizes
-/// (target 384 rows, drafter 328, tokenizer 320 tokens): they verify on the
-/// 328 rows both have, and DSI and SI emit non-SI's tokens.
+/// (target 384 rows, drafter 328, tokenizer 320 ids): they sample and
+/// verify on the tokenizer's ids, and DSI and SI emit non-SI's tokens.
 #[test]
 fn a_pair_with_differently_padded_vocabularies_is_lossless_on_cpu() {
     if !runs_on(DeviceSpec::Cpu) {
@@ -306,10 +306,15 @@ fn a_pair_with_differently_padded_vocabularies_is_lossless_on_cpu() {
         fixture("qwen2-padded-drafter"),
     );
     let vocab =
-        shared_vocab(PairSide::from(&target), PairSide::from(&drafter)).expect("one tokenizer");
+        pool_vocab(PairSide::from(&target), Some(PairSide::from(&drafter))).expect("one tokenizer");
     assert_eq!(
         (target.config.vocab_size, drafter.config.vocab_size, vocab),
-        (384, 328, 328)
+        (384, 328, 320)
+    );
+    assert_eq!(
+        pool_vocab(PairSide::from(&target), None).expect("alone"),
+        320,
+        "non-SI alone samples the tokenizer's ids too"
     );
     let load = |c: &Checkpoint| {
         Arc::new(
@@ -382,7 +387,7 @@ fn a_drafter_with_another_tokenizer_is_refused_naming_the_first_difference() {
         Checkpoint::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/pystd/drafter"))
             .expect("bundled drafter"),
     );
-    let err = shared_vocab(PairSide::from(&target), PairSide::from(&bundled))
+    let err = pool_vocab(PairSide::from(&target), Some(PairSide::from(&bundled)))
         .unwrap_err()
         .to_string();
     assert!(
@@ -390,7 +395,7 @@ fn a_drafter_with_another_tokenizer_is_refused_naming_the_first_difference() {
         "{err}"
     );
     let spm = fixture("llama2-sentencepiece");
-    let err = shared_vocab(PairSide::from(&spm), PairSide::from(&target))
+    let err = pool_vocab(PairSide::from(&spm), Some(PairSide::from(&target)))
         .unwrap_err()
         .to_string();
     assert!(err.contains("tokenizers differ"), "{err}");

@@ -23,7 +23,7 @@ use dsi_core::verify::argmax;
 use dsi_models::checkpoint::Checkpoint;
 use dsi_models::device::{Backend, DeviceSpec, OnBackend, RunDtype, dispatch};
 use dsi_models::measure::{greedy_continuation, teacher_forced_matches};
-use dsi_models::pair::{PairSide, shared_vocab};
+use dsi_models::pair::{PairSide, pool_vocab};
 use dsi_models::transformer::{LoadedModel, Numerics};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -206,7 +206,7 @@ fn acceptance(args: AcceptanceArgs) -> anyhow::Result<()> {
         }
     };
     let drafter = open(&drafter_dir, "drafter")?;
-    shared_vocab(PairSide::from(&target), PairSide::from(&drafter))
+    pool_vocab(PairSide::from(&target), Some(PairSide::from(&drafter)))
         .map_err(|e| UsageError(e.to_string()))?;
     let prompts = read_prompts(&args.common.prompts.clone().unwrap_or_else(bundled::prompts))?;
     let prompts = encode_all(&target, &prompts)?;

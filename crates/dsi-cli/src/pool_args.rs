@@ -17,7 +17,7 @@ use dsi_core::tune::Table;
 use dsi_models::Session;
 use dsi_models::checkpoint::{Checkpoint, GenerationDefaults, TextTokenizer};
 use dsi_models::device::{Backend, DeviceSpec, OnBackend, RunDtype, dispatch};
-use dsi_models::pair::{PairSide, shared_vocab};
+use dsi_models::pair::{PairSide, pool_vocab};
 use dsi_models::transformer::{LoadedModel, Numerics};
 use dsi_sched::tune::{ProfileSpec, Tuning};
 use dsi_sched::{CachedModel, Emulated, Latency, Limits, Pool, Role, WorkerHandle};
@@ -124,6 +124,9 @@ pub(crate) struct LoadedPool {
     pub(crate) pool: Pool,
     pub(crate) tokenizer: TextTokenizer,
     pub(crate) generation: GenerationDefaults,
+    /// Token ids the pool samples from: the target's rows, or the rows it
+    /// shares with a drafter padded to another size (`dsi_models::pair`).
+    pub(crate) vocab: usize,
     pub(crate) mode: ModeSetting,
     /// Where the cost profile came from, for reports (None without one).
     pub(crate) profile: Option<String>,
@@ -241,8 +244,8 @@ impl PoolArgs {
             .drafter_device
             .clone()
             .unwrap_or(Placement::Local(self.backend));
-        // A local drafter is opened before the targets load: the rows the
-        // pair shares decide the logits every session hands out.
+        // A local drafter is opened before the targets load: the ids the
+        // pool samples from decide the logits every session hands out.
         let drafter_checkpoint = match (
             self.drafter_dir(),
             mode.drafts() || serving,
@@ -254,11 +257,11 @@ impl PoolArgs {
             ),
             _ => None,
         };
-        let vocab = match &drafter_checkpoint {
-            Some(drafter) => shared_vocab(PairSide::from(&target), PairSide::from(drafter))
-                .map_err(|e| UsageError(e.to_string()))?,
-            None => target.config.vocab_size,
-        };
+        let vocab = pool_vocab(
+            PairSide::from(&target),
+            drafter_checkpoint.as_ref().map(PairSide::from),
+        )
+        .map_err(|e| UsageError(e.to_string()))?;
         let mut remotes = RemoteWorkers::new(
             self.worker_token_file.as_deref(),
             self.worker_tls_ca.as_deref(),
@@ -420,6 +423,7 @@ impl PoolArgs {
             pool,
             tokenizer,
             generation,
+            vocab,
             mode,
             profile,
             profile_file,

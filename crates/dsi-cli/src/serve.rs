@@ -170,7 +170,6 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mode = args.pool.mode()?;
     let target = args.pool.open_target()?;
     let context = target.config.max_context;
-    let vocab = target.config.vocab_size;
     let dir = args.pool.target_dir();
     let chat = match std::fs::read_to_string(dir.join("tokenizer_config.json")) {
         Ok(json) => ChatTemplate::from_tokenizer_config(&json)
@@ -190,7 +189,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.mode = mode;
     config.lookahead = args.pool.k.max(1);
     config.eos = loaded.generation.eos_token_ids.clone();
-    config.vocab = Some(vocab);
+    config.vocab = Some(loaded.vocab);
     config.api_keys = keys;
     config.protect_metrics = args.protect_metrics;
     if let Some(m) = args.max_tokens {

@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use dsi_models::checkpoint::Checkpoint;
 use dsi_models::device::{DeviceSpec, RunDtype, dispatch};
+use dsi_models::pair::{PairSide, pool_vocab};
 use dsi_models::transformer::Numerics;
 use dsi_remote::{AuthToken, ServeOptions, WorkerInfo, WorkerRole, WorkerService};
 use dsi_sched::{CachedModel, Latency, Role, WorkerHandle};
@@ -121,6 +122,8 @@ pub(crate) fn run(args: WorkerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("loading the model in {}", dir.display()))?;
     let model = crate::identity::of_folder(&dir)?;
     let capacity = checkpoint.config.max_context;
+    // The tokenizer's ids, as the coordinator's pool samples them.
+    let vocab = pool_vocab(PairSide::from(&checkpoint), None)?;
     let loaded = dispatch(
         args.device,
         LoadSessions {
@@ -128,7 +131,7 @@ pub(crate) fn run(args: WorkerArgs) -> anyhow::Result<()> {
             what: &format!("{role}"),
             dtype: args.dtype,
             count: 1,
-            vocab: checkpoint.config.vocab_size,
+            vocab,
             capacity,
             latency: args.emulate_ms,
             numerics: args.numerics,
@@ -157,7 +160,7 @@ pub(crate) fn run(args: WorkerArgs) -> anyhow::Result<()> {
         dtype: loaded.dtype.clone(),
         device: args.device.to_string(),
         numerics: args.numerics.to_string(),
-        vocab: checkpoint.config.vocab_size,
+        vocab,
         context: capacity,
         kv_budget_bytes,
         footprint: handle.footprint(),

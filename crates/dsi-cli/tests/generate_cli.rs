@@ -89,6 +89,45 @@ fn seeded_sampling_is_reproducible_and_seed_dependent() {
     assert_ne!(run("5"), run("6"));
 }
 
+/// A drafter whose embedding is padded to another size than the target's
+/// (328 rows against 384, one tokenizer of 320 ids): every mode samples
+/// the tokenizer's ids, and SI and DSI give non-SI's tokens, greedy and
+/// seeded.
+#[test]
+fn a_differently_padded_drafter_gives_non_si_tokens() {
+    let (target, drafter) = (
+        fixture("qwen2-padded-target"),
+        fixture("qwen2-padded-drafter"),
+    );
+    let run = |mode: &str, sampling: &[&str]| {
+        let mut args = vec![
+            "generate",
+            "--model",
+            target.to_str().unwrap(),
+            "--drafter",
+            drafter.to_str().unwrap(),
+            "--mode",
+            mode,
+            "--max-tokens",
+            "24",
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(sampling);
+        args.push("def fibonacci(n):");
+        let out = dsi(&args);
+        assert_eq!(out.status.code(), Some(0), "{mode}: {}", stderr(&out));
+        json(&out)["tokens"].clone()
+    };
+    for sampling in [&[][..], &["--temperature", "0.8", "--seed", "11"][..]] {
+        let reference = run("nonsi", sampling);
+        assert_eq!(reference.as_array().map(Vec::len), Some(24));
+        for mode in ["si", "dsi"] {
+            assert_eq!(run(mode, sampling), reference, "{mode} {sampling:?}");
+        }
+    }
+}
+
 #[test]
 fn text_output_streams_the_continuation() {
     let model = fixture("llama-gqa");

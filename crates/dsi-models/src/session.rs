@@ -44,11 +44,10 @@ impl<B: Backend> Session<B> {
     }
 
     /// Hands out only the first `vocab` logits of every row (at most the
-    /// model's): the range a target shares with a drafter whose embedding
-    /// is padded to another size (Qwen2.5-0.5B's 151936 rows against
-    /// Qwen2.5-7B's 152064). Ids past the tokenizer's tokens are padding no
-    /// text encodes to, so every mode then verifies and samples on the
-    /// same range. The columns are cut on the device, before readback.
+    /// model's): the tokenizer's ids, past which an embedding padded to a
+    /// round size has rows no text encodes to (`dsi_models::pair`), so a
+    /// target and a drafter padded differently choose among the same ids
+    /// in every mode. The columns are cut on the device, before readback.
     pub fn with_vocab(mut self, vocab: usize) -> Self {
         self.vocab = vocab.clamp(1, self.model.config.vocab_size);
         self

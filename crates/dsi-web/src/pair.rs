@@ -9,7 +9,7 @@ use crate::options::GenerateOptions;
 use dsi_core::TokenId;
 use dsi_models::checkpoint::{GenerationDefaults, SafetensorsFiles, TextTokenizer};
 use dsi_models::device::{Backend, DType};
-use dsi_models::pair::{PairSide, shared_vocab};
+use dsi_models::pair::{PairSide, pool_vocab};
 use dsi_models::transformer::LoadedModel;
 use dsi_models::{ModelConfig, Session};
 use std::collections::BTreeMap;
@@ -141,7 +141,7 @@ fn load<B: Backend>(
 /// device.
 pub struct Pair<B: Backend> {
     target: Loaded<B>,
-    /// Logit columns the pair verifies on (see `dsi_models::pair`).
+    /// Token ids the pair samples and verifies on (see `dsi_models::pair`).
     vocab: usize,
     drafter: Option<Arc<LoadedModel<B>>>,
 }
@@ -160,20 +160,16 @@ impl<B: Backend> Pair<B> {
         let drafter = drafter
             .map(|files| load::<B>("drafter", files, device, dtype))
             .transpose()?;
-        let vocab = match &drafter {
-            Some(drafter) => {
-                let target = PairSide {
-                    config: &target.model.config,
-                    tokenizer: &target.tokenizer,
-                };
-                let drafter = PairSide {
-                    config: &drafter.model.config,
-                    tokenizer: &drafter.tokenizer,
-                };
-                shared_vocab(target, drafter).map_err(|e| WebError::Mismatch(e.to_string()))?
-            }
-            None => target.model.config.vocab_size,
+        let target_side = PairSide {
+            config: &target.model.config,
+            tokenizer: &target.tokenizer,
         };
+        let drafter_side = drafter.as_ref().map(|d| PairSide {
+            config: &d.model.config,
+            tokenizer: &d.tokenizer,
+        });
+        let vocab =
+            pool_vocab(target_side, drafter_side).map_err(|e| WebError::Mismatch(e.to_string()))?;
         Ok(Self {
             target,
             vocab,

@@ -63,6 +63,16 @@ impl TextTokenizer {
         self.inner.get_vocab_size(true)
     }
 
+    /// One past the highest token id (added tokens included): the ids the
+    /// tokenizer can decode.
+    pub fn id_range(&self) -> usize {
+        self.inner
+            .get_vocab(true)
+            .values()
+            .max()
+            .map_or(0, |&id| id as usize + 1)
+    }
+
     /// Where `other` maps tokens to ids differently, `None` when both map
     /// every token alike: the first id (in order) whose token differs or
     /// that only one of them has, described for a message.
