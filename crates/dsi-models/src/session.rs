@@ -21,8 +21,8 @@ use std::sync::Arc;
 pub struct Session<B: Backend> {
     model: Arc<LoadedModel<B>>,
     capacity: usize,
-    /// Logit columns handed out: the model's vocabulary, or the range it
-    /// shares with its pair (see [`Session::with_vocab`]).
+    /// Logit columns handed out: the model's rows, or its tokenizer's ids
+    /// (see [`Session::with_vocab`]).
     vocab: usize,
     footprint: CacheFootprint,
     caches: HashMap<SeqId, KvCache<B>>,

@@ -1,4 +1,7 @@
-//! Causal grouped-query self-attention with rotary embeddings over a KV cache.
+//! Causal grouped-query (or multi-query) self-attention over a KV cache,
+//! with rotary embeddings (none where the model learns its positions),
+//! optional per-head query/key norms (Qwen3) and an optional sliding window
+//! (Mistral, Phi-3).
 //!
 //! Query heads that share a key/value head are folded into the sequence axis
 //! (`[kv_heads, group * n, head_dim]`), so keys and values are never
