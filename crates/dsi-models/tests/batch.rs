@@ -378,3 +378,12 @@ backend_tests!(
     DType::F32.into(),
     false
 );
+#[cfg(feature = "cuda")]
+backend_tests!(
+    cuda,
+    dsi_models::device::CudaBackend,
+    DeviceSpec::Cuda(0),
+    burn::backend::cuda::CudaDevice::new(0),
+    DType::F32.into(),
+    false
+);

@@ -325,6 +325,16 @@ backend_tests!(
     burn::backend::wgpu::WgpuDevice::DefaultDevice
 );
 
+// Every fixture of every family on an NVIDIA GPU, in a build with
+// `--features cuda` (`DSI_TEST_BACKENDS=cuda` selects it alone).
+#[cfg(feature = "cuda")]
+backend_tests!(
+    cuda,
+    dsi_models::device::CudaBackend,
+    DeviceSpec::Cuda(0),
+    burn::backend::cuda::CudaDevice::new(0)
+);
+
 /// The same checkpoint gives the same logits on ndarray and wgpu.
 #[cfg(feature = "wgpu")]
 #[test]
