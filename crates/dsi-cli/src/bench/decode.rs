@@ -166,14 +166,12 @@ pub(crate) fn run(args: DecodeArgs) -> anyhow::Result<()> {
     }
     let spec = args.backend;
     let args = Arc::new(args);
-    let json_lines = sources.len() > 1;
     for source in sources {
         dispatch(
             spec,
             Job {
                 args: Arc::clone(&args),
                 source,
-                json_lines,
             },
         )??;
     }
@@ -188,19 +186,13 @@ enum Source {
 struct Job {
     args: Arc<DecodeArgs>,
     source: Source,
-    /// Compact JSON, one report per line (several reports in one run).
-    json_lines: bool,
 }
 
 impl OnBackend for Job {
     type Output = anyhow::Result<()>;
 
     fn run<B: Backend>(self, spec: DeviceSpec, device: B::Device) -> anyhow::Result<()> {
-        let Job {
-            args,
-            source,
-            json_lines,
-        } = self;
+        let Job { args, source } = self;
         let start_context = args.context.unwrap_or(PREFILL_TOKENS).max(PREFILL_TOKENS);
         let context = start_context + args.tokens + 2;
         let (config, weights, name): (ModelConfig, &dyn TensorSource, String) = match &source {
@@ -386,7 +378,10 @@ impl OnBackend for Job {
             chunked_prefill,
         };
         match args.format {
-            Format::Json if json_lines => println!("{}", serde_json::to_string(&report)?),
+            // Several shapes in one run: one compact report per line.
+            Format::Json if args.random.len() > 1 => {
+                println!("{}", serde_json::to_string(&report)?)
+            }
             Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
             Format::Text => {
                 println!(

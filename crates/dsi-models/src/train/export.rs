@@ -7,7 +7,7 @@ pub use crate::checkpoint::StoreDtype;
 use crate::checkpoint::write::{Encoded, write_files};
 use crate::config::ModelConfig;
 use crate::transformer::names::{ModelNames, NormNames, Stacked};
-use crate::transformer::{Norm, Projection, RmsNorm, Transformer};
+use crate::transformer::{Norm, Projection, Transformer};
 use burn::module::Param;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
@@ -53,16 +53,16 @@ fn vector<B: Backend>(
     Ok(())
 }
 
+/// A norm's weight, and its bias for LayerNorm.
 fn norm<B: Backend>(names: &NormNames, norm: &Norm<B>, out: &mut Vec<Named>) -> Result<()> {
-    let weight = |n: &RmsNorm<B>, out: &mut Vec<Named>| {
-        vector(format!("{}.weight", names.prefix), &n.weight, out)
+    let (weight, bias) = match norm {
+        Norm::Rms(n) => (&n.weight, None),
+        Norm::Layer(n) => (&n.weight, Some(&n.bias)),
     };
-    match norm {
-        Norm::Rms(n) => weight(n, out),
-        Norm::Layer(n) => {
-            vector(format!("{}.weight", names.prefix), &n.weight, out)?;
-            vector(format!("{}.bias", names.prefix), &n.bias, out)
-        }
+    vector(format!("{}.weight", names.prefix), weight, out)?;
+    match bias {
+        Some(bias) => vector(format!("{}.bias", names.prefix), bias, out),
+        None => Ok(()),
     }
 }
 
@@ -79,8 +79,8 @@ fn tensors<B: Backend>(model: &Transformer<B>, config: &ModelConfig) -> Result<V
         norm(&n.input_norm, &layer.input_norm, &mut out)?;
         split(&layer.attention.qkv_proj, &n.qkv, &mut out)?;
         if let (Some(qk), Some([q, k])) = (&layer.attention.qk_norm, &n.qk_norm) {
-            norm(q, &Norm::Rms(qk.q.clone()), &mut out)?;
-            norm(k, &Norm::Rms(qk.k.clone()), &mut out)?;
+            vector(format!("{}.weight", q.prefix), &qk.q.weight, &mut out)?;
+            vector(format!("{}.weight", k.prefix), &qk.k.weight, &mut out)?;
         }
         split(&layer.attention.o_proj, &n.o, &mut out)?;
         norm(&n.post_norm, &layer.post_attention_norm, &mut out)?;

@@ -6,7 +6,7 @@
 //! store q/k/v (and Phi-3 gate/up) fused already, in the order the engine
 //! stacks them; the other families store them apart.
 
-use crate::config::{Family, MlpKind, ModelConfig, NormKind};
+use crate::config::{Family, ModelConfig, NormKind};
 
 /// One projection: `nn.Linear` layers (`(prefix, d_out)`) stacked along
 /// their outputs, all reading `d_in` values.
@@ -146,7 +146,6 @@ fn layer(c: &ModelConfig, p: &str, norm: impl Fn(String) -> NormNames) -> LayerN
         bias,
     };
     if c.family == Family::GptBigCode {
-        debug_assert_eq!(c.family.mlp(), MlpKind::GeluTanh);
         return LayerNames {
             input_norm: norm(format!("{p}.ln_1")),
             qkv: stacked(&[("attn.c_attn", q + 2 * kv)], d, c.qkv_bias),
