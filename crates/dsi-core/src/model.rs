@@ -38,6 +38,56 @@ pub struct Feed<'a> {
     pub rows: usize,
     /// Raised when this sequence's result is no longer wanted.
     pub cancel: &'a CancelFlag,
+    /// What the rows come back as.
+    pub readback: Readback,
+}
+
+/// What a feed wants back for its rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Readback {
+    /// Every row's logits.
+    #[default]
+    Logits,
+    /// Each row's first maximum: all greedy decoding without logits
+    /// processors or log probabilities needs. A model whose logits live on
+    /// a GPU takes it there and reads back one id per row instead of
+    /// `vocab` floats; any model may answer with the logits instead.
+    Argmax,
+}
+
+/// One feed's rows, as a forward hands them back.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rows {
+    /// Row-major `[rows, vocab]` logits.
+    Logits(Vec<f32>),
+    /// Each row's first maximum ([`crate::verify::argmax`]'s rule), taken
+    /// where the logits are; only for a feed that asked for
+    /// [`Readback::Argmax`].
+    Argmax(Vec<TokenId>),
+}
+
+impl Rows {
+    /// Each row's first maximum, taken here when the model sent logits.
+    pub fn argmax(&self, vocab: usize) -> Vec<TokenId> {
+        match self {
+            Rows::Logits(logits) => logits
+                .chunks(vocab.max(1))
+                .map(crate::verify::argmax)
+                .collect(),
+            Rows::Argmax(ids) => ids.clone(),
+        }
+    }
+
+    /// The logits; an error when the model sent only each row's maximum
+    /// (it was asked for no more).
+    pub fn into_logits(self) -> Result<Vec<f32>, ForwardError> {
+        match self {
+            Rows::Logits(logits) => Ok(logits),
+            Rows::Argmax(_) => Err(ForwardError::Failed(
+                "the model read back each row's maximum only, but logits are needed".into(),
+            )),
+        }
+    }
 }
 
 /// A causal language model's KV caches, one per sequence: what a worker
@@ -72,9 +122,9 @@ pub trait KvState {
     }
 }
 
-/// One result per feed of a forward, in order: its logits, row-major
-/// `[rows, vocab]`, or why it has none.
-pub type ForwardResults = Vec<Result<Vec<f32>, ForwardError>>;
+/// One result per feed of a forward, in order: its rows, or why it has
+/// none.
+pub type ForwardResults = Vec<Result<Rows, ForwardError>>;
 
 /// A causal language model that keeps one KV cache per sequence, driven
 /// from a worker thread.
@@ -145,7 +195,7 @@ impl<M: KvModel> AsyncKvModel for Ready<M> {
 }
 
 /// [`KvModel::forward`] of a single feed.
-pub fn forward_one(model: &mut dyn KvModel, feed: Feed<'_>) -> Result<Vec<f32>, ForwardError> {
+pub fn forward_one(model: &mut dyn KvModel, feed: Feed<'_>) -> Result<Rows, ForwardError> {
     model
         .forward(&[feed])
         .pop()

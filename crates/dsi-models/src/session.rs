@@ -9,10 +9,13 @@
 use crate::checkpoint::HostTensor;
 use crate::transformer::{BatchMember, LoadedModel};
 use crate::{KvCache, ModelError};
-use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use dsi_core::TokenId;
 use dsi_core::cache_layout::CacheFootprint;
-use dsi_core::model::{AsyncKvModel, Feed, ForwardError, ForwardResults, KvModel, KvState, SeqId};
+use dsi_core::model::{
+    AsyncKvModel, Feed, ForwardError, ForwardResults, KvModel, KvState, Readback, Rows, SeqId,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -99,21 +102,94 @@ impl<B: Backend> KvState for Session<B> {
 }
 
 /// A forward launched on the device: the results decided without a
-/// forward, and which feed each logits tensor belongs to.
+/// forward, and which feed each readout belongs to.
 struct Launched {
-    results: Vec<Option<Result<Vec<f32>, ForwardError>>>,
+    results: Vec<Option<Result<Rows, ForwardError>>>,
     order: Vec<usize>,
 }
 
-/// Each fed sequence's logits on the device, not yet read back.
-type Pending<B> = Vec<crate::Result<Tensor<B, 2>>>;
+/// One fed sequence's rows on the device, not yet read back: its logits,
+/// or each row's maximum when the feed asked for no more and a GPU kernel
+/// took it there (`dsi_kernels::gpu::argmax_rows`).
+enum Readout<B: Backend> {
+    Logits(Tensor<B, 2>),
+    Argmax(Tensor<B, 1, Int>),
+}
+
+type Pending<B> = Vec<crate::Result<Readout<B>>>;
+
+impl<B: Backend> Readout<B> {
+    /// What a feed asked for, from its logits: on a GPU backend each row's
+    /// maximum is taken on the device; elsewhere the logits are already
+    /// where the host reads them, and go back whole.
+    fn of(logits: Tensor<B, 2>, readback: Readback) -> Self {
+        match readback {
+            Readback::Argmax => device_argmax(logits).map_or_else(Readout::Logits, Readout::Argmax),
+            Readback::Logits => Readout::Logits(logits),
+        }
+    }
+
+    fn rows(&self) -> usize {
+        match self {
+            Readout::Logits(logits) => logits.dims()[0],
+            Readout::Argmax(ids) => ids.dims()[0],
+        }
+    }
+
+    fn read(self) -> crate::Result<Rows> {
+        match self {
+            _ if self.rows() == 0 => Ok(Rows::Logits(Vec::new())),
+            Readout::Logits(logits) => {
+                HostTensor::from_tensor(logits).map(|t| Rows::Logits(t.values))
+            }
+            Readout::Argmax(ids) => ids_of(ids.into_data()),
+        }
+    }
+
+    async fn read_async(self) -> crate::Result<Rows> {
+        match self {
+            _ if self.rows() == 0 => Ok(Rows::Logits(Vec::new())),
+            Readout::Logits(logits) => HostTensor::from_tensor_async(logits)
+                .await
+                .map(|t| Rows::Logits(t.values)),
+            Readout::Argmax(ids) => ids_of(
+                ids.into_data_async()
+                    .await
+                    .map_err(|e| ModelError::Readback(format!("{e:?}")))?,
+            ),
+        }
+    }
+}
+
+/// Token ids read back from the device.
+fn ids_of(data: TensorData) -> crate::Result<Rows> {
+    let ids = data
+        .convert::<i64>()
+        .into_vec::<i64>()
+        .map_err(|e| ModelError::Readback(format!("{e:?}")))?;
+    Ok(Rows::Argmax(
+        ids.into_iter().map(|id| id as TokenId).collect(),
+    ))
+}
+
+/// Each row's first maximum by the GPU kernel, or the logits back when the
+/// backend has none.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn device_argmax<B: Backend>(logits: Tensor<B, 2>) -> Result<Tensor<B, 1, Int>, Tensor<B, 2>> {
+    dsi_kernels::gpu::argmax_rows(logits.clone()).ok_or(logits)
+}
+
+#[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+fn device_argmax<B: Backend>(logits: Tensor<B, 2>) -> Result<Tensor<B, 1, Int>, Tensor<B, 2>> {
+    Err(logits)
+}
 
 impl Launched {
-    /// Every feed's result, given the logits of the fed ones read back in
+    /// Every feed's result, given the rows of the fed ones read back in
     /// order.
-    fn finish(mut self, read: Vec<crate::Result<Vec<f32>>>) -> ForwardResults {
-        for (&i, logits) in self.order.iter().zip(read) {
-            self.results[i] = Some(logits.map_err(forward_error));
+    fn finish(mut self, read: Vec<crate::Result<Rows>>) -> ForwardResults {
+        for (&i, rows) in self.order.iter().zip(read) {
+            self.results[i] = Some(rows.map_err(forward_error));
         }
         self.results
             .into_iter()
@@ -127,7 +203,7 @@ impl<B: Backend> Session<B> {
     /// logits tensors (their readback is the caller's: at once on a thread,
     /// awaited in a browser).
     fn launch(&mut self, feeds: &[Feed<'_>]) -> (Launched, Pending<B>) {
-        let mut results: Vec<Option<Result<Vec<f32>, ForwardError>>> = vec![None; feeds.len()];
+        let mut results: Vec<Option<Result<Rows, ForwardError>>> = vec![None; feeds.len()];
         for (i, feed) in feeds.iter().enumerate() {
             if feeds[..i].iter().any(|f| f.seq == feed.seq) {
                 results[i] = Some(Err(ForwardError::Failed(format!(
@@ -168,13 +244,15 @@ impl<B: Backend> Session<B> {
             .model
             .forward_batch(members)
             .into_iter()
-            .map(|logits| {
+            .zip(&order)
+            .map(|(logits, &i)| {
                 logits.map(|l| {
-                    if vocab < full {
+                    let l = if vocab < full {
                         l.narrow(1, 0, vocab)
                     } else {
                         l
-                    }
+                    };
+                    Readout::of(l, feeds[i].readback)
                 })
             })
             .collect();
@@ -191,12 +269,7 @@ where
         let (launched, pending) = self.launch(feeds);
         let read = pending
             .into_iter()
-            .map(|logits| {
-                logits.and_then(|logits| match logits.dims()[0] {
-                    0 => Ok(Vec::new()),
-                    _ => HostTensor::from_tensor(logits).map(|host| host.values),
-                })
-            })
+            .map(|readout| readout.and_then(Readout::read))
             .collect();
         launched.finish(read)
     }
@@ -208,12 +281,9 @@ impl<B: Backend> AsyncKvModel for Session<B> {
     async fn forward(&mut self, feeds: &[Feed<'_>]) -> ForwardResults {
         let (launched, pending) = self.launch(feeds);
         let mut read = Vec::with_capacity(pending.len());
-        for logits in pending {
-            read.push(match logits {
-                Ok(logits) if logits.dims()[0] > 0 => HostTensor::from_tensor_async(logits)
-                    .await
-                    .map(|host| host.values),
-                Ok(_) => Ok(Vec::new()),
+        for readout in pending {
+            read.push(match readout {
+                Ok(readout) => readout.read_async().await,
                 Err(e) => Err(e),
             });
         }

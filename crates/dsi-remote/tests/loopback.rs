@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 use dsi_core::TokenId;
-use dsi_core::model::{Feed, ForwardError, KvModel, KvState, SeqId};
+use dsi_core::model::{Feed, ForwardError, ForwardResults, KvModel, KvState, Rows, SeqId};
 use dsi_core::sampling::{Decoding, SamplingParams};
 use dsi_core::schedule::{Mode, ModeSetting};
 use dsi_remote::{
@@ -78,7 +78,7 @@ impl KvState for HashModel {
 }
 
 impl KvModel for HashModel {
-    fn forward(&mut self, feeds: &[Feed<'_>]) -> Vec<Result<Vec<f32>, ForwardError>> {
+    fn forward(&mut self, feeds: &[Feed<'_>]) -> ForwardResults {
         std::thread::sleep(self.delay);
         feeds
             .iter()
@@ -95,12 +95,14 @@ impl KvModel for HashModel {
                 let cache = cache.clone();
                 let rows = feed.rows.min(feed.tokens.len());
                 let end = start + feed.tokens.len();
-                Ok((end - rows..end)
-                    .flat_map(|p| {
-                        let previous = if p == 0 { 0 } else { cache[p - 1] };
-                        self.logits(previous, cache[p])
-                    })
-                    .collect())
+                Ok(Rows::Logits(
+                    (end - rows..end)
+                        .flat_map(|p| {
+                            let previous = if p == 0 { 0 } else { cache[p - 1] };
+                            self.logits(previous, cache[p])
+                        })
+                        .collect(),
+                ))
             })
             .collect()
     }

@@ -10,7 +10,7 @@
 //! figures assume). A forward slower than its target is not padded.
 
 use crate::pause::sleep_until;
-use dsi_core::model::{Feed, ForwardError, KvModel, KvState, SeqId};
+use dsi_core::model::{Feed, ForwardError, ForwardResults, KvModel, KvState, SeqId};
 use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -136,7 +136,7 @@ impl<M: KvState> KvState for Emulated<M> {
 }
 
 impl<M: KvModel> KvModel for Emulated<M> {
-    fn forward(&mut self, feeds: &[Feed<'_>]) -> Vec<Result<Vec<f32>, ForwardError>> {
+    fn forward(&mut self, feeds: &[Feed<'_>]) -> ForwardResults {
         let began = Instant::now();
         let before: Vec<usize> = feeds.iter().map(|f| self.inner.cached(f.seq)).collect();
         let rows = feeds.iter().map(|f| f.tokens.len()).sum();

@@ -8,7 +8,7 @@
 
 use dsi_core::TokenId;
 use dsi_core::cancel::CancelFlag;
-use dsi_core::model::{Feed, ForwardError, KvModel, KvState, SeqId};
+use dsi_core::model::{Feed, ForwardError, ForwardResults, KvModel, KvState, Rows, SeqId};
 use dsi_core::sampling::{Decoding, SamplingParams};
 use dsi_core::schedule::{Mode, ModeSetting};
 use dsi_sched::roles::{Drafter, Job, JobStep, Scorer, Scores};
@@ -92,7 +92,7 @@ impl KvState for TableModel {
 
 impl KvModel for TableModel {
     /// Logs one line per forward: its feeds separated by ` | `.
-    fn forward(&mut self, feeds: &[Feed<'_>]) -> Vec<Result<Vec<f32>, ForwardError>> {
+    fn forward(&mut self, feeds: &[Feed<'_>]) -> ForwardResults {
         let mut logged = Vec::new();
         let results = feeds
             .iter()
@@ -107,10 +107,12 @@ impl KvModel for TableModel {
                 let rows = feed.rows.min(feed.tokens.len());
                 logged.push(format!("feed {:?} -> {rows}", feed.tokens));
                 cache.extend_from_slice(feed.tokens);
-                Ok(feed.tokens[feed.tokens.len() - rows..]
-                    .iter()
-                    .flat_map(|&t| self.table[t as usize])
-                    .collect())
+                Ok(Rows::Logits(
+                    feed.tokens[feed.tokens.len() - rows..]
+                        .iter()
+                        .flat_map(|&t| self.table[t as usize])
+                        .collect(),
+                ))
             })
             .collect();
         if !logged.is_empty() {

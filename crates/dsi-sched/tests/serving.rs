@@ -7,7 +7,7 @@
 
 use dsi_core::TokenId;
 use dsi_core::cache_layout::{CacheFootprint, SegmentPolicy};
-use dsi_core::model::{Feed, ForwardError, KvModel, KvState, SeqId};
+use dsi_core::model::{Feed, ForwardError, ForwardResults, KvModel, KvState, Rows, SeqId};
 use dsi_core::sampling::Decoding;
 use dsi_core::schedule::Mode;
 use dsi_sched::{CachedModel, Generation, Pool, Request, Role, WorkerHandle};
@@ -118,7 +118,7 @@ impl KvState for Counting {
 }
 
 impl KvModel for Counting {
-    fn forward(&mut self, feeds: &[Feed<'_>]) -> Vec<Result<Vec<f32>, ForwardError>> {
+    fn forward(&mut self, feeds: &[Feed<'_>]) -> ForwardResults {
         if feeds.iter().any(|f| f.tokens.len() > 1) {
             std::thread::sleep(self.prefill_delay);
         }
@@ -142,7 +142,7 @@ impl KvModel for Counting {
                     row[self.next(token, first + i + 1)] = 1.0;
                     logits.extend(row);
                 }
-                Ok(logits)
+                Ok(Rows::Logits(logits))
             })
             .collect()
     }

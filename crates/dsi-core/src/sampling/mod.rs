@@ -12,6 +12,7 @@ mod processors;
 pub use logprobs::{MAX_TOP_LOGPROBS, TokenLogprobs};
 pub use processors::LogitsProcessors;
 
+use crate::model::Readback;
 use crate::verify::{VerifyRule, argmax};
 use crate::{Error, Result, TokenId};
 use std::sync::Arc;
@@ -204,6 +205,25 @@ impl Decoding {
             processors.apply(verified, drafts, &mut logits);
         }
         logits
+    }
+
+    /// What a drafter's rows must come back as: each row's maximum is
+    /// enough for greedy drafting without logits processors.
+    pub fn draft_readback(&self) -> Readback {
+        match (self.params.is_greedy(), &self.processors) {
+            (true, None) => Readback::Argmax,
+            _ => Readback::Logits,
+        }
+    }
+
+    /// What a target's rows must come back as: each row's maximum is
+    /// enough for greedy verification without logits processors or log
+    /// probabilities.
+    pub fn score_readback(&self) -> Readback {
+        match self.logprobs {
+            None => self.draft_readback(),
+            Some(_) => Readback::Logits,
+        }
     }
 
     /// The drafter's token at `position` after processed `logits`, with

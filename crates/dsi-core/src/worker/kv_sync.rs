@@ -10,7 +10,7 @@
 use super::job::{Job, JobResults, JobStep, complete, undecided};
 use super::scores::{Scored, Scores};
 use crate::TokenId;
-use crate::model::{AsyncKvModel, Feed, ForwardError, ForwardResults, SeqId};
+use crate::model::{AsyncKvModel, Feed, ForwardError, ForwardResults, Readback, Rows, SeqId};
 use crate::schedule::Drafted;
 use std::collections::HashMap;
 
@@ -153,9 +153,13 @@ impl<M: AsyncKvModel> KvSync<M> {
         })
     }
 
-    /// Runs each job's planned feed in one forward and records what each
-    /// cache now holds.
-    async fn feed(&mut self, planned: &[(Job<'_>, Plan)]) -> ForwardResults {
+    /// Runs each job's planned feed in one forward, its rows read back as
+    /// `readback(job)` asks, and records what each cache now holds.
+    async fn feed(
+        &mut self,
+        planned: &[(Job<'_>, Plan)],
+        readback: impl Fn(&Job<'_>) -> Readback,
+    ) -> ForwardResults {
         for (job, plan) in planned {
             let shared = plan.shared();
             self.model.truncate(job.request, shared);
@@ -168,6 +172,7 @@ impl<M: AsyncKvModel> KvSync<M> {
                 tokens: plan.tokens(job.context),
                 rows: plan.rows(),
                 cancel: job.cancel,
+                readback: readback(job),
             })
             .collect();
         let results = self.model.forward(&feeds).await;
@@ -183,12 +188,13 @@ impl<M: AsyncKvModel> KvSync<M> {
     }
 
     /// Plans every job reading `rows(job)` rows, feeds the planned ones in
-    /// one forward, and hands each finished feed's logits to `done`.
+    /// one forward, and hands each finished feed's rows to `done`.
     async fn step_all<T>(
         &mut self,
         jobs: &[Job<'_>],
         rows: impl Fn(&Job<'_>) -> usize,
-        mut done: impl FnMut(usize, Vec<f32>) -> Result<T, ForwardError>,
+        readback: impl Fn(&Job<'_>) -> Readback,
+        mut done: impl FnMut(usize, Rows) -> Result<T, ForwardError>,
     ) -> JobResults<T> {
         let plans: Vec<Result<Plan, ForwardError>> = jobs
             .iter()
@@ -204,7 +210,7 @@ impl<M: AsyncKvModel> KvSync<M> {
             .iter()
             .filter_map(|&i| plans[i].as_ref().ok().map(|&plan| (jobs[i], plan)))
             .collect();
-        let fed = self.feed(&planned).await;
+        let fed = self.feed(&planned, readback).await;
         let ran = open
             .iter()
             .zip(&planned)
@@ -234,11 +240,8 @@ impl<M: AsyncKvModel> KvSync<M> {
             .step_all(
                 &first,
                 |_| 1,
-                |j, logits| {
-                    let job = &first[j];
-                    let logits = job.decoding.process(job.context, &[], logits);
-                    Ok(job.decoding.draft_token(job.context.len(), &logits))
-                },
+                |job| job.decoding.draft_readback(),
+                |j, rows| draft_token(&first[j], &[], rows),
             )
             .await;
         let mut results: Vec<Option<Result<JobStep<Vec<Drafted>>, ForwardError>>> = jobs
@@ -290,27 +293,19 @@ impl<M: AsyncKvModel> KvSync<M> {
                     tokens: token,
                     rows: 1,
                     cancel: jobs[i].cancel,
+                    readback: jobs[i].decoding.draft_readback(),
                 })
                 .collect();
             let fed = self.model.forward(&feeds).await;
             let mut failed = Vec::new();
-            for ((&i, token), logits) in stepping.iter().zip(&previous).zip(fed) {
-                match logits {
-                    Ok(logits) => {
-                        self.held.entry(jobs[i].request).or_default().push(token[0]);
-                        let job = &jobs[i];
-                        let position = job.context.len() + drafted[i].len();
-                        let logits = match &job.decoding.processors {
-                            None => logits,
-                            Some(_) => {
-                                let drafts: Vec<TokenId> =
-                                    drafted[i].iter().map(|d| d.token).collect();
-                                job.decoding.process(job.context, &drafts, logits)
-                            }
-                        };
-                        let (token, probs) = job.decoding.draft_token(position, &logits);
-                        drafted[i].push(Drafted { token, probs });
-                    }
+            for ((&i, token), rows) in stepping.iter().zip(&previous).zip(fed) {
+                let job = &jobs[i];
+                if rows.is_ok() {
+                    self.held.entry(job.request).or_default().push(token[0]);
+                }
+                let drafts: Vec<TokenId> = drafted[i].iter().map(|d| d.token).collect();
+                match rows.and_then(|rows| draft_token(job, &drafts, rows)) {
+                    Ok((token, probs)) => drafted[i].push(Drafted { token, probs }),
                     Err(e) => {
                         results[i] = Some(Err(e));
                         failed.push(i);
@@ -350,10 +345,35 @@ impl<M: AsyncKvModel> KvSync<M> {
             .step_all(
                 &batch,
                 |job| job.count + 1,
-                |j, logits| Scores::of_job(&batch[j], vocab, logits),
+                |job| job.decoding.score_readback(),
+                |j, rows| Scores::of_job(&batch[j], vocab, rows),
             )
             .await;
         complete(refused, ran)
+    }
+}
+
+/// The drafter's token after `job`'s context and its `drafts` so far, from
+/// the row a forward read back (with the distribution it was drawn from
+/// when the rule needs it).
+fn draft_token(
+    job: &Job<'_>,
+    drafts: &[TokenId],
+    rows: Rows,
+) -> Result<(TokenId, Option<Vec<f32>>), ForwardError> {
+    let position = job.context.len() + drafts.len();
+    match rows {
+        Rows::Argmax(ids) => match ids.as_slice() {
+            [id] => Ok((*id, None)),
+            _ => Err(ForwardError::Failed(format!(
+                "a draft step read back {} maxima for its one row",
+                ids.len()
+            ))),
+        },
+        Rows::Logits(logits) => {
+            let logits = job.decoding.process(job.context, drafts, logits);
+            Ok(job.decoding.draft_token(position, &logits))
+        }
     }
 }
 
@@ -361,7 +381,7 @@ impl<M: AsyncKvModel> KvSync<M> {
 mod tests {
     use super::*;
     use crate::cancel::CancelFlag;
-    use crate::model::{ForwardResults, KvModel, KvState, Ready};
+    use crate::model::{ForwardResults, KvModel, KvState, Readback, Ready, Rows};
     use crate::sampling::{Decoding, SamplingParams};
     use std::future::Future;
     use std::pin::pin;
@@ -370,10 +390,13 @@ mod tests {
     const VOCAB: usize = 8;
 
     /// Logits that favour `(last + 1) % VOCAB`, so drafts are predictable,
-    /// from a cache that records what was fed.
+    /// from a cache that records what was fed; with `device_argmax`, rows
+    /// that ask for their maximum get it, as a GPU model answers.
     #[derive(Debug, Default)]
     struct Counter {
         caches: HashMap<SeqId, Vec<TokenId>>,
+        device_argmax: bool,
+        argmax_rows: usize,
     }
 
     impl KvState for Counter {
@@ -402,12 +425,19 @@ mod tests {
                     let cache = self.caches.entry(feed.seq).or_default();
                     cache.extend_from_slice(feed.tokens);
                     let rows = &feed.tokens[feed.tokens.len() - feed.rows..];
-                    Ok(rows
-                        .iter()
-                        .flat_map(|&t| {
-                            (0..VOCAB).map(move |v| f32::from(v == (t as usize + 1) % VOCAB))
-                        })
-                        .collect())
+                    if self.device_argmax && feed.readback == Readback::Argmax {
+                        self.argmax_rows += rows.len();
+                        return Ok(Rows::Argmax(
+                            rows.iter().map(|&t| (t + 1) % VOCAB as TokenId).collect(),
+                        ));
+                    }
+                    Ok(Rows::Logits(
+                        rows.iter()
+                            .flat_map(|&t| {
+                                (0..VOCAB).map(move |v| f32::from(v == (t as usize + 1) % VOCAB))
+                            })
+                            .collect(),
+                    ))
                 })
                 .collect()
         }
@@ -493,5 +523,50 @@ mod tests {
         assert_eq!(awaited.held(1), &[3, 4, 5]);
         awaited.release(1);
         assert!(awaited.held(1).is_empty());
+    }
+
+    /// Greedy drafting and scoring ask for each row's maximum; a model that
+    /// answers with maxima (a GPU) drafts and scores as one that sends its
+    /// logits, and a request that needs logits (log probabilities) gets
+    /// them from both.
+    #[test]
+    fn maxima_read_back_give_what_logits_give() {
+        let greedy = Decoding::new(SamplingParams::greedy(), false).unwrap();
+        let mut with_logprobs = greedy.clone();
+        with_logprobs.logprobs = Some(2);
+        let cancel = CancelFlag::new();
+        let context = [3, 4, 5];
+        for decoding in [&greedy, &with_logprobs] {
+            let job = |count| Job {
+                request: 1,
+                context: &context,
+                count,
+                decoding,
+                cancel: &cancel,
+            };
+            let mut logits = KvSync::new(Ready(Counter::default()));
+            let mut maxima = KvSync::new(Ready(Counter {
+                device_argmax: true,
+                ..Counter::default()
+            }));
+            assert_eq!(
+                run(maxima.draft(&[job(3)])).0,
+                run(logits.draft(&[job(3)])).0
+            );
+            let scored = run(maxima.score(&[job(2)])).0;
+            assert_eq!(scored, run(logits.score(&[job(2)])).0);
+            let read = maxima.model().0.argmax_rows;
+            match decoding.logprobs {
+                // Three draft rows (the first after the prompt), three scored.
+                None => assert_eq!(read, 6),
+                Some(_) => {
+                    assert_eq!(read, 3, "drafts need no logprobs; the scores do");
+                    let Ok(JobStep::Done(scored)) = &scored[0] else {
+                        panic!("{scored:?}")
+                    };
+                    assert!(scored.logits.is_some());
+                }
+            }
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! probabilities of the tokens it emits ([`verify`]).
 
 use super::Job;
-use crate::model::ForwardError;
+use crate::model::{ForwardError, Rows};
 use crate::sampling::{Decoding, TokenLogprobs};
 use crate::verify::{ProbTable, VerifyRule, argmax, verify_greedy};
 use crate::{DraftChain, TokenId, Verdict};
@@ -42,11 +42,15 @@ impl Scores {
         }
     }
 
-    /// What the verifier needs from `job`'s logits rows (`count + 1` rows
-    /// of `vocab`), each processed against its own prefix (the context up
-    /// to its position), and the raw rows when the request asks for log
-    /// probabilities.
-    pub fn of_job(job: &Job<'_>, vocab: usize, logits: Vec<f32>) -> Result<Scored, ForwardError> {
+    /// What the verifier needs from `job`'s rows (`count + 1` rows of
+    /// `vocab` logits, each processed against its own prefix, the context
+    /// up to its position; or each row's maximum, taken on the device), and
+    /// the raw logits when the request asks for log probabilities.
+    pub fn of_job(job: &Job<'_>, vocab: usize, rows: Rows) -> Result<Scored, ForwardError> {
+        let logits = match rows {
+            Rows::Argmax(choices) => return Ok(Scores::Choices(choices).into()),
+            Rows::Logits(logits) => logits,
+        };
         let start = job.context.len() - job.count;
         let decoding = job.decoding;
         let processed: Cow<'_, [f32]> = match &decoding.processors {

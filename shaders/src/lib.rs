@@ -29,6 +29,8 @@
 pub mod attention;
 pub mod bandwidth;
 mod exp;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+pub mod gpu;
 pub mod isa;
 pub mod matmul;
 pub mod norm;

@@ -1,0 +1,158 @@
+//! A residual add and the RMSNorm after it in one pass: `h = x + delta`
+//! and `rms_norm(h) * weight`, both written, where burn's ops make five
+//! passes over the row (add, square, mean, divide, scale).
+//!
+//! Each row is reduced by one cube in a fixed order whatever the rows
+//! beside it, so the result of a row is the same alone or in a batch. The
+//! mean square accumulates in f32 whatever the tensors' dtype.
+
+use super::cube::{CubeOp, float_in, float_out, on_cube};
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{Tensor, TensorMetadata};
+use burn_cubecl::CubeRuntime;
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::ops::numeric::empty_device_dtype;
+use cubecl::prelude::{CubeCount, CubeDim};
+
+/// Units per cube: a power of two for the pairwise reduction.
+const UNITS: u32 = 256;
+
+/// The kernel, in CubeCL (its `Tensor` is not burn's).
+mod kernel {
+    use cubecl::prelude::*;
+
+    #[cube(launch)]
+    pub(super) fn add_rms_norm_kernel<F: Float>(
+        x: &Tensor<F>,
+        delta: &Tensor<F>,
+        weight: &Tensor<F>,
+        sum: &mut Tensor<F>,
+        normed: &mut Tensor<F>,
+        eps: f32,
+        #[comptime] units: u32,
+        #[define(F)] _dtype: StorageType,
+    ) {
+        let row = CUBE_POS_X as usize;
+        let unit = UNIT_POS_X as usize;
+        let width = x.shape(1);
+        let start = row * width;
+        let mut squares = f32::new(0.0);
+        let mut j = unit;
+        while j < width {
+            let h = x[start + j] + delta[start + j];
+            sum[start + j] = h;
+            let wide = f32::cast_from(h);
+            squares += wide * wide;
+            j += units as usize;
+        }
+        let mut partial = SharedMemory::<f32>::new(units as usize);
+        partial[unit] = squares;
+        sync_cube();
+        let mut half = CUBE_DIM_X as usize / 2;
+        while half > 0 {
+            if unit < half {
+                partial[unit] += partial[unit + half];
+            }
+            sync_cube();
+            half /= 2;
+        }
+        let inverse =
+            F::cast_from(1.0f32 / f32::sqrt(partial[0] / f32::cast_from(width as u32) + eps));
+        let mut j = unit;
+        while j < width {
+            normed[start + j] = sum[start + j] * inverse * weight[j];
+            j += units as usize;
+        }
+    }
+}
+
+/// `(x + delta, rms_norm(x + delta) * weight)` in one kernel; `None` when
+/// `B` is not a CubeCL backend.
+///
+/// # Shapes
+/// - x, delta: `[rows, width]`; weight: `[width]`
+pub fn add_rms_norm<B: Backend>(
+    x: Tensor<B, 2>,
+    delta: Tensor<B, 2>,
+    weight: Tensor<B, 1>,
+    eps: f64,
+) -> Option<(Tensor<B, 2>, Tensor<B, 2>)> {
+    let op = AddRmsNorm::<B> {
+        x: x.into_primitive().tensor(),
+        delta: delta.into_primitive().tensor(),
+        weight: weight.into_primitive().tensor(),
+        eps: eps as f32,
+    };
+    on_cube(op)
+        .ok()
+        .map(|(sum, normed)| (Tensor::from_float(sum), Tensor::from_float(normed)))
+}
+
+/// The reference from plain tensor ops, as the models compute it.
+pub fn add_rms_norm_reference<B: Backend>(
+    x: Tensor<B, 2>,
+    delta: Tensor<B, 2>,
+    weight: Tensor<B, 1>,
+    eps: f64,
+) -> (Tensor<B, 2>, Tensor<B, 2>) {
+    let sum = x + delta;
+    let rms = sum
+        .clone()
+        .powi_scalar(2)
+        .mean_dim(1)
+        .add_scalar(eps)
+        .sqrt();
+    let normed = (sum.clone() / rms) * weight.unsqueeze();
+    (sum, normed)
+}
+
+struct AddRmsNorm<B: Backend> {
+    x: FloatTensor<B>,
+    delta: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    eps: f32,
+}
+
+/// A float primitive back as a tensor.
+trait FromFloat<B: Backend> {
+    fn from_float(primitive: FloatTensor<B>) -> Self;
+}
+
+impl<B: Backend> FromFloat<B> for Tensor<B, 2> {
+    fn from_float(primitive: FloatTensor<B>) -> Self {
+        Tensor::from_primitive(burn::tensor::TensorPrimitive::Float(primitive))
+    }
+}
+
+impl<B: Backend> CubeOp<B> for AddRmsNorm<B> {
+    type Output = (FloatTensor<B>, FloatTensor<B>);
+
+    fn run<R: CubeRuntime>(self) -> Self::Output {
+        let x = into_contiguous(float_in::<B, R>(self.x));
+        let delta = into_contiguous(float_in::<B, R>(self.delta));
+        let weight = into_contiguous(float_in::<B, R>(self.weight));
+        let empty =
+            || empty_device_dtype::<R>(x.client.clone(), x.device.clone(), x.shape(), x.dtype);
+        let (sum, normed) = (empty(), empty());
+        let rows = x.meta.shape()[0];
+        if rows > 0 {
+            let units = UNITS.min(x.client.properties().hardware.max_units_per_cube);
+            let units = 1 << units.ilog2();
+            kernel::add_rms_norm_kernel::launch::<R>(
+                &x.client,
+                CubeCount::Static(rows as u32, 1, 1),
+                CubeDim::new_1d(units),
+                x.clone().into_tensor_arg(),
+                delta.into_tensor_arg(),
+                weight.into_tensor_arg(),
+                sum.clone().into_tensor_arg(),
+                normed.clone().into_tensor_arg(),
+                self.eps,
+                units,
+                x.dtype.into(),
+            );
+        }
+        (float_out::<B, R>(sum), float_out::<B, R>(normed))
+    }
+}

@@ -1,0 +1,21 @@
+//! GPU kernels written once in CubeCL: the same Rust source compiles to
+//! WGSL for wgpu (Vulkan, Metal, DX12, the browser's WebGPU) and to CUDA.
+//!
+//! Each kernel has a reference built from plain burn tensor ops beside it
+//! and a test that the two agree on wgpu (`tests/gpu_kernels.rs`, lavapipe
+//! in CI) within a stated tolerance. The entry points take and return burn
+//! tensors of any backend: on a CubeCL backend (`wgpu`, `cuda`) the kernel
+//! runs, elsewhere they answer `None` and the caller keeps its own path
+//! (the CPU backends have theirs in this crate's CPU kernels).
+//!
+//! - [`argmax`]: each row's first maximum, so a greedy verification or a
+//!   greedy draft reads back one id per row instead of the row's logits.
+//! - [`add_rms_norm`]: a residual add and the RMSNorm that follows it, in
+//!   one pass over the row.
+
+pub mod add_rms_norm;
+pub mod argmax;
+mod cube;
+
+pub use add_rms_norm::add_rms_norm;
+pub use argmax::argmax_rows;
