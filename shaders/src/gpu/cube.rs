@@ -21,9 +21,13 @@ pub(crate) trait CubeOp<B: Backend>: Sized {
     fn run<R: CubeRuntime>(self) -> Self::Output;
 }
 
-/// Runs `op`'s kernel when `B` is a CubeCL backend this build has, else
-/// hands `op` back for the caller's own path.
+/// Runs `op`'s kernel when `B` is a CubeCL backend this build has (and
+/// the kernels are [`enabled`](super::enabled)), else hands `op` back for
+/// the caller's own path.
 pub(crate) fn on_cube<B: Backend, Op: CubeOp<B>>(op: Op) -> Result<Op::Output, Op> {
+    if !super::enabled() {
+        return Err(op);
+    }
     #[cfg(feature = "wgpu")]
     if backs::<B, burn::backend::wgpu::WgpuRuntime>() {
         return Ok(op.run::<burn::backend::wgpu::WgpuRuntime>());

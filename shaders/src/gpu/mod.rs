@@ -19,3 +19,33 @@ mod cube;
 
 pub use add_rms_norm::add_rms_norm;
 pub use argmax::argmax_rows;
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// Whether the kernels run: unset (read `DSI_GPU_KERNELS` on first use),
+/// on, or off.
+static ENABLED: AtomicU8 = AtomicU8::new(UNSET);
+const UNSET: u8 = 0;
+const ON: u8 = 1;
+const OFF: u8 = 2;
+
+/// Whether the GPU kernels run. `DSI_GPU_KERNELS=off` turns them off for
+/// the process (every entry point then answers `None` and the models run
+/// the plain tensor ops the references are), to compare the two.
+pub fn enabled() -> bool {
+    match ENABLED.load(Ordering::Relaxed) {
+        ON => true,
+        OFF => false,
+        _ => {
+            let on = std::env::var("DSI_GPU_KERNELS").map_or(true, |v| v != "off");
+            ENABLED.store(if on { ON } else { OFF }, Ordering::Relaxed);
+            on
+        }
+    }
+}
+
+/// Turns the GPU kernels on or off for the whole process (`dsi bench`
+/// measures a forward both ways in one run).
+pub fn set_enabled(on: bool) {
+    ENABLED.store(if on { ON } else { OFF }, Ordering::Relaxed);
+}

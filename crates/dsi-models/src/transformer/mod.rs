@@ -26,7 +26,7 @@ mod norm;
 mod precision;
 
 pub use attention::{Attention, BatchRows, QkNorm};
-pub use block::DecoderLayer;
+pub use block::{DecoderLayer, Residual};
 pub use dsi_kernels::weights::Format as WeightFormat;
 pub use gelu_mlp::GeluMlp;
 pub use layer_norm::LayerNorm;
@@ -360,6 +360,7 @@ impl<B: Backend> LoadedModel<B> {
             sin: table(sin),
             kernels: self.kernels(),
         };
+        let mut x = Residual::new(x);
         for (i, layer) in self.model.layers.iter().enumerate() {
             if live.iter().all(|(_, m)| m.cancel.is_cancelled()) {
                 for (_, member) in live.iter_mut() {
@@ -374,6 +375,7 @@ impl<B: Backend> LoadedModel<B> {
                 live.iter_mut().map(|(_, m)| &mut *m.cache).collect();
             x = layer.forward(x, &batch, i, &mut caches);
         }
+        let x = x.sum();
 
         // The LM head on the rows each member asked for, stacked.
         let mut out = Vec::with_capacity(live.len());

@@ -28,6 +28,38 @@ impl<B: Backend> Norm<B> {
         }
     }
 
+    /// Adds `delta` (the output of the block before) to the residual
+    /// stream `x` and normalizes the sum: `(x + delta, norm(x + delta))`.
+    /// An RMSNorm on a GPU backend does both in one kernel
+    /// (`dsi_kernels::gpu::add_rms_norm`); elsewhere the add and the norm
+    /// are the ops they always were.
+    ///
+    /// # Shapes
+    /// - x, delta: `[n, hidden]` -> both `[n, hidden]`
+    pub fn add_forward(
+        &self,
+        x: Tensor<B, 2>,
+        delta: Option<Tensor<B, 2>>,
+        kernels: Kernels,
+    ) -> (Tensor<B, 2>, Tensor<B, 2>) {
+        let Some(delta) = delta else {
+            return (x.clone(), self.forward(x, kernels));
+        };
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
+        if let Norm::Rms(norm) = self
+            && let Some(fused) = dsi_kernels::gpu::add_rms_norm(
+                x.clone(),
+                delta.clone(),
+                norm.weight.val(),
+                norm.eps,
+            )
+        {
+            return fused;
+        }
+        let sum = x + delta;
+        (sum.clone(), self.forward(sum, kernels))
+    }
+
     /// Values of its parameters (weight and bias), for byte counts.
     pub fn num_params(&self) -> usize {
         match self {
