@@ -12,7 +12,7 @@
 use dsi::core::TokenId;
 use dsi::core::model::{Feed, ForwardResults, KvModel, KvState, Rows, SeqId};
 use dsi::core::rng::keyed_open01;
-use dsi::core::sampling::{Decoding, LogitsProcessors, SamplingParams, TokenLogprobs};
+use dsi::core::sampling::{Decoding, LogitsProcessors, SamplingParams};
 use dsi::core::schedule::{Mode, ModeSetting};
 use dsi::core::verify::argmax;
 use dsi::models::Session;
@@ -142,7 +142,7 @@ impl Totals {
 /// and checks that every run emits non-SI's tokens.
 fn check_lossless<B: Backend>(
     device: B::Device,
-    run: Run,
+    precision: Precision,
     fixtures: &[&str],
     prompts: &[&str],
     grid: &[(usize, usize)],
@@ -155,7 +155,7 @@ fn check_lossless<B: Backend>(
     let mut totals = Totals::default();
     for name in fixtures {
         let checkpoint = fixture(name);
-        let pool = pool::<B>(&checkpoint, &device, run.precision, 4);
+        let pool = pool::<B>(&checkpoint, &device, precision, 4);
         for text in prompts {
             let prompt = checkpoint.tokenizer.encode(text).expect("prompt");
             let request = |mode: Mode, k| Request {
@@ -193,13 +193,11 @@ fn check_lossless<B: Backend>(
                         let g = runtime.block_on(sub.generate(req, |_| {})).expect("DSI");
                         assert_eq!(
                             g.tokens, reference.tokens,
-                            "{name} {text:?} DSI k={k} N={servers}"
+                            "{name} {text:?} DSI k={k} N={servers} {precision:?}"
                         );
-                        assert_logprobs_agree(
-                            &g.logprobs,
-                            &reference.logprobs,
-                            run.logprob_tolerance,
-                            &format!("{name} {text:?} DSI k={k} N={servers}"),
+                        assert_eq!(
+                            g.logprobs, reference.logprobs,
+                            "{name} {text:?} DSI k={k} N={servers}: log probabilities"
                         );
                         assert!(
                             g.stats.counters.errors.is_empty(),
@@ -210,12 +208,7 @@ fn check_lossless<B: Backend>(
                     } else if servers == grid[0].1 {
                         let g = runtime.block_on(pool.generate(req, |_| {})).expect("SI");
                         assert_eq!(g.tokens, reference.tokens, "{name} {text:?} SI k={k}");
-                        assert_logprobs_agree(
-                            &g.logprobs,
-                            &reference.logprobs,
-                            run.logprob_tolerance,
-                            &format!("{name} {text:?} SI k={k}"),
-                        );
+                        assert_eq!(g.logprobs, reference.logprobs, "{name} {text:?} SI k={k}");
                         totals.add(&g.stats);
                     }
                 }
@@ -223,41 +216,6 @@ fn check_lossless<B: Backend>(
         }
     }
     totals
-}
-
-/// The same log probabilities: bit for bit at tolerance 0, else the same
-/// tokens with every log probability (the emitted token's and the top
-/// alternatives', rank by rank) within `tolerance`.
-fn assert_logprobs_agree(
-    got: &Option<Vec<TokenLogprobs>>,
-    want: &Option<Vec<TokenLogprobs>>,
-    tolerance: f32,
-    what: &str,
-) {
-    if tolerance == 0.0 {
-        assert_eq!(got, want, "{what}: log probabilities");
-        return;
-    }
-    let (Some(got), Some(want)) = (got, want) else {
-        assert_eq!(got.is_some(), want.is_some(), "{what}: log probabilities");
-        return;
-    };
-    assert_eq!(got.len(), want.len(), "{what}");
-    for (g, w) in got.iter().zip(want) {
-        assert_eq!(g.token, w.token, "{what}");
-        assert_eq!(g.top.len(), w.top.len(), "{what}");
-        let values = |t: &TokenLogprobs| {
-            std::iter::once(t.logprob)
-                .chain(t.top.iter().map(|&(_, v)| v))
-                .collect::<Vec<_>>()
-        };
-        for (a, b) in values(g).into_iter().zip(values(w)) {
-            assert!(
-                (a - b).abs() <= tolerance,
-                "{what}: log probability {a} against {b} (tolerance {tolerance})"
-            );
-        }
-    }
 }
 
 /// A pool over the first `servers` targets of `pool`, sharing its workers.
@@ -312,29 +270,16 @@ const GPU: Scale = Scale {
     seeds: &[1],
 };
 
-/// One dtype a backend runs, and how far its log probabilities may move
-/// between modes: not at all on the CPU backends (their kernels reduce in
-/// one order whatever the rows of a forward); on a GPU a verification's
-/// `k + 1` rows and a lone row round differently in the last bits (the
-/// tokens must still agree).
-#[derive(Clone, Copy)]
-struct Run {
-    precision: Precision,
-    logprob_tolerance: f32,
-}
-
 /// What the suite runs on `spec`: its scale, and f32 plus each dtype the
 /// backend runs by default (wgpu: f16 where the device has it; CUDA: bf16
 /// and f16). On `cpu`, f32 on the project's kernels, as `dsi` loads it
-/// (its f16 and q8 host weights have their own test below).
-fn plan<B: Backend>(spec: DeviceSpec, device: &B::Device) -> (Scale, Vec<Run>) {
-    let exact = |precision| Run {
-        precision,
-        logprob_tolerance: 0.0,
-    };
+/// (its f16 and q8 host weights have their own test below). Every backend
+/// runs fixed-order kernels (`Numerics::Invariant`, the default), so tokens
+/// and log probabilities agree bit for bit on GPUs too.
+fn plan<B: Backend>(spec: DeviceSpec, device: &B::Device) -> (Scale, Vec<Precision>) {
     match spec {
-        DeviceSpec::Cpu => (FULL, vec![exact(Precision::host(WeightFormat::F32))]),
-        DeviceSpec::Ndarray => (SMALL, vec![exact(DType::F32.into())]),
+        DeviceSpec::Cpu => (FULL, vec![Precision::host(WeightFormat::F32)]),
+        DeviceSpec::Ndarray => (SMALL, vec![DType::F32.into()]),
         DeviceSpec::Wgpu(_) | DeviceSpec::Cuda(_) => {
             let dtypes: &[DType] = match spec {
                 DeviceSpec::Cuda(_) => &[DType::F32, DType::BF16, DType::F16],
@@ -343,10 +288,7 @@ fn plan<B: Backend>(spec: DeviceSpec, device: &B::Device) -> (Scale, Vec<Run>) {
             let runs = dtypes
                 .iter()
                 .filter(|&&dtype| B::supports_dtype(device, dtype))
-                .map(|&dtype| Run {
-                    precision: dtype.into(),
-                    logprob_tolerance: if dtype == DType::F32 { 1e-4 } else { 5e-2 },
-                })
+                .map(|&dtype| dtype.into())
                 .collect();
             (GPU, runs)
         }
@@ -357,10 +299,10 @@ fn plan<B: Backend>(spec: DeviceSpec, device: &B::Device) -> (Scale, Vec<Run>) {
 /// with biases, a tied Llama-3 with near ties).
 fn greedy_agrees<B: Backend>(spec: DeviceSpec, device: B::Device) {
     let (scale, runs) = plan::<B>(spec, &device);
-    for run in runs {
+    for precision in runs {
         let totals = check_lossless::<B>(
             device.clone(),
-            run,
+            precision,
             &["llama-gqa", "qwen2-bias", "llama-tied-llama3"],
             scale.prompts,
             scale.grid,
@@ -375,10 +317,10 @@ fn greedy_agrees<B: Backend>(spec: DeviceSpec, device: B::Device) {
 /// scheduler, each with a drafter of its own family.
 fn every_family_agrees<B: Backend>(spec: DeviceSpec, device: B::Device) {
     let (scale, runs) = plan::<B>(spec, &device);
-    for run in runs {
+    for precision in runs {
         let totals = check_lossless::<B>(
             device.clone(),
-            run,
+            precision,
             &[
                 "qwen3-qknorm",
                 "phi3-longrope",
@@ -397,7 +339,7 @@ fn every_family_agrees<B: Backend>(spec: DeviceSpec, device: B::Device) {
 /// Seeded coupled sampling: DSI and SI emit seeded non-SI's tokens.
 fn seeded_sampling_agrees<B: Backend>(spec: DeviceSpec, device: B::Device) {
     let (scale, runs) = plan::<B>(spec, &device);
-    for run in runs {
+    for precision in runs {
         for &seed in scale.seeds {
             let params = SamplingParams {
                 temperature: 0.8,
@@ -407,7 +349,7 @@ fn seeded_sampling_agrees<B: Backend>(spec: DeviceSpec, device: B::Device) {
             };
             let totals = check_lossless::<B>(
                 device.clone(),
-                run,
+                precision,
                 &["llama-gqa"],
                 scale.prompts,
                 scale.grid,
@@ -439,7 +381,7 @@ fn processors_and_logprobs_agree<B: Backend>(spec: DeviceSpec, device: B::Device
         top_p: Some(0.95),
         seed: 7,
     };
-    for run in runs {
+    for precision in runs {
         for params in [SamplingParams::greedy(), sampled] {
             let decoding = Decoding::new(params, false)
                 .and_then(|d| d.with_processors(processors.clone(), 320))
@@ -447,7 +389,7 @@ fn processors_and_logprobs_agree<B: Backend>(spec: DeviceSpec, device: B::Device
                 .expect("decoding");
             let totals = check_lossless::<B>(
                 device.clone(),
-                run,
+                precision,
                 &["llama-gqa"],
                 scale.prompts,
                 scale.grid,
@@ -646,10 +588,7 @@ fn greedy_dsi_si_and_nonsi_agree_on_cpu_with_f16_and_q8_weights() {
     for format in [WeightFormat::F16, WeightFormat::Q8] {
         let totals = check_lossless::<dsi::models::device::CpuBackend>(
             Default::default(),
-            Run {
-                precision: Precision::host(format),
-                logprob_tolerance: 0.0,
-            },
+            Precision::host(format),
             &["llama-gqa", "llama-tied-llama3"],
             &["Hello world", "a"],
             GRID,

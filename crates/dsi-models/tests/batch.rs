@@ -369,6 +369,8 @@ backend_tests!(
     Precision::host(WeightFormat::Q8),
     true
 );
+// The GPUs run the project's fixed-order kernels (`dsi_kernels::gpu`):
+// bitwise in every dtype.
 #[cfg(feature = "wgpu")]
 backend_tests!(
     wgpu,
@@ -376,7 +378,16 @@ backend_tests!(
     DeviceSpec::Wgpu(None),
     burn::backend::wgpu::WgpuDevice::DefaultDevice,
     DType::F32.into(),
-    false
+    true
+);
+#[cfg(feature = "wgpu")]
+backend_tests!(
+    wgpu_f16,
+    dsi_models::device::WgpuBackend,
+    DeviceSpec::Wgpu(None),
+    burn::backend::wgpu::WgpuDevice::DefaultDevice,
+    DType::F16.into(),
+    true
 );
 #[cfg(feature = "cuda")]
 backend_tests!(
@@ -385,5 +396,14 @@ backend_tests!(
     DeviceSpec::Cuda(0),
     burn::backend::cuda::CudaDevice::new(0),
     DType::F32.into(),
-    false
+    true
+);
+#[cfg(feature = "cuda")]
+backend_tests!(
+    cuda_bf16,
+    dsi_models::device::CudaBackend,
+    DeviceSpec::Cuda(0),
+    burn::backend::cuda::CudaDevice::new(0),
+    DType::BF16.into(),
+    true
 );

@@ -10,6 +10,16 @@
 //! - add + RMSNorm: the sum bitwise equal to the tensor add; the norm
 //!   within 1e-5 relative (f32), 1e-2 (f16) or 5e-2 (bf16) of the
 //!   reference; a row the same bits alone or in a batch.
+//! - decode attention: 1 to 9 query rows over caches of 0 to 300 earlier
+//!   positions in one, two or three segments (one narrowed from a larger
+//!   buffer, as the cache hands them), grouped-query and multi-query
+//!   heads, head widths 8 to 128, with and without a sliding window:
+//!   within 1e-5 (f32) or 1e-2 (f16, bf16 2e-2) of the largest output.
+//! - fixed-order product: within 1e-5 (f32) or 1e-2 (f16, bf16 2e-2) of
+//!   burn's product relative to the largest output, on widths that are
+//!   and are not multiples of the cube, 1 to 40 rows (past one row block),
+//!   weights read through a transposed view as the models hold them; and a
+//!   row the same bits alone as among 40.
 #![cfg(any(feature = "wgpu", feature = "cuda"))]
 
 use burn::tensor::backend::Backend;
@@ -17,7 +27,11 @@ use burn::tensor::{DType, Int, Tensor, TensorData};
 use dsi_core::TokenId;
 use dsi_kernels::gpu::add_rms_norm::add_rms_norm_reference;
 use dsi_kernels::gpu::argmax::argmax_rows_reference;
-use dsi_kernels::gpu::{add_rms_norm, argmax_rows};
+use dsi_kernels::gpu::attention::decode_attention_reference;
+use dsi_kernels::gpu::matmul::matmul_reference;
+use dsi_kernels::gpu::{
+    DecodeQueries, add_rms_norm, argmax_rows, decode_attention, matmul_fixed_order, rms_norm,
+};
 use dsi_models::device::DeviceSpec;
 use dsi_models::test_backends::runs_on;
 
@@ -161,6 +175,195 @@ fn add_rms_norm_matches_the_reference<B: Backend>(device: &B::Device) {
     }
 }
 
+fn decode_attention_matches_the_reference<B: Backend>(device: &B::Device) {
+    struct Case {
+        heads: usize,
+        kv_heads: usize,
+        dim: usize,
+        rows: usize,
+        prefix: usize,
+        cuts: &'static [usize],
+        window: Option<usize>,
+    }
+    let cases = [
+        // An empty cache: the rows see only each other.
+        Case {
+            heads: 4,
+            kv_heads: 2,
+            dim: 8,
+            rows: 3,
+            prefix: 0,
+            cuts: &[],
+            window: None,
+        },
+        Case {
+            heads: 4,
+            kv_heads: 2,
+            dim: 64,
+            rows: 1,
+            prefix: 40,
+            cuts: &[],
+            window: None,
+        },
+        Case {
+            heads: 8,
+            kv_heads: 2,
+            dim: 64,
+            rows: 6,
+            prefix: 130,
+            cuts: &[64],
+            window: None,
+        },
+        Case {
+            heads: 3,
+            kv_heads: 1,
+            dim: 32,
+            rows: 9,
+            prefix: 70,
+            cuts: &[16, 48],
+            window: None,
+        },
+        Case {
+            heads: 2,
+            kv_heads: 2,
+            dim: 128,
+            rows: 2,
+            prefix: 300,
+            cuts: &[256],
+            window: None,
+        },
+        Case {
+            heads: 4,
+            kv_heads: 1,
+            dim: 16,
+            rows: 4,
+            prefix: 50,
+            cuts: &[33],
+            window: Some(7),
+        },
+        Case {
+            heads: 2,
+            kv_heads: 1,
+            dim: 24,
+            rows: 1,
+            prefix: 33,
+            cuts: &[],
+            window: Some(40),
+        },
+    ];
+    for dtype in dtypes::<B>(device) {
+        let tolerance = match dtype {
+            DType::F32 => 1e-5,
+            DType::F16 => 1e-2,
+            _ => 2e-2,
+        };
+        for (n, case) in cases.iter().enumerate() {
+            let total = case.prefix + case.rows;
+            let q = to_device::<B, 3>(
+                values(case.heads * case.rows * case.dim, 10 + n as u64)
+                    .into_iter()
+                    .map(|v| v / 4.0)
+                    .collect(),
+                [case.heads, case.rows, case.dim],
+                dtype,
+                device,
+            );
+            // Keys and values in a buffer with room past the end, cut into
+            // segments at `cuts`: the last one is a narrowed view.
+            let room = total + 5;
+            let buffer = |seed: u64| {
+                to_device::<B, 3>(
+                    values(case.kv_heads * room * case.dim, seed)
+                        .into_iter()
+                        .map(|v| v / 4.0)
+                        .collect(),
+                    [case.kv_heads, room, case.dim],
+                    dtype,
+                    device,
+                )
+            };
+            let (keys, vals) = (buffer(20 + n as u64), buffer(30 + n as u64));
+            let mut bounds: Vec<usize> = vec![0];
+            bounds.extend(case.cuts.iter().copied());
+            bounds.push(total);
+            let segments: Vec<(Tensor<B, 3>, Tensor<B, 3>)> = bounds
+                .windows(2)
+                .map(|w| {
+                    let part = |t: &Tensor<B, 3>| t.clone().narrow(1, w[0], w[1] - w[0]);
+                    (part(&keys), part(&vals))
+                })
+                .collect();
+            let at = DecodeQueries {
+                prefix: case.prefix,
+                window: case.window,
+                scale: (case.dim as f32).powf(-0.5),
+            };
+            let got = decode_attention(q.clone(), &segments, at).expect("kernel");
+            let want = decode_attention_reference(q, &segments, at);
+            assert_eq!(got.dims(), want.dims());
+            let (got, want) = (host_f32(got), host_f32(want));
+            let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(g, w)| (g - w).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                worst <= tolerance * scale,
+                "{dtype:?} case {n}: max |diff| {worst} over {tolerance} x {scale}"
+            );
+        }
+    }
+}
+
+fn matmul_matches_the_reference<B: Backend>(device: &B::Device) {
+    for dtype in dtypes::<B>(device) {
+        let tolerance = match dtype {
+            DType::F32 => 1e-5,
+            DType::F16 => 1e-2,
+            _ => 2e-2,
+        };
+        for (rows, inner, out) in [
+            (1, 1, 1),
+            (1, 64, 3),
+            (3, 100, 257),
+            (16, 576, 64),
+            (40, 129, 70),
+        ] {
+            let x = to_device::<B, 2>(values(rows * inner, 5), [rows, inner], dtype, device);
+            // `[in, out]` as the loader holds it, handed over as `[out, in]`.
+            let stored = to_device::<B, 2>(values(out * inner, 6), [out, inner], dtype, device);
+            let w = stored.transpose().transpose();
+            let got = matmul_fixed_order(x.clone(), w.clone()).expect("kernel");
+            let want = matmul_reference(x.clone(), w.clone());
+            let (got, want) = (host_f32(got), host_f32(want));
+            let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(g, w)| (g - w).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                worst <= tolerance * scale,
+                "{dtype:?} {rows}x{inner}x{out}: max |diff| {worst} over {tolerance} x {scale}"
+            );
+            let alone = matmul_fixed_order(x.clone().narrow(0, rows - 1, 1), w).expect("kernel");
+            assert_eq!(
+                host_f32(alone),
+                got[(rows - 1) * out..],
+                "{dtype:?} {rows}x{inner}x{out}: the last row alone"
+            );
+        }
+        // Without a residual, the norm is the fused kernel's normalization.
+        let x = to_device::<B, 2>(values(3 * 96, 8), [3, 96], dtype, device);
+        let weight = to_device::<B, 1>(values(96, 9), [96], dtype, device);
+        let zero = x.zeros_like();
+        let got = rms_norm(x.clone(), weight.clone(), 1e-6).expect("kernel");
+        let (_, want) = add_rms_norm(x, zero, weight, 1e-6).expect("kernel");
+        assert_eq!(host_f32(got), host_f32(want), "{dtype:?}: rms_norm");
+    }
+}
+
 macro_rules! gpu_tests {
     ($name:ident, $backend:ty, $spec:expr, $device:expr) => {
         mod $name {
@@ -170,6 +373,20 @@ macro_rules! gpu_tests {
             fn argmax_equals_the_host_rule() {
                 if runs_on($spec) {
                     super::argmax_equals_the_host_rule::<$backend>(&$device);
+                }
+            }
+
+            #[test]
+            fn decode_attention_matches_the_reference() {
+                if runs_on($spec) {
+                    super::decode_attention_matches_the_reference::<$backend>(&$device);
+                }
+            }
+
+            #[test]
+            fn matmul_matches_the_reference() {
+                if runs_on($spec) {
+                    super::matmul_matches_the_reference::<$backend>(&$device);
                 }
             }
 

@@ -9,7 +9,7 @@
 use super::cube::{CubeOp, float_in, float_out, on_cube};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{Tensor, TensorMetadata};
+use burn::tensor::{Shape, Tensor, TensorMetadata};
 use burn_cubecl::CubeRuntime;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
@@ -30,6 +30,7 @@ mod kernel {
         sum: &mut Tensor<F>,
         normed: &mut Tensor<F>,
         eps: f32,
+        with_delta: u32,
         #[comptime] units: u32,
         #[define(F)] _dtype: StorageType,
     ) {
@@ -40,8 +41,11 @@ mod kernel {
         let mut squares = f32::new(0.0);
         let mut j = unit;
         while j < width {
-            let h = x[start + j] + delta[start + j];
-            sum[start + j] = h;
+            let mut h = x[start + j];
+            if with_delta == 1 {
+                h += delta[start + j];
+                sum[start + j] = h;
+            }
             let wide = f32::cast_from(h);
             squares += wide * wide;
             j += units as usize;
@@ -61,7 +65,11 @@ mod kernel {
             F::cast_from(1.0f32 / f32::sqrt(partial[0] / f32::cast_from(width as u32) + eps));
         let mut j = unit;
         while j < width {
-            normed[start + j] = sum[start + j] * inverse * weight[j];
+            let mut h = x[start + j];
+            if with_delta == 1 {
+                h = sum[start + j];
+            }
+            normed[start + j] = h * inverse * weight[j];
             j += units as usize;
         }
     }
@@ -80,13 +88,34 @@ pub fn add_rms_norm<B: Backend>(
 ) -> Option<(Tensor<B, 2>, Tensor<B, 2>)> {
     let op = AddRmsNorm::<B> {
         x: x.into_primitive().tensor(),
-        delta: delta.into_primitive().tensor(),
+        delta: Some(delta.into_primitive().tensor()),
         weight: weight.into_primitive().tensor(),
         eps: eps as f32,
     };
     on_cube(op)
         .ok()
         .map(|(sum, normed)| (Tensor::from_float(sum), Tensor::from_float(normed)))
+}
+
+/// `rms_norm(x) * weight` by the same kernel (a row reduced in the same
+/// order as with a residual); `None` when `B` is not a CubeCL backend.
+///
+/// # Shapes
+/// - x: `[rows, width]`; weight: `[width]`
+pub fn rms_norm<B: Backend>(
+    x: Tensor<B, 2>,
+    weight: Tensor<B, 1>,
+    eps: f64,
+) -> Option<Tensor<B, 2>> {
+    let op = AddRmsNorm::<B> {
+        x: x.into_primitive().tensor(),
+        delta: None,
+        weight: weight.into_primitive().tensor(),
+        eps: eps as f32,
+    };
+    on_cube(op)
+        .ok()
+        .map(|(_, normed)| Tensor::from_float(normed))
 }
 
 /// The reference from plain tensor ops, as the models compute it.
@@ -109,7 +138,7 @@ pub fn add_rms_norm_reference<B: Backend>(
 
 struct AddRmsNorm<B: Backend> {
     x: FloatTensor<B>,
-    delta: FloatTensor<B>,
+    delta: Option<FloatTensor<B>>,
     weight: FloatTensor<B>,
     eps: f32,
 }
@@ -130,11 +159,20 @@ impl<B: Backend> CubeOp<B> for AddRmsNorm<B> {
 
     fn run<R: CubeRuntime>(self) -> Self::Output {
         let x = into_contiguous(float_in::<B, R>(self.x));
-        let delta = into_contiguous(float_in::<B, R>(self.delta));
+        let delta = self
+            .delta
+            .map(|delta| into_contiguous(float_in::<B, R>(delta)));
         let weight = into_contiguous(float_in::<B, R>(self.weight));
         let empty =
-            || empty_device_dtype::<R>(x.client.clone(), x.device.clone(), x.shape(), x.dtype);
-        let (sum, normed) = (empty(), empty());
+            |shape| empty_device_dtype::<R>(x.client.clone(), x.device.clone(), shape, x.dtype);
+        let normed = empty(x.shape());
+        // Without a residual the sum is not written: a one-value stand-in.
+        let sum = empty(match delta {
+            Some(_) => x.shape(),
+            None => Shape::new([1]),
+        });
+        let with_delta = u32::from(delta.is_some());
+        let delta = delta.unwrap_or_else(|| x.clone());
         let rows = x.meta.shape()[0];
         if rows > 0 {
             let units = UNITS.min(x.client.properties().hardware.max_units_per_cube);
@@ -149,6 +187,7 @@ impl<B: Backend> CubeOp<B> for AddRmsNorm<B> {
                 sum.clone().into_tensor_arg(),
                 normed.clone().into_tensor_arg(),
                 self.eps,
+                with_delta,
                 units,
                 x.dtype.into(),
             );

@@ -12,13 +12,24 @@
 //!   greedy draft reads back one id per row instead of the row's logits.
 //! - [`add_rms_norm`]: a residual add and the RMSNorm that follows it, in
 //!   one pass over the row.
+//! - [`attention`]: one to `k + 1` query rows against the KV cache's
+//!   segments (grouped-query, sliding window), scores, softmax and the
+//!   weighted values in one kernel per segment.
+//! - [`matmul`]: `x Wᵀ` with each output reduced in one fixed order, so a
+//!   row's result does not depend on the rows beside it (with the three
+//!   above, which reduce per row, a whole forward is then batch- and
+//!   chunk-invariant on a GPU, as the CPU kernels make it on the CPU).
 
 pub mod add_rms_norm;
 pub mod argmax;
+pub mod attention;
 mod cube;
+pub mod matmul;
 
-pub use add_rms_norm::add_rms_norm;
+pub use add_rms_norm::{add_rms_norm, rms_norm};
 pub use argmax::argmax_rows;
+pub use attention::{DecodeQueries, decode_attention};
+pub use matmul::matmul_fixed_order;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 

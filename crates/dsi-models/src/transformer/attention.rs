@@ -14,6 +14,13 @@
 //! A forward may carry several sequences (a batch): their new rows are
 //! stacked for the projections and split again for attention, which each
 //! sequence runs against its own cache.
+//!
+//! On a GPU backend the project's decode-attention kernel runs instead
+//! (scores, softmax and values in one launch per segment, each query row
+//! reduced on its own): for every feed with invariant numerics, for feeds
+//! of up to [`DECODE_ROWS`] rows (decoding, drafting, verifying) with fast
+//! ones. On the CPU backends in f32, `dsi_kernels::attention` runs it in a
+//! fixed order.
 
 use super::host::{HostF32, from_host};
 use super::linear::{Kernels, Numerics, Projection};
@@ -25,6 +32,15 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor, TensorData};
 use dsi_kernels::attention::{Heads, Queries, Segment};
 use dsi_kernels::rope::{Stacked, split_heads};
+
+/// Query rows up to which a GPU runs attention in one kernel per cache
+/// segment (`dsi_kernels::gpu::decode_attention`) under
+/// [`Numerics::Fast`]: a decode step, a draft step or a verification of up
+/// to 15 drafts. Longer feeds (prefill chunks) then keep burn's products,
+/// which use the GPU's matrix units. Under [`Numerics::Invariant`] every
+/// feed runs the kernel, so a position's output does not depend on how its
+/// sequence was cut.
+const DECODE_ROWS: usize = 16;
 
 /// What every layer of one forward shares: how its rows divide among the
 /// sequences of the batch, their rotary cos/sin rows (`[1, rows, head_dim]`,
@@ -198,6 +214,18 @@ impl<B: Backend> Attention<B> {
             && let Some(out) = self.fixed_order(&q, &visible, prefix, scale as f32, kernels.threads)
         {
             return out;
+        }
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
+        if n <= DECODE_ROWS || kernels.numerics == Numerics::Invariant {
+            let at = dsi_kernels::gpu::DecodeQueries {
+                prefix,
+                window: self.window,
+                scale: scale as f32,
+            };
+            if let Some(out) = dsi_kernels::gpu::decode_attention(q.clone(), &visible.segments, at)
+            {
+                return out;
+            }
         }
 
         // [heads, n, d] -> [kv_heads, group * n, d]: heads h*group..(h+1)*group share kv head h.

@@ -47,10 +47,10 @@ use std::sync::Arc;
 /// Whether a row's logits may depend on what shares its forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Numerics {
-    /// Fixed-order kernels where the project has them (the `cpu` backend
-    /// in f32): a row's logits are the same bits alone, in a batch, or fed
-    /// in any chunking, so greedy DSI, SI and non-SI emit identical tokens
-    /// under any load.
+    /// Fixed-order kernels where the project has them (the CPU backends
+    /// in f32, the GPU backends in every dtype): a row's logits are the
+    /// same bits alone, in a batch, or fed in any chunking, so greedy DSI,
+    /// SI and non-SI emit identical tokens under any load.
     #[default]
     Invariant,
     /// The backend's own kernels, chosen by shape: fastest, but a near-tie
@@ -169,7 +169,10 @@ impl<B: Backend> Projection<B> {
                 match kernels.numerics {
                     Numerics::Invariant => match fixed_order(&x, &weight, kernels.threads) {
                         Some(y) => y,
-                        None => backend_product(x, weight, kernels.threads),
+                        None => match gpu_fixed_order(&x, &weight) {
+                            Some(y) => y,
+                            None => backend_product(x, weight, kernels.threads),
+                        },
                     },
                     Numerics::Fast => backend_product(x, weight, kernels.threads),
                 }
@@ -226,6 +229,19 @@ fn fixed_order<B: Backend>(
     // `[out, in]` again: contiguous when the weight is the loader's view.
     let stored = HostF32::of(weight.clone().transpose())?;
     host_product(x, Matrix::f32(stored.slice()?, out, k), threads)
+}
+
+/// `x W` by the GPU kernel that reduces each output in one fixed order
+/// (`dsi_kernels::gpu::matmul`), reading the weight as the `[out, in]`
+/// matrix it was loaded as; `None` on the CPU backends.
+fn gpu_fixed_order<B: Backend>(x: &Tensor<B, 2>, weight: &Tensor<B, 2>) -> Option<Tensor<B, 2>> {
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    return dsi_kernels::gpu::matmul_fixed_order(x.clone(), weight.clone().transpose());
+    #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+    {
+        let _ = (x, weight);
+        None
+    }
 }
 
 /// `x wᵀ` by `dsi_kernels::matmul` over `[out, in]` weights, when `x` is a

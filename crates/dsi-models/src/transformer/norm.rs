@@ -81,7 +81,8 @@ pub struct RmsNorm<B: Backend> {
 impl<B: Backend> RmsNorm<B> {
     /// Normalizes every row of `x`; with [`Numerics::Invariant`] on a CPU
     /// backend in f32, by `dsi_kernels::norm` (a row's mean square in a
-    /// fixed order, whatever the rows beside it).
+    /// fixed order, whatever the rows beside it); on a GPU backend by
+    /// `dsi_kernels::gpu::rms_norm` (one cube per row, also fixed order).
     ///
     /// # Shapes
     /// - x: `[n, hidden]` -> `[n, hidden]`
@@ -89,6 +90,10 @@ impl<B: Backend> RmsNorm<B> {
         if kernels.numerics == Numerics::Invariant
             && let Some(y) = self.fixed_order(&x)
         {
+            return y;
+        }
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
+        if let Some(y) = dsi_kernels::gpu::rms_norm(x.clone(), self.weight.val(), self.eps) {
             return y;
         }
         let rms = x
