@@ -248,6 +248,41 @@ fn a_backend_that_cannot_start_exits_2_with_the_fix() {
     }
 }
 
+/// A GPU number the machine does not have is refused with one line, by
+/// `generate` and `serve`: `wgpu:7` (CI's lavapipe is no discrete GPU),
+/// and in a `--features cuda` build `cuda:99` (no driver here; on a GPU
+/// machine, no 100th GPU).
+#[test]
+fn a_gpu_number_the_machine_lacks_exits_2_with_one_line() {
+    let model = fixture("llama-gqa");
+    let model = model.to_str().unwrap();
+    let mut backends = vec!["wgpu:7"];
+    if cfg!(feature = "cuda") {
+        backends.push("cuda:99");
+    }
+    for backend in backends {
+        for args in [
+            vec!["generate", "--model", model, "--backend", backend, "hi"],
+            vec![
+                "serve",
+                "--model",
+                model,
+                "--backend",
+                backend,
+                "--addr",
+                "127.0.0.1:0",
+            ],
+        ] {
+            let out = dsi(&args);
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+            assert!(err.contains(&format!("{backend} cannot start")), "{err}");
+            assert!(!err.contains("panicked"), "{err}");
+        }
+    }
+}
+
 /// A scratch copy of the `llama-gqa` fixture, broken by `breakage`.
 fn broken_copy(tag: &str, breakage: impl FnOnce(&std::path::Path)) -> PathBuf {
     broken_copy_of("llama-gqa", tag, breakage)

@@ -89,7 +89,10 @@ pub fn runs_on(spec: DeviceSpec) -> bool {
 /// Probes `spec`: the device it runs on, or the line that says what to
 /// install (or to leave the backend out).
 pub fn available(spec: DeviceSpec) -> Result<String, String> {
-    let leave_out = format!("or leave {spec} out of {VAR} (e.g. {VAR}=cpu,ndarray)");
+    let leave_out = format!(
+        "or leave {} out of {VAR} (e.g. {VAR}=cpu,ndarray)",
+        spec.kind()
+    );
     match probe(spec) {
         Ok(device) => Ok(device),
         Err(ModelError::Unavailable {

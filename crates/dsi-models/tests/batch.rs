@@ -6,8 +6,9 @@
 //! projections and sliding window, StarCoder's LayerNorm, GELU and learned
 //! positions). On `cpu` and
 //! `ndarray` (fixed-order kernels, `Numerics::Invariant`) both hold bitwise,
-//! also with host weights in every format (f32, f16, bf16, q8);
-//! wgpu is held to a tolerance and prints what it reaches. A member with bad input or
+//! also with host weights in every format (f32, f16, bf16, q8), and so do
+//! the GPUs (the project's CubeCL kernels): wgpu in f32 and f16, CUDA in
+//! f32, bf16 and f16. A member with bad input or
 //! a raised flag gets its error and leaves its cache as it was; the others
 //! proceed.
 
@@ -405,5 +406,14 @@ backend_tests!(
     DeviceSpec::Cuda(0),
     burn::backend::cuda::CudaDevice::new(0),
     DType::BF16.into(),
+    true
+);
+#[cfg(feature = "cuda")]
+backend_tests!(
+    cuda_f16,
+    dsi_models::device::CudaBackend,
+    DeviceSpec::Cuda(0),
+    burn::backend::cuda::CudaDevice::new(0),
+    DType::F16.into(),
     true
 );

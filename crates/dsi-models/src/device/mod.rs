@@ -240,6 +240,7 @@ fn wgpu<J: OnBackend>(_: DeviceSpec, _: Option<usize>, _: J) -> Result<J::Output
 
 #[cfg(feature = "cuda")]
 fn cuda<J: OnBackend>(spec: DeviceSpec, index: usize, job: J) -> Result<J::Output> {
+    probe(spec)?;
     Ok(job.run::<CudaBackend>(spec, burn::backend::cuda::CudaDevice::new(index)))
 }
 

@@ -12,9 +12,9 @@ use crate::Result;
 ///
 /// The CPU backends always can. For wgpu this asks for the adapter cubecl
 /// will pick (the default adapter, or the `N`-th discrete GPU for `wgpu:N`);
-/// a missing one is [`ModelError::Unavailable`] with what to install. A
-/// binary built without a backend's feature gets [`ModelError::Device`].
-/// CUDA is not probed yet: its driver is loaded on first use.
+/// for CUDA, whether the driver library loads and has GPU `N`. A missing
+/// one is [`ModelError::Unavailable`] with what to install. A binary built
+/// without a backend's feature gets [`ModelError::Device`].
 pub fn probe(spec: DeviceSpec) -> Result<String> {
     match spec {
         DeviceSpec::Cpu => Ok("cpu (burn-flex)".into()),
@@ -103,8 +103,37 @@ fn wgpu_adapter(_: Option<usize>) -> Result<String> {
 
 #[cfg(feature = "cuda")]
 fn cuda_device(index: usize) -> Result<String> {
-    Ok(format!("cuda:{index}"))
+    use cudarc::driver::result;
+
+    let unavailable = |reason: String| crate::ModelError::Unavailable {
+        backend: DeviceSpec::Cuda(index).to_string(),
+        reason,
+        install: NVIDIA_DRIVER,
+    };
+    // SAFETY: tries to load the driver library (dlopen of libcuda) and says
+    // whether it loaded; calls nothing in it. burn's CUDA backend would
+    // panic on its first tensor without it.
+    #[allow(unsafe_code)]
+    let present = unsafe { cudarc::driver::sys::is_culib_present() };
+    if !present {
+        return Err(unavailable("no CUDA driver (libcuda.so) was found".into()));
+    }
+    result::init().map_err(|e| unavailable(format!("the CUDA driver did not start ({e:?})")))?;
+    let count = result::device::get_count()
+        .map_err(|e| unavailable(format!("the CUDA driver lists no GPUs ({e:?})")))?;
+    let count = usize::try_from(count).unwrap_or(0);
+    if index >= count {
+        return Err(unavailable(format!(
+            "there is no GPU number {index} (cuda:{index}); the driver lists {count}"
+        )));
+    }
+    Ok(format!("cuda:{index} (GPU {} of {count})", index + 1))
 }
+
+/// What to install when CUDA has no GPU.
+#[cfg(feature = "cuda")]
+const NVIDIA_DRIVER: &str =
+    "the NVIDIA driver (nvidia-smi lists the GPUs it drives; pick one of them with cuda:N)";
 
 #[cfg(not(feature = "cuda"))]
 fn cuda_device(_: usize) -> Result<String> {
