@@ -18,7 +18,7 @@
 //! - fixed-order product: within 1e-5 (f32) or 1e-2 (f16, bf16 2e-2) of
 //!   burn's product relative to the largest output, on widths that are
 //!   and are not multiples of the cube, 1 to 40 rows (past one row block),
-//!   weights read through a transposed view as the models hold them; and a
+//!   weights `[in, out]` row-major and through a transposed view; and a
 //!   row the same bits alone as among 40.
 #![cfg(any(feature = "wgpu", feature = "cuda"))]
 
@@ -331,28 +331,32 @@ fn matmul_matches_the_reference<B: Backend>(device: &B::Device) {
             (40, 129, 70),
         ] {
             let x = to_device::<B, 2>(values(rows * inner, 5), [rows, inner], dtype, device);
-            // `[in, out]` as the loader holds it, handed over as `[out, in]`.
-            let stored = to_device::<B, 2>(values(out * inner, 6), [out, inner], dtype, device);
-            let w = stored.transpose().transpose();
-            let got = matmul_fixed_order(x.clone(), w.clone()).expect("kernel");
-            let want = matmul_reference(x.clone(), w.clone());
-            let (got, want) = (host_f32(got), host_f32(want));
-            let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
-            let worst = got
-                .iter()
-                .zip(&want)
-                .map(|(g, w)| (g - w).abs())
-                .fold(0f32, f32::max);
-            assert!(
-                worst <= tolerance * scale,
-                "{dtype:?} {rows}x{inner}x{out}: max |diff| {worst} over {tolerance} x {scale}"
-            );
-            let alone = matmul_fixed_order(x.clone().narrow(0, rows - 1, 1), w).expect("kernel");
-            assert_eq!(
-                host_f32(alone),
-                got[(rows - 1) * out..],
-                "{dtype:?} {rows}x{inner}x{out}: the last row alone"
-            );
+            // `[in, out]` row-major, as a GPU model uploads its weights, and
+            // a transposed view of `[out, in]`, as a tied LM head reads them.
+            let contiguous = to_device::<B, 2>(values(inner * out, 6), [inner, out], dtype, device);
+            let stored = to_device::<B, 2>(values(out * inner, 7), [out, inner], dtype, device);
+            for w in [contiguous, stored.transpose()] {
+                let got = matmul_fixed_order(x.clone(), w.clone()).expect("kernel");
+                let want = matmul_reference(x.clone(), w.clone());
+                let (got, want) = (host_f32(got), host_f32(want));
+                let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+                let worst = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(g, w)| (g - w).abs())
+                    .fold(0f32, f32::max);
+                assert!(
+                    worst <= tolerance * scale,
+                    "{dtype:?} {rows}x{inner}x{out}: max |diff| {worst} over {tolerance} x {scale}"
+                );
+                let alone =
+                    matmul_fixed_order(x.clone().narrow(0, rows - 1, 1), w).expect("kernel");
+                assert_eq!(
+                    host_f32(alone),
+                    got[(rows - 1) * out..],
+                    "{dtype:?} {rows}x{inner}x{out}: the last row alone"
+                );
+            }
         }
         // Without a residual, the norm is the fused kernel's normalization.
         let x = to_device::<B, 2>(values(3 * 96, 8), [3, 96], dtype, device);

@@ -39,6 +39,23 @@ pub(crate) fn on_cube<B: Backend, Op: CubeOp<B>>(op: Op) -> Result<Op::Output, O
     Err(op)
 }
 
+/// Whether the kernels run on backend `B`: it is a CubeCL backend this
+/// build has, and the kernels are [`enabled`](super::enabled).
+pub fn runs_on<B: Backend>() -> bool {
+    if !super::enabled() {
+        return false;
+    }
+    #[cfg(feature = "wgpu")]
+    if backs::<B, burn::backend::wgpu::WgpuRuntime>() {
+        return true;
+    }
+    #[cfg(feature = "cuda")]
+    if backs::<B, cubecl::cuda::CudaRuntime>() {
+        return true;
+    }
+    false
+}
+
 /// Whether `B`'s float tensors are CubeCL tensors of runtime `R`.
 fn backs<B: Backend, R: CubeRuntime>() -> bool {
     TypeId::of::<B::FloatTensorPrimitive>() == TypeId::of::<CubeTensor<R>>()

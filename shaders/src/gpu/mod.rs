@@ -24,6 +24,7 @@ pub mod add_rms_norm;
 pub mod argmax;
 pub mod attention;
 mod cube;
+pub use cube::runs_on;
 pub mod matmul;
 
 pub use add_rms_norm::{add_rms_norm, rms_norm};

@@ -232,11 +232,10 @@ fn fixed_order<B: Backend>(
 }
 
 /// `x W` by the GPU kernel that reduces each output in one fixed order
-/// (`dsi_kernels::gpu::matmul`), reading the weight as the `[out, in]`
-/// matrix it was loaded as; `None` on the CPU backends.
+/// (`dsi_kernels::gpu::matmul`); `None` on the CPU backends.
 fn gpu_fixed_order<B: Backend>(x: &Tensor<B, 2>, weight: &Tensor<B, 2>) -> Option<Tensor<B, 2>> {
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
-    return dsi_kernels::gpu::matmul_fixed_order(x.clone(), weight.clone().transpose());
+    return dsi_kernels::gpu::matmul_fixed_order(x.clone(), weight.clone());
     #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
     {
         let _ = (x, weight);

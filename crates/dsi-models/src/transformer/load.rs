@@ -77,6 +77,15 @@ impl<B: Backend> Builder<'_, B> {
             LinearWeights::Host(format) => {
                 Projection::on_host(Arc::new(Weights::new(weight, d_out, d_in, format)), bias)
             }
+            // Where the GPU kernels run, `[in, out]` row-major: their
+            // product reads neighbouring columns together.
+            LinearWeights::Backend if gpu_kernels::<B>() => {
+                let weight = Tensor::<B, 2>::from_data(
+                    TensorData::new(transposed(&weight, d_out, d_in), [d_in, d_out]),
+                    (self.device, self.dtype),
+                );
+                Projection::new(weight, bias)
+            }
             LinearWeights::Backend => {
                 // Projections multiply by `[in, out]`: a transposed view, no copy.
                 let weight = Tensor::<B, 2>::from_data(
@@ -241,4 +250,23 @@ impl<B: Backend> LoadedModel<B> {
             Precision { dtype, linear },
         ))
     }
+}
+
+/// `[rows, cols]` row-major values as `[cols, rows]` row-major.
+fn transposed(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; values.len()];
+    for (r, row) in values.chunks(cols).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            out[c * rows + r] = v;
+        }
+    }
+    out
+}
+
+/// Whether the project's GPU kernels run on `B` (a CubeCL backend).
+fn gpu_kernels<B: Backend>() -> bool {
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    return dsi_kernels::gpu::runs_on::<B>();
+    #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+    false
 }
