@@ -158,7 +158,8 @@ fn per_call(device: &Device, rounds: usize) {
             ("LM head", VOCAB, HIDDEN),
         ] {
             let x = random([ROWS, inner], dtype, device);
-            let w = random([out, inner], dtype, device);
+            // `[in, out]` row-major, as a GPU model uploads its weights.
+            let w = random([inner, out], dtype, device);
             let k = best(device, rounds, calls, || {
                 let _ = gpu::matmul_fixed_order(x.clone(), w.clone());
             });

@@ -76,7 +76,15 @@ mod kernel {
 
 /// `x W` (`[rows, in]` by `[in, out]` -> `[rows, out]`) in a fixed order
 /// per output; `None` when `B` is not a CubeCL backend.
+///
+/// # Panics
+/// When the inner dimensions differ (as burn's product does).
 pub fn matmul_fixed_order<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 2>) -> Option<Tensor<B, 2>> {
+    assert_eq!(
+        x.dims()[1],
+        w.dims()[0],
+        "matmul_fixed_order: [rows, in] times [in, out]"
+    );
     let op = Matmul::<B> {
         x: x.into_primitive().tensor(),
         w: w.into_primitive().tensor(),

@@ -15,12 +15,12 @@
 //! stacked for the projections and split again for attention, which each
 //! sequence runs against its own cache.
 //!
-//! On a GPU backend the project's decode-attention kernel runs instead
-//! (scores, softmax and values in one launch per segment, each query row
-//! reduced on its own): for every feed with invariant numerics, for feeds
-//! of up to [`DECODE_ROWS`] rows (decoding, drafting, verifying) with fast
-//! ones. On the CPU backends in f32, `dsi_kernels::attention` runs it in a
-//! fixed order.
+//! With invariant numerics, a GPU backend runs the project's attention
+//! kernel instead (`dsi_kernels::gpu::decode_attention`: scores, softmax
+//! and values in one launch per segment, each query row reduced on its
+//! own), and the CPU backends in f32 run `dsi_kernels::attention` in a
+//! fixed order; fast numerics keep burn's ops (faster on lavapipe, see
+//! `benches/gpu_kernels.rs`).
 
 use super::host::{HostF32, from_host};
 use super::linear::{Kernels, Numerics, Projection};
@@ -32,15 +32,6 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor, TensorData};
 use dsi_kernels::attention::{Heads, Queries, Segment};
 use dsi_kernels::rope::{Stacked, split_heads};
-
-/// Query rows up to which a GPU runs attention in one kernel per cache
-/// segment (`dsi_kernels::gpu::decode_attention`) under
-/// [`Numerics::Fast`]: a decode step, a draft step or a verification of up
-/// to 15 drafts. Longer feeds (prefill chunks) then keep burn's products,
-/// which use the GPU's matrix units. Under [`Numerics::Invariant`] every
-/// feed runs the kernel, so a position's output does not depend on how its
-/// sequence was cut.
-const DECODE_ROWS: usize = 16;
 
 /// What every layer of one forward shares: how its rows divide among the
 /// sequences of the batch, their rotary cos/sin rows (`[1, rows, head_dim]`,
@@ -216,7 +207,7 @@ impl<B: Backend> Attention<B> {
             return out;
         }
         #[cfg(any(feature = "wgpu", feature = "cuda"))]
-        if n <= DECODE_ROWS || kernels.numerics == Numerics::Invariant {
+        if kernels.numerics == Numerics::Invariant {
             let at = dsi_kernels::gpu::DecodeQueries {
                 prefix,
                 window: self.window,
