@@ -466,7 +466,7 @@ lossless_suite!(
     cuda,
     dsi::models::device::CudaBackend,
     DeviceSpec::Cuda(0),
-    <dsi::models::device::CudaBackend as Backend>::Device::new(0)
+    burn::backend::cuda::CudaDevice::new(0)
 );
 
 /// A Qwen2-style pair whose embeddings are padded to different sizes
