@@ -6,7 +6,7 @@
 //! beside it, so the result of a row is the same alone or in a batch. The
 //! mean square accumulates in f32 whatever the tensors' dtype.
 
-use super::cube::{CubeOp, float_in, float_out, on_cube};
+use super::cube::{CubeOp, float_in, float_out, float_tensor, on_cube};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Shape, Tensor, TensorMetadata};
@@ -94,7 +94,7 @@ pub fn add_rms_norm<B: Backend>(
     };
     on_cube(op)
         .ok()
-        .map(|(sum, normed)| (Tensor::from_float(sum), Tensor::from_float(normed)))
+        .map(|(sum, normed)| (float_tensor(sum), float_tensor(normed)))
 }
 
 /// `rms_norm(x) * weight` by the same kernel (a row reduced in the same
@@ -113,9 +113,7 @@ pub fn rms_norm<B: Backend>(
         weight: weight.into_primitive().tensor(),
         eps: eps as f32,
     };
-    on_cube(op)
-        .ok()
-        .map(|(_, normed)| Tensor::from_float(normed))
+    on_cube(op).ok().map(|(_, normed)| float_tensor(normed))
 }
 
 /// The reference from plain tensor ops, as the models compute it.
@@ -141,17 +139,6 @@ struct AddRmsNorm<B: Backend> {
     delta: Option<FloatTensor<B>>,
     weight: FloatTensor<B>,
     eps: f32,
-}
-
-/// A float primitive back as a tensor.
-trait FromFloat<B: Backend> {
-    fn from_float(primitive: FloatTensor<B>) -> Self;
-}
-
-impl<B: Backend> FromFloat<B> for Tensor<B, 2> {
-    fn from_float(primitive: FloatTensor<B>) -> Self {
-        Tensor::from_primitive(burn::tensor::TensorPrimitive::Float(primitive))
-    }
 }
 
 impl<B: Backend> CubeOp<B> for AddRmsNorm<B> {

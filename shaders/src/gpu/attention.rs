@@ -13,7 +13,7 @@
 //! `h / (heads / kv_heads)` (grouped-query and multi-query attention); a
 //! query at position `p` sees keys `0..=p`, or the last `window` of them.
 
-use super::cube::{CubeOp, float_in, float_out, on_cube};
+use super::cube::{CubeOp, float_in, float_out, float_tensor, on_cube};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Bool, DType, Shape, Tensor, TensorData};
@@ -23,7 +23,7 @@ use burn_cubecl::ops::numeric::empty_device_dtype;
 use cubecl::prelude::{CubeCount, CubeDim};
 
 /// Keys per tile: the cube's width.
-const TILE: u32 = 32;
+const TILE: u32 = 64;
 
 /// The widest head the kernel takes (its shared memory holds one query
 /// and one output row of the head).
@@ -70,6 +70,7 @@ mod kernel {
 
         let mut query = SharedMemory::<f32>::new(dim as usize);
         let mut acc = SharedMemory::<f32>::new(dim as usize);
+        let mut scores = SharedMemory::<f32>::new(tile as usize);
         let mut weights = SharedMemory::<f32>::new(tile as usize);
         let q_base = head * q.stride(0) + row * q.stride(1);
         let mut c = unit;
@@ -107,6 +108,9 @@ mod kernel {
         }
         let k_base = kv_head * keys.stride(0);
         let v_base = kv_head * values.stride(0);
+        // Two barriers per tile: scores and weights live in separate
+        // arrays, so the next tile's scores never overwrite weights a unit
+        // is still summing.
         let mut tile_start = begin;
         while tile_start < end {
             let key = tile_start + unit;
@@ -119,17 +123,17 @@ mod kernel {
                 }
                 score = dot;
             }
-            weights[unit] = score;
+            scores[unit] = score;
             sync_cube();
             let mut count = end - tile_start;
             if count > width {
                 count = width;
             }
             // Every unit reduces the tile in the same order: one answer.
-            let mut tile_max = weights[0];
+            let mut tile_max = scores[0];
             for t in 1..count {
-                if weights[t] > tile_max {
-                    tile_max = weights[t];
+                if scores[t] > tile_max {
+                    tile_max = scores[t];
                 }
             }
             let mut new_max = max;
@@ -137,7 +141,6 @@ mod kernel {
                 new_max = tile_max;
             }
             let rescale = f32::exp(max - new_max);
-            sync_cube();
             let mut weight = f32::new(0.0);
             if key < end {
                 weight = f32::exp(score - new_max);
@@ -160,7 +163,6 @@ mod kernel {
                 c += width;
             }
             max = new_max;
-            sync_cube();
             tile_start += width;
         }
 
@@ -219,9 +221,7 @@ pub fn decode_attention<B: Backend>(
             .collect(),
         at,
     };
-    on_cube(op)
-        .ok()
-        .map(|out| Tensor::from_primitive(burn::tensor::TensorPrimitive::Float(out)))
+    on_cube(op).ok().map(float_tensor)
 }
 
 /// The reference from plain tensor ops, as the models' burn path computes

@@ -80,6 +80,13 @@ pub(crate) fn float_out<B: Backend, R: CubeRuntime>(tensor: CubeTensor<R>) -> Fl
     cast(tensor)
 }
 
+/// A float primitive a kernel returned, as a tensor again.
+pub(crate) fn float_tensor<B: Backend, const D: usize>(
+    primitive: FloatTensor<B>,
+) -> burn::tensor::Tensor<B, D> {
+    burn::tensor::Tensor::from_primitive(burn::tensor::TensorPrimitive::Float(primitive))
+}
+
 /// A CubeCL tensor as `B`'s int tensor (the same type on CubeCL backends).
 pub(crate) fn int_out<B: Backend, R: CubeRuntime>(tensor: CubeTensor<R>) -> IntTensor<B> {
     cast(tensor)

@@ -13,7 +13,7 @@
 //! read coalesced; any strides work (a tied LM head reads its embedding's
 //! `[vocab, hidden]` rows through a transposed view, uncoalesced).
 
-use super::cube::{CubeOp, float_in, float_out, on_cube};
+use super::cube::{CubeOp, float_in, float_out, float_tensor, on_cube};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Shape, Tensor};
@@ -89,9 +89,7 @@ pub fn matmul_fixed_order<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 2>) -> Optio
         x: x.into_primitive().tensor(),
         w: w.into_primitive().tensor(),
     };
-    on_cube(op)
-        .ok()
-        .map(|y| Tensor::from_primitive(burn::tensor::TensorPrimitive::Float(y)))
+    on_cube(op).ok().map(float_tensor)
 }
 
 /// The reference: burn's product.
