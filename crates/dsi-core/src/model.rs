@@ -66,30 +66,6 @@ pub enum Rows {
     Argmax(Vec<TokenId>),
 }
 
-impl Rows {
-    /// Each row's first maximum, taken here when the model sent logits.
-    pub fn argmax(&self, vocab: usize) -> Vec<TokenId> {
-        match self {
-            Rows::Logits(logits) => logits
-                .chunks(vocab.max(1))
-                .map(crate::verify::argmax)
-                .collect(),
-            Rows::Argmax(ids) => ids.clone(),
-        }
-    }
-
-    /// The logits; an error when the model sent only each row's maximum
-    /// (it was asked for no more).
-    pub fn into_logits(self) -> Result<Vec<f32>, ForwardError> {
-        match self {
-            Rows::Logits(logits) => Ok(logits),
-            Rows::Argmax(_) => Err(ForwardError::Failed(
-                "the model read back each row's maximum only, but logits are needed".into(),
-            )),
-        }
-    }
-}
-
 /// A causal language model's KV caches, one per sequence: what a worker
 /// asks of a model besides its forward, whether that forward returns at
 /// once ([`KvModel`]) or is awaited ([`AsyncKvModel`]).

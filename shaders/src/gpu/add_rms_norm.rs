@@ -6,7 +6,7 @@
 //! beside it, so the result of a row is the same alone or in a batch. The
 //! mean square accumulates in f32 whatever the tensors' dtype.
 
-use super::cube::{CubeOp, float_in, float_out, float_tensor, on_cube};
+use super::cube::{CubeOp, cube_width, float_in, float_out, float_tensor, on_cube};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Shape, Tensor, TensorMetadata};
@@ -162,8 +162,7 @@ impl<B: Backend> CubeOp<B> for AddRmsNorm<B> {
         let delta = delta.unwrap_or_else(|| x.clone());
         let rows = x.meta.shape()[0];
         if rows > 0 {
-            let units = UNITS.min(x.client.properties().hardware.max_units_per_cube);
-            let units = 1 << units.ilog2();
+            let units = cube_width(&x.client, UNITS);
             kernel::add_rms_norm_kernel::launch::<R>(
                 &x.client,
                 CubeCount::Static(rows as u32, 1, 1),

@@ -9,7 +9,7 @@
 //! lets an implementation assume floats are never NaN, so no comparison
 //! with one can be relied on (the models' logits are finite).
 
-use super::cube::{CubeOp, float_in, int_out, on_cube};
+use super::cube::{CubeOp, cube_width, float_in, int_out, on_cube};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::IntTensor;
 use burn::tensor::{Element, Int, Shape, Tensor};
@@ -126,8 +126,7 @@ impl<B: Backend> CubeOp<B> for ArgmaxRows<B> {
             int,
         );
         if rows > 0 {
-            let units = UNITS.min(logits.client.properties().hardware.max_units_per_cube);
-            let units = 1 << units.ilog2();
+            let units = cube_width(&logits.client, UNITS);
             kernel::argmax_rows_kernel::launch::<R>(
                 &logits.client,
                 CubeCount::Static(rows as u32, 1, 1),

@@ -13,7 +13,7 @@
 //! `h / (heads / kv_heads)` (grouped-query and multi-query attention); a
 //! query at position `p` sees keys `0..=p`, or the last `window` of them.
 
-use super::cube::{CubeOp, float_in, float_out, float_tensor, on_cube};
+use super::cube::{CubeOp, cube_width, float_in, float_out, float_tensor, on_cube};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Bool, DType, Shape, Tensor, TensorData};
@@ -285,7 +285,7 @@ impl<B: Backend> CubeOp<B> for DecodeAttention<B> {
         let running_max = empty(vec![heads * rows], DType::F32);
         let running_sum = empty(vec![heads * rows], DType::F32);
         let running_acc = empty(vec![heads * rows * dim], DType::F32);
-        let tile = TILE.min(client.properties().hardware.max_units_per_cube);
+        let tile = cube_width(&client, TILE);
         let last = segments.len() - 1;
         let mut start = 0;
         for (i, (keys, values)) in segments.into_iter().enumerate() {

@@ -10,6 +10,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn_cubecl::CubeRuntime;
 use burn_cubecl::tensor::CubeTensor;
+use cubecl::prelude::ComputeClient;
 use std::any::{Any, TypeId};
 
 /// An operation with a kernel for every CubeCL runtime.
@@ -78,6 +79,13 @@ pub(crate) fn float_in<B: Backend, R: CubeRuntime>(tensor: FloatTensor<B>) -> Cu
 /// A CubeCL tensor as `B`'s float tensor.
 pub(crate) fn float_out<B: Backend, R: CubeRuntime>(tensor: CubeTensor<R>) -> FloatTensor<B> {
     cast(tensor)
+}
+
+/// Units per cube: `wanted` or the device's limit, whichever is smaller,
+/// rounded down to a power of two (the kernels' reduction trees halve it).
+pub(crate) fn cube_width<R: CubeRuntime>(client: &ComputeClient<R>, wanted: u32) -> u32 {
+    let units = wanted.min(client.properties().hardware.max_units_per_cube);
+    1 << units.ilog2()
 }
 
 /// A float primitive a kernel returned, as a tensor again.

@@ -13,7 +13,7 @@
 //! read coalesced; any strides work (a tied LM head reads its embedding's
 //! `[vocab, hidden]` rows through a transposed view, uncoalesced).
 
-use super::cube::{CubeOp, float_in, float_out, float_tensor, on_cube};
+use super::cube::{CubeOp, cube_width, float_in, float_out, float_tensor, on_cube};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Shape, Tensor};
@@ -117,7 +117,7 @@ impl<B: Backend> CubeOp<B> for Matmul<B> {
             x.dtype,
         );
         if rows > 0 && columns > 0 {
-            let units = UNITS.min(x.client.properties().hardware.max_units_per_cube);
+            let units = cube_width(&x.client, UNITS);
             let cubes = columns.div_ceil(units as usize);
             let grid_x = cubes.min(GRID_X);
             kernel::matmul_kernel::launch::<R>(

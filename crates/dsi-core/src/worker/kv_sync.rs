@@ -303,8 +303,7 @@ impl<M: AsyncKvModel> KvSync<M> {
                 if rows.is_ok() {
                     self.held.entry(job.request).or_default().push(token[0]);
                 }
-                let drafts: Vec<TokenId> = drafted[i].iter().map(|d| d.token).collect();
-                match rows.and_then(|rows| draft_token(job, &drafts, rows)) {
+                match rows.and_then(|rows| draft_token(job, &drafted[i], rows)) {
                     Ok((token, probs)) => drafted[i].push(Drafted { token, probs }),
                     Err(e) => {
                         results[i] = Some(Err(e));
@@ -353,15 +352,15 @@ impl<M: AsyncKvModel> KvSync<M> {
     }
 }
 
-/// The drafter's token after `job`'s context and its `drafts` so far, from
-/// the row a forward read back (with the distribution it was drawn from
-/// when the rule needs it).
+/// The drafter's token after `job`'s context and its `drafted` tokens so
+/// far, from the row a forward read back (with the distribution it was
+/// drawn from when the rule needs it).
 fn draft_token(
     job: &Job<'_>,
-    drafts: &[TokenId],
+    drafted: &[Drafted],
     rows: Rows,
 ) -> Result<(TokenId, Option<Vec<f32>>), ForwardError> {
-    let position = job.context.len() + drafts.len();
+    let position = job.context.len() + drafted.len();
     match rows {
         Rows::Argmax(ids) => match ids.as_slice() {
             [id] => Ok((*id, None)),
@@ -371,7 +370,14 @@ fn draft_token(
             ))),
         },
         Rows::Logits(logits) => {
-            let logits = job.decoding.process(job.context, drafts, logits);
+            // The processors see the drafts so far; nothing else needs them.
+            let logits = match &job.decoding.processors {
+                None => logits,
+                Some(_) => {
+                    let drafts: Vec<TokenId> = drafted.iter().map(|d| d.token).collect();
+                    job.decoding.process(job.context, &drafts, logits)
+                }
+            };
             Ok(job.decoding.draft_token(position, &logits))
         }
     }

@@ -167,13 +167,9 @@ impl<B: Backend> Projection<B> {
             (None, Some(weight)) => {
                 let weight = weight.val();
                 match kernels.numerics {
-                    Numerics::Invariant => match fixed_order(&x, &weight, kernels.threads) {
-                        Some(y) => y,
-                        None => match gpu_fixed_order(&x, &weight) {
-                            Some(y) => y,
-                            None => backend_product(x, weight, kernels.threads),
-                        },
-                    },
+                    Numerics::Invariant => fixed_order(&x, &weight, kernels.threads)
+                        .or_else(|| gpu_fixed_order(&x, &weight))
+                        .unwrap_or_else(|| backend_product(x, weight, kernels.threads)),
                     Numerics::Fast => backend_product(x, weight, kernels.threads),
                 }
             }
