@@ -15,6 +15,7 @@ mod generate;
 mod identity;
 mod kv_budget;
 mod measure;
+mod measure_loss;
 mod memory;
 mod model_args;
 mod output;

@@ -6,6 +6,7 @@
 //!   `a = 1 - 1 / (1 + mean window length)`.
 //! - `latency`: TTFT as one forward over the prompt, TPOT as the mean time of
 //!   each greedy decode step.
+//! - `loss` (`measure_loss.rs`): next-token loss on held-out text.
 //!
 //! Without model or prompt arguments both use the bundled pair and its
 //! held-out prompts.
@@ -42,6 +43,8 @@ enum MeasureCommand {
     Acceptance(AcceptanceArgs),
     /// TTFT and TPOT of a model (of both bundled models by default).
     Latency(LatencyArgs),
+    /// Next-token loss on a corpus's held-out files, split as `dsi train` splits them.
+    Loss(crate::measure_loss::LossArgs),
 }
 
 /// Where models run and which prompts they see.
@@ -103,6 +106,7 @@ pub(crate) fn run(args: MeasureArgs) -> anyhow::Result<()> {
     match args.command {
         MeasureCommand::Acceptance(a) => acceptance(a),
         MeasureCommand::Latency(l) => latency(l),
+        MeasureCommand::Loss(l) => crate::measure_loss::run(l),
     }
 }
 
@@ -138,11 +142,11 @@ pub(crate) fn read_prompts(path: &Path) -> anyhow::Result<Vec<String>> {
     Ok(prompts)
 }
 
-fn open(dir: &Path, what: &str) -> anyhow::Result<Checkpoint> {
+pub(crate) fn open(dir: &Path, what: &str) -> anyhow::Result<Checkpoint> {
     Checkpoint::open(dir).with_context(|| format!("loading the {what} in {}", dir.display()))
 }
 
-fn load<B: Backend>(
+pub(crate) fn load<B: Backend>(
     checkpoint: &Checkpoint,
     spec: DeviceSpec,
     device: &B::Device,

@@ -8,25 +8,16 @@ use clap::Args;
 use dsi_models::checkpoint::TextTokenizer;
 use dsi_models::config::{Family, ModelConfig, RopeScaling};
 use dsi_models::device::DeviceSpec;
-use dsi_models::train::corpus::{read_texts, token_stream};
-use dsi_models::train::{
-    Corpus, END_OF_TEXT, StoreDtype, TrainSpec, train_on_device, train_tokenizer,
-};
+use dsi_models::train::corpus::{Corpus, Selection, read_texts, token_stream};
+use dsi_models::train::{END_OF_TEXT, StoreDtype, TrainSpec, train_on_device, train_tokenizer};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 
 /// Arguments of `dsi train`.
 #[derive(Debug, Args)]
 pub(crate) struct TrainArgs {
-    /// Folder of training text (files directly inside it).
-    #[arg(long, value_name = "DIR")]
-    data: PathBuf,
-    /// Extension of the files to read.
-    #[arg(long, default_value = "py")]
-    ext: String,
-    /// Hold out every N-th file (sorted by name, starting with the first).
-    #[arg(long, default_value_t = 10)]
-    holdout_every: usize,
+    #[command(flatten)]
+    corpus: CorpusArgs,
     /// Output folder (a Hugging Face checkpoint).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
@@ -57,9 +48,13 @@ pub(crate) struct TrainArgs {
     /// Optimizer steps.
     #[arg(long, default_value_t = 1000)]
     steps: usize,
-    /// Sequences per step.
+    /// Sequences per forward (one batched forward through the model).
     #[arg(long, default_value_t = 8)]
     batch: usize,
+    /// Forwards whose gradients add up before each optimizer step (a step
+    /// sees --batch x --accumulate sequences).
+    #[arg(long, default_value_t = 1)]
+    accumulate: usize,
     /// Tokens per training sequence.
     #[arg(long, default_value_t = 128)]
     seq_len: usize,
@@ -93,6 +88,7 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
     for (name, value) in [
         ("steps", args.steps),
         ("batch", args.batch),
+        ("accumulate", args.accumulate),
         ("seq-len", args.seq_len),
         ("layers", args.layers),
         ("heads", args.heads),
@@ -112,14 +108,7 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
     if !(args.lr.is_finite() && args.lr > 0.0) {
         return Err(UsageError(format!("invalid lr: {} (expected > 0)", args.lr)).into());
     }
-    let corpus = Corpus::scan(&args.data, &args.ext, args.holdout_every)?;
-    eprintln!(
-        "corpus: {} training and {} held-out .{} files in {}",
-        corpus.train.len(),
-        corpus.held_out.len(),
-        args.ext,
-        args.data.display()
-    );
+    let corpus = args.corpus.scan()?;
     let train_texts = read_texts(&corpus.train)?;
     let held_out_texts = read_texts(&corpus.held_out)?;
 
@@ -180,6 +169,7 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
         config,
         steps: args.steps,
         batch: args.batch,
+        accumulate: args.accumulate,
         seq_len: args.seq_len,
         lr: args.lr,
         warmup: args.warmup,
@@ -192,6 +182,7 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
             StoreDtype::F16
         },
     };
+    let eval_every = args.eval_every.max(1);
     let bar = ProgressBar::new(args.steps as u64).with_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -209,16 +200,22 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
             let held = r
                 .held_out_loss
                 .map_or(String::new(), |l| format!(", held-out {l:.3}"));
-            bar.set_message(format!(
-                "loss {:.3}{held}, {:.0} tokens/s",
-                r.loss, r.tokens_per_s
-            ));
+            let message = format!(
+                "loss {:.3}{held}, lr {:.2e}, {:.0} tokens/s",
+                r.loss, r.lr, r.tokens_per_s
+            );
+            // Without a terminal (a log file), one line per evaluation.
+            if bar.is_hidden() && (r.step.is_multiple_of(eval_every) || r.step == r.steps) {
+                eprintln!("step {}/{}: {message}", r.step, r.steps);
+            }
+            bar.set_message(message);
         },
     )?;
     bar.finish();
     println!(
-        "trained {} steps in {:.0} s; held-out loss {}; written to {}",
+        "trained {} steps ({} tokens) in {:.0} s; held-out loss {}; written to {}",
         state.step,
+        state.tokens_seen,
         state.train_seconds,
         state
             .held_out_loss
@@ -226,4 +223,46 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+/// Which files are the corpus and which of them are held out (shared by
+/// `dsi train` and `dsi measure loss`, so both split a folder alike).
+#[derive(Debug, Args)]
+pub(crate) struct CorpusArgs {
+    /// Folder of training text.
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+    /// Extension of the files to read.
+    #[arg(long, default_value = "py")]
+    ext: String,
+    /// Read the folder's subfolders too (default: only files directly inside it).
+    #[arg(long)]
+    recursive: bool,
+    /// With --recursive, skip subfolders of this name at any depth (repeat
+    /// or separate with commas: --exclude-dir test,tests).
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    exclude_dir: Vec<String>,
+    /// In each folder, hold out every N-th file (sorted by name, starting with the first).
+    #[arg(long, default_value_t = 10)]
+    holdout_every: usize,
+}
+
+impl CorpusArgs {
+    /// The split, announced on stderr.
+    pub(crate) fn scan(&self) -> anyhow::Result<Corpus> {
+        let selection = Selection {
+            ext: self.ext.clone(),
+            recursive: self.recursive,
+            exclude_dirs: self.exclude_dir.clone(),
+        };
+        let corpus = Corpus::scan(&self.data, &selection, self.holdout_every)?;
+        eprintln!(
+            "corpus: {} training and {} held-out .{} files in {}",
+            corpus.train.len(),
+            corpus.held_out.len(),
+            self.ext,
+            self.data.display()
+        );
+        Ok(corpus)
+    }
 }

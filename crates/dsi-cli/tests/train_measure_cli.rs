@@ -70,6 +70,8 @@ fn train_writes_a_checkpoint_that_loads_learns_and_resumes() {
             steps,
             "--batch",
             "2",
+            "--accumulate",
+            "2",
             "--seq-len",
             "32",
             "--warmup",
@@ -102,8 +104,68 @@ fn train_writes_a_checkpoint_that_loads_learns_and_resumes() {
     // A uniform guess over 300 tokens costs ln 300 = 5.7 nats.
     assert!(loss < 0.8 * 300f64.ln(), "the model did not learn: {loss}");
 
+    // `dsi measure loss` splits the corpus as training did and scores the
+    // same windows: the held-out figure of the stored (f16) weights.
+    let measured = dsi(&[
+        "measure",
+        "loss",
+        "--model",
+        out.to_str().expect("path"),
+        "--data",
+        data.to_str().expect("path"),
+        "--holdout-every",
+        "3",
+        "--seq-len",
+        "32",
+        "--windows",
+        "4",
+        "--format",
+        "json",
+    ]);
+    assert!(measured.status.success(), "{}", stderr(&measured));
+    let report: serde_json::Value = serde_json::from_slice(&measured.stdout).expect("json");
+    let measured_loss = report[0]["loss"].as_f64().expect("loss");
+    assert_eq!(report[0]["files"], 2, "{report}");
+    assert!(
+        (measured_loss - loss).abs() < 0.02 * loss,
+        "measure loss {measured_loss} vs training's held-out {loss}"
+    );
+
+    assert!(out.join("resume/optimizer.bin").is_file());
     run("80", true);
     assert_eq!(state(&out)["step"], 80);
+    // A folder without the resume state is refused with what to do.
+    std::fs::remove_dir_all(out.join("resume")).expect("remove");
+    let refused = dsi(&[
+        "train",
+        "--data",
+        data.to_str().expect("path"),
+        "--out",
+        out.to_str().expect("path"),
+        "--vocab",
+        "300",
+        "--hidden",
+        "32",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--kv-heads",
+        "1",
+        "--intermediate",
+        "64",
+        "--context",
+        "128",
+        "--steps",
+        "90",
+        "--resume",
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("train afresh without --resume"),
+        "{}",
+        stderr(&refused)
+    );
 
     let generated = dsi(&[
         "generate",

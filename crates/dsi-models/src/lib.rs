@@ -37,6 +37,7 @@ pub mod config;
 pub mod device;
 pub mod error;
 pub mod generate;
+pub mod loss;
 pub mod measure;
 pub mod pair;
 mod rope;

@@ -10,45 +10,96 @@ use std::path::{Path, PathBuf};
 pub struct Corpus {
     /// Training files, sorted by path.
     pub train: Vec<PathBuf>,
-    /// Held-out files: every `holdout_every`-th file in sorted order.
+    /// Held-out files: in each folder, every `holdout_every`-th file in
+    /// sorted order.
     pub held_out: Vec<PathBuf>,
 }
 
+/// Which files of a folder make the corpus.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Extension of the files to read (without the dot).
+    pub ext: String,
+    /// Read subfolders too.
+    pub recursive: bool,
+    /// Names of subfolders to skip (tests, generated tables), at any depth.
+    pub exclude_dirs: Vec<String>,
+}
+
 impl Corpus {
-    /// The files with extension `ext` directly inside `dir` (not its
-    /// subfolders), sorted by name; every `holdout_every`-th one (the 1st,
-    /// the 11th, ... for 10) is held out.
-    pub fn scan(dir: &Path, ext: &str, holdout_every: usize) -> Result<Self> {
-        let io = |source| ModelError::Io {
-            path: dir.to_path_buf(),
-            source,
-        };
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(io)?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == ext))
-            .collect();
-        files.sort();
-        if files.len() < 2 {
+    /// The files `selection` picks in `dir`. In each folder, its files
+    /// sorted by name, every `holdout_every`-th one (the 1st, the 11th, ...
+    /// for 10) is held out: whole files, never parts of one, and a file's
+    /// split does not change when other folders join the corpus.
+    pub fn scan(dir: &Path, selection: &Selection, holdout_every: usize) -> Result<Self> {
+        let mut folders = Vec::new();
+        collect(dir, selection, &mut folders)?;
+        let every = holdout_every.max(2);
+        let (mut train, mut held_out) = (Vec::new(), Vec::new());
+        for files in folders {
+            for (i, file) in files.into_iter().enumerate() {
+                if i % every == 0 {
+                    held_out.push(file);
+                } else {
+                    train.push(file);
+                }
+            }
+        }
+        if train.is_empty() || held_out.is_empty() {
             return Err(ModelError::InvalidConfig {
                 field: "corpus",
                 reason: format!(
-                    "{} holds {} .{ext} file(s); training needs at least 2 (one is held out)",
+                    "{} holds {} .{} file(s){}; training needs at least 2 (one is held out)",
                     dir.display(),
-                    files.len()
+                    train.len() + held_out.len(),
+                    selection.ext,
+                    if selection.recursive {
+                        ""
+                    } else {
+                        " directly inside it (--recursive reads its subfolders too)"
+                    }
                 ),
             });
         }
-        let every = holdout_every.max(2);
-        let (held_out, train) = files
-            .into_iter()
-            .enumerate()
-            .partition::<Vec<_>, _>(|(i, _)| i % every == 0);
-        Ok(Self {
-            train: train.into_iter().map(|(_, p)| p).collect(),
-            held_out: held_out.into_iter().map(|(_, p)| p).collect(),
-        })
+        train.sort();
+        held_out.sort();
+        Ok(Self { train, held_out })
     }
+}
+
+/// Appends the sorted files of `dir` (one list per folder, folders in
+/// sorted order) that `selection` picks.
+fn collect(dir: &Path, selection: &Selection, folders: &mut Vec<Vec<PathBuf>>) -> Result<()> {
+    let io = |source| ModelError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    let files: Vec<PathBuf> = entries
+        .iter()
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == selection.ext.as_str()))
+        .cloned()
+        .collect();
+    if !files.is_empty() {
+        folders.push(files);
+    }
+    if selection.recursive {
+        for sub in entries.iter().filter(|p| p.is_dir()) {
+            let name = sub.file_name().map(|n| n.to_string_lossy().into_owned());
+            let skipped = name.as_ref().is_none_or(|n| {
+                n.starts_with('.') || selection.exclude_dirs.iter().any(|x| x == n)
+            });
+            // Symbolic links to folders are skipped: they may loop.
+            if !skipped && !sub.is_symlink() {
+                collect(sub, selection, folders)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads files as text (invalid UTF-8 is replaced, not fatal).

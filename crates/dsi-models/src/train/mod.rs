@@ -3,18 +3,24 @@
 //!
 //! - [`bpe`]: a byte-level BPE tokenizer trained by the `tokenizers` crate.
 //! - [`corpus`]: text files split by file into training and held-out sets.
-//! - [`trainer`]: the loop (AdamW, warmup and cosine decay, held-out loss,
-//!   checkpoints, resume).
+//! - [`init`]: initial weights, the residual projections scaled by depth.
+//! - [`trainer`]: the loop (batched forwards, gradient accumulation, AdamW,
+//!   warmup and cosine decay, held-out loss, checkpoints).
+//! - [`resume`]: the f32 weights and optimizer state `--resume` continues from.
 //! - [`export`]: `config.json`, `model.safetensors`, `generation_config.json`.
 
 pub mod bpe;
 pub mod corpus;
 pub mod export;
+pub mod init;
+pub mod resume;
 pub mod trainer;
 
 pub use bpe::{END_OF_TEXT, train_tokenizer};
 pub use corpus::Corpus;
 pub use export::{StoreDtype, write_checkpoint};
+pub use init::DepthScaledInit;
+pub use resume::RESUME_DIR;
 pub use trainer::{STATE_FILE, StepReport, TrainSpec, TrainerState, train};
 
 use crate::device::DeviceSpec;

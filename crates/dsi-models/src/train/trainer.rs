@@ -1,28 +1,34 @@
 //! The training loop: next-token cross-entropy on random windows of the
 //! token stream, AdamW with warmup and cosine decay, the held-out loss on
-//! fixed windows, periodic checkpoints.
+//! fixed windows, periodic checkpoints and resume states.
 //!
 //! The model is the inference model itself (`LoadedModel` over burn's
-//! autodiff backend), fed one sequence at a time into a fresh KV cache: what
-//! is trained is exactly what later serves.
+//! autodiff backend): a step feeds `batch` windows through
+//! [`LoadedModel::forward_batch`], each into its own fresh KV cache, so the
+//! projections, MLPs and LM head run once over every window's rows, and
+//! what is trained is exactly what later serves. `accumulate` such
+//! forwards add their gradients before one optimizer step.
 
 use super::export::{StoreDtype, write_checkpoint};
-use crate::checkpoint::{RandomWeights, SafetensorsFiles, TensorSource};
+use super::init::DepthScaledInit;
+use super::resume;
 use crate::config::ModelConfig;
+use crate::loss::{batch_loss, even_windows, mean_loss, scalar};
 use crate::transformer::{LoadedModel, Transformer};
 use crate::{ModelError, Result};
 use burn::module::AutodiffModule;
 use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
+use burn::tensor::DType;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{DType, Int, Tensor, TensorData, activation::log_softmax};
 use dsi_core::TokenId;
 use dsi_core::rng::{SplitMix64, derive_seed};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Instant;
 
-/// Standard deviation of the initial weights.
+/// Standard deviation of the initial weights (the residual projections'
+/// is scaled down by depth, see [`DepthScaledInit`]).
 const INIT_STD: f32 = 0.02;
 
 /// How to train.
@@ -32,8 +38,11 @@ pub struct TrainSpec {
     pub config: ModelConfig,
     /// Optimizer steps in all (a resumed run continues to this count).
     pub steps: usize,
-    /// Sequences per step.
+    /// Sequences per forward.
     pub batch: usize,
+    /// Forwards whose gradients add up before each optimizer step: a step
+    /// sees `batch * accumulate` sequences.
+    pub accumulate: usize,
     /// Tokens per sequence.
     pub seq_len: usize,
     /// Peak learning rate.
@@ -50,6 +59,13 @@ pub struct TrainSpec {
     pub store: StoreDtype,
 }
 
+impl TrainSpec {
+    /// Training tokens (predicted positions) per optimizer step.
+    pub fn tokens_per_step(&self) -> usize {
+        self.batch * self.accumulate.max(1) * self.seq_len
+    }
+}
+
 /// What the loop reports after each step.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StepReport {
@@ -59,6 +75,8 @@ pub struct StepReport {
     pub steps: usize,
     /// Mean training loss of this step (nats per token).
     pub loss: f64,
+    /// The learning rate this step used.
+    pub lr: f64,
     /// Training tokens per second since the run (or resume) began.
     pub tokens_per_s: f64,
     /// The latest held-out loss, once evaluated.
@@ -74,14 +92,19 @@ pub struct TrainerState {
     pub held_out_loss: Option<f64>,
     /// Seconds of training so far, over every resume.
     pub train_seconds: f64,
+    /// Training tokens seen so far, over every resume.
+    #[serde(default)]
+    pub tokens_seen: u64,
 }
 
 /// File name of [`TrainerState`] in the output folder.
 pub const STATE_FILE: &str = "trainer_state.json";
 
-/// Trains on `train_tokens`, evaluates on `held_out`, and writes the model to
-/// `out` at every evaluation and at the end. With `resume`, continues from the
-/// weights and state in `out` (the optimizer's moments start afresh).
+/// Trains on `train_tokens`, evaluates on `held_out`, and writes the model
+/// (and the state `--resume` needs, in `out/resume/`) to `out` at every
+/// evaluation and at the end. With `resume`, continues exactly from that
+/// state: the same weights, optimizer moments, schedule and windows as a
+/// run that never stopped.
 pub fn train<B: AutodiffBackend>(
     spec: &TrainSpec,
     train_tokens: &[TokenId],
@@ -103,83 +126,76 @@ pub fn train<B: AutodiffBackend>(
             });
         }
     }
-    let mut state = TrainerState {
-        step: 0,
-        held_out_loss: None,
-        train_seconds: 0.0,
-    };
-    let weights: Box<dyn TensorSource> = if resume {
-        let text =
-            std::fs::read_to_string(out.join(STATE_FILE)).map_err(|source| ModelError::Io {
-                path: out.join(STATE_FILE),
-                source,
-            })?;
-        state = serde_json::from_str(&text).map_err(|e| ModelError::Json {
-            path: out.join(STATE_FILE),
-            what: "trainer state",
-            reason: e.to_string(),
-        })?;
-        Box::new(SafetensorsFiles::open_dir(out)?)
-    } else {
-        Box::new(RandomWeights {
-            seed: spec.seed,
-            std: INIT_STD,
-        })
-    };
-    let mut model = LoadedModel::<B>::from_weights(
-        &spec.config,
-        weights.as_ref(),
-        device,
-        DType::F32,
-        |_, _| {},
-    )?;
+    let init = DepthScaledInit::new(&spec.config, spec.seed, INIT_STD);
+    let mut model =
+        LoadedModel::<B>::from_weights(&spec.config, &init, device, DType::F32, |_, _| {})?;
     let mut optim = AdamWConfig::new()
         .with_weight_decay(0.01)
         .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
         .init::<B, Transformer<B>>();
+    let mut state = TrainerState {
+        step: 0,
+        held_out_loss: None,
+        train_seconds: 0.0,
+        tokens_seen: 0,
+    };
+    if resume {
+        state = read_state(out)?;
+        let (weights, moments) = resume::load(out, model.model, optim, device)?;
+        model.model = weights;
+        optim = moments;
+    }
 
     let began = Instant::now();
     let seconds_before = state.train_seconds;
     let first_step = state.step;
+    let accumulate = spec.accumulate.max(1);
     while state.step < spec.steps {
+        // The step's windows depend on the seed and the step only, so a
+        // resumed run draws what an uninterrupted one would.
         let mut rng = SplitMix64::new(derive_seed(spec.seed, state.step as u64));
-        let mut total: Option<Tensor<B, 1>> = None;
-        for _ in 0..spec.batch {
-            let start = (rng.next_u64() as usize) % (train_tokens.len() - need);
-            let loss = sequence_loss(&model, &train_tokens[start..start + need])?;
-            total = Some(match total {
-                Some(t) => t + loss,
-                None => loss,
-            });
+        let mut grads = GradientsAccumulator::<Transformer<B>>::new();
+        let mut loss_sum = 0.0;
+        for _ in 0..accumulate {
+            let windows: Vec<&[TokenId]> = (0..spec.batch)
+                .map(|_| {
+                    let start = (rng.next_u64() as usize) % (train_tokens.len() - need);
+                    &train_tokens[start..start + need]
+                })
+                .collect();
+            let loss = batch_loss(&model, &windows)? / accumulate as f32;
+            loss_sum += scalar(loss.clone())?;
+            grads.accumulate(
+                &model.model,
+                GradientsParams::from_grads(loss.backward(), &model.model),
+            );
         }
-        let Some(total) = total else {
-            break;
-        };
-        let loss = total / spec.batch.max(1) as f32;
-        let loss_value = scalar(loss.clone())?;
-        if !loss_value.is_finite() {
+        if !loss_sum.is_finite() {
             return Err(ModelError::InvalidConfig {
                 field: "lr",
                 reason: format!(
-                    "the loss diverged at step {} ({loss_value}); lower --lr",
+                    "the loss diverged at step {} ({loss_sum}); lower --lr",
                     state.step
                 ),
             });
         }
-        let grads = GradientsParams::from_grads(loss.backward(), &model.model);
-        model.model = optim.step(learning_rate(spec, state.step), model.model.clone(), grads);
+        let lr = learning_rate(spec, state.step);
+        model.model = optim.step(lr, model.model.clone(), grads.grads());
         state.step += 1;
+        state.tokens_seen += spec.tokens_per_step() as u64;
         state.train_seconds = seconds_before + began.elapsed().as_secs_f64();
         let done = state.step == spec.steps;
         if state.step.is_multiple_of(spec.eval_every.max(1)) || done {
             state.held_out_loss = Some(held_out_loss(&model, held_out, spec)?);
             save(&model, spec, out, &state)?;
+            resume::save(out, &model.model, &optim)?;
         }
-        let tokens = ((state.step - first_step) * spec.batch * spec.seq_len) as f64;
+        let tokens = ((state.step - first_step) * spec.tokens_per_step()) as f64;
         progress(&StepReport {
             step: state.step,
             steps: spec.steps,
-            loss: loss_value,
+            loss: loss_sum,
+            lr,
             tokens_per_s: tokens / began.elapsed().as_secs_f64().max(1e-9),
             held_out_loss: state.held_out_loss,
         });
@@ -187,19 +203,17 @@ pub fn train<B: AutodiffBackend>(
     Ok(state)
 }
 
-/// Mean next-token cross-entropy of one window (`n + 1` tokens).
-fn sequence_loss<B: burn::tensor::backend::Backend>(
-    model: &LoadedModel<B>,
-    window: &[TokenId],
-) -> Result<Tensor<B, 1>> {
-    let n = window.len() - 1;
-    let mut cache = model.new_cache(n);
-    let logits = model.forward_tensor(&window[..n], &mut cache)?;
-    let targets: Vec<i32> = window[1..].iter().map(|&t| t as i32).collect();
-    let targets = Tensor::<B, 1, Int>::from_data(TensorData::new(targets, [n]), &model.device)
-        .reshape([n, 1]);
-    let picked = log_softmax(logits, 1).gather(1, targets);
-    Ok(picked.mean().neg())
+fn read_state(out: &Path) -> Result<TrainerState> {
+    let path = out.join(STATE_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|source| ModelError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| ModelError::Json {
+        path,
+        what: "trainer state",
+        reason: e.to_string(),
+    })
 }
 
 /// Mean loss over `spec.eval_windows` evenly spaced held-out windows, on
@@ -215,17 +229,8 @@ fn held_out_loss<B: AutodiffBackend>(
         model.device.clone(),
         model.precision(),
     );
-    let need = spec.seq_len + 1;
-    let windows = spec.eval_windows.max(1);
-    let stride = ((held_out.len() - need) / windows).max(1);
-    let mut sum = 0.0;
-    let mut count = 0;
-    for w in 0..windows {
-        let start = (w * stride).min(held_out.len() - need);
-        sum += scalar(sequence_loss(&inner, &held_out[start..start + need])?)?;
-        count += 1;
-    }
-    Ok(sum / count as f64)
+    let windows = even_windows(held_out, spec.seq_len, spec.eval_windows)?;
+    mean_loss(&inner, &windows, spec.batch)
 }
 
 fn save<B: AutodiffBackend>(
@@ -249,13 +254,4 @@ fn learning_rate(spec: &TrainSpec, step: usize) -> f64 {
     let progress = ((step - spec.warmup) as f64 / span).min(1.0);
     let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
     spec.lr * (0.1 + 0.9 * cosine)
-}
-
-fn scalar<B: burn::tensor::backend::Backend>(t: Tensor<B, 1>) -> Result<f64> {
-    let values = t
-        .into_data()
-        .convert::<f64>()
-        .into_vec::<f64>()
-        .map_err(|e| ModelError::Readback(format!("{e:?}")))?;
-    Ok(values.first().copied().unwrap_or(f64::NAN))
 }
