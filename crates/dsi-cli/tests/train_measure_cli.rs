@@ -45,7 +45,7 @@ fn train_writes_a_checkpoint_that_loads_learns_and_resumes() {
     let data = temp("corpus");
     corpus(&data);
     let out = temp("trained");
-    let run = |steps: &str, resume: bool| {
+    let train = |steps: &str, resume: bool| {
         let mut args = vec![
             "train",
             "--data",
@@ -86,7 +86,10 @@ fn train_writes_a_checkpoint_that_loads_learns_and_resumes() {
         if resume {
             args.push("--resume");
         }
-        let result = dsi(&args);
+        dsi(&args)
+    };
+    let run = |steps: &str, resume: bool| {
+        let result = train(steps, resume);
         assert!(result.status.success(), "{}", stderr(&result));
     };
     run("60", false);
@@ -136,30 +139,7 @@ fn train_writes_a_checkpoint_that_loads_learns_and_resumes() {
     assert_eq!(state(&out)["step"], 80);
     // A folder without the resume state is refused with what to do.
     std::fs::remove_dir_all(out.join("resume")).expect("remove");
-    let refused = dsi(&[
-        "train",
-        "--data",
-        data.to_str().expect("path"),
-        "--out",
-        out.to_str().expect("path"),
-        "--vocab",
-        "300",
-        "--hidden",
-        "32",
-        "--layers",
-        "1",
-        "--heads",
-        "2",
-        "--kv-heads",
-        "1",
-        "--intermediate",
-        "64",
-        "--context",
-        "128",
-        "--steps",
-        "90",
-        "--resume",
-    ]);
+    let refused = train("90", true);
     assert!(!refused.status.success());
     assert!(
         stderr(&refused).contains("train afresh without --resume"),

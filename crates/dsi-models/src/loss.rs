@@ -57,15 +57,7 @@ pub fn batch_loss<B: Backend>(
 /// loss`, so both report the same figure).
 pub fn even_windows(stream: &[TokenId], seq_len: usize, count: usize) -> Result<Vec<&[TokenId]>> {
     let need = seq_len + 1;
-    if stream.len() <= need {
-        return Err(ModelError::InvalidConfig {
-            field: "corpus",
-            reason: format!(
-                "the text has {} tokens, fewer than one window of {need}; add text or shorten --seq-len",
-                stream.len()
-            ),
-        });
-    }
+    check_stream("scored", stream, seq_len)?;
     let count = count.max(1);
     let stride = ((stream.len() - need) / count).max(1);
     Ok((0..count)
@@ -74,6 +66,21 @@ pub fn even_windows(stream: &[TokenId], seq_len: usize, count: usize) -> Result<
             &stream[start..start + need]
         })
         .collect())
+}
+
+/// Refuses a `what` stream too short for one window of `seq_len + 1` tokens.
+pub fn check_stream(what: &str, stream: &[TokenId], seq_len: usize) -> Result<()> {
+    let need = seq_len + 1;
+    if stream.len() <= need {
+        return Err(ModelError::InvalidConfig {
+            field: "corpus",
+            reason: format!(
+                "the {what} text has {} tokens, fewer than one window of {need}; add text or shorten --seq-len",
+                stream.len()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Mean loss over `windows`, fed `batch` at a time (no gradients kept).

@@ -13,7 +13,7 @@ use super::export::{StoreDtype, write_checkpoint};
 use super::init::DepthScaledInit;
 use super::resume;
 use crate::config::ModelConfig;
-use crate::loss::{batch_loss, even_windows, mean_loss, scalar};
+use crate::loss::{batch_loss, check_stream, even_windows, mean_loss, scalar};
 use crate::transformer::{LoadedModel, Transformer};
 use crate::{ModelError, Result};
 use burn::module::AutodiffModule;
@@ -115,17 +115,8 @@ pub fn train<B: AutodiffBackend>(
     mut progress: impl FnMut(&StepReport),
 ) -> Result<TrainerState> {
     let need = spec.seq_len + 1;
-    for (what, stream) in [("training", train_tokens), ("held-out", held_out)] {
-        if stream.len() <= need {
-            return Err(ModelError::InvalidConfig {
-                field: "corpus",
-                reason: format!(
-                    "the {what} set has {} tokens, fewer than one window of {need}; add text or shorten --seq-len",
-                    stream.len()
-                ),
-            });
-        }
-    }
+    check_stream("training", train_tokens, spec.seq_len)?;
+    check_stream("held-out", held_out, spec.seq_len)?;
     let init = DepthScaledInit::new(&spec.config, spec.seed, INIT_STD);
     let mut model =
         LoadedModel::<B>::from_weights(&spec.config, &init, device, DType::F32, |_, _| {})?;
