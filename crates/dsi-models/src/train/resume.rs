@@ -20,9 +20,11 @@ pub const RESUME_DIR: &str = "resume";
 
 type Files = BinFileRecorder<FullPrecisionSettings>;
 
-fn paths(out: &Path) -> (PathBuf, PathBuf) {
+/// The resume folder and its two records (the recorder adds `.bin`).
+fn paths(out: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let dir = out.join(RESUME_DIR);
-    (dir.join("model"), dir.join("optimizer"))
+    let (model, optim) = (dir.join("model"), dir.join("optimizer"));
+    (dir, model, optim)
 }
 
 fn error(path: &Path, reason: impl std::fmt::Display) -> ModelError {
@@ -39,8 +41,7 @@ where
     B: AutodiffBackend,
     O: Optimizer<Transformer<B>, B>,
 {
-    let (model_path, optim_path) = paths(out);
-    let dir = out.join(RESUME_DIR);
+    let (dir, model_path, optim_path) = paths(out);
     std::fs::create_dir_all(&dir).map_err(|source| ModelError::Io { path: dir, source })?;
     let files = Files::new();
     files
@@ -63,7 +64,7 @@ where
     B: AutodiffBackend,
     O: Optimizer<Transformer<B>, B>,
 {
-    let (model_path, optim_path) = paths(out);
+    let (_, model_path, optim_path) = paths(out);
     for path in [&model_path, &optim_path] {
         let path = path.with_extension("bin");
         if !path.is_file() {
