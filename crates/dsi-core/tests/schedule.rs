@@ -290,6 +290,59 @@ fn a_failed_target_is_retired_and_its_job_runs_elsewhere() {
 }
 
 #[test]
+fn a_worker_silent_past_a_preempted_jobs_deadline_is_retired() {
+    // Three servers; a rejection preempts the jobs on two of them.
+    let mut m = Machine::new(plan(Mode::Dsi, 2, 3, 50), vec![1]).unwrap();
+    m.start();
+    let c = issued(&mut m);
+    m.on_drafted(c.draft[0].0, drafted(&[10, 11]));
+    let c = issued(&mut m);
+    let first_chain = c.verify[0].0;
+    m.on_drafted(c.draft[0].0, drafted(&[12, 13]));
+    let c = issued(&mut m);
+    let (stuck, hung, _, _) = c.verify[0].clone();
+    let mut drafting = c.draft[0].0;
+    m.on_verified(first_chain, verdict(1, 99, 2));
+    let mut c = issued(&mut m);
+    assert!(c.cancel.contains(&stuck));
+    // The freed server gets new work before anyone knows it hangs.
+    let behind = loop {
+        if let Some(v) = c.verify.iter().find(|v| v.1 == hung) {
+            break v.clone();
+        }
+        drafting = c.draft.first().map_or(drafting, |d| d.0);
+        m.on_drafted(drafting, drafted(&[20, 21]));
+        c = issued(&mut m);
+    };
+    // It never acknowledged the cancel: it is hung.
+    m.on_timed_out(stuck, "no result within 200 ms".into());
+    let c = issued(&mut m);
+    assert_eq!(m.counters().errors.len(), 1, "{:?}", m.counters().errors);
+    assert!(m.counters().errors[0].contains(&format!("target worker {hung}")));
+    assert_eq!(
+        c.cancel,
+        vec![behind.0],
+        "the job queued behind it is given up"
+    );
+    let rerun = c
+        .verify
+        .iter()
+        .find(|v| v.2 == behind.2)
+        .expect("its positions are verified again");
+    assert_ne!(rerun.1, hung, "elsewhere");
+    // Its late report changes nothing; it never gets work again.
+    m.on_verified(behind.0, verdict(0, 5, 0));
+    m.on_timed_out(behind.0, "no result within 200 ms".into());
+    assert_eq!(m.counters().errors.len(), 1);
+    for _ in 0..20 {
+        let c = issued(&mut m);
+        assert!(c.verify.iter().all(|v| v.1 != hung));
+        let Some(d) = c.draft.first() else { break };
+        m.on_drafted(d.0, drafted(&[30, 31]));
+    }
+}
+
+#[test]
 fn a_failed_drafter_falls_back_to_nonsi() {
     let mut m = Machine::new(plan(Mode::Dsi, 3, 2, 4), vec![1]).unwrap();
     m.start();
@@ -471,19 +524,27 @@ fn run_random_with(mode: Mode, k: usize, servers: usize, seed: u64, retune: bool
             m.on_cancelled(job, rng.next_open01() < 0.5);
             continue;
         }
-        // Now and then a worker fails: at most all targets but one, and the
-        // drafter once.
-        let fail = !cancelled && rng.next_open01() < 0.02;
+        // Now and then a worker fails a job or falls silent past a job's
+        // deadline (a cancelled job's too): at most all targets but one,
+        // and the drafter once.
+        let fault = rng.next_open01() < 0.02;
+        let mut retire = |m: &mut Machine| {
+            if cancelled || rng.next_open01() < 0.5 {
+                m.on_timed_out(job, "injected silence".into());
+            } else {
+                m.on_failed(job, "injected fault".into());
+            }
+        };
         match &work {
             Pending::Verify { worker, .. }
-                if fail && failed_targets.len() + 1 < in_use && failed_targets.insert(*worker) =>
+                if fault && failed_targets.len() + 1 < in_use && failed_targets.insert(*worker) =>
             {
-                m.on_failed(job, "injected fault".into());
+                retire(&mut m);
                 continue;
             }
-            Pending::Draft { .. } if fail && !drafter_failed => {
+            Pending::Draft { .. } if fault && !drafter_failed => {
                 drafter_failed = true;
-                m.on_failed(job, "injected fault".into());
+                retire(&mut m);
                 continue;
             }
             _ => {}

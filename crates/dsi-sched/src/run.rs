@@ -34,8 +34,9 @@ struct LiveTask {
     cancel: CancelFlag,
     /// The pool's worker (target indices are the pool's, not the machine's).
     worker: WorkerRef,
-    /// None once cancelled: a cancelled job cannot time out.
-    deadline: Option<tokio::time::Instant>,
+    /// When the worker is taken as hung, cancelled or not: a live worker
+    /// acknowledges a cancel long before it.
+    deadline: tokio::time::Instant,
     /// When the event that made the job runnable happened.
     cause: Instant,
     started: Option<Instant>,
@@ -299,9 +300,8 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
 
     fn execute(&mut self, command: Command) {
         if let Command::Cancel { job, .. } = command {
-            if let Some(task) = self.live.get_mut(&job) {
+            if let Some(task) = self.live.get(&job) {
                 task.cancel.cancel();
-                task.deadline = None;
             }
             return;
         }
@@ -342,7 +342,7 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
             LiveTask {
                 cancel,
                 worker,
-                deadline: Some(tokio::time::Instant::now() + self.pool.job_timeout),
+                deadline: tokio::time::Instant::now() + self.pool.job_timeout,
                 cause: self.cause,
                 started: None,
                 epoch: self.machine.epoch(),
@@ -360,9 +360,7 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
             task.started = Some(report.at);
             // Time spent queued behind other requests' tasks is not the
             // worker's: the deadline runs from the start.
-            if task.deadline.is_some() {
-                task.deadline = Some(tokio::time::Instant::now() + self.pool.job_timeout);
-            }
+            task.deadline = tokio::time::Instant::now() + self.pool.job_timeout;
             let overhead = report.at.saturating_duration_since(task.cause);
             self.overhead_us.push(overhead.as_secs_f64() * 1e6);
             let event = Event {
@@ -431,7 +429,9 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
         }
     }
 
-    /// Retires the workers whose jobs passed their deadline.
+    /// Retires the workers whose jobs passed their deadline, cancelled
+    /// jobs included: a worker that never acknowledges a cancel is hung
+    /// too, and would hold every later job sent to it.
     fn expire(&mut self) {
         let now = tokio::time::Instant::now();
         let expired: Vec<JobId> = self
@@ -447,7 +447,7 @@ impl<'p, S: FnMut(Update<'_>) + Send> Run<'p, S> {
                     self.running -= 1;
                 }
                 self.cause = Instant::now();
-                self.machine.on_failed(
+                self.machine.on_timed_out(
                     job,
                     format!(
                         "no result within {} ms; the worker may be hung",
@@ -576,7 +576,7 @@ impl<'p, S> Run<'p, S> {
     /// them, is late only once its worker has not moved for the timeout (a
     /// forward that long, or a hung worker), however long the queue.
     fn deadline(&self, task: &LiveTask) -> Option<tokio::time::Instant> {
-        let deadline = task.deadline?;
+        let deadline = task.deadline;
         let moved = self.handle(task.worker)?.last_progress();
         Some(match moved {
             Some(moved) => {

@@ -158,6 +158,53 @@ async fn a_hung_target_misses_its_deadline_and_is_retired() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_worker_that_hangs_after_its_job_was_preempted_is_still_retired() {
+    // A worker that stops mid-request never acknowledges the cancel of its
+    // preempted job: it is hung all the same, and must be retired at the
+    // deadline, not fed new jobs that queue behind the stuck one.
+    let world = World { seed: 6, hit: 0.5 };
+    let pool = pool(
+        world,
+        &[Behaviour::HangsAfter(2), Behaviour::Normal],
+        Behaviour::Normal,
+    )
+    .with_job_timeout(Duration::from_millis(200));
+    let mut timeline: Vec<TimelineRecord> = Vec::new();
+    let generation = pool
+        .generate(request(Mode::Dsi, 2, 60), |update| {
+            if let Update::Timeline(r) = update {
+                timeline.push(r.clone());
+            }
+        })
+        .await
+        .expect("generation");
+    assert_eq!(generation.tokens, world.expected(PROMPT.len(), 60));
+    let errors = &generation.stats.counters.errors;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("no result within 200 ms"), "{errors:?}");
+    let on_hung = |kind: EventKind| {
+        timeline
+            .iter()
+            .enumerate()
+            .filter(move |(_, r)| r.event.kind == kind && r.device.as_deref() == Some("target 0"))
+    };
+    let (failed, given_up) = on_hung(EventKind::Failed)
+        .next()
+        .expect("the hung worker's job was given up on");
+    // The scenario: the job it hangs in was preempted before its deadline.
+    assert!(
+        on_hung(EventKind::Preempted).any(|(i, r)| i < failed && r.event.job == given_up.event.job),
+        "{given_up:?}"
+    );
+    // Once retired, nothing more is sent to it.
+    let started_after = timeline[failed..]
+        .iter()
+        .filter(|r| r.event.kind == EventKind::Started && r.device.as_deref() == Some("target 0"))
+        .count();
+    assert_eq!(started_after, 0);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_failing_drafter_falls_back_to_nonsi() {
     let world = World { seed: 7, hit: 0.8 };
     let pool = pool(world, &[Behaviour::Normal; 2], Behaviour::Fails);

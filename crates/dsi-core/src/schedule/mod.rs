@@ -3,7 +3,7 @@
 //! A [`Machine`] owns one request's verified tokens and its unverified draft
 //! chain. It never runs a model and never reads a clock: the driver feeds it
 //! what workers report (`on_drafted`, `on_verified`, `on_cancelled`,
-//! `on_failed`) and carries out the [`Command`]s it returns. The same logic
+//! `on_failed`, `on_timed_out`) and carries out the [`Command`]s it returns. The same logic
 //! can therefore be driven by threads and tokio on a server, by a test with
 //! scripted events, or by a single-threaded browser loop.
 //!
@@ -50,8 +50,11 @@
 //!
 //! **Faults.** A target worker that fails or misses its deadline is retired
 //! for the rest of the request and its job is queued again for the others;
-//! when none is left the request fails. A failing drafter makes the request
-//! finish as non-SI. Every fault is recorded in [`Counters::errors`].
+//! when none is left the request fails. A deadline holds for preempted jobs
+//! too: a worker that does not acknowledge a cancel in time is hung, and the
+//! jobs queued behind its stuck one are cancelled and queued elsewhere. A
+//! failing drafter makes the request finish as non-SI. Every fault is
+//! recorded in [`Counters::errors`].
 //!
 //! **Retuning.** [`Machine::retune`] asks for another mode, lookahead or
 //! number of servers. It applies at the next clean point: a new epoch (every

@@ -52,6 +52,9 @@ pub(crate) enum Behaviour {
     Fails,
     /// Never answers (a hung device).
     Hangs,
+    /// Answers its first `n` jobs, then stops answering anything, cancels
+    /// included (a process stopped mid-request).
+    HangsAfter(usize),
 }
 
 /// What a fake worker saw, shared with the test.
@@ -88,13 +91,18 @@ pub(crate) fn fake_worker(
                 report(ReportKind::Cancelled { ran: false });
                 continue;
             }
-            seen_inner.jobs.fetch_add(1, Ordering::SeqCst);
+            let earlier = seen_inner.jobs.fetch_add(1, Ordering::SeqCst);
             report(ReportKind::Started);
             let steps = match task.work {
                 Work::Draft { count } => count as u32,
                 Work::Verify { .. } => 1,
             };
-            if behaviour == Behaviour::Hangs {
+            let hangs = match behaviour {
+                Behaviour::Hangs => true,
+                Behaviour::HangsAfter(n) => earlier >= n,
+                Behaviour::Normal | Behaviour::Fails => false,
+            };
+            if hangs {
                 std::future::pending::<()>().await;
             }
             if !sleep_unless_cancelled(latency * steps, &task.cancel).await {

@@ -1,5 +1,6 @@
 //! The state machine itself; the protocol is described in [`super`].
 
+mod faults;
 mod jobs;
 
 use super::{Counters, Event, EventKind, JobId, Mode, Plan, Policy, WorkerRef};
@@ -387,47 +388,6 @@ impl Machine {
             match live.worker {
                 WorkerRef::Target(_) => self.counters.wasted_target_forwards += 1,
                 WorkerRef::Drafter => self.counters.wasted_drafts += 1,
-            }
-        }
-        self.keep_busy();
-    }
-
-    /// A worker failed `job`, or it missed its deadline.
-    pub fn on_failed(&mut self, job: JobId, message: String) {
-        let Some(live) = self.finish_job(job) else {
-            return;
-        };
-        self.job_event(EventKind::Failed, job, &live, None);
-        if live.preempted {
-            // It was cancelled anyway; the worker stays in service.
-            self.keep_busy();
-            return;
-        }
-        match live.worker {
-            WorkerRef::Drafter => {
-                // Drafts already delivered stay valid and their jobs run on;
-                // from here the target decodes alone.
-                self.counters
-                    .errors
-                    .push(format!("drafter: {message}; finishing as non-SI"));
-                self.counters.fell_back_to_nonsi = true;
-                self.drafter = WorkerState::Retired;
-                self.mode = Mode::NonSi;
-            }
-            WorkerRef::Target(w) => {
-                self.counters.errors.push(format!(
-                    "target worker {w}: {message}; retired for this request"
-                ));
-                self.targets[w] = WorkerState::Retired;
-                if self.targets.iter().all(|&s| s == WorkerState::Retired) {
-                    self.finish(StopReason::Failed(format!(
-                        "every target worker failed; the last said: {message}"
-                    )));
-                    return;
-                }
-                if live.epoch == self.epoch && self.stop.is_none() {
-                    self.submit_verify(live.end.max(self.verified_len()));
-                }
             }
         }
         self.keep_busy();
