@@ -202,15 +202,20 @@ fn wait_for_start(file: &std::path::Path, device: &str) {
     panic!("no job started on {device}");
 }
 
+/// Both targets' emulated latency, "TTFT,TPOT" in ms.
+#[derive(Clone, Copy)]
+struct Emulate(&'static str);
+
 /// Runs a slow DSI generation of `tokens` tokens over a local and a remote
 /// target and does `to_worker` to the remote one once its first job
 /// started.
 fn disturb_mid_request(
     tokens: usize,
+    emulate: Emulate,
     extra: &[&str],
     to_worker: impl FnOnce(&Worker),
 ) -> (Value, String) {
-    let worker = Worker::start(&["--emulate-ms", "30,15"]);
+    let worker = Worker::start(&["--emulate-ms", emulate.0]);
     let targets = format!("cpu,{}", worker.url);
     let timeline = temp(&format!("timeline-{}", worker.child.id()));
     let mut args = vec![
@@ -224,7 +229,7 @@ fn disturb_mid_request(
         "--target-devices".into(),
         targets,
         "--emulate-target-ms".into(),
-        "30,15".into(),
+        emulate.0.into(),
         "--timeline".into(),
         timeline.display().to_string(),
     ];
@@ -250,7 +255,9 @@ fn disturb_mid_request(
 #[test]
 fn a_worker_killed_mid_request_costs_time_not_tokens() {
     let reference = generate(&["--mode", "nonsi"]);
-    let (run, url) = disturb_mid_request(40, &[], |worker| worker.signal("-KILL"));
+    let (run, url) = disturb_mid_request(40, Emulate("30,15"), &[], |worker| {
+        worker.signal("-KILL");
+    });
     assert_eq!(run["tokens"], reference["tokens"]);
     let errors = errors(&run);
     assert!(
@@ -261,10 +268,13 @@ fn a_worker_killed_mid_request_costs_time_not_tokens() {
 
 #[test]
 fn a_stopped_worker_is_retired_at_the_deadline() {
-    // Long enough to outlast the deadline: the stopped worker's job must
-    // be given up on, not just left behind when the request ends.
-    let reference = generate_tokens(160, &["--mode", "nonsi"]);
-    let (run, _) = disturb_mid_request(160, &["--job-timeout-ms", "1000"], |worker| {
+    // Long enough to outlast the deadline (400 tokens at 40 ms a
+    // verification, about 3 s on the local target alone): the stopped
+    // worker's job must be given up on, not just left behind when the
+    // request ends, even when a rejection preempted it before the deadline.
+    let reference = generate_tokens(400, &["--mode", "nonsi"]);
+    let slow = Emulate("60,40");
+    let (run, _) = disturb_mid_request(400, slow, &["--job-timeout-ms", "1000"], |worker| {
         worker.signal("-STOP");
     });
     assert_eq!(run["tokens"], reference["tokens"]);
