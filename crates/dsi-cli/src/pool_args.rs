@@ -54,7 +54,8 @@ pub(crate) struct PoolArgs {
     pub(crate) targets: usize,
     /// One target server per entry, e.g. `cpu,cpu,wgpu:0`, or
     /// `grpc://HOST:PORT` for a `dsi worker` in another process (overrides
-    /// --targets).
+    /// --targets). SI and non-SI run on one, the next taking over when it
+    /// fails.
     #[arg(long, value_delimiter = ',', value_parser = parse_placement, value_name = "LIST")]
     pub(crate) target_devices: Vec<Placement>,
     /// Device of the drafter (default: --backend), or `grpc://HOST:PORT`
@@ -189,19 +190,21 @@ impl PoolArgs {
     }
 
     fn target_placements(&self, mode: ModeSetting) -> anyhow::Result<Vec<Placement>> {
-        let placements = if self.target_devices.is_empty() {
-            if self.targets == 0 {
-                return Err(UsageError("invalid targets: 0 (expected at least 1)".into()).into());
-            }
-            vec![Placement::Local(self.backend); self.targets]
-        } else {
-            self.target_devices.clone()
+        if !self.target_devices.is_empty() {
+            // Every named device, whatever the mode: SI and non-SI run on
+            // one at a time, and the next takes over when it fails or hangs.
+            return Ok(self.target_devices.clone());
+        }
+        if self.targets == 0 {
+            return Err(UsageError("invalid targets: 0 (expected at least 1)".into()).into());
+        }
+        // SI and non-SI use one server at a time; more copies on the same
+        // device would only hold memory.
+        let servers = match mode {
+            ModeSetting::Auto | ModeSetting::Fixed(Mode::Dsi) => self.targets,
+            ModeSetting::Fixed(Mode::Si | Mode::NonSi) => 1,
         };
-        // SI and non-SI use one server at a time; more would only hold memory.
-        Ok(match mode {
-            ModeSetting::Auto | ModeSetting::Fixed(Mode::Dsi) => placements,
-            ModeSetting::Fixed(Mode::Si | Mode::NonSi) => placements[..1].to_vec(),
-        })
+        Ok(vec![Placement::Local(self.backend); servers])
     }
 
     /// Opens the target's checkpoint folder (config, tokenizer, weights).

@@ -202,34 +202,43 @@ fn wait_for_start(file: &std::path::Path, device: &str) {
     panic!("no job started on {device}");
 }
 
-/// Both targets' emulated latency, "TTFT,TPOT" in ms.
+/// The disturbed generation: its length, mode and both targets' emulated
+/// latency ("TTFT,TPOT" in ms).
 #[derive(Clone, Copy)]
-struct Emulate(&'static str);
-
-/// Runs a slow DSI generation of `tokens` tokens over a local and a remote
-/// target and does `to_worker` to the remote one once its first job
-/// started.
-fn disturb_mid_request(
+struct Slow {
     tokens: usize,
-    emulate: Emulate,
+    mode: &'static str,
+    emulate: &'static str,
+}
+
+/// Runs a slow generation over a local and a remote target and does
+/// `to_worker` to the remote one once its first job started.
+fn disturb_mid_request(
+    slow: Slow,
     extra: &[&str],
     to_worker: impl FnOnce(&Worker),
 ) -> (Value, String) {
-    let worker = Worker::start(&["--emulate-ms", emulate.0]);
-    let targets = format!("cpu,{}", worker.url);
+    let worker = Worker::start(&["--emulate-ms", slow.emulate]);
+    // SI and non-SI run on the first target (the local one takes over):
+    // the remote one, so that it is in use when disturbed.
+    let targets = if slow.mode == "dsi" {
+        format!("cpu,{}", worker.url)
+    } else {
+        format!("{},cpu", worker.url)
+    };
     let timeline = temp(&format!("timeline-{}", worker.child.id()));
     let mut args = vec![
         "generate".to_owned(),
         "--max-tokens".into(),
-        tokens.to_string(),
+        slow.tokens.to_string(),
         "--format".into(),
         "json".into(),
         "--mode".into(),
-        "dsi".into(),
+        slow.mode.into(),
         "--target-devices".into(),
         targets,
         "--emulate-target-ms".into(),
-        emulate.0.into(),
+        slow.emulate.into(),
         "--timeline".into(),
         timeline.display().to_string(),
     ];
@@ -255,9 +264,12 @@ fn disturb_mid_request(
 #[test]
 fn a_worker_killed_mid_request_costs_time_not_tokens() {
     let reference = generate(&["--mode", "nonsi"]);
-    let (run, url) = disturb_mid_request(40, Emulate("30,15"), &[], |worker| {
-        worker.signal("-KILL");
-    });
+    let slow = Slow {
+        tokens: 40,
+        mode: "dsi",
+        emulate: "30,15",
+    };
+    let (run, url) = disturb_mid_request(slow, &[], |worker| worker.signal("-KILL"));
     assert_eq!(run["tokens"], reference["tokens"]);
     let errors = errors(&run);
     assert!(
@@ -269,22 +281,29 @@ fn a_worker_killed_mid_request_costs_time_not_tokens() {
 #[test]
 fn a_stopped_worker_is_retired_at_the_deadline() {
     // Long enough to outlast the deadline (400 tokens at 40 ms a
-    // verification, about 3 s on the local target alone): the stopped
+    // verification, seconds on the local target alone): the stopped
     // worker's job must be given up on, not just left behind when the
-    // request ends, even when a rejection preempted it before the deadline.
+    // request ends, even when a rejection preempted it before the deadline
+    // (DSI); under SI the local target, named second, takes over.
     let reference = generate_tokens(400, &["--mode", "nonsi"]);
-    let slow = Emulate("60,40");
-    let (run, _) = disturb_mid_request(400, slow, &["--job-timeout-ms", "1000"], |worker| {
-        worker.signal("-STOP");
-    });
-    assert_eq!(run["tokens"], reference["tokens"]);
-    let errors = errors(&run);
-    assert!(
-        errors
-            .iter()
-            .any(|e| e.contains("no result within 1000 ms")),
-        "{errors:?}"
-    );
+    for mode in ["dsi", "si"] {
+        let slow = Slow {
+            tokens: 400,
+            mode,
+            emulate: "60,40",
+        };
+        let (run, _) = disturb_mid_request(slow, &["--job-timeout-ms", "1000"], |worker| {
+            worker.signal("-STOP");
+        });
+        assert_eq!(run["tokens"], reference["tokens"], "{mode}");
+        let errors = errors(&run);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("no result within 1000 ms")),
+            "{mode}: {errors:?}"
+        );
+    }
 }
 
 #[test]
