@@ -75,6 +75,7 @@ pub(crate) fn run(args: LossArgs) -> anyhow::Result<()> {
     };
     let texts = read_texts(files)?;
     let mut reports = Vec::new();
+    let mut tokenized: Option<Tokenized> = None;
     for (what, dir) in models {
         let checkpoint = open(&dir, what)?;
         let eos = checkpoint.tokenizer.token_id(END_OF_TEXT).unwrap_or(
@@ -85,12 +86,12 @@ pub(crate) fn run(args: LossArgs) -> anyhow::Result<()> {
                 .copied()
                 .unwrap_or(0),
         );
-        let stream = token_stream(&checkpoint.tokenizer, &texts, eos)?;
+        let stream = Tokenized::reuse_or_encode(&mut tokenized, &dir, &checkpoint, &texts, eos)?;
         let loss = dispatch(
             args.backend,
             LossJob {
                 checkpoint: &checkpoint,
-                stream: &stream,
+                stream,
                 seq_len: args.seq_len,
                 windows: args.windows,
                 batch: args.batch,
@@ -117,6 +118,46 @@ pub(crate) fn run(args: LossArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&reports)?);
     }
     Ok(())
+}
+
+/// The split's token stream and what made it.
+struct Tokenized {
+    tokenizer_file: Vec<u8>,
+    eos: TokenId,
+    stream: Vec<TokenId>,
+}
+
+impl Tokenized {
+    /// The split in `checkpoint`'s tokens: `last`'s when its tokenizer file
+    /// and end of text are the same (a drafter shares its target's, so the
+    /// bundled pair's corpus is tokenized once), else encoded anew.
+    fn reuse_or_encode<'a>(
+        last: &'a mut Option<Tokenized>,
+        dir: &std::path::Path,
+        checkpoint: &Checkpoint,
+        texts: &[String],
+        eos: TokenId,
+    ) -> anyhow::Result<&'a [TokenId]> {
+        let tokenizer_file = std::fs::read(dir.join("tokenizer.json")).unwrap_or_default();
+        let same = last.as_ref().is_some_and(|t| {
+            !tokenizer_file.is_empty() && t.tokenizer_file == tokenizer_file && t.eos == eos
+        });
+        if !same {
+            *last = None;
+        }
+        match last {
+            Some(tokenized) => Ok(&tokenized.stream),
+            None => {
+                let stream = token_stream(&checkpoint.tokenizer, texts, eos)?;
+                let tokenized = last.insert(Tokenized {
+                    tokenizer_file,
+                    eos,
+                    stream,
+                });
+                Ok(&tokenized.stream)
+            }
+        }
+    }
 }
 
 struct LossJob<'a> {

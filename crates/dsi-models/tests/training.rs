@@ -5,6 +5,9 @@
 #![cfg(feature = "train")]
 
 use burn::backend::Autodiff;
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::{DType, ElementConversion, Tensor};
 use dsi_core::TokenId;
 use dsi_models::checkpoint::{HostTensor, SafetensorsFiles, TensorSource};
 use dsi_models::config::{Family, ModelConfig, RopeScaling};
@@ -119,6 +122,65 @@ fn a_batched_forward_gives_the_loss_of_its_windows_one_by_one() {
     // Windows of different lengths are refused, not truncated.
     let ragged = [&tokens[0..17], &tokens[0..9]];
     assert!(batch_loss(&model, &ragged).is_err());
+}
+
+/// Every float parameter's gradient: the largest magnitude, by the
+/// parameter's path in the module.
+struct GradientSizes<'a> {
+    grads: &'a GradientsParams,
+    path: Vec<String>,
+    sizes: Vec<(String, f32)>,
+}
+
+impl ModuleVisitor<Train> for GradientSizes<'_> {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_owned());
+    }
+
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<Train, D>>) {
+        let size = self
+            .grads
+            .get::<CpuBackend, D>(param.id)
+            .map_or(0.0, |g| g.abs().max().into_scalar().elem::<f32>());
+        self.sizes.push((self.path.join("."), size));
+    }
+}
+
+#[test]
+fn every_layer_gets_gradients() {
+    // A deep model that trains like a shallow one would be the symptom of
+    // a residual stream that cuts the gradient: every parameter of every
+    // layer must receive one.
+    let device = Default::default();
+    let config = config(3);
+    let init = DepthScaledInit::new(&config, 1, 0.02);
+    let model = LoadedModel::<Train>::from_weights(&config, &init, &device, DType::F32, |_, _| {})
+        .expect("model");
+    let tokens = stream(200, 3);
+    let windows: Vec<&[TokenId]> = [0, 40].iter().map(|&s| &tokens[s..s + 17]).collect();
+    let loss = batch_loss(&model, &windows).expect("loss");
+    let grads = GradientsParams::from_grads(loss.backward(), &model.model);
+    let mut visitor = GradientSizes {
+        grads: &grads,
+        path: Vec::new(),
+        sizes: Vec::new(),
+    };
+    model.model.visit(&mut visitor);
+    let layers = (0..3)
+        .filter(|i| {
+            visitor
+                .sizes
+                .iter()
+                .any(|(p, _)| p.contains(&format!(".{i}.")))
+        })
+        .count();
+    assert_eq!(layers, 3, "{:?}", visitor.sizes);
+    let without: Vec<_> = visitor.sizes.iter().filter(|(_, s)| *s <= 0.0).collect();
+    assert!(without.is_empty(), "no gradient: {without:?}");
 }
 
 #[test]
