@@ -306,14 +306,17 @@ fn a_worker_silent_past_a_preempted_jobs_deadline_is_retired() {
     let mut c = issued(&mut m);
     assert!(c.cancel.contains(&stuck));
     // The freed server gets new work before anyone knows it hangs.
-    let behind = loop {
-        if let Some(v) = c.verify.iter().find(|v| v.1 == hung) {
-            break v.clone();
+    let mut behind = None;
+    for _ in 0..20 {
+        behind = c.verify.iter().find(|v| v.1 == hung).cloned();
+        if behind.is_some() {
+            break;
         }
         drafting = c.draft.first().map_or(drafting, |d| d.0);
         m.on_drafted(drafting, drafted(&[20, 21]));
         c = issued(&mut m);
-    };
+    }
+    let behind = behind.expect("the preempted job's server was given work again");
     // It never acknowledged the cancel: it is hung.
     m.on_timed_out(stuck, "no result within 200 ms".into());
     let c = issued(&mut m);

@@ -3,9 +3,10 @@
 //! A [`Machine`] owns one request's verified tokens and its unverified draft
 //! chain. It never runs a model and never reads a clock: the driver feeds it
 //! what workers report (`on_drafted`, `on_verified`, `on_cancelled`,
-//! `on_failed`, `on_timed_out`) and carries out the [`Command`]s it returns. The same logic
-//! can therefore be driven by threads and tokio on a server, by a test with
-//! scripted events, or by a single-threaded browser loop.
+//! `on_failed`, `on_timed_out`) and carries out the [`Command`]s it
+//! returns. The same logic can therefore be driven by threads and tokio on
+//! a server, by a test with scripted events, or by a single-threaded
+//! browser loop.
 //!
 //! # The protocol
 //!
