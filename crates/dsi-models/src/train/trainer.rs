@@ -19,8 +19,8 @@ use crate::{ModelError, Result};
 use burn::module::AutodiffModule;
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
-use burn::tensor::DType;
 use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{DType, Tensor};
 use dsi_core::TokenId;
 use dsi_core::rng::{SplitMix64, derive_seed};
 use serde::{Deserialize, Serialize};
@@ -146,7 +146,9 @@ pub fn train<B: AutodiffBackend>(
         // resumed run draws what an uninterrupted one would.
         let mut rng = SplitMix64::new(derive_seed(spec.seed, state.step as u64));
         let mut grads = GradientsAccumulator::<Transformer<B>>::new();
-        let mut loss_sum = 0.0;
+        // Summed on the device and read once per step: one sync per step,
+        // not one per forward.
+        let mut step_loss: Option<Tensor<B::InnerBackend, 1>> = None;
         for _ in 0..accumulate {
             let windows: Vec<&[TokenId]> = (0..spec.batch)
                 .map(|_| {
@@ -155,12 +157,17 @@ pub fn train<B: AutodiffBackend>(
                 })
                 .collect();
             let loss = batch_loss(&model, &windows)? / accumulate as f32;
-            loss_sum += scalar(loss.clone())?;
+            let value = loss.clone().inner();
+            step_loss = Some(match step_loss {
+                Some(sum) => sum + value,
+                None => value,
+            });
             grads.accumulate(
                 &model.model,
                 GradientsParams::from_grads(loss.backward(), &model.model),
             );
         }
+        let loss_sum = step_loss.map_or(Ok(0.0), scalar)?;
         if !loss_sum.is_finite() {
             return Err(ModelError::InvalidConfig {
                 field: "lr",
