@@ -344,5 +344,15 @@ fn a_recursive_corpus_holds_out_whole_files_per_folder() {
         ["a.py", "c.py", "pkg/a.py", "pkg/sub/z.py"]
     );
     assert_eq!(rel(&all.train), ["b.py", "pkg/b.py"]);
+    // Files each alone in its folder are all held out: said so.
+    write("solo/x/one.py");
+    write("solo/y/two.py");
+    let error = Corpus::scan(&root.join("solo"), &selection, 2)
+        .expect_err("nothing to train on")
+        .to_string();
+    assert!(
+        error.contains("2 .py files, each alone in its folder"),
+        "{error}"
+    );
     std::fs::remove_dir_all(root).ok();
 }

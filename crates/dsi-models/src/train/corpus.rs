@@ -45,13 +45,26 @@ impl Corpus {
                 }
             }
         }
+        let total = train.len() + held_out.len();
+        if total >= 2 && train.is_empty() {
+            // Several files, each the first of its folder.
+            return Err(ModelError::InvalidConfig {
+                field: "corpus",
+                reason: format!(
+                    "{} holds {total} .{} files, each alone in its folder, and every folder \
+                     holds out its first file: none is left to train on; gather the files \
+                     in fewer folders",
+                    dir.display(),
+                    selection.ext,
+                ),
+            });
+        }
         if train.is_empty() || held_out.is_empty() {
             return Err(ModelError::InvalidConfig {
                 field: "corpus",
                 reason: format!(
-                    "{} holds {} .{} file(s){}; training needs at least 2 (one is held out)",
+                    "{} holds {total} .{} file(s){}; training needs at least 2 (one is held out)",
                     dir.display(),
-                    train.len() + held_out.len(),
                     selection.ext,
                     if selection.recursive {
                         ""
