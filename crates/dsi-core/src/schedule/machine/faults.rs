@@ -55,6 +55,9 @@ impl Machine {
     fn retire(&mut self, worker: WorkerRef, message: &str) {
         match worker {
             WorkerRef::Drafter => {
+                // Already retired by a fault. Both conditions: a non-SI
+                // plan starts it retired without one, and a retune asked
+                // before the fault may revive it (then it is retired again).
                 if self.drafter == WorkerState::Retired && self.counters.fell_back_to_nonsi {
                     return;
                 }
