@@ -8,7 +8,8 @@
 //! reduce every output element in one fixed order whatever the shape:
 //!
 //! - [`matmul`]: `y = x wᵀ` over weights in f32, f16, bf16 or 8-bit
-//!   blocks ([`weights`]) widened in registers. Packed weights
+//!   blocks ([`weights`]) widened in registers, or llama.cpp's block
+//!   formats ([`blocks`]) dequantized a row at a time. Packed weights
 //!   ([`panels`]) accumulate each output in one chain over `k`; row-major
 //!   weights in 8 interleaved partial sums added up in a fixed tree.
 //! - [`norm`]: RMSNorm with each row's mean square in that same order.
@@ -28,6 +29,7 @@
 
 pub mod attention;
 pub mod bandwidth;
+pub mod blocks;
 mod exp;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 pub mod gpu;

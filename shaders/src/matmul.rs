@@ -29,9 +29,7 @@
 use crate::isa::Isa;
 use crate::panels;
 use crate::parallel;
-#[cfg(target_arch = "x86_64")]
-use crate::weights::Data;
-use crate::weights::{Layout, Matrix, PANEL};
+use crate::weights::{Data, Layout, Matrix, PANEL};
 
 /// Partial sums per dot product: one 8-lane AVX register.
 pub const LANES: usize = 8;
@@ -106,6 +104,9 @@ fn columns_of(isa: Isa, x: &[f32], rows: usize, w: Matrix<'_>, y: &mut [f32]) {
     if w.layout == Layout::Panels {
         return panels::columns(isa, x, rows, w, y);
     }
+    if let Data::Blocks { .. } = w.data {
+        return columns_of_blocks(isa, x, rows, w, y);
+    }
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => {
@@ -119,6 +120,7 @@ fn columns_of(isa: Isa, x: &[f32], rows: usize, w: Matrix<'_>, y: &mut [f32]) {
                     Data::F16(_) => columns_fused::<{ fused::F16 }>(x, rows, w, y),
                     Data::Bf16(_) => columns_fused::<{ fused::BF16 }>(x, rows, w, y),
                     Data::Q8 { .. } => columns_fused::<{ fused::Q8 }>(x, rows, w, y),
+                    Data::Blocks { .. } => unreachable!("block formats take columns_of_blocks"),
                 }
             }
         }
@@ -305,6 +307,7 @@ pub(crate) mod fused {
                 data: quants[at..].as_ptr().cast(),
                 scales: scales[c * w.k.div_ceil(Q8_BLOCK)..].as_ptr(),
             },
+            Data::Blocks { .. } => unreachable!("block formats take columns_of_blocks"),
         }
     }
 
@@ -423,6 +426,27 @@ pub(crate) mod fused {
             }
         }
         sums
+    }
+}
+
+/// [`columns_of`] over llama.cpp's block formats: each weight row is
+/// dequantized once (a few KiB, it stays in L1/L2), then dotted with every
+/// input row in [`dot`]'s order, fused on AVX2 ([`fused::dot`]) as the f32
+/// row-major product is: bitwise the f32 product over the dequantized row.
+fn columns_of_blocks(isa: Isa, x: &[f32], rows: usize, w: Matrix<'_>, y: &mut [f32]) {
+    let (out, k) = (w.out, w.k);
+    let mut weights = vec![0f32; k];
+    for o in 0..out {
+        w.widen(o, 0, &mut weights);
+        for (r, input) in x.chunks_exact(k.max(1)).take(rows).enumerate() {
+            y[r * out + o] = match isa {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `Isa::Avx2` is only chosen on a CPU with AVX2 and FMA.
+                #[allow(unsafe_code)]
+                Isa::Avx2 => unsafe { fused::dot(input, &weights) },
+                _ => dot_portable(input, &weights),
+            };
+        }
     }
 }
 
@@ -565,6 +589,7 @@ mod tests {
                     Format::F16 => 1e-3,
                     Format::Bf16 => 8e-3,
                     Format::Q8 => 1.0 / 127.0,
+                    Format::Blocks(_) => unreachable!("not among FORMATS"),
                 };
                 for isa in Isa::available() {
                     for threads in [1, 2, 7] {
@@ -678,6 +703,38 @@ mod tests {
             #[allow(unsafe_code)]
             let got = unsafe { fused::dot(&a, &b) };
             assert_eq!(got.to_bits(), dot::<true>(&a, &b).to_bits(), "length {n}");
+        }
+    }
+
+    /// llama.cpp's block formats, as a GGUF file holds them: the product is
+    /// bitwise the f32 row-major product over the dequantized weights, on
+    /// every path and thread count, and a row's bits do not depend on the
+    /// rows beside it.
+    #[test]
+    fn block_formats_are_bitwise_the_f32_product_of_their_dequantized_weights() {
+        use crate::blocks::{BlockFormat, tests::random_blocks};
+        for format in BlockFormat::ALL {
+            let (out, k) = (37, 2 * format.weights_per_block());
+            let blocks = random_blocks(format, out * k / format.weights_per_block(), 11);
+            let weights = Weights::from_blocks(format, blocks, out, k).expect("whole blocks");
+            let dequantized = weights.to_f32();
+            let reference = Matrix::f32(&dequantized, out, k);
+            let x = values(9 * k, 12);
+            for isa in Isa::available() {
+                let alone = matmul_on(isa, &x[4 * k..5 * k], 1, weights.matrix(), 1);
+                for (rows, threads) in [(1, 1), (1, 2), (5, 2), (9, 3)] {
+                    let got = matmul_on(isa, &x[..rows * k], rows, weights.matrix(), threads);
+                    let want = matmul_on(isa, &x[..rows * k], rows, reference, threads);
+                    assert_eq!(bits(&got), bits(&want), "{format} on {isa}, {rows} rows");
+                    if rows > 4 {
+                        assert_eq!(bits(&got[4 * out..5 * out]), bits(&alone), "{format}");
+                    }
+                }
+            }
+            // Sub-matrices and partial widening see the same weights.
+            let mut part = vec![0f32; 40];
+            weights.matrix().rows(3, 5).widen(2, 7, &mut part);
+            assert_eq!(part, dequantized[5 * k + 7..5 * k + 47], "{format}");
         }
     }
 

@@ -153,6 +153,7 @@ fn widen_column(w: &Matrix<'_>, panel: usize, i: usize, into: &mut [f32; PANEL])
                 *y = f32::from(q) * scale;
             }
         }
+        Data::Blocks { .. } => unreachable!("block formats are stored in rows"),
     }
 }
 
@@ -199,6 +200,7 @@ mod fused {
             Data::F16(_) => shapes!(F16),
             Data::Bf16(_) => shapes!(BF16),
             Data::Q8 { .. } => shapes!(Q8),
+            Data::Blocks { .. } => unreachable!("block formats are stored in rows"),
         }
     }
 
@@ -225,6 +227,7 @@ mod fused {
                 data: quants[at..].as_ptr().cast(),
                 scales: scales[panel * PANEL * w.k.div_ceil(Q8_BLOCK)..].as_ptr(),
             },
+            Data::Blocks { .. } => unreachable!("block formats are stored in rows"),
         }
     }
 

@@ -15,6 +15,7 @@
 //! column by column, so that one contiguous stream feeds [`PANEL`] outputs
 //! at once (see [`crate::panels`]).
 
+use crate::blocks::BlockFormat;
 use half::{bf16, f16};
 
 /// Weights per q8 scale, along a row.
@@ -46,6 +47,9 @@ pub enum Format {
     Bf16,
     /// Signed 8-bit integers times a per-block f32 scale.
     Q8,
+    /// One of llama.cpp's block formats, as a GGUF file stores it (row
+    /// layout only; made by [`Weights::from_blocks`], never converted to).
+    Blocks(BlockFormat),
 }
 
 impl Format {
@@ -55,6 +59,7 @@ impl Format {
             Format::F32 => 4 * k,
             Format::F16 | Format::Bf16 => 2 * k,
             Format::Q8 => k + 4 * k.div_ceil(Q8_BLOCK),
+            Format::Blocks(b) => k.div_ceil(b.weights_per_block()) * b.block_bytes(),
         }
     }
 }
@@ -66,6 +71,7 @@ impl std::fmt::Display for Format {
             Format::F16 => "f16",
             Format::Bf16 => "bf16",
             Format::Q8 => "q8",
+            Format::Blocks(b) => b.name(),
         })
     }
 }
@@ -101,6 +107,14 @@ pub enum Data<'a> {
         quants: &'a [i8],
         /// One scale per block of a row.
         scales: &'a [f32],
+    },
+    /// `out` rows of whole blocks of `format`, row after row
+    /// ([`Layout::Rows`] only).
+    Blocks {
+        /// The block format.
+        format: BlockFormat,
+        /// The blocks, as ggml lays them out.
+        bytes: &'a [u8],
     },
 }
 
@@ -144,6 +158,7 @@ impl<'a> Matrix<'a> {
             Data::F16(_) => Format::F16,
             Data::Bf16(_) => Format::Bf16,
             Data::Q8 { .. } => Format::Q8,
+            Data::Blocks { format, .. } => Format::Blocks(format),
         }
     }
 
@@ -175,6 +190,13 @@ impl<'a> Matrix<'a> {
                 Data::Q8 {
                     quants: &quants[range],
                     scales: &scales[start * blocks..end * blocks],
+                }
+            }
+            Data::Blocks { format, bytes } => {
+                let row = Format::Blocks(format).row_bytes(k);
+                Data::Blocks {
+                    format,
+                    bytes: &bytes[start * row..end * row],
                 }
             }
         };
@@ -214,6 +236,10 @@ impl<'a> Matrix<'a> {
                     *y = dequantize(quants[at(i)], scale);
                 }
             }
+            Data::Blocks { format, bytes } => {
+                let row = &bytes[o * Format::Blocks(format).row_bytes(k)..];
+                widen_blocks(format, row, from, into);
+            }
         }
     }
 
@@ -227,8 +253,36 @@ impl<'a> Matrix<'a> {
             Data::Q8 { quants, scales } => {
                 quants.len() == n && scales.len() == rows * self.k.div_ceil(Q8_BLOCK)
             }
+            Data::Blocks { format, bytes } => {
+                self.layout == Layout::Rows
+                    && self.k.is_multiple_of(format.weights_per_block())
+                    && bytes.len() == rows * self.format().row_bytes(self.k)
+            }
         };
         assert!(fits, "w must be [out, k] in its format and layout");
+    }
+}
+
+/// Weights `from..from + into.len()` of a row of `format` blocks starting
+/// at `row`, dequantized: whole blocks straight into `into`, a partial one
+/// through a block on the stack.
+fn widen_blocks(format: BlockFormat, row: &[u8], from: usize, into: &mut [f32]) {
+    let (per, bytes) = (format.weights_per_block(), format.block_bytes());
+    let mut block = [0f32; 256];
+    let mut at = from;
+    let end = from + into.len();
+    while at < end {
+        let b = at / per;
+        let (first, last) = (b * per, (b * per + per).min(end));
+        let source = &row[b * bytes..(b + 1) * bytes];
+        let target = &mut into[at - from..last - from];
+        if first == at && last == first + per {
+            format.dequantize_block(source, target);
+        } else {
+            format.dequantize_block(source, &mut block[..per]);
+            target.copy_from_slice(&block[at - first..last - first]);
+        }
+        at = last;
     }
 }
 
@@ -297,6 +351,7 @@ enum Storage {
     F16(Vec<u16>),
     Bf16(Vec<u16>),
     Q8 { quants: Vec<i8>, scales: Vec<f32> },
+    Blocks { format: BlockFormat, bytes: Vec<u8> },
 }
 
 impl Weights {
@@ -315,7 +370,8 @@ impl Weights {
     /// checkpoint's order, as a borrowed tensor has it).
     ///
     /// # Panics
-    /// When `values` is not `out * k` long.
+    /// When `values` is not `out * k` long, or `format` is a block format
+    /// (those come from files: [`Weights::from_blocks`]).
     pub fn with_layout(
         values: Vec<f32>,
         out: usize,
@@ -344,6 +400,7 @@ impl Weights {
                     scales: arrange_in(layout, &scales, out, k.div_ceil(Q8_BLOCK)),
                 }
             }
+            Format::Blocks(b) => panic!("{b} weights are read from a file, not quantized here"),
         };
         Self {
             storage,
@@ -353,6 +410,35 @@ impl Weights {
         }
     }
 
+    /// `out` rows of `k` weights in `format` blocks as a file stores them
+    /// (row after row, [`Layout::Rows`]), or why they are not.
+    pub fn from_blocks(
+        format: BlockFormat,
+        bytes: Vec<u8>,
+        out: usize,
+        k: usize,
+    ) -> Result<Self, String> {
+        let Some(row) = format.row_bytes(k) else {
+            return Err(format!(
+                "rows of {k} weights are not whole {format} blocks of {}",
+                format.weights_per_block()
+            ));
+        };
+        if bytes.len() != out * row {
+            return Err(format!(
+                "{} bytes of {format} for [{out}, {k}], which takes {}",
+                bytes.len(),
+                out * row
+            ));
+        }
+        Ok(Self {
+            storage: Storage::Blocks { format, bytes },
+            out,
+            k,
+            layout: Layout::Rows,
+        })
+    }
+
     /// The matrix, borrowed.
     pub fn matrix(&self) -> Matrix<'_> {
         let data = match &self.storage {
@@ -360,6 +446,10 @@ impl Weights {
             Storage::F16(v) => Data::F16(v),
             Storage::Bf16(v) => Data::Bf16(v),
             Storage::Q8 { quants, scales } => Data::Q8 { quants, scales },
+            Storage::Blocks { format, bytes } => Data::Blocks {
+                format: *format,
+                bytes,
+            },
         };
         Matrix {
             data,

@@ -157,7 +157,7 @@ pub(crate) fn load<B: Backend>(
     let bar = load_bar(what);
     let precision = dtype.precision(spec, Numerics::default())?;
     let model = LoadedModel::<B>::from_checkpoint(checkpoint, device, precision, advance(&bar))
-        .with_context(|| format!("loading {}", checkpoint.dir.display()))?
+        .with_context(|| format!("loading {}", checkpoint.path.display()))?
         .with_host_threads(spec.host_threads());
     bar.finish_and_clear();
     Ok(model)

@@ -603,7 +603,7 @@ impl OnBackend for LoadSessions<'_> {
         let bar = load_bar(&format!("{} on {spec}", self.what));
         let model =
             LoadedModel::<B>::from_checkpoint(self.checkpoint, &device, precision, advance(&bar))
-                .with_context(|| format!("loading {}", self.checkpoint.dir.display()))?
+                .with_context(|| format!("loading {}", self.checkpoint.path.display()))?
                 .with_host_threads(self.threads.unwrap_or_else(|| spec.host_threads()))
                 .with_numerics(self.numerics);
         bar.finish_and_clear();

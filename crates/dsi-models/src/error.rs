@@ -68,7 +68,9 @@ pub enum ModelError {
         tensor: String,
     },
     /// A tensor's shape disagrees with the configuration.
-    #[error("tensor {tensor} in {file} has shape {found:?}, but config.json implies {expected:?}")]
+    #[error(
+        "tensor {tensor} in {file} has shape {found:?}, but the model configuration implies {expected:?}"
+    )]
     ShapeMismatch {
         /// The file.
         file: String,
@@ -142,6 +144,15 @@ pub enum ModelError {
         "the drafter cannot draft for this target: {0}; use a drafter trained with the target's tokenizer"
     )]
     PairMismatch(String),
+    /// A GGUF file is malformed (truncated, a bad header, a tensor that
+    /// disagrees with its metadata) or holds what the engine cannot run.
+    #[error("{file} is not a GGUF file the engine can run: {reason}")]
+    Gguf {
+        /// The file.
+        file: String,
+        /// What is wrong, where, and what to do.
+        reason: String,
+    },
     /// Reading a tensor back from the device failed.
     #[error("reading results back from the device failed: {0}")]
     Readback(String),

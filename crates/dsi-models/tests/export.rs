@@ -26,7 +26,7 @@ fn a_written_checkpoint_loads_back_with_the_same_logits() {
         for store in [StoreDtype::F32, StoreDtype::F16, StoreDtype::Bf16] {
             write_checkpoint(&dir, &model.model, &model.config, store).expect("written");
             std::fs::copy(
-                original.dir.join("tokenizer.json"),
+                original.path.join("tokenizer.json"),
                 dir.join("tokenizer.json"),
             )
             .expect("tokenizer");

@@ -196,7 +196,7 @@ impl OnBackend for Job {
         let start_context = args.context.unwrap_or(PREFILL_TOKENS).max(PREFILL_TOKENS);
         let context = start_context + args.tokens + 2;
         let (config, weights, name): (ModelConfig, &dyn TensorSource, String) = match &source {
-            Source::Checkpoint(c) => (c.config.clone(), &c.weights, c.dir.display().to_string()),
+            Source::Checkpoint(c) => (c.config.clone(), &c.weights, c.path.display().to_string()),
             Source::Random(shape) => {
                 // Random weights have no trained context: stretch the shape's
                 // to what the run asks.

@@ -2,30 +2,13 @@
 //! named by `model.safetensors.index.json`; memory-mapped on native, or
 //! given as bytes (the browser).
 
+use super::file_bytes::FileBytes;
 use crate::{ModelError, Result};
 use safetensors::SafeTensors;
 use safetensors::tensor::{Dtype, Metadata};
 use std::collections::HashMap;
 #[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
-
-/// The bytes of one file, mapped or owned.
-enum FileBytes {
-    #[cfg(not(target_arch = "wasm32"))]
-    Mapped(memmap2::Mmap),
-    Owned(Vec<u8>),
-}
-
-impl std::ops::Deref for FileBytes {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        match self {
-            #[cfg(not(target_arch = "wasm32"))]
-            FileBytes::Mapped(map) => map,
-            FileBytes::Owned(bytes) => bytes,
-        }
-    }
-}
 
 /// One parsed safetensors file.
 struct File {
@@ -101,7 +84,7 @@ impl SafetensorsFiles {
         };
         let mut files = Vec::with_capacity(names.len());
         for name in names {
-            let bytes = map_file(&dir.join(&name))?;
+            let bytes = FileBytes::map(&dir.join(&name))?;
             files.push((name, bytes));
         }
         Self::from_parts(files)
@@ -260,19 +243,4 @@ fn shard_names(index: &Path) -> Result<Vec<String>> {
     }
     names.sort();
     Ok(names)
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-fn map_file(path: &Path) -> Result<FileBytes> {
-    let io = |source| ModelError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(io)?;
-    // SAFETY: the map is read-only and lives as long as `FileBytes`. Another
-    // process truncating the file while it is mapped is outside what any
-    // loader can defend against (candle and transformers map the same way).
-    #[allow(unsafe_code)]
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
-    Ok(FileBytes::Mapped(map))
 }

@@ -29,6 +29,20 @@ impl TextTokenizer {
         })
     }
 
+    /// A tokenizer built in memory (from a GGUF file's metadata); `name`
+    /// is what messages call it.
+    pub fn from_tokenizer(inner: tokenizers::Tokenizer, name: &str) -> Self {
+        Self {
+            inner,
+            path: name.into(),
+        }
+    }
+
+    /// The token string of `id`, if the vocabulary has it.
+    pub fn token(&self, id: TokenId) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
     /// Loads a tokenizer from the bytes of a `tokenizer.json`.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let inner =

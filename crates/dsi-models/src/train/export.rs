@@ -68,10 +68,7 @@ fn norm<B: Backend>(names: &NormNames, norm: &Norm<B>, out: &mut Vec<Named>) -> 
 
 fn tensors<B: Backend>(model: &Transformer<B>, config: &ModelConfig) -> Result<Vec<Named>> {
     let names = ModelNames::of(config);
-    let mut out = vec![(
-        names.embed.clone(),
-        HostTensor::from_tensor(model.embed_tokens.val())?,
-    )];
+    let mut out = vec![(names.embed.clone(), model.embed_tokens.stored()?)];
     if let (Some(name), Some(positions)) = (&names.positions, &model.position_embeddings) {
         out.push((name.clone(), HostTensor::from_tensor(positions.val())?));
     }

@@ -96,6 +96,57 @@ const MIN_COLUMNS_PER_THREAD: usize = 128;
 /// From this many rows on, the backend's own gemm threads the product.
 const MAX_ROWS_TO_SPLIT: usize = 32;
 
+/// A projection's host weights, `[out, in]`: one matrix, or several
+/// stacked along the outputs when their formats differ (a GGUF file may
+/// store the queries and keys in `Q4_K` and the values in `Q6_K`). Each
+/// part is multiplied on its own, so a row's bits are still its own.
+#[derive(Debug, Clone)]
+pub struct HostWeights {
+    parts: Vec<Arc<Weights>>,
+}
+
+impl HostWeights {
+    /// One matrix.
+    pub fn one(weights: Arc<Weights>) -> Self {
+        Self {
+            parts: vec![weights],
+        }
+    }
+
+    /// Matrices of one input width, stacked along their outputs.
+    ///
+    /// # Panics
+    /// When there are none or their input widths differ.
+    pub fn stacked(parts: Vec<Arc<Weights>>) -> Self {
+        assert!(
+            !parts.is_empty() && parts.iter().all(|p| p.shape()[1] == parts[0].shape()[1]),
+            "stacked weights share their input width"
+        );
+        Self { parts }
+    }
+
+    /// The parts, in stacking order.
+    pub fn parts(&self) -> &[Arc<Weights>] {
+        &self.parts
+    }
+
+    /// `[out, in]` of the whole.
+    pub fn shape(&self) -> [usize; 2] {
+        let out = self.parts.iter().map(|p| p.shape()[0]).sum();
+        [out, self.parts[0].shape()[1]]
+    }
+
+    /// Bytes one product reads.
+    pub fn bytes(&self) -> usize {
+        self.parts.iter().map(|p| p.bytes()).sum()
+    }
+
+    /// Every weight in f32, `[out, in]` row-major.
+    pub fn to_f32(&self) -> Vec<f32> {
+        self.parts.iter().flat_map(|p| p.to_f32()).collect()
+    }
+}
+
 /// `x W + b`, with `W` a burn tensor stored `[in, out]` (usually a
 /// transposed view) or host [`Weights`] stored `[out, in]`.
 #[derive(Module, Debug)]
@@ -104,9 +155,9 @@ pub struct Projection<B: Backend> {
     pub weight: Option<Param<Tensor<B, 2>>>,
     /// `[out]`, when the layer has a bias.
     pub bias: Option<Param<Tensor<B, 1>>>,
-    /// `[out, in]` in a `dsi_kernels` format, on the CPU backends.
+    /// `[out, in]` in `dsi_kernels` formats, on the CPU backends.
     #[module(skip)]
-    pub host: Option<Arc<Weights>>,
+    pub host: Option<HostWeights>,
 }
 
 impl<B: Backend> Projection<B> {
@@ -121,7 +172,7 @@ impl<B: Backend> Projection<B> {
 
     /// A projection over host weights (`[out, in]`): only a CPU backend
     /// can run it.
-    pub fn on_host(weights: Arc<Weights>, bias: Option<Tensor<B, 1>>) -> Self {
+    pub fn on_host(weights: HostWeights, bias: Option<Tensor<B, 1>>) -> Self {
         Self {
             weight: None,
             bias: bias.map(Param::from_tensor),
@@ -162,7 +213,7 @@ impl<B: Backend> Projection<B> {
     /// loader refuses host weights elsewhere).
     pub fn forward(&self, x: Tensor<B, 2>, kernels: Kernels) -> Tensor<B, 2> {
         let y = match (&self.host, &self.weight) {
-            (Some(host), _) => host_product(&x, host.matrix(), kernels.threads)
+            (Some(host), _) => stacked_product(&x, host, kernels.threads)
                 .expect("host weights run on a CPU backend in f32"),
             (None, Some(weight)) => {
                 let weight = weight.val();
@@ -237,6 +288,33 @@ fn gpu_fixed_order<B: Backend>(x: &Tensor<B, 2>, weight: &Tensor<B, 2>) -> Optio
         let _ = (x, weight);
         None
     }
+}
+
+/// `x wᵀ` over host weights, part by part, each part's columns copied
+/// into place; `None` unless `x` is a CPU backend's f32 tensor.
+fn stacked_product<B: Backend>(
+    x: &Tensor<B, 2>,
+    w: &HostWeights,
+    threads: usize,
+) -> Option<Tensor<B, 2>> {
+    if let [one] = w.parts() {
+        return host_product(x, one.matrix(), threads);
+    }
+    let rows = x.dims()[0];
+    let input = HostF32::of(x.clone())?.contiguous();
+    let input = input.slice()?;
+    let [out, _] = w.shape();
+    let mut y = vec![0f32; rows * out];
+    let mut first = 0;
+    for part in w.parts() {
+        let width = part.shape()[0];
+        let part_y = dsi_kernels::matmul::matmul(input, rows, part.matrix(), threads);
+        for (r, values) in part_y.chunks_exact(width.max(1)).enumerate() {
+            y[r * out + first..r * out + first + width].copy_from_slice(values);
+        }
+        first += width;
+    }
+    from_host(y, [rows, out])
 }
 
 /// `x wᵀ` by `dsi_kernels::matmul` over `[out, in]` weights, when `x` is a

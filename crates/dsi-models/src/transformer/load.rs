@@ -6,8 +6,8 @@ use super::host::HostF32;
 use super::names::{LayerNames, ModelNames, NormNames, Stacked};
 use super::precision::{LinearWeights, Precision};
 use super::{
-    Attention, DecoderLayer, GeluMlp, LayerNorm, LoadedModel, Mlp, Norm, Projection, QkNorm,
-    RmsNorm, SwiGlu, Transformer,
+    Attention, DecoderLayer, Embedding, GeluMlp, HostWeights, LayerNorm, LoadedModel, Mlp, Norm,
+    Projection, QkNorm, RmsNorm, SwiGlu, Transformer,
 };
 use crate::checkpoint::{Checkpoint, TensorSource};
 use crate::config::{MlpKind, ModelConfig, NormKind};
@@ -15,7 +15,7 @@ use crate::{ModelError, Result};
 use burn::module::Param;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
-use dsi_kernels::weights::Weights;
+use dsi_kernels::weights::{Format, Weights};
 use std::sync::Arc;
 
 /// Reads tensors by name onto one device in one dtype, projections as
@@ -43,6 +43,11 @@ impl<B: Backend> Builder<'_, B> {
     /// instead of several).
     fn linear(&self, stacked: &Stacked) -> Result<Projection<B>> {
         let d_in = stacked.d_in;
+        if let LinearWeights::Host(format) = self.linear
+            && let Some(parts) = self.block_parts(stacked, format)?
+        {
+            return Ok(Projection::on_host(parts, self.biases(stacked)?));
+        }
         let d_out: usize = stacked.parts.iter().map(|(_, d)| d).sum();
         let mut weight = Vec::with_capacity(d_out * d_in);
         let mut biases = Vec::with_capacity(d_out);
@@ -66,6 +71,57 @@ impl<B: Backend> Builder<'_, B> {
         Ok(self.projection(weight, [d_out, d_in], bias))
     }
 
+    /// The parts of `stacked` as host weights when the source stores any of
+    /// them block-quantized (kept as stored; float parts in `format`), each
+    /// its own matrix; `None` when all are floats.
+    fn block_parts(&self, stacked: &Stacked, format: Format) -> Result<Option<HostWeights>> {
+        let d_in = stacked.d_in;
+        let mut blocks = Vec::with_capacity(stacked.parts.len());
+        for (prefix, rows) in &stacked.parts {
+            blocks.push(
+                self.weights
+                    .read_blocks(&format!("{prefix}.weight"), &[*rows, d_in])?,
+            );
+        }
+        if blocks.iter().all(Option::is_none) {
+            return Ok(None);
+        }
+        let mut parts = Vec::with_capacity(blocks.len());
+        for ((prefix, rows), stored) in stacked.parts.iter().zip(blocks) {
+            let weights = match stored {
+                Some(weights) => weights,
+                None => {
+                    let values = self
+                        .weights
+                        .read(&format!("{prefix}.weight"), &[*rows, d_in])?;
+                    Weights::new(values.values, *rows, d_in, format)
+                }
+            };
+            parts.push(Arc::new(weights));
+        }
+        Ok(Some(HostWeights::stacked(parts)))
+    }
+
+    /// The stacked biases of `stacked`, when its layers have them.
+    fn biases(&self, stacked: &Stacked) -> Result<Option<Tensor<B, 1>>> {
+        if !stacked.bias {
+            return Ok(None);
+        }
+        let mut biases = Vec::new();
+        for (prefix, rows) in &stacked.parts {
+            biases.extend(
+                self.weights
+                    .read(&format!("{prefix}.bias"), &[*rows])?
+                    .values,
+            );
+        }
+        let d_out = biases.len();
+        Ok(Some(Tensor::from_data(
+            TensorData::new(biases, [d_out]),
+            (self.device, self.dtype),
+        )))
+    }
+
     /// A projection over `weight` (`[out, in]` row-major values).
     fn projection(
         &self,
@@ -74,9 +130,10 @@ impl<B: Backend> Builder<'_, B> {
         bias: Option<Tensor<B, 1>>,
     ) -> Projection<B> {
         match self.linear {
-            LinearWeights::Host(format) => {
-                Projection::on_host(Arc::new(Weights::new(weight, d_out, d_in, format)), bias)
-            }
+            LinearWeights::Host(format) => Projection::on_host(
+                HostWeights::one(Arc::new(Weights::new(weight, d_out, d_in, format))),
+                bias,
+            ),
             // Where the GPU kernels run, `[in, out]` row-major: their
             // product reads neighbouring columns together.
             LinearWeights::Backend if gpu_kernels::<B>() => {
@@ -210,7 +267,12 @@ impl<B: Backend> LoadedModel<B> {
         };
         let names = ModelNames::of(config);
         let (v, d) = (config.vocab_size, config.hidden_size);
-        let embedding = weights.read(&names.embed, &[v, d])?.values;
+        // A block-quantized table stays as stored on the host (with the
+        // tied head sharing it); any other is read as floats.
+        let embed_blocks = match linear {
+            LinearWeights::Host(_) => weights.read_blocks(&names.embed, &[v, d])?.map(Arc::new),
+            LinearWeights::Backend => None,
+        };
         let position_embeddings = match &names.positions {
             Some(name) => Some(Param::from_tensor(b.tensor(name, [config.max_context, d])?)),
             None => None,
@@ -223,20 +285,32 @@ impl<B: Backend> LoadedModel<B> {
         }
         let on_device =
             |values: Vec<f32>| Tensor::from_data(TensorData::new(values, [v, d]), (device, dtype));
-        let (embed, lm_head) = match (&names.lm_head, linear) {
-            (None, LinearWeights::Host(_)) => {
+        let (embed, lm_head) = match (embed_blocks, &names.lm_head, linear) {
+            (Some(table), None, _) => (
+                Embedding::on_host(table.clone()),
+                Projection::on_host(HostWeights::one(table), None),
+            ),
+            (Some(table), Some(head), _) => (Embedding::on_host(table), b.linear(head)?),
+            (None, None, LinearWeights::Host(_)) => {
+                let embedding = weights.read(&names.embed, &[v, d])?.values;
                 let head = b.projection(embedding.clone(), [v, d], None);
-                (on_device(embedding), head)
+                (Embedding::on_device(on_device(embedding)), head)
             }
             // The head shares the embedding's storage: a transposed view.
-            (None, LinearWeights::Backend) => {
-                let embed: Tensor<B, 2> = on_device(embedding);
-                (embed.clone(), Projection::new(embed.transpose(), None))
+            (None, None, LinearWeights::Backend) => {
+                let embed: Tensor<B, 2> = on_device(weights.read(&names.embed, &[v, d])?.values);
+                (
+                    Embedding::on_device(embed.clone()),
+                    Projection::new(embed.transpose(), None),
+                )
             }
-            (Some(head), _) => (on_device(embedding), b.linear(head)?),
+            (None, Some(head), _) => (
+                Embedding::on_device(on_device(weights.read(&names.embed, &[v, d])?.values)),
+                b.linear(head)?,
+            ),
         };
         let model = Transformer {
-            embed_tokens: Param::from_tensor(embed),
+            embed_tokens: embed,
             position_embeddings,
             layers,
             norm: b.norm(&names.final_norm)?,

@@ -15,6 +15,7 @@
 
 mod attention;
 mod block;
+mod embedding;
 mod gelu_mlp;
 pub(crate) mod host;
 mod layer_norm;
@@ -28,9 +29,10 @@ mod precision;
 pub use attention::{Attention, BatchRows, QkNorm};
 pub use block::{DecoderLayer, Residual};
 pub use dsi_kernels::weights::Format as WeightFormat;
+pub use embedding::Embedding;
 pub use gelu_mlp::GeluMlp;
 pub use layer_norm::LayerNorm;
-pub use linear::{Kernels, Numerics, Projection};
+pub use linear::{HostWeights, Kernels, Numerics, Projection};
 pub use mlp::{Mlp, SwiGlu};
 pub use norm::{Norm, RmsNorm};
 pub use precision::{LinearWeights, Precision};
@@ -50,7 +52,7 @@ use dsi_core::cancel::CancelFlag;
 #[derive(Module, Debug)]
 pub struct Transformer<B: Backend> {
     /// Token embeddings, `[vocab, hidden]`.
-    pub embed_tokens: Param<Tensor<B, 2>>,
+    pub embed_tokens: Embedding<B>,
     /// Learned position embeddings, `[max_context, hidden]`, added to the
     /// token's (StarCoder); `None` with rotary positions.
     pub position_embeddings: Option<Param<Tensor<B, 2>>>,
@@ -324,12 +326,14 @@ impl<B: Backend> LoadedModel<B> {
         let head_dim = self.config.head_dim;
         let counts: Vec<usize> = live.iter().map(|(_, m)| m.tokens.len()).collect();
         let total: usize = counts.iter().sum();
-        let ids: Vec<i32> = live
+        let ids: Vec<TokenId> = live
             .iter()
-            .flat_map(|(_, m)| m.tokens.iter().map(|&t| t as i32))
+            .flat_map(|(_, m)| m.tokens.iter().copied())
             .collect();
-        let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [total]), &self.device);
-        let mut x = self.model.embed_tokens.val().select(0, ids);
+        let mut x = self
+            .model
+            .embed_tokens
+            .lookup(&ids, &self.device, self.dtype);
         if let Some(positions) = &self.model.position_embeddings {
             let at: Vec<i32> = live
                 .iter()
