@@ -19,7 +19,9 @@ use dsi_core::schedule::{Mode, StopReason};
 use dsi_models::checkpoint::TextTokenizer;
 use dsi_sched::tune::PriorSource;
 use dsi_sched::{Request, Stats, Update};
+use dsi_server::chat::ChatTemplate;
 use dsi_server::codec::IncrementalText;
+use dsi_server::openai::ChatMessage;
 use serde::Serialize;
 use std::fs::File;
 use std::io::{LineWriter, Write};
@@ -56,8 +58,40 @@ pub(crate) struct GenerateArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
-    /// The prompt.
+    /// The prompt is a user's chat message: render it with the checkpoint's
+    /// chat template (a folder's tokenizer_config.json or a GGUF file's
+    /// metadata; a plain `role: text` one when it has none). Generation
+    /// stops at the model's end-of-turn token, which is not printed.
+    #[arg(long)]
+    chat: bool,
+    /// A system message before the user's (with --chat).
+    #[arg(long, value_name = "TEXT", requires = "chat")]
+    system: Option<String>,
+    /// The prompt (raw text, or with --chat the user's message).
     prompt: String,
+}
+
+/// `user` (after `system`, if any) rendered by the checkpoint's chat
+/// template, ready for the assistant's turn.
+fn chat_prompt(
+    target: &dsi_models::checkpoint::Checkpoint,
+    system: Option<&str>,
+    user: &str,
+) -> anyhow::Result<String> {
+    let template = match target.tokenizer_config.as_deref() {
+        Some(json) => ChatTemplate::from_tokenizer_config(json)
+            .map_err(|e| anyhow::anyhow!("the chat template of {}: {e}", target.path.display()))?,
+        None => ChatTemplate::default(),
+    };
+    let message = |role: &str, content: &str| ChatMessage {
+        role: role.into(),
+        content: content.into(),
+    };
+    let mut messages: Vec<ChatMessage> = system.map(|s| message("system", s)).into_iter().collect();
+    messages.push(message("user", user));
+    template
+        .render(&messages)
+        .map_err(|e| UsageError(e.to_string()).into())
 }
 
 /// What `--format json` prints.
@@ -97,7 +131,12 @@ pub(crate) fn run(args: GenerateArgs) -> anyhow::Result<()> {
     };
     args.pool.mode()?;
     let target = args.pool.open_target()?;
-    let prompt = target.tokenizer.encode(&args.prompt)?;
+    let text = if args.chat {
+        chat_prompt(&target, args.system.as_deref(), &args.prompt)?
+    } else {
+        args.prompt.clone()
+    };
+    let prompt = target.tokenizer.encode(&text)?;
     let context = target.config.max_context;
     check_prompt_fits(prompt.len(), context)?;
     let budget = args.max_tokens.min(context - prompt.len());

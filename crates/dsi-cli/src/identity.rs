@@ -1,13 +1,61 @@
-//! A model folder's identity: hashes of its config, tokenizer and weights,
+//! A checkpoint's identity: hashes of its config, tokenizer and weights,
 //! which a worker states in its handshake and a coordinator compares, so a
 //! drafter with another tokenizer or a target with other weights is refused
-//! before it computes anything.
+//! before it computes anything. A folder hashes its files; a GGUF file its
+//! architecture, its tokenizer metadata and its bytes.
 
 use anyhow::Context;
 use dsi_remote::ModelIdentity;
 use std::io::Read;
 use std::path::Path;
 use xxhash_rust::xxh3::Xxh3;
+
+/// The identity of a checkpoint folder or GGUF file ([`of_folder`],
+/// [`of_gguf`]).
+pub(crate) fn of_checkpoint(path: &Path) -> anyhow::Result<ModelIdentity> {
+    match gguf_file(path)? {
+        Some(file) => of_gguf(&file),
+        None => of_folder(path),
+    }
+}
+
+/// The GGUF file `path` names (itself, or the one in a folder without
+/// `config.json`), as `Checkpoint::open` finds it.
+fn gguf_file(path: &Path) -> anyhow::Result<Option<std::path::PathBuf>> {
+    if path.is_file() {
+        return Ok(Some(path.to_path_buf()));
+    }
+    if path.join("config.json").exists() {
+        return Ok(None);
+    }
+    let checkpoint = dsi_models::checkpoint::Checkpoint::open(path)?;
+    Ok(checkpoint.path.is_file().then_some(checkpoint.path))
+}
+
+/// A GGUF file's hashes: its configuration as the engine reads it, its
+/// tokenizer metadata (vocabulary, merges, types, pre-tokenizer), and the
+/// whole file for the weights.
+pub(crate) fn of_gguf(path: &Path) -> anyhow::Result<ModelIdentity> {
+    let file = dsi_models::checkpoint::gguf::GgufFile::open(path)?;
+    let mut config = Xxh3::new();
+    config.update(format!("{:?}", file.config()).as_bytes());
+    let mut tokenizer = Xxh3::new();
+    for key in [
+        "tokenizer.ggml.model",
+        "tokenizer.ggml.pre",
+        "tokenizer.ggml.tokens",
+        "tokenizer.ggml.merges",
+        "tokenizer.ggml.scores",
+        "tokenizer.ggml.token_type",
+    ] {
+        tokenizer.update(format!("{key}={:?};", file.metadata(key)).as_bytes());
+    }
+    Ok(ModelIdentity {
+        config: format!("{:032x}", config.digest128()),
+        tokenizer: format!("{:032x}", tokenizer.digest128()),
+        weights: file_hash(path)?,
+    })
+}
 
 /// The hashes (xxh3-128, hex) of `dir`'s `config.json`, `tokenizer.json`
 /// and every `*.safetensors` file in name order (names and bytes). Reads
@@ -34,13 +82,19 @@ pub(crate) fn of_folder(dir: &Path) -> anyhow::Result<ModelIdentity> {
 
 /// Only the tokenizer's hash (all a coordinator needs of a drafter it does
 /// not run).
-pub(crate) fn tokenizer_of(dir: &Path) -> anyhow::Result<String> {
-    file_hash(&dir.join("tokenizer.json"))
+pub(crate) fn tokenizer_of(path: &Path) -> anyhow::Result<String> {
+    match gguf_file(path)? {
+        Some(file) => Ok(of_gguf(&file)?.tokenizer),
+        None => file_hash(&path.join("tokenizer.json")),
+    }
 }
 
 /// Only the config's hash.
-pub(crate) fn config_of(dir: &Path) -> anyhow::Result<String> {
-    file_hash(&dir.join("config.json"))
+pub(crate) fn config_of(path: &Path) -> anyhow::Result<String> {
+    match gguf_file(path)? {
+        Some(file) => Ok(of_gguf(&file)?.config),
+        None => file_hash(&path.join("config.json")),
+    }
 }
 
 fn file_hash(path: &Path) -> anyhow::Result<String> {

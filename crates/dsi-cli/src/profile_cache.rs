@@ -55,13 +55,25 @@ pub(crate) fn key(models: &[&Path], parts: &[String]) -> anyhow::Result<String> 
             .canonicalize()
             .with_context(|| format!("reading {}", dir.display()))?;
         key.push_str(&format!("; {}:", dir.display()));
-        let mut files: Vec<_> = std::fs::read_dir(&dir)
-            .with_context(|| format!("reading {}", dir.display()))?
-            .filter_map(|entry| entry.ok())
-            .collect();
-        files.sort_by_key(|e| e.file_name());
-        for entry in files {
-            let Ok(meta) = entry.metadata() else { continue };
+        // A folder's files, or the one file (a GGUF checkpoint).
+        let mut files: Vec<(String, std::fs::Metadata)> = if dir.is_file() {
+            let meta =
+                std::fs::metadata(&dir).with_context(|| format!("reading {}", dir.display()))?;
+            vec![(String::new(), meta)]
+        } else {
+            std::fs::read_dir(&dir)
+                .with_context(|| format!("reading {}", dir.display()))?
+                .filter_map(|entry| entry.ok())
+                .filter_map(|e| {
+                    Some((
+                        e.file_name().to_string_lossy().into_owned(),
+                        e.metadata().ok()?,
+                    ))
+                })
+                .collect()
+        };
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, meta) in files {
             if !meta.is_file() {
                 continue;
             }
@@ -70,11 +82,7 @@ pub(crate) fn key(models: &[&Path], parts: &[String]) -> anyhow::Result<String> 
                 .ok()
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_nanos());
-            key.push_str(&format!(
-                " {}={}@{modified}",
-                entry.file_name().to_string_lossy(),
-                meta.len()
-            ));
+            key.push_str(&format!(" {name}={}@{modified}", meta.len()));
         }
     }
     Ok(key)

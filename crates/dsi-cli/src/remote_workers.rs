@@ -78,7 +78,7 @@ impl RemoteWorkers {
     fn target_identity(&mut self) -> anyhow::Result<&dsi_remote::ModelIdentity> {
         if self.target.is_none() {
             let identity = if self.local_targets {
-                identity::of_folder(&self.target_dir)?
+                identity::of_checkpoint(&self.target_dir)?
             } else {
                 dsi_remote::ModelIdentity {
                     config: identity::config_of(&self.target_dir)?,

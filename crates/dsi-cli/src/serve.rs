@@ -171,13 +171,20 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let target = args.pool.open_target()?;
     let context = target.config.max_context;
     let dir = args.pool.target_dir();
-    let chat = match std::fs::read_to_string(dir.join("tokenizer_config.json")) {
-        Ok(json) => ChatTemplate::from_tokenizer_config(&json)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join("tokenizer_config.json").display()))?,
-        Err(_) => ChatTemplate::default(),
+    // A folder's tokenizer_config.json, or a GGUF file's template.
+    let chat = match target.tokenizer_config.as_deref() {
+        Some(json) => ChatTemplate::from_tokenizer_config(json)
+            .map_err(|e| anyhow::anyhow!("the chat template of {}: {e}", dir.display()))?,
+        None => ChatTemplate::default(),
     };
     let model_name = args.model_name.clone().unwrap_or_else(|| {
-        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+        // A folder's name, or a GGUF file's without the extension.
+        let name = if dir.is_file() {
+            dir.file_stem()
+        } else {
+            dir.file_name()
+        }
+        .map(|n| n.to_string_lossy().into_owned());
         match (args.pool.model.is_none(), name) {
             (true, _) => "pystd".to_string(),
             (false, Some(n)) => n,

@@ -120,7 +120,7 @@ pub(crate) fn run(args: WorkerArgs) -> anyhow::Result<()> {
     });
     let checkpoint = Checkpoint::open(&dir)
         .with_context(|| format!("loading the model in {}", dir.display()))?;
-    let model = crate::identity::of_folder(&dir)?;
+    let model = crate::identity::of_checkpoint(&dir)?;
     let capacity = checkpoint.config.max_context;
     // The tokenizer's ids, as the coordinator's pool samples them.
     let vocab = pool_vocab(PairSide::from(&checkpoint), None)?;

@@ -17,7 +17,7 @@ use dsi_core::TokenId;
 use dsi_kernels::bandwidth;
 use dsi_models::KvCache;
 use dsi_models::cache::SegmentPolicy;
-use dsi_models::checkpoint::{Checkpoint, HostTensor, TensorSource};
+use dsi_models::checkpoint::{Checkpoint, Dequantized, HostTensor, TensorSource};
 use dsi_models::config::ModelConfig;
 use dsi_models::device::{Backend, DeviceSpec, OnBackend, RunDtype, dispatch};
 use dsi_models::transformer::{BatchMember, LoadedModel, Numerics};
@@ -34,10 +34,10 @@ pub(super) const BANDWIDTH_BUFFER: usize = 512 << 20;
 /// Arguments of `dsi bench decode`.
 #[derive(Debug, Args)]
 pub(crate) struct DecodeArgs {
-    /// Hugging Face checkpoint folder to benchmark.
+    /// Checkpoint to benchmark: a Hugging Face folder or a GGUF file.
     #[arg(
         long,
-        value_name = "DIR",
+        value_name = "DIR_OR_GGUF",
         required_unless_present = "random",
         conflicts_with = "random"
     )]
@@ -56,6 +56,11 @@ pub(crate) struct DecodeArgs {
     /// prefill per dtype, alternating, best of `--rounds`.
     #[arg(long, value_parser = parse_dtype, value_delimiter = ',')]
     dtype: Vec<RunDtype>,
+    /// Also run each dtype with the checkpoint's block-quantized weights
+    /// (a GGUF file's) dequantized at load, alternating with them kept as
+    /// stored: the speed and memory quantized weights save.
+    #[arg(long)]
+    dequantized: bool,
     /// Rounds when comparing dtypes (the best of each is reported).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
@@ -153,11 +158,11 @@ pub(crate) fn run(args: DecodeArgs) -> anyhow::Result<()> {
         (None, []) => return Err(UsageError("give --model DIR or --random SHAPE".into()).into()),
         (None, shapes) => shapes.iter().map(|&shape| Source::Random(shape)).collect(),
     };
-    if args.dtype.len() > 1
+    if (args.dtype.len() > 1 || args.dequantized)
         && (args.context.is_some() || args.batch > 1 || !args.prefill_chunks.is_empty())
     {
         return Err(UsageError(
-            "several --dtype values compare decode and prefill only: drop --context, --batch and --prefill-chunks".into(),
+            "several --dtype values or --dequantized compare decode and prefill only: drop --context, --batch and --prefill-chunks".into(),
         )
         .into());
     }
@@ -205,12 +210,34 @@ impl OnBackend for Job {
                 (config, &RANDOM_WEIGHTS, shape.name().into())
             }
         };
-        if args.dtype.len() > 1 {
+        if args.dtype.len() > 1 || args.dequantized {
+            let dtypes = if args.dtype.is_empty() {
+                vec![RunDtype::default_for::<B>(spec, &device)]
+            } else {
+                args.dtype.clone()
+            };
+            let dequantized = Dequantized(weights);
+            let mut variants = Vec::new();
+            for dtype in dtypes {
+                let precision = dtype.precision(spec, args.numerics)?;
+                let label = format!("{dtype:?}").to_lowercase();
+                if args.dequantized {
+                    variants.push(super::dtypes::Variant {
+                        label: format!("{label}-dequantized"),
+                        precision,
+                        weights: &dequantized,
+                    });
+                }
+                variants.push(super::dtypes::Variant {
+                    label,
+                    precision,
+                    weights,
+                });
+            }
             let comparison = super::dtypes::Comparison {
                 name,
                 config,
-                weights,
-                dtypes: args.dtype.clone(),
+                variants,
                 numerics: args.numerics,
                 tokens: args.tokens,
                 rounds: args.rounds,

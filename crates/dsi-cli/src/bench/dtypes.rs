@@ -1,8 +1,10 @@
-//! `dsi bench decode --dtype f32,f16,q8`: one model in several dtypes,
-//! timed in the same run, alternating, best of several rounds, so the
-//! ratios between them survive a noisy machine: batch-1 decode and a
-//! 128-token prefill per dtype, each against the read-bandwidth bound of
-//! its own weight bytes.
+//! `dsi bench decode --dtype f32,f16,q8` (and `--dequantized`): one model
+//! in several dtypes, or with a GGUF file's block-quantized weights as
+//! stored and dequantized, timed in the same run, alternating, best of
+//! several rounds, so the ratios between them survive a noisy machine:
+//! batch-1 decode and a 128-token prefill per variant, each against the
+//! read-bandwidth bound of its own weight bytes, with the memory its
+//! weights took when loaded.
 
 use super::decode::{BANDWIDTH_BUFFER, PREFILL_TOKENS, filler, time_decode};
 use crate::output::Format;
@@ -10,17 +12,24 @@ use dsi_core::cancel::CancelFlag;
 use dsi_kernels::bandwidth;
 use dsi_models::checkpoint::TensorSource;
 use dsi_models::config::ModelConfig;
-use dsi_models::device::{Backend, DeviceSpec, RunDtype};
-use dsi_models::transformer::{LoadedModel, Numerics};
+use dsi_models::device::{Backend, DeviceSpec};
+use dsi_models::transformer::{LoadedModel, Numerics, Precision};
 use serde::Serialize;
 use std::time::Instant;
+
+/// One way to load the model.
+pub(super) struct Variant<'a> {
+    /// What the report calls it (`f32`, `f32-dequantized`).
+    pub(super) label: String,
+    pub(super) precision: Precision,
+    pub(super) weights: &'a dyn TensorSource,
+}
 
 /// What to compare.
 pub(super) struct Comparison<'a> {
     pub(super) name: String,
     pub(super) config: ModelConfig,
-    pub(super) weights: &'a dyn TensorSource,
-    pub(super) dtypes: Vec<RunDtype>,
+    pub(super) variants: Vec<Variant<'a>>,
     pub(super) numerics: Numerics,
     pub(super) tokens: usize,
     pub(super) rounds: usize,
@@ -32,6 +41,10 @@ pub(super) struct Comparison<'a> {
 struct Row {
     dtype: String,
     weight_bytes_per_token: usize,
+    /// Anonymous resident memory the process gained while loading this
+    /// variant: the weights it owns, not the file's mapped pages (Linux;
+    /// `None` elsewhere).
+    loaded_resident_mb: Option<f64>,
     decode_tokens_per_s: f64,
     prefill_tokens_per_s: f64,
     read_bound_tokens_per_s: f64,
@@ -62,13 +75,24 @@ pub(super) fn run<B: Backend>(
     spec: DeviceSpec,
     device: &B::Device,
 ) -> anyhow::Result<()> {
-    let mut models = Vec::with_capacity(job.dtypes.len());
-    for &dtype in &job.dtypes {
-        let precision = dtype.precision(spec, job.numerics)?;
-        let model =
-            LoadedModel::<B>::from_weights(&job.config, job.weights, device, precision, |_, _| {})?
-                .with_host_threads(spec.host_threads())
-                .with_numerics(job.numerics);
+    let mut models = Vec::with_capacity(job.variants.len());
+    let mut resident = Vec::with_capacity(job.variants.len());
+    for variant in &job.variants {
+        let before = resident_bytes();
+        let model = LoadedModel::<B>::from_weights(
+            &job.config,
+            variant.weights,
+            device,
+            variant.precision,
+            |_, _| {},
+        )?
+        .with_host_threads(spec.host_threads())
+        .with_numerics(job.numerics);
+        resident.push(
+            before
+                .zip(resident_bytes())
+                .map(|(a, b)| b.saturating_sub(a) as f64 / 1e6),
+        );
         models.push(model);
     }
     let prompt = filler(PREFILL_TOKENS, job.config.vocab_size);
@@ -105,22 +129,26 @@ pub(super) fn run<B: Backend>(
     let (first_decode, first_prefill) = rates[0];
     let rows = models
         .iter()
-        .zip(&job.dtypes)
+        .zip(&job.variants)
         .zip(&rates)
-        .map(|((model, dtype), &(decode, prefill))| {
-            let bytes = model.weight_bytes_per_token();
-            let bound = read / bytes as f64;
-            Row {
-                dtype: format!("{dtype:?}").to_lowercase(),
-                weight_bytes_per_token: bytes,
-                decode_tokens_per_s: decode,
-                prefill_tokens_per_s: prefill,
-                read_bound_tokens_per_s: bound,
-                read_bandwidth_fraction: decode / bound,
-                decode_over_first: decode / first_decode,
-                prefill_over_first: prefill / first_prefill,
-            }
-        })
+        .zip(resident)
+        .map(
+            |(((model, variant), &(decode, prefill)), loaded_resident_mb)| {
+                let bytes = model.weight_bytes_per_token();
+                let bound = read / bytes as f64;
+                Row {
+                    dtype: variant.label.clone(),
+                    weight_bytes_per_token: bytes,
+                    loaded_resident_mb,
+                    decode_tokens_per_s: decode,
+                    prefill_tokens_per_s: prefill,
+                    read_bound_tokens_per_s: bound,
+                    read_bandwidth_fraction: decode / bound,
+                    decode_over_first: decode / first_decode,
+                    prefill_over_first: prefill / first_prefill,
+                }
+            },
+        )
         .collect();
     let report = Report {
         model: job.name,
@@ -148,9 +176,17 @@ fn print_text(report: &Report) {
         report.read_bandwidth_gb_per_s
     );
     let first = &report.dtypes[0].dtype;
+    let width = report
+        .dtypes
+        .iter()
+        .map(|r| r.dtype.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
     println!(
-        "{:<6} {:>10} {:>10} {:>9} {:>10} {:>9} {:>10} {:>9}",
+        "{:<width$} {:>9} {:>10} {:>10} {:>9} {:>10} {:>9} {:>10} {:>9}",
         "dtype",
+        "loaded MB",
         "MB/token",
         "decode/s",
         "bound/s",
@@ -160,9 +196,13 @@ fn print_text(report: &Report) {
         format!("vs {first}")
     );
     for row in &report.dtypes {
+        let loaded = row
+            .loaded_resident_mb
+            .map_or_else(|| "-".to_string(), |mb| format!("{mb:.0}"));
         println!(
-            "{:<6} {:>10.1} {:>10.2} {:>9.2} {:>9.0}% {:>8.2}x {:>10.1} {:>8.2}x",
+            "{:<width$} {:>9} {:>10.1} {:>10.2} {:>9.2} {:>9.0}% {:>8.2}x {:>10.1} {:>8.2}x",
             row.dtype,
+            loaded,
             row.weight_bytes_per_token as f64 / 1e6,
             row.decode_tokens_per_s,
             row.read_bound_tokens_per_s,
@@ -172,4 +212,14 @@ fn print_text(report: &Report) {
             row.prefill_over_first
         );
     }
+}
+
+/// The process's anonymous resident memory (`RssAnon` of Linux's
+/// `/proc/self/status`: what it allocated, not mapped files), `None` where
+/// it cannot be read.
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("RssAnon:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }

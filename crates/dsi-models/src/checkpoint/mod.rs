@@ -37,6 +37,16 @@ pub trait TensorSource {
     }
 }
 
+impl<T: TensorSource + ?Sized> TensorSource for &T {
+    fn read(&self, name: &str, expected: &[usize]) -> Result<HostTensor> {
+        (**self).read(name, expected)
+    }
+
+    fn read_blocks(&self, name: &str, expected: &[usize]) -> Result<Option<Weights>> {
+        (**self).read_blocks(name, expected)
+    }
+}
+
 impl<T: TensorSource + ?Sized> TensorSource for Box<T> {
     fn read(&self, name: &str, expected: &[usize]) -> Result<HostTensor> {
         (**self).read(name, expected)
