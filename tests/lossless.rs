@@ -598,6 +598,25 @@ fn greedy_dsi_si_and_nonsi_agree_on_cpu_with_f16_and_q8_weights() {
     }
 }
 
+/// GGUF files with their block-quantized weights kept as stored (a Q4_0
+/// Llama, and a Qwen2 mixing Q4_K, Q5_K and Q6_K as Q4_K_M files do): the
+/// kernels' rows are batch-invariant, so greedy DSI, SI and non-SI agree.
+#[test]
+fn greedy_dsi_si_and_nonsi_agree_on_cpu_with_gguf_quantized_weights() {
+    if !runs_on(DeviceSpec::Cpu) {
+        return;
+    }
+    let totals = check_lossless::<dsi::models::device::CpuBackend>(
+        Default::default(),
+        Precision::host(WeightFormat::F32),
+        &["gguf/llama-q4_0.gguf", "gguf/qwen2-q4_k.gguf"],
+        &["Hello world", "def fibonacci(n):"],
+        SMALL.grid,
+        Decoding::greedy(),
+    );
+    assert_speculation_happened(&totals);
+}
+
 /// The processors change what is generated (the test above is not vacuous).
 #[test]
 fn processors_change_the_output_on_cpu() {

@@ -18,7 +18,7 @@ use dsi_models::Session;
 use dsi_models::checkpoint::{Checkpoint, GenerationDefaults, TextTokenizer};
 use dsi_models::device::{Backend, DeviceSpec, OnBackend, RunDtype, dispatch};
 use dsi_models::pair::{PairSide, pool_vocab};
-use dsi_models::transformer::{LoadedModel, Numerics};
+use dsi_models::transformer::{LinearWeights, LoadedModel, Numerics, Precision};
 use dsi_sched::tune::{ProfileSpec, Tuning};
 use dsi_sched::{CachedModel, Emulated, Latency, Limits, Pool, Role, WorkerHandle};
 use std::path::PathBuf;
@@ -572,6 +572,19 @@ fn calibration_tokens(
     Ok(tokens)
 }
 
+/// The run dtype as the start line says it, with a GGUF file's block
+/// formats: kept as stored (the CPU kernels) or dequantized at load.
+fn describe_dtype(dtype: RunDtype, precision: Precision, blocks: &[&str]) -> String {
+    let name = format!("{dtype:?}").to_lowercase();
+    match (blocks.is_empty(), precision.linear) {
+        (true, _) => name,
+        (false, LinearWeights::Host(_)) => format!("{name} + {} as stored", blocks.join("/")),
+        (false, LinearWeights::Backend) => {
+            format!("{name} ({} dequantized at load)", blocks.join("/"))
+        }
+    }
+}
+
 /// Sessions over one device's copy of the weights.
 pub(crate) struct Loaded {
     pub(crate) sessions: Vec<Box<dyn KvModel>>,
@@ -620,7 +633,7 @@ impl OnBackend for LoadSessions<'_> {
             .collect();
         Ok(Loaded {
             sessions,
-            dtype: format!("{dtype:?}").to_lowercase(),
+            dtype: describe_dtype(dtype, precision, &self.checkpoint.block_formats),
         })
     }
 }

@@ -538,3 +538,102 @@ fn a_random_checkpoint_is_written_and_generates() {
     assert!(stderr(&bad).contains("1 to 30"), "{}", stderr(&bad));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A GGUF file wherever a checkpoint goes: greedy generation from a
+/// quantized file reproduces transformers (loading the same file), DSI
+/// with a GGUF drafter gives the same tokens, a chat prompt renders, and
+/// `bench decode --dequantized` compares the file as stored and dequantized.
+#[test]
+fn gguf_files_generate_draft_and_bench() {
+    let gguf = |name: &str| fixture("gguf").join(format!("{name}.gguf"));
+    let text = std::fs::read_to_string(fixture("gguf").join("qwen2-q4_k.expected.json")).unwrap();
+    let expected: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let prompt = expected["prompts"][0]["text"].as_str().unwrap();
+    let greedy: Vec<u64> = expected["prompts"][0]["greedy"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let stop = greedy.iter().position(|&t| t == 1).unwrap_or(greedy.len());
+    let target = gguf("qwen2-q4_k");
+    let tokens = |extra: &[&str]| -> Vec<u64> {
+        let mut args = vec![
+            "generate",
+            "--model",
+            target.to_str().unwrap(),
+            "--max-tokens",
+            "12",
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        args.push(prompt);
+        json(&dsi(&args))["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(tokens(&["--mode", "nonsi"]), greedy[..stop]);
+    let drafter = gguf("qwen2-q6_k");
+    assert_eq!(
+        tokens(&["--mode", "dsi", "--drafter", drafter.to_str().unwrap()]),
+        greedy[..stop],
+        "DSI with a GGUF drafter"
+    );
+
+    // The fixture has no chat template: the plain one, then generation.
+    let out = dsi(&[
+        "generate",
+        "--model",
+        target.to_str().unwrap(),
+        "--max-tokens",
+        "4",
+        "--chat",
+        "--system",
+        "Be brief.",
+        "hi",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let out = dsi(&[
+        "bench",
+        "decode",
+        "--model",
+        target.to_str().unwrap(),
+        "--tokens",
+        "2",
+        "--rounds",
+        "1",
+        "--dequantized",
+        "--format",
+        "json",
+    ]);
+    let report = json(&out);
+    let rows = report["dtypes"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{report}");
+    assert_eq!(rows[0]["dtype"], "f32-dequantized");
+    assert_eq!(rows[1]["dtype"], "f32");
+    let bytes = |row: &serde_json::Value| row["weight_bytes_per_token"].as_u64().unwrap();
+    assert!(bytes(&rows[1]) * 4 < bytes(&rows[0]), "{report}");
+}
+
+/// Broken GGUF files exit 2 with one line naming the file and the fault.
+#[test]
+fn broken_gguf_files_exit_2_with_one_line() {
+    for (name, says) in [
+        ("broken-truncated", "truncated"),
+        ("broken-unknown-type", "Q2_K"),
+        ("broken-missing-key", "llama.embedding_length"),
+        ("broken-wrong-shape", "ffn_gate"),
+    ] {
+        let path = fixture("gguf").join(format!("{name}.gguf"));
+        let out = dsi(&["generate", "--model", path.to_str().unwrap(), "hi"]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert!(err.contains(says) && err.contains(name), "{name}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{name}: {err}");
+    }
+}

@@ -98,6 +98,9 @@ pub struct Checkpoint {
     /// file, or one made from a GGUF file's template and special tokens);
     /// `None` when the checkpoint has none.
     pub tokenizer_config: Option<String>,
+    /// The block formats a GGUF file stores weights in (`Q4_K`, `Q6_K`);
+    /// empty for float weights.
+    pub block_formats: Vec<&'static str>,
 }
 
 impl Checkpoint {
@@ -159,6 +162,7 @@ impl Checkpoint {
             tokenizer,
             generation,
             tokenizer_config,
+            block_formats: Vec::new(),
         })
     }
 
@@ -192,9 +196,11 @@ impl Checkpoint {
             })
             .to_string()
         });
+        let block_formats = file.block_formats();
         Ok(Self {
             path,
             config,
+            block_formats,
             weights: Box::new(file),
             tokenizer,
             generation: GenerationDefaults { eos_token_ids: eos },

@@ -106,6 +106,23 @@ impl GgufFile {
         tokenizer::end_of_turn_ids(&Metadata(&self.parsed.metadata))
     }
 
+    /// The block formats its tensors are stored in (`Q4_K`, `Q6_K` ...),
+    /// each once, in name order; empty when every tensor is a float.
+    pub fn block_formats(&self) -> Vec<&'static str> {
+        let mut formats: Vec<&'static str> = self
+            .parsed
+            .tensors
+            .values()
+            .filter_map(|t| match t.dtype {
+                TensorType::Blocks(b) => Some(b.name()),
+                _ => None,
+            })
+            .collect();
+        formats.sort_unstable();
+        formats.dedup();
+        formats
+    }
+
     /// A metadata value, by key.
     pub fn metadata(&self, key: &str) -> Option<&Value> {
         self.parsed.metadata.get(key)
