@@ -8,7 +8,7 @@ code, and the worst relative logit error on sampled positions.
 Text: the project's own Rust and Markdown (code and prose) and the
 bundled pair's held-out prompts, cut into windows of --window tokens by
 transformers' tokenizer of the file. transformers runs each window (f32);
-the engine runs the same ids (`cargo test -p dsi-models --test real_gguf
+the engine runs the same ids (`cargo test -p dsi-models --test gguf logits_of_real_windows
 -- --ignored`, the cpu backend, quantized weights kept as stored). A
 position counts when transformers' top-2 margin exceeds the measured
 error bound (twice the worst absolute logit difference seen on the sampled
@@ -76,7 +76,7 @@ def main() -> None:
         (work / "request.json").write_text(json.dumps(
             {"model": str(path), "windows": windows, "sample_every": args.sample_every}))
         subprocess.run(
-            ["cargo", "test", "-q", "-p", "dsi-models", "--test", "real_gguf", "--", "--ignored", "--nocapture"],
+            ["cargo", "test", "-q", "-p", "dsi-models", "--test", "gguf", "logits_of_real_windows", "--", "--ignored", "--nocapture"],
             cwd=ROOT, check=True, env={**__import__("os").environ, "DSI_AGREEMENT_DIR": str(work)})
         engine_top1 = json.loads((work / "engine.json").read_text())["top1"]
         vocab = ref_rows[0].size

@@ -230,6 +230,14 @@ def sentencepiece_tokenizer(folder: Path) -> dict:
             "add_add_space_prefix": True}
 
 
+# A ChatML template (Qwen's shape, shortened), for the files that carry one.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+    "'<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]
+
+
 def record(out: Path, name: str, model_folder: Path | None = None, token_folder: Path | None = None) -> None:
     """transformers' view of out/name.gguf: logits, greedy ids, token ids.
 
@@ -265,6 +273,9 @@ def record(out: Path, name: str, model_folder: Path | None = None, token_folder:
             logits_tensors[f"logits.{i}"] = logits.contiguous()
     for text in TEXTS:
         expected["texts"].append({"text": text, "ids": tok(text)["input_ids"]})
+    if getattr(tok, "chat_template", None):
+        text = tok.apply_chat_template(CHAT, add_generation_prompt=True, tokenize=False)
+        expected["chat"] = {"messages": CHAT, "text": text, "ids": tok(text)["input_ids"]}
     (out / f"{name}.expected.json").write_text(json.dumps(expected, indent=1))
     save_file(logits_tensors, out / f"{name}.expected.safetensors")
     size = (out / f"{name}.gguf").stat().st_size
@@ -323,7 +334,7 @@ def main() -> None:
     cfg = model.config.to_dict()
     cfg["rope_theta"] = 1000000.0
     tensors = {k: v.detach().numpy() for k, v in model.state_dict().items()}
-    qwen_tok = byte_level_tokenizer(fixtures / "qwen2-bias", "qwen2")
+    qwen_tok = {**byte_level_tokenizer(fixtures / "qwen2-bias", "qwen2"), "add_chat_template": CHAT_TEMPLATE}
     mixed = {Q.Q4_K: lambda n: Q.Q6_K if ".attn_v." in n else Q.Q5_K if ".ffn_down." in n else Q.Q4_K,
              Q.Q5_K: lambda n: Q.Q5_K, Q.Q6_K: lambda n: Q.Q6_K}
     for qtype, pick in mixed.items():

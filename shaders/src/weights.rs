@@ -17,6 +17,8 @@
 
 use crate::blocks::BlockFormat;
 use half::{bf16, f16};
+use std::ops::Range;
+use std::sync::Arc;
 
 /// Weights per q8 scale, along a row.
 pub const Q8_BLOCK: usize = 32;
@@ -350,8 +352,66 @@ enum Storage {
     F32(Vec<f32>),
     F16(Vec<u16>),
     Bf16(Vec<u16>),
-    Q8 { quants: Vec<i8>, scales: Vec<f32> },
-    Blocks { format: BlockFormat, bytes: Vec<u8> },
+    Q8 {
+        quants: Vec<i8>,
+        scales: Vec<f32>,
+    },
+    Blocks {
+        format: BlockFormat,
+        bytes: BlockBytes,
+    },
+}
+
+/// The bytes of block-quantized weights: owned, or a range of a buffer
+/// shared with other matrices (a memory-mapped GGUF file, whose pages are
+/// then the only copy in memory, as llama.cpp keeps them).
+#[derive(Clone)]
+pub enum BlockBytes {
+    /// A copy of their own.
+    Owned(Vec<u8>),
+    /// `range` of `buffer`.
+    Shared {
+        /// The whole buffer (a file).
+        buffer: Arc<dyn AsRef<[u8]> + Send + Sync>,
+        /// Where the matrix is in it.
+        range: Range<usize>,
+    },
+}
+
+impl BlockBytes {
+    /// The bytes, or `None` when a shared range is past its buffer's end.
+    fn get(&self) -> Option<&[u8]> {
+        match self {
+            BlockBytes::Owned(v) => Some(v),
+            BlockBytes::Shared { buffer, range } => (*buffer).as_ref().as_ref().get(range.clone()),
+        }
+    }
+
+    /// The bytes (checked at construction to be there).
+    fn as_slice(&self) -> &[u8] {
+        self.get().unwrap_or(&[])
+    }
+}
+
+impl From<Vec<u8>> for BlockBytes {
+    fn from(bytes: Vec<u8>) -> Self {
+        BlockBytes::Owned(bytes)
+    }
+}
+
+impl std::fmt::Debug for BlockBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BlockBytes::Owned(v) => write!(f, "Owned({} bytes)", v.len()),
+            BlockBytes::Shared { range, .. } => write!(f, "Shared({range:?})"),
+        }
+    }
+}
+
+impl PartialEq for BlockBytes {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
 }
 
 impl Weights {
@@ -411,23 +471,27 @@ impl Weights {
     }
 
     /// `out` rows of `k` weights in `format` blocks as a file stores them
-    /// (row after row, [`Layout::Rows`]), or why they are not.
+    /// (row after row, [`Layout::Rows`]), owned or shared, or why they are
+    /// not.
     pub fn from_blocks(
         format: BlockFormat,
-        bytes: Vec<u8>,
+        bytes: impl Into<BlockBytes>,
         out: usize,
         k: usize,
     ) -> Result<Self, String> {
+        let bytes = bytes.into();
         let Some(row) = format.row_bytes(k) else {
             return Err(format!(
                 "rows of {k} weights are not whole {format} blocks of {}",
                 format.weights_per_block()
             ));
         };
-        if bytes.len() != out * row {
+        let Some(len) = bytes.get().map(<[u8]>::len) else {
+            return Err(format!("{bytes:?} is past the end of its buffer"));
+        };
+        if len != out * row {
             return Err(format!(
-                "{} bytes of {format} for [{out}, {k}], which takes {}",
-                bytes.len(),
+                "{len} bytes of {format} for [{out}, {k}], which takes {}",
                 out * row
             ));
         }
@@ -448,7 +512,7 @@ impl Weights {
             Storage::Q8 { quants, scales } => Data::Q8 { quants, scales },
             Storage::Blocks { format, bytes } => Data::Blocks {
                 format: *format,
-                bytes,
+                bytes: bytes.as_slice(),
             },
         };
         Matrix {

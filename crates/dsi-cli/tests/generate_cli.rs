@@ -541,7 +541,8 @@ fn a_random_checkpoint_is_written_and_generates() {
 
 /// A GGUF file wherever a checkpoint goes: greedy generation from a
 /// quantized file reproduces transformers (loading the same file), DSI
-/// with a GGUF drafter gives the same tokens, a chat prompt renders, and
+/// with a GGUF drafter gives the same tokens, the file's chat template
+/// renders the prompt transformers renders, and
 /// `bench decode --dequantized` compares the file as stored and dequantized.
 #[test]
 fn gguf_files_generate_draft_and_bench() {
@@ -584,19 +585,23 @@ fn gguf_files_generate_draft_and_bench() {
         "DSI with a GGUF drafter"
     );
 
-    // The fixture has no chat template: the plain one, then generation.
+    // The file's chat template (ChatML), rendered as transformers renders
+    // it from the same file.
     let out = dsi(&[
         "generate",
         "--model",
         target.to_str().unwrap(),
         "--max-tokens",
         "4",
+        "--format",
+        "json",
         "--chat",
         "--system",
         "Be brief.",
         "hi",
     ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let chat_ids = expected["chat"]["ids"].as_array().unwrap().len() as u64;
+    assert_eq!(json(&out)["prompt_tokens"].as_u64(), Some(chat_ids));
 
     let out = dsi(&[
         "bench",

@@ -22,6 +22,7 @@ use dsi_models::generate::Decoder;
 use dsi_models::sampling::SamplingParams;
 use dsi_models::test_backends::runs_on;
 use dsi_models::transformer::{BatchMember, LoadedModel, Precision, WeightFormat};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const FIXTURES: &[&str] = &[
@@ -384,4 +385,80 @@ fn end_of_sequence_comes_from_the_metadata() {
     let checkpoint = Checkpoint::open(&gguf("qwen2-q4_k")).expect("opens");
     assert!(checkpoint.generation.eos_token_ids.contains(&1));
     assert_eq!(checkpoint.config.bos_token_id, Some(0));
+    let config: serde_json::Value =
+        serde_json::from_str(checkpoint.tokenizer_config.as_deref().expect("a template"))
+            .expect("json");
+    assert!(
+        config["chat_template"]
+            .as_str()
+            .expect("template")
+            .contains("<|im_start|>")
+    );
+    assert_eq!(config["eos_token"], "</s>");
+    assert!(
+        Checkpoint::open(&gguf("llama-q4_0"))
+            .expect("opens")
+            .tokenizer_config
+            .is_none()
+    );
+}
+
+/// The engine's side of `scripts/gguf_agreement.py`, which holds a real
+/// GGUF file's logits against transformers loading the same file (it needs
+/// a real checkpoint, `scripts/fetch-models.sh`, so it is ignored here).
+/// Reads `$DSI_AGREEMENT_DIR/request.json` (`{"model": path, "windows":
+/// [[ids]...], "sample_every": n}`), runs each window on the `cpu` backend
+/// with the quantized weights kept as stored, and writes `engine.json`
+/// (each position's top-1 id) and `engine_rows.f32` (the full logit rows
+/// of every `sample_every`-th position, little-endian).
+#[test]
+#[ignore = "needs a real GGUF file: run scripts/gguf_agreement.py"]
+fn logits_of_real_windows() {
+    let dir = PathBuf::from(std::env::var("DSI_AGREEMENT_DIR").expect("DSI_AGREEMENT_DIR"));
+    let request: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("request.json")).expect("request"))
+            .expect("json");
+    let model_path = PathBuf::from(request["model"].as_str().expect("model"));
+    let every = request["sample_every"].as_u64().expect("sample_every") as usize;
+    let checkpoint = Checkpoint::open(&model_path).expect("checkpoint");
+    let device = burn::backend::flex::FlexDevice;
+    let model = LoadedModel::<CpuBackend>::from_checkpoint(
+        &checkpoint,
+        &device,
+        Precision::host(WeightFormat::F32),
+        |_, _| {},
+    )
+    .expect("model")
+    .with_host_threads(std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let mut top1 = Vec::new();
+    let mut rows = std::io::BufWriter::new(
+        std::fs::File::create(dir.join("engine_rows.f32")).expect("rows file"),
+    );
+    let mut position = 0usize;
+    for window in request["windows"].as_array().expect("windows") {
+        let ids: Vec<TokenId> = window
+            .as_array()
+            .expect("ids")
+            .iter()
+            .map(|v| v.as_u64().expect("id") as TokenId)
+            .collect();
+        let mut cache = model.new_cache(ids.len());
+        let logits = model.forward(&ids, &mut cache).expect("forward");
+        for i in 0..logits.rows() {
+            let row = logits.row(i);
+            top1.push(dsi_core::verify::argmax(row));
+            if position.is_multiple_of(every) {
+                for v in row {
+                    rows.write_all(&v.to_le_bytes()).expect("write");
+                }
+            }
+            position += 1;
+        }
+    }
+    rows.flush().expect("flush");
+    std::fs::write(
+        dir.join("engine.json"),
+        serde_json::json!({"top1": top1}).to_string(),
+    )
+    .expect("engine.json");
 }

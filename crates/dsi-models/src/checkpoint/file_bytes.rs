@@ -23,6 +23,12 @@ impl std::ops::Deref for FileBytes {
     }
 }
 
+impl AsRef<[u8]> for FileBytes {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
 impl FileBytes {
     /// Maps `path` read-only.
     #[cfg(not(target_arch = "wasm32"))]

@@ -28,12 +28,15 @@ use metadata::Metadata;
 use parse::Parsed;
 #[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
+use std::sync::Arc;
 use tensors::{Found, gguf_name};
 
 /// An opened, checked GGUF file.
 pub struct GgufFile {
     name: String,
-    bytes: FileBytes,
+    /// Shared with the block-quantized weights read from it, which borrow
+    /// their bytes instead of copying them.
+    bytes: Arc<FileBytes>,
     parsed: Parsed,
     config: ModelConfig,
     /// `(query heads, key/value heads)` when the file's query and key rows
@@ -67,7 +70,7 @@ impl GgufFile {
         let permuted = (arch == "llama").then_some((config.num_heads, config.num_kv_heads));
         Ok(Self {
             name,
-            bytes,
+            bytes: Arc::new(bytes),
             parsed,
             config,
             permuted,
@@ -164,7 +167,7 @@ impl GgufFile {
             });
         }
         let found = Found {
-            bytes: &self.bytes[info.start..info.start + info.len],
+            file: &self.bytes,
             name,
             info,
             rows,

@@ -15,8 +15,10 @@
 
 use super::parse::{TensorInfo, TensorType};
 use crate::checkpoint::HostTensor;
+use crate::checkpoint::file_bytes::FileBytes;
 use crate::{ModelError, Result};
-use dsi_kernels::weights::Weights;
+use dsi_kernels::weights::{BlockBytes, Weights};
+use std::sync::Arc;
 
 /// How the rows of a tensor are reordered at load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,11 +91,17 @@ fn reorder(bytes: &[u8], row_bytes: usize, order: Rows) -> Vec<u8> {
 pub(super) struct Found<'a> {
     pub(super) name: String,
     pub(super) info: &'a TensorInfo,
-    pub(super) bytes: &'a [u8],
+    /// The whole file.
+    pub(super) file: &'a Arc<FileBytes>,
     pub(super) rows: Rows,
 }
 
 impl Found<'_> {
+    /// The tensor's bytes.
+    fn bytes(&self) -> &[u8] {
+        &self.file[self.info.start..self.info.start + self.info.len]
+    }
+
     /// Bytes of one row: of the innermost dimension, or of one element of
     /// a vector (a bias, permuted like the rows it adds to).
     fn row_bytes(&self) -> usize {
@@ -129,7 +137,7 @@ impl Found<'_> {
 
     /// Every element in f32, rows in Hugging Face order.
     pub(super) fn to_f32(&self) -> HostTensor {
-        let bytes = reorder(self.bytes, self.row_bytes(), self.rows);
+        let bytes = reorder(self.bytes(), self.row_bytes(), self.rows);
         let values = match self.info.dtype {
             TensorType::F32 => bytes
                 .chunks_exact(4)
@@ -157,7 +165,9 @@ impl Found<'_> {
     }
 
     /// A 2-D block-quantized tensor as kernel weights, its blocks as
-    /// stored (rows in Hugging Face order); `None` for float tensors.
+    /// stored (rows in Hugging Face order); `None` for float tensors. The
+    /// weights borrow the file's bytes (its mapped pages are the one copy
+    /// in memory) unless their rows had to be reordered.
     pub(super) fn to_blocks(&self, file: &str) -> Result<Option<Weights>> {
         let TensorType::Blocks(format) = self.info.dtype else {
             return Ok(None);
@@ -165,7 +175,15 @@ impl Found<'_> {
         let [out, k] = self.info.shape[..] else {
             return Ok(None);
         };
-        let bytes = reorder(self.bytes, self.row_bytes(), self.rows);
+        let bytes = match self.rows {
+            Rows::AsStored => BlockBytes::Shared {
+                buffer: Arc::clone(self.file) as Arc<dyn AsRef<[u8]> + Send + Sync>,
+                range: self.info.start..self.info.start + self.info.len,
+            },
+            Rows::Unpermute { .. } => {
+                BlockBytes::Owned(reorder(self.bytes(), self.row_bytes(), self.rows))
+            }
+        };
         Weights::from_blocks(format, bytes, out, k)
             .map(Some)
             .map_err(|reason| ModelError::Gguf {
