@@ -98,23 +98,12 @@ impl BlockFormat {
     /// # Panics
     /// When the lengths are not one block's.
     pub fn dequantize_block(self, block: &[u8], out: &mut [f32]) {
-        assert_eq!(block.len(), self.block_bytes(), "one {} block", self.name());
-        assert_eq!(
-            out.len(),
-            self.weights_per_block(),
+        assert!(
+            block.len() == self.block_bytes() && out.len() == self.weights_per_block(),
             "one {} block",
             self.name()
         );
-        match self {
-            BlockFormat::Q4_0 => q4_0(block, out),
-            BlockFormat::Q4_1 => q4_1(block, out),
-            BlockFormat::Q5_0 => q5_0(block, out),
-            BlockFormat::Q5_1 => q5_1(block, out),
-            BlockFormat::Q8_0 => q8_0(block, out),
-            BlockFormat::Q4K => q4_k(block, out),
-            BlockFormat::Q5K => q5_k(block, out),
-            BlockFormat::Q6K => q6_k(block, out),
-        }
+        self.dequantize_row(block, out);
     }
 
     /// Dequantizes a row of whole blocks into `out` (as many weights as
@@ -129,10 +118,48 @@ impl BlockFormat {
             "a row of whole {} blocks",
             self.name()
         );
-        for (block, out) in row.chunks_exact(bytes).zip(out.chunks_exact_mut(weights)) {
-            self.dequantize_block(block, out);
+        // One loop per format over fixed-size blocks: no bounds checks in
+        // the inner loops, which the compiler vectorizes. (An AVX2 copy of
+        // these loops measured no faster: unpacking the bits, not the
+        // arithmetic, is their cost.)
+        match self {
+            BlockFormat::Q4_0 => each_block(row, out, q4_0),
+            BlockFormat::Q4_1 => each_block(row, out, q4_1),
+            BlockFormat::Q5_0 => each_block(row, out, q5_0),
+            BlockFormat::Q5_1 => each_block(row, out, q5_1),
+            BlockFormat::Q8_0 => each_block(row, out, q8_0),
+            BlockFormat::Q4K => each_block(row, out, q4_k),
+            BlockFormat::Q5K => each_block(row, out, q5_k),
+            BlockFormat::Q6K => each_block(row, out, q6_k),
         }
     }
+}
+
+/// `dequantize` over every block of `row` into `out`.
+#[inline(always)]
+fn each_block<const B: usize, const W: usize>(
+    row: &[u8],
+    out: &mut [f32],
+    dequantize: impl Fn(&[u8; B], &mut [f32; W]),
+) {
+    for (block, y) in row.chunks_exact(B).zip(out.chunks_exact_mut(W)) {
+        dequantize(fixed(block), fixed_mut(y));
+    }
+}
+
+/// The first `N` bytes of `s` as an array (the callers' offsets are
+/// constants within a block).
+#[inline(always)]
+fn fixed<const N: usize>(s: &[u8]) -> &[u8; N] {
+    s[..N]
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("a slice of {N}"))
+}
+
+#[inline(always)]
+fn fixed_mut<const N: usize>(s: &mut [f32]) -> &mut [f32; N] {
+    s.try_into()
+        .unwrap_or_else(|_| unreachable!("a slice of {N}"))
 }
 
 impl std::fmt::Display for BlockFormat {
@@ -141,22 +168,25 @@ impl std::fmt::Display for BlockFormat {
     }
 }
 
+#[inline(always)]
 fn half(bytes: &[u8], at: usize) -> f32 {
     f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32()
 }
 
-fn q4_0(b: &[u8], y: &mut [f32]) {
+#[inline(always)]
+fn q4_0(b: &[u8; 18], y: &mut [f32; QK]) {
     let d = half(b, 0);
-    let qs = &b[2..2 + QK / 2];
+    let qs: &[u8; QK / 2] = fixed(&b[2..]);
     for j in 0..QK / 2 {
         y[j] = f32::from((qs[j] & 0x0F) as i8 - 8) * d;
         y[j + QK / 2] = f32::from((qs[j] >> 4) as i8 - 8) * d;
     }
 }
 
-fn q4_1(b: &[u8], y: &mut [f32]) {
+#[inline(always)]
+fn q4_1(b: &[u8; 20], y: &mut [f32; QK]) {
     let (d, m) = (half(b, 0), half(b, 2));
-    let qs = &b[4..4 + QK / 2];
+    let qs: &[u8; QK / 2] = fixed(&b[4..]);
     for j in 0..QK / 2 {
         y[j] = f32::from(qs[j] & 0x0F) * d + m;
         y[j + QK / 2] = f32::from(qs[j] >> 4) * d + m;
@@ -164,14 +194,16 @@ fn q4_1(b: &[u8], y: &mut [f32]) {
 }
 
 /// The fifth bits of a Q5 block: bit `j` belongs to weight `j`.
+#[inline(always)]
 fn fifth_bits(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-fn q5_0(b: &[u8], y: &mut [f32]) {
+#[inline(always)]
+fn q5_0(b: &[u8; 22], y: &mut [f32; QK]) {
     let d = half(b, 0);
     let qh = fifth_bits(b, 2);
-    let qs = &b[6..6 + QK / 2];
+    let qs: &[u8; QK / 2] = fixed(&b[6..]);
     for j in 0..QK / 2 {
         let h0 = (((qh >> j) << 4) & 0x10) as u8;
         let h1 = ((qh >> (j + 12)) & 0x10) as u8;
@@ -180,10 +212,11 @@ fn q5_0(b: &[u8], y: &mut [f32]) {
     }
 }
 
-fn q5_1(b: &[u8], y: &mut [f32]) {
+#[inline(always)]
+fn q5_1(b: &[u8; 24], y: &mut [f32; QK]) {
     let (d, m) = (half(b, 0), half(b, 2));
     let qh = fifth_bits(b, 4);
-    let qs = &b[8..8 + QK / 2];
+    let qs: &[u8; QK / 2] = fixed(&b[8..]);
     for j in 0..QK / 2 {
         let h0 = (((qh >> j) << 4) & 0x10) as u8;
         let h1 = ((qh >> (j + 12)) & 0x10) as u8;
@@ -192,15 +225,18 @@ fn q5_1(b: &[u8], y: &mut [f32]) {
     }
 }
 
-fn q8_0(b: &[u8], y: &mut [f32]) {
+#[inline(always)]
+fn q8_0(b: &[u8; 34], y: &mut [f32; QK]) {
     let d = half(b, 0);
-    for (y, &q) in y.iter_mut().zip(&b[2..2 + QK]) {
-        *y = f32::from(q as i8) * d;
+    let qs: &[u8; QK] = fixed(&b[2..]);
+    for j in 0..QK {
+        y[j] = f32::from(qs[j] as i8) * d;
     }
 }
 
 /// ggml's `get_scale_min_k4`: the 6-bit scale and minimum of sub-block `j`
 /// (0..8) packed in 12 bytes.
+#[inline(always)]
 fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
@@ -212,15 +248,35 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     }
 }
 
-fn q4_k(b: &[u8], y: &mut [f32]) {
+/// The scales and minimums of a k-quant's 8 sub-blocks, as f32 factors
+/// (`d * scale`, `min * m`, each rounded once as ggml computes them).
+#[inline(always)]
+fn k_factors(b: &[u8]) -> ([f32; 8], [f32; 8]) {
     let (d, min) = (half(b, 0), half(b, 2));
     let scales = &b[4..16];
-    let qs = &b[16..16 + QK_K / 2];
-    for (chunk, (q, y)) in qs.chunks_exact(32).zip(y.chunks_exact_mut(64)).enumerate() {
-        let (sc, m) = scale_min_k4(2 * chunk, scales);
-        let (d1, m1) = (d * f32::from(sc), min * f32::from(m));
-        let (sc, m) = scale_min_k4(2 * chunk + 1, scales);
-        let (d2, m2) = (d * f32::from(sc), min * f32::from(m));
+    let mut ds = [0f32; 8];
+    let mut ms = [0f32; 8];
+    for j in 0..8 {
+        let (sc, m) = scale_min_k4(j, scales);
+        ds[j] = d * f32::from(sc);
+        ms[j] = min * f32::from(m);
+    }
+    (ds, ms)
+}
+
+#[inline(always)]
+fn q4_k(b: &[u8; 144], y: &mut [f32; QK_K]) {
+    let (ds, ms) = k_factors(b);
+    let qs: &[u8; QK_K / 2] = fixed(&b[16..]);
+    for chunk in 0..4 {
+        let (d1, m1, d2, m2) = (
+            ds[2 * chunk],
+            ms[2 * chunk],
+            ds[2 * chunk + 1],
+            ms[2 * chunk + 1],
+        );
+        let q: &[u8; 32] = fixed(&qs[32 * chunk..]);
+        let y: &mut [f32; 64] = fixed_mut(&mut y[64 * chunk..64 * chunk + 64]);
         for l in 0..32 {
             y[l] = d1 * f32::from(q[l] & 0x0F) - m1;
             y[l + 32] = d2 * f32::from(q[l] >> 4) - m2;
@@ -228,46 +284,48 @@ fn q4_k(b: &[u8], y: &mut [f32]) {
     }
 }
 
-fn q5_k(b: &[u8], y: &mut [f32]) {
-    let (d, min) = (half(b, 0), half(b, 2));
-    let scales = &b[4..16];
-    let qh = &b[16..16 + QK_K / 8];
-    let qs = &b[16 + QK_K / 8..16 + QK_K / 8 + QK_K / 2];
-    for (chunk, (q, y)) in qs.chunks_exact(32).zip(y.chunks_exact_mut(64)).enumerate() {
-        let (u1, u2) = (1u8 << (2 * chunk), 2u8 << (2 * chunk));
-        let (sc, m) = scale_min_k4(2 * chunk, scales);
-        let (d1, m1) = (d * f32::from(sc), min * f32::from(m));
-        let (sc, m) = scale_min_k4(2 * chunk + 1, scales);
-        let (d2, m2) = (d * f32::from(sc), min * f32::from(m));
+#[inline(always)]
+fn q5_k(b: &[u8; 176], y: &mut [f32; QK_K]) {
+    let (ds, ms) = k_factors(b);
+    let qh: &[u8; QK_K / 8] = fixed(&b[16..]);
+    let qs: &[u8; QK_K / 2] = fixed(&b[16 + QK_K / 8..]);
+    for chunk in 0..4 {
+        let (d1, m1, d2, m2) = (
+            ds[2 * chunk],
+            ms[2 * chunk],
+            ds[2 * chunk + 1],
+            ms[2 * chunk + 1],
+        );
+        let q: &[u8; 32] = fixed(&qs[32 * chunk..]);
+        let y: &mut [f32; 64] = fixed_mut(&mut y[64 * chunk..64 * chunk + 64]);
         for l in 0..32 {
-            let h1 = if qh[l] & u1 != 0 { 16 } else { 0 };
-            let h2 = if qh[l] & u2 != 0 { 16 } else { 0 };
+            let h1 = ((qh[l] >> (2 * chunk)) & 1) << 4;
+            let h2 = ((qh[l] >> (2 * chunk + 1)) & 1) << 4;
             y[l] = d1 * f32::from((q[l] & 0x0F) + h1) - m1;
             y[l + 32] = d2 * f32::from((q[l] >> 4) + h2) - m2;
         }
     }
 }
 
-fn q6_k(b: &[u8], y: &mut [f32]) {
-    let ql = &b[..QK_K / 2];
-    let qh = &b[QK_K / 2..QK_K / 2 + QK_K / 4];
-    let sc = &b[QK_K / 2 + QK_K / 4..QK_K / 2 + QK_K / 4 + QK_K / 16];
+#[inline(always)]
+fn q6_k(b: &[u8; 210], y: &mut [f32; QK_K]) {
     let d = half(b, QK_K / 2 + QK_K / 4 + QK_K / 16);
+    let sc: &[u8; QK_K / 16] = fixed(&b[QK_K / 2 + QK_K / 4..]);
     for half_block in 0..2 {
-        let (ql, qh) = (&ql[64 * half_block..], &qh[32 * half_block..]);
-        let sc = &sc[8 * half_block..];
-        let y = &mut y[128 * half_block..128 * (half_block + 1)];
+        let ql: &[u8; 64] = fixed(&b[64 * half_block..]);
+        let qh: &[u8; 32] = fixed(&b[QK_K / 2 + 32 * half_block..]);
+        let s: [f32; 8] = std::array::from_fn(|i| d * f32::from(sc[8 * half_block + i] as i8));
+        let y: &mut [f32; 128] = fixed_mut(&mut y[128 * half_block..128 * half_block + 128]);
         for l in 0..32 {
             let is = l / 16;
             let q1 = ((ql[l] & 0x0F) | ((qh[l] & 3) << 4)) as i8 - 32;
             let q2 = ((ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4)) as i8 - 32;
             let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i8 - 32;
             let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i8 - 32;
-            let s = |i: usize| d * f32::from(sc[is + i] as i8);
-            y[l] = s(0) * f32::from(q1);
-            y[l + 32] = s(2) * f32::from(q2);
-            y[l + 64] = s(4) * f32::from(q3);
-            y[l + 96] = s(6) * f32::from(q4);
+            y[l] = s[is] * f32::from(q1);
+            y[l + 32] = s[is + 2] * f32::from(q2);
+            y[l + 64] = s[is + 4] * f32::from(q3);
+            y[l + 96] = s[is + 6] * f32::from(q4);
         }
     }
 }

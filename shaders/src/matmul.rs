@@ -40,6 +40,8 @@ const TASKS_PER_THREAD: usize = 4;
 /// Bytes of weight rows a fused pass keeps in cache (about half an L2).
 #[cfg(target_arch = "x86_64")]
 const BLOCK_BYTES: usize = 256 << 10;
+/// Bytes of dequantized weight rows a block-format product keeps in cache.
+const DEQUANTIZED_BYTES: usize = 64 << 10;
 /// Bytes of input rows a fused pass keeps in cache (about half an L1).
 #[cfg(target_arch = "x86_64")]
 const ROW_BLOCK_BYTES: usize = 24 << 10;
@@ -429,23 +431,25 @@ pub(crate) mod fused {
     }
 }
 
-/// [`columns_of`] over llama.cpp's block formats: each weight row is
-/// dequantized once (a few KiB, it stays in L1/L2), then dotted with every
-/// input row in [`dot`]'s order, fused on AVX2 ([`fused::dot`]) as the f32
-/// row-major product is: bitwise the f32 product over the dequantized row.
+/// [`columns_of`] over llama.cpp's block formats: a few weight rows at a
+/// time are dequantized into an f32 block that stays in L1/L2, and the f32
+/// row-major product runs over it (its register tiles, several chains in
+/// flight). The product is therefore bitwise the f32 product over the
+/// dequantized weights, whatever the number of rows.
 fn columns_of_blocks(isa: Isa, x: &[f32], rows: usize, w: Matrix<'_>, y: &mut [f32]) {
     let (out, k) = (w.out, w.k);
-    let mut weights = vec![0f32; k];
-    for o in 0..out {
-        w.widen(o, 0, &mut weights);
-        for (r, input) in x.chunks_exact(k.max(1)).take(rows).enumerate() {
-            y[r * out + o] = match isa {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: `Isa::Avx2` is only chosen on a CPU with AVX2 and FMA.
-                #[allow(unsafe_code)]
-                Isa::Avx2 => unsafe { fused::dot(input, &weights) },
-                _ => dot_portable(input, &weights),
-            };
+    let block = (DEQUANTIZED_BYTES / (4 * k).max(1)).clamp(4, 64) / 4 * 4;
+    let mut weights = vec![0f32; block * k];
+    let mut part = vec![0f32; rows * block];
+    for first in (0..out).step_by(block) {
+        let n = block.min(out - first);
+        for (i, row) in weights.chunks_exact_mut(k.max(1)).take(n).enumerate() {
+            w.widen(first + i, 0, row);
+        }
+        let part = &mut part[..rows * n];
+        columns_of(isa, x, rows, Matrix::f32(&weights[..n * k], n, k), part);
+        for (r, values) in part.chunks_exact(n).enumerate() {
+            y[r * out + first..r * out + first + n].copy_from_slice(values);
         }
     }
 }

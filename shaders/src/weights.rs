@@ -266,25 +266,34 @@ impl<'a> Matrix<'a> {
 }
 
 /// Weights `from..from + into.len()` of a row of `format` blocks starting
-/// at `row`, dequantized: whole blocks straight into `into`, a partial one
-/// through a block on the stack.
+/// at `row`, dequantized: the whole blocks among them in one call straight
+/// into `into`, a partial one at either end through a block on the stack.
 fn widen_blocks(format: BlockFormat, row: &[u8], from: usize, into: &mut [f32]) {
     let (per, bytes) = (format.weights_per_block(), format.block_bytes());
-    let mut block = [0f32; 256];
-    let mut at = from;
     let end = from + into.len();
-    while at < end {
-        let b = at / per;
-        let (first, last) = (b * per, (b * per + per).min(end));
-        let source = &row[b * bytes..(b + 1) * bytes];
-        let target = &mut into[at - from..last - from];
-        if first == at && last == first + per {
-            format.dequantize_block(source, target);
-        } else {
-            format.dequantize_block(source, &mut block[..per]);
-            target.copy_from_slice(&block[at - first..last - first]);
-        }
-        at = last;
+    let (first_whole, end_whole) = (from.div_ceil(per), end / per);
+    if first_whole < end_whole {
+        format.dequantize_row(
+            &row[first_whole * bytes..end_whole * bytes],
+            &mut into[first_whole * per - from..end_whole * per - from],
+        );
+    }
+    let mut block = [0f32; 256];
+    let mut partial = |b: usize, into: &mut [f32]| {
+        let (lo, hi) = ((b * per).max(from), ((b + 1) * per).min(end));
+        format.dequantize_block(&row[b * bytes..(b + 1) * bytes], &mut block[..per]);
+        into[lo - from..hi - from].copy_from_slice(&block[lo - b * per..hi - b * per]);
+    };
+    if first_whole > end_whole {
+        // Inside one block.
+        partial(from / per, into);
+        return;
+    }
+    if !from.is_multiple_of(per) {
+        partial(from / per, into);
+    }
+    if end_whole * per < end {
+        partial(end_whole, into);
     }
 }
 
