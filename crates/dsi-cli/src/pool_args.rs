@@ -72,7 +72,7 @@ pub(crate) struct PoolArgs {
     /// Default device: cpu, ndarray, wgpu, wgpu:N, cuda, cuda:N.
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub(crate) backend: DeviceSpec,
-    /// Run dtype: f32, f16, bf16, or q8 (8-bit projection weights, cpu only); default per device: bf16 on CUDA, f16 on wgpu when supported, else f32. On the cpu, f16/bf16/q8 store the projections so and compute in f32.
+    /// Run dtype: f32, f16, bf16, or q8 (8-bit projection weights, cpu only); default per device: bf16 on CUDA, f16 on wgpu when supported, else f32. On the cpu, f16/bf16/q8 store the projections so and compute in f32; a GGUF file's block-quantized weights (Q4_K ...) stay as stored whatever the dtype, elsewhere they are dequantized to it at load.
     #[arg(long, value_parser = parse_dtype)]
     pub(crate) dtype: Option<RunDtype>,
     /// Pad every target forward to TTFT,TPOT milliseconds (stand in for a

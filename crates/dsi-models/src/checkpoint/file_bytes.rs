@@ -1,6 +1,7 @@
 //! The bytes of a checkpoint file: memory-mapped on native, owned when
 //! they were handed over (the browser).
 
+#[cfg(not(target_arch = "wasm32"))]
 use crate::{ModelError, Result};
 #[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
