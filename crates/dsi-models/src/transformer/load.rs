@@ -273,6 +273,11 @@ impl<B: Backend> LoadedModel<B> {
             LinearWeights::Host(_) => weights.read_blocks(&names.embed, &[v, d])?.map(Arc::new),
             LinearWeights::Backend => None,
         };
+        // Read first, as `checkpoint::tensor_layout` lists it.
+        let embedding = match embed_blocks {
+            Some(_) => Vec::new(),
+            None => weights.read(&names.embed, &[v, d])?.values,
+        };
         let position_embeddings = match &names.positions {
             Some(name) => Some(Param::from_tensor(b.tensor(name, [config.max_context, d])?)),
             None => None,
@@ -292,22 +297,18 @@ impl<B: Backend> LoadedModel<B> {
             ),
             (Some(table), Some(head), _) => (Embedding::on_host(table), b.linear(head)?),
             (None, None, LinearWeights::Host(_)) => {
-                let embedding = weights.read(&names.embed, &[v, d])?.values;
                 let head = b.projection(embedding.clone(), [v, d], None);
                 (Embedding::on_device(on_device(embedding)), head)
             }
             // The head shares the embedding's storage: a transposed view.
             (None, None, LinearWeights::Backend) => {
-                let embed: Tensor<B, 2> = on_device(weights.read(&names.embed, &[v, d])?.values);
+                let embed: Tensor<B, 2> = on_device(embedding);
                 (
                     Embedding::on_device(embed.clone()),
                     Projection::new(embed.transpose(), None),
                 )
             }
-            (None, Some(head), _) => (
-                Embedding::on_device(on_device(weights.read(&names.embed, &[v, d])?.values)),
-                b.linear(head)?,
-            ),
+            (None, Some(head), _) => (Embedding::on_device(on_device(embedding)), b.linear(head)?),
         };
         let model = Transformer {
             embed_tokens: embed,
