@@ -52,7 +52,12 @@ def main() -> None:
     path = Path(args.model).resolve()
 
     tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    ids = tok(corpus())["input_ids"]
+    text = corpus()
+    ids = tok(text)["input_ids"]
+    # Pieces of the corpus the engine's tokenizer must cut as transformers'
+    # does: paragraphs, and runs of spaces, digits and non-ASCII.
+    texts = [p for p in text.split("\n\n") if p.strip()][:200] + [
+        "x  =   1\n\n\n\tif x:\n        return 12345678", "naïve café — ☃ 🦀 日本語", "  leading and trailing  "]
     windows = [ids[i:i + args.window] for i in range(0, args.positions, args.window)]
     windows = [w for w in windows if len(w) == args.window]
 
@@ -74,11 +79,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
         (work / "request.json").write_text(json.dumps(
-            {"model": str(path), "windows": windows, "sample_every": args.sample_every}))
+            {"model": str(path), "windows": windows, "sample_every": args.sample_every, "texts": texts}))
         subprocess.run(
             ["cargo", "test", "-q", "-p", "dsi-models", "--test", "gguf", "logits_of_real_windows", "--", "--ignored", "--nocapture"],
             cwd=ROOT, check=True, env={**__import__("os").environ, "DSI_AGREEMENT_DIR": str(work)})
-        engine_top1 = json.loads((work / "engine.json").read_text())["top1"]
+        engine = json.loads((work / "engine.json").read_text())
+        engine_top1 = engine["top1"]
+        reference_ids = [tok(t)["input_ids"] for t in texts]
+        differing = [t for t, ours, theirs in zip(texts, engine["encoded"], reference_ids) if ours != theirs]
         vocab = ref_rows[0].size
         engine_rows = np.fromfile(work / "engine_rows.f32", dtype="<f4").reshape(-1, vocab)
 
@@ -101,6 +109,9 @@ def main() -> None:
         "positions_above_bound": len(counted),
         "top1_agreement_above_bound": agree / max(len(counted), 1),
         "top1_agreement_all": agree_all / len(ref_top1),
+        "texts_tokenized": len(texts),
+        "texts_tokenized_differently": len(differing),
+        "first_difference": differing[0][:200] if differing else None,
     }
     print(json.dumps(report, indent=1))
 

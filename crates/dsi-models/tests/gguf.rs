@@ -409,8 +409,9 @@ fn end_of_sequence_comes_from_the_metadata() {
 /// Reads `$DSI_AGREEMENT_DIR/request.json` (`{"model": path, "windows":
 /// [[ids]...], "sample_every": n}`), runs each window on the `cpu` backend
 /// with the quantized weights kept as stored, and writes `engine.json`
-/// (each position's top-1 id) and `engine_rows.f32` (the full logit rows
-/// of every `sample_every`-th position, little-endian).
+/// (each position's top-1 id, and the ids of `texts` by the file's own
+/// tokenizer) and `engine_rows.f32` (the full logit rows of every
+/// `sample_every`-th position, little-endian).
 #[test]
 #[ignore = "needs a real GGUF file: run scripts/gguf_agreement.py"]
 fn logits_of_real_windows() {
@@ -456,9 +457,21 @@ fn logits_of_real_windows() {
         }
     }
     rows.flush().expect("flush");
+    let encoded: Vec<Vec<TokenId>> = request["texts"]
+        .as_array()
+        .map(|texts| {
+            texts
+                .iter()
+                .map(|t| {
+                    let text = t.as_str().expect("text");
+                    checkpoint.tokenizer.encode(text).expect("encode")
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     std::fs::write(
         dir.join("engine.json"),
-        serde_json::json!({"top1": top1}).to_string(),
+        serde_json::json!({"top1": top1, "encoded": encoded}).to_string(),
     )
     .expect("engine.json");
 }

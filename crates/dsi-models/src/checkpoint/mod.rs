@@ -115,7 +115,7 @@ impl Checkpoint {
         if !path.is_dir() {
             return Err(ModelError::MissingFile {
                 path: path.to_path_buf(),
-                what: "the checkpoint: a folder (config.json, model.safetensors, tokenizer.json) or a .gguf file",
+                what: "the checkpoint folder (config.json, model.safetensors, tokenizer.json) or GGUF file",
             });
         }
         let dir = path;
