@@ -5,6 +5,7 @@
 //! architecture, its tokenizer metadata and its bytes.
 
 use anyhow::Context;
+use dsi_models::checkpoint::Checkpoint;
 use dsi_remote::ModelIdentity;
 use std::io::Read;
 use std::path::Path;
@@ -13,29 +14,27 @@ use xxhash_rust::xxh3::Xxh3;
 /// The identity of a checkpoint folder or GGUF file ([`of_folder`],
 /// [`of_gguf`]).
 pub(crate) fn of_checkpoint(path: &Path) -> anyhow::Result<ModelIdentity> {
-    match gguf_file(path)? {
+    match Checkpoint::gguf_file(path)? {
         Some(file) => of_gguf(&file),
         None => of_folder(path),
     }
-}
-
-/// The GGUF file `path` names (itself, or the one in a folder without
-/// `config.json`), as `Checkpoint::open` finds it.
-fn gguf_file(path: &Path) -> anyhow::Result<Option<std::path::PathBuf>> {
-    if path.is_file() {
-        return Ok(Some(path.to_path_buf()));
-    }
-    if path.join("config.json").exists() {
-        return Ok(None);
-    }
-    let checkpoint = dsi_models::checkpoint::Checkpoint::open(path)?;
-    Ok(checkpoint.path.is_file().then_some(checkpoint.path))
 }
 
 /// A GGUF file's hashes: its configuration as the engine reads it, its
 /// tokenizer metadata (vocabulary, merges, types, pre-tokenizer), and the
 /// whole file for the weights.
 pub(crate) fn of_gguf(path: &Path) -> anyhow::Result<ModelIdentity> {
+    let (config, tokenizer) = gguf_header_hashes(path)?;
+    Ok(ModelIdentity {
+        config,
+        tokenizer,
+        weights: file_hash(path)?,
+    })
+}
+
+/// The configuration and tokenizer hashes of a GGUF file, from its header
+/// alone (the weights are not read).
+fn gguf_header_hashes(path: &Path) -> anyhow::Result<(String, String)> {
     let file = dsi_models::checkpoint::gguf::GgufFile::open(path)?;
     let mut config = Xxh3::new();
     config.update(format!("{:?}", file.config()).as_bytes());
@@ -50,11 +49,10 @@ pub(crate) fn of_gguf(path: &Path) -> anyhow::Result<ModelIdentity> {
     ] {
         tokenizer.update(format!("{key}={:?};", file.metadata(key)).as_bytes());
     }
-    Ok(ModelIdentity {
-        config: format!("{:032x}", config.digest128()),
-        tokenizer: format!("{:032x}", tokenizer.digest128()),
-        weights: file_hash(path)?,
-    })
+    Ok((
+        format!("{:032x}", config.digest128()),
+        format!("{:032x}", tokenizer.digest128()),
+    ))
 }
 
 /// The hashes (xxh3-128, hex) of `dir`'s `config.json`, `tokenizer.json`
@@ -83,16 +81,16 @@ pub(crate) fn of_folder(dir: &Path) -> anyhow::Result<ModelIdentity> {
 /// Only the tokenizer's hash (all a coordinator needs of a drafter it does
 /// not run).
 pub(crate) fn tokenizer_of(path: &Path) -> anyhow::Result<String> {
-    match gguf_file(path)? {
-        Some(file) => Ok(of_gguf(&file)?.tokenizer),
+    match Checkpoint::gguf_file(path)? {
+        Some(file) => Ok(gguf_header_hashes(&file)?.1),
         None => file_hash(&path.join("tokenizer.json")),
     }
 }
 
 /// Only the config's hash.
 pub(crate) fn config_of(path: &Path) -> anyhow::Result<String> {
-    match gguf_file(path)? {
-        Some(file) => Ok(of_gguf(&file)?.config),
+    match Checkpoint::gguf_file(path)? {
+        Some(file) => Ok(gguf_header_hashes(&file)?.0),
         None => file_hash(&path.join("config.json")),
     }
 }

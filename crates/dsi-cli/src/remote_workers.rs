@@ -101,7 +101,7 @@ impl RemoteWorkers {
         let theirs = &worker.info.model;
         if theirs.config != ours.config || theirs.tokenizer != ours.tokenizer {
             return Err(UsageError(format!(
-                "worker {url} serves another model than {dir} (its config.json or tokenizer.json differ): \
+                "worker {url} serves another model than {dir} (its configuration or tokenizer differ): \
                  start it with --model pointing at the same checkpoint"
             ))
             .into());
@@ -132,7 +132,7 @@ impl RemoteWorkers {
         if worker.info.model.tokenizer != ours {
             return Err(UsageError(format!(
                 "worker {url}'s drafter has another tokenizer than the target in {}: a drafter must \
-                 share the target's tokenizer.json",
+                 share the target's tokenizer",
                 self.target_dir.display()
             ))
             .into());

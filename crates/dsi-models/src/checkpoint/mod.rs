@@ -118,12 +118,10 @@ impl Checkpoint {
                 what: "the checkpoint folder (config.json, model.safetensors, tokenizer.json) or GGUF file",
             });
         }
-        let dir = path;
-        if !dir.join("config.json").exists()
-            && let Some(file) = only_gguf_in(dir)?
-        {
+        if let Some(file) = Self::gguf_file(path)? {
             return Self::open_gguf(&file);
         }
+        let dir = path;
         let config_path = dir.join("config.json");
         if !config_path.exists() {
             return Err(ModelError::MissingFile {
@@ -164,6 +162,20 @@ impl Checkpoint {
             tokenizer_config,
             block_formats: Vec::new(),
         })
+    }
+
+    /// The GGUF file `path` names: itself when it is a file, or the one
+    /// `.gguf` in a folder without `config.json`; `None` for a Hugging Face
+    /// folder.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn gguf_file(path: &Path) -> Result<Option<PathBuf>> {
+        if path.is_file() {
+            return Ok(Some(path.to_path_buf()));
+        }
+        if !path.is_dir() || path.join("config.json").exists() {
+            return Ok(None);
+        }
+        only_gguf_in(path)
     }
 
     /// Opens a GGUF file: the architecture, tokenizer, end-of-turn tokens
@@ -209,8 +221,8 @@ impl Checkpoint {
     }
 }
 
-/// The one `.gguf` file in `dir` when it holds no `config.json`: `None`
-/// when there is none, an error naming them when there are several.
+/// The one `.gguf` file in `dir`: `None` when there is none, an error
+/// naming them when there are several.
 #[cfg(not(target_arch = "wasm32"))]
 fn only_gguf_in(dir: &Path) -> Result<Option<PathBuf>> {
     let entries = std::fs::read_dir(dir).map_err(|source| ModelError::Io {
