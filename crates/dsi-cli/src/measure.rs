@@ -66,11 +66,11 @@ struct Common {
 
 #[derive(Debug, Args)]
 struct AcceptanceArgs {
-    /// Target checkpoint (default: the bundled target).
-    #[arg(long, value_name = "DIR")]
+    /// Target checkpoint, a folder or a GGUF file (default: the bundled target).
+    #[arg(long, value_name = "DIR_OR_GGUF")]
     model: Option<PathBuf>,
-    /// Drafter checkpoint (default: the bundled drafter).
-    #[arg(long, value_name = "DIR")]
+    /// Drafter checkpoint, a folder or a GGUF file (default: the bundled drafter).
+    #[arg(long, value_name = "DIR_OR_GGUF")]
     drafter: Option<PathBuf>,
     /// Tokens the target generates per prompt.
     #[arg(long, default_value_t = 128)]
@@ -81,8 +81,8 @@ struct AcceptanceArgs {
 
 #[derive(Debug, Args)]
 struct LatencyArgs {
-    /// Checkpoint to time (default: both bundled models).
-    #[arg(long, value_name = "DIR")]
+    /// Checkpoint to time, a folder or a GGUF file (default: both bundled models).
+    #[arg(long, value_name = "DIR_OR_GGUF")]
     model: Option<PathBuf>,
     /// Decode steps timed per prompt.
     #[arg(long, default_value_t = 32)]

@@ -28,12 +28,14 @@ use std::time::Duration;
 /// Where the target and drafter are, where they run, and how DSI uses them.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct PoolArgs {
-    /// Target model: a Hugging Face checkpoint folder (default: the bundled target).
-    #[arg(long, value_name = "DIR")]
+    /// Target model: a Hugging Face checkpoint folder or a GGUF file
+    /// (default: the bundled target).
+    #[arg(long, value_name = "DIR_OR_GGUF")]
     pub(crate) model: Option<PathBuf>,
-    /// Drafter model (same tokenizer as the target); needed by dsi and si
-    /// (default: the bundled drafter, when --model is not given either).
-    #[arg(long, value_name = "DIR")]
+    /// Drafter model (same tokenizer as the target; a folder or a GGUF
+    /// file); needed by dsi and si (default: the bundled drafter, when
+    /// --model is not given either).
+    #[arg(long, value_name = "DIR_OR_GGUF")]
     pub(crate) drafter: Option<PathBuf>,
     /// Algorithm: auto, dsi, si or nonsi (default: auto with a drafter, else
     /// nonsi). `auto` chooses the algorithm, lookahead and target servers
@@ -207,7 +209,7 @@ impl PoolArgs {
         Ok(vec![Placement::Local(self.backend); servers])
     }
 
-    /// Opens the target's checkpoint folder (config, tokenizer, weights).
+    /// Opens the target's checkpoint (config, tokenizer, weights).
     pub(crate) fn open_target(&self) -> anyhow::Result<Checkpoint> {
         let dir = self.target_dir();
         Checkpoint::open(&dir).with_context(|| format!("loading the target in {}", dir.display()))

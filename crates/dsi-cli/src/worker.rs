@@ -27,9 +27,9 @@ pub(crate) struct WorkerArgs {
     /// printed). Loopback unless --auth-token-file or --insecure.
     #[arg(long, default_value = "127.0.0.1:50051")]
     listen: SocketAddr,
-    /// Model: a Hugging Face checkpoint folder (default: the bundled target,
-    /// or the bundled drafter with --role drafter).
-    #[arg(long, value_name = "DIR")]
+    /// Model: a Hugging Face checkpoint folder or a GGUF file (default: the
+    /// bundled target, or the bundled drafter with --role drafter).
+    #[arg(long, value_name = "DIR_OR_GGUF")]
     model: Option<PathBuf>,
     /// Device: cpu, ndarray, wgpu, wgpu:N, cuda, cuda:N.
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
