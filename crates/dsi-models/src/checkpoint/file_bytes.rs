@@ -1,5 +1,6 @@
 //! The bytes of a checkpoint file: memory-mapped on native, owned when
-//! they were handed over (the browser).
+//! they were handed over (the browser), and the float widths both file
+//! formats store, widened to f32.
 
 #[cfg(not(target_arch = "wasm32"))]
 use crate::{ModelError, Result};
@@ -46,5 +47,33 @@ impl FileBytes {
         #[allow(unsafe_code)]
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
         Ok(FileBytes::Mapped(map))
+    }
+}
+
+/// A float element type as safetensors and GGUF files store it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FloatBytes {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl FloatBytes {
+    /// Little-endian elements of this type, widened to f32.
+    pub(crate) fn to_f32(self, raw: &[u8]) -> Vec<f32> {
+        match self {
+            FloatBytes::F32 => raw
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            FloatBytes::F16 => raw
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            FloatBytes::Bf16 => raw
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! named by `model.safetensors.index.json`; memory-mapped on native, or
 //! given as bytes (the browser).
 
-use super::file_bytes::FileBytes;
+use super::file_bytes::{FileBytes, FloatBytes};
 use crate::{ModelError, Result};
 use safetensors::SafeTensors;
 use safetensors::tensor::{Dtype, Metadata};
@@ -183,24 +183,13 @@ impl SafetensorsFiles {
 
 /// Little-endian F32, F16 or BF16 bytes as f32; `None` for other dtypes.
 fn to_f32(raw: &[u8], dtype: Dtype) -> Option<Vec<f32>> {
-    match dtype {
-        Dtype::F32 => Some(
-            raw.chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-        ),
-        Dtype::F16 => Some(
-            raw.chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-        ),
-        Dtype::BF16 => Some(
-            raw.chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-        ),
-        _ => None,
-    }
+    let kind = match dtype {
+        Dtype::F32 => FloatBytes::F32,
+        Dtype::F16 => FloatBytes::F16,
+        Dtype::BF16 => FloatBytes::Bf16,
+        _ => return None,
+    };
+    Some(kind.to_f32(raw))
 }
 
 fn describe(err: &safetensors::SafeTensorError) -> String {

@@ -17,7 +17,6 @@ mod tokenizer;
 
 pub use config::ARCHITECTURES;
 pub use metadata::Value;
-pub use parse::{TensorInfo, TensorType};
 
 use super::file_bytes::FileBytes;
 use super::{HostTensor, TensorSource, TextTokenizer};
@@ -25,7 +24,7 @@ use crate::config::ModelConfig;
 use crate::{ModelError, Result};
 use dsi_kernels::weights::Weights;
 use metadata::Metadata;
-use parse::Parsed;
+use parse::{Parsed, TensorType};
 #[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
 use std::sync::Arc;
@@ -129,11 +128,6 @@ impl GgufFile {
     /// A metadata value, by key.
     pub fn metadata(&self, key: &str) -> Option<&Value> {
         self.parsed.metadata.get(key)
-    }
-
-    /// The tensor table entry under its GGUF name.
-    pub fn tensor_info(&self, name: &str) -> Option<&TensorInfo> {
-        self.parsed.tensors.get(name)
     }
 
     fn error(&self, reason: String) -> ModelError {

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 
 /// What one tensor's elements are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TensorType {
+pub(super) enum TensorType {
     /// 32-bit float.
     F32,
     /// IEEE half.
@@ -60,7 +60,7 @@ impl TensorType {
     }
 
     /// GGUF's name of the type.
-    pub fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             TensorType::F32 => "F32",
             TensorType::F16 => "F16",
@@ -104,16 +104,16 @@ fn unsupported_type_name(id: u32) -> String {
 
 /// One entry of the tensor table.
 #[derive(Debug, Clone)]
-pub struct TensorInfo {
+pub(super) struct TensorInfo {
     /// Dimensions as Hugging Face orders them: outermost first (GGUF's
     /// list reversed).
-    pub shape: Vec<usize>,
+    pub(super) shape: Vec<usize>,
     /// The element type.
-    pub dtype: TensorType,
+    pub(super) dtype: TensorType,
     /// Where its bytes are, from the start of the file.
-    pub start: usize,
+    pub(super) start: usize,
     /// How many bytes.
-    pub len: usize,
+    pub(super) len: usize,
 }
 
 /// A parsed GGUF file, without its tensor data.

@@ -15,7 +15,7 @@
 
 use super::parse::{TensorInfo, TensorType};
 use crate::checkpoint::HostTensor;
-use crate::checkpoint::file_bytes::FileBytes;
+use crate::checkpoint::file_bytes::{FileBytes, FloatBytes};
 use crate::{ModelError, Result};
 use dsi_kernels::weights::{BlockBytes, Weights};
 use std::sync::Arc;
@@ -139,18 +139,9 @@ impl Found<'_> {
     pub(super) fn to_f32(&self) -> HostTensor {
         let bytes = reorder(self.bytes(), self.row_bytes(), self.rows);
         let values = match self.info.dtype {
-            TensorType::F32 => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            TensorType::F16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            TensorType::Bf16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
+            TensorType::F32 => FloatBytes::F32.to_f32(&bytes),
+            TensorType::F16 => FloatBytes::F16.to_f32(&bytes),
+            TensorType::Bf16 => FloatBytes::Bf16.to_f32(&bytes),
             TensorType::Blocks(format) => {
                 let per = format.weights_per_block();
                 let mut values = vec![0f32; bytes.len() / format.block_bytes() * per];
